@@ -1,0 +1,346 @@
+"""Annotation schema: object categories, per-object attributes and annotation conventions.
+
+A :class:`Schema` is a small, versioned document (YAML or JSON) that says *what* is being
+annotated: the categories (with display colours), optional attributes per object, and the
+conventions for re-entry, occlusion, minimum size and objects cut by the image border.
+This module is Qt-free and only depends on pydantic and PyYAML.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SchemaError
+
+__all__ = [
+    "AttributeSpec",
+    "Category",
+    "Schema",
+    "label_colors",
+    "object_color",
+]
+
+_HEX_RE = re.compile(r"^#([0-9a-fA-F]{6})$")
+
+DEFAULT_OCCLUDED = (
+    "inside the field of view but hidden by another object or by smoke/debris; "
+    "presence score <= 0 while the last visible bbox is away from the border"
+)
+DEFAULT_OUT_OF_FRAME = "outside the field of view: last seen touching the image border"
+
+# Colours cycled by helpers that create categories without an explicit colour.
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#008080",
+    "#9a6324",
+)
+
+
+def _hex_to_rgb(color: str) -> tuple[float, float, float]:
+    return tuple(int(color[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def _rgb_to_hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{int(round(min(max(c, 0.0), 1.0) * 255)):02x}" for c in rgb)
+
+
+class Category(BaseModel):
+    """An object category with a display colour (``#rrggbb``, stored lowercase)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    color: str = "#e6194b"
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("category name must not be empty")
+        return v
+
+    @field_validator("color")
+    @classmethod
+    def _check_color(cls, v: str) -> str:
+        v = v.strip()
+        if not _HEX_RE.match(v):
+            raise ValueError(f"colour {v!r} is not a hex colour like '#1f77b4'")
+        return v.lower()
+
+    def rgba(self) -> tuple[float, float, float, float]:
+        """The colour as an RGBA tuple with components in 0..1 (alpha 1)."""
+        r, g, b = _hex_to_rgb(self.color)
+        return (r, g, b, 1.0)
+
+
+AttributeKind = Literal["bool", "int", "float", "text", "choice"]
+
+
+class AttributeSpec(BaseModel):
+    """A per-object attribute (e.g. ``truncated: bool`` or ``side: choice[left, right]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: AttributeKind
+    choices: list[str] = Field(default_factory=list)
+    default: Any = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("attribute name must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> AttributeSpec:
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError(
+                    f"attribute {self.name!r} of kind 'choice' needs a non-empty 'choices' list"
+                )
+            if len(set(self.choices)) != len(self.choices):
+                raise ValueError(f"attribute {self.name!r} has duplicate choices")
+        elif self.choices:
+            raise ValueError(
+                f"attribute {self.name!r}: 'choices' is only allowed for kind 'choice'"
+            )
+        if self.default is not None:
+            self.default = self.validate_value(self.default)
+        return self
+
+    def validate_value(self, value: Any) -> Any:
+        """Check ``value`` against this attribute's kind and return it (ints coerced to float for
+        ``float``). Raises ``ValueError`` with a message naming the attribute."""
+        where = f"attribute {self.name!r} ({self.kind})"
+        if value is None:
+            return None
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: expected true/false, got {value!r}")
+            return value
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{where}: expected an integer, got {value!r}")
+            return value
+        if self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where}: expected a number, got {value!r}")
+            return float(value)
+        if self.kind == "text":
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: expected text, got {value!r}")
+            return value
+        # choice
+        if value not in self.choices:
+            raise ValueError(f"{where}: {value!r} is not one of {self.choices}")
+        return value
+
+
+def _default_categories() -> list[Category]:
+    return [Category(name="object", color=PALETTE[0])]
+
+
+class Schema(BaseModel):
+    """Annotation schema: categories, attributes and annotation conventions (version 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    name: str = "untitled"
+    categories: list[Category] = Field(default_factory=_default_categories, min_length=1)
+    attributes: list[AttributeSpec] = Field(default_factory=list)
+    reentry_identity: Literal["same_id", "new_linked_id"] = "same_id"
+    """When an object leaves the view and re-enters: keep its id, or a new id linked to the old."""
+    occluded_definition: str = DEFAULT_OCCLUDED
+    out_of_frame_definition: str = DEFAULT_OUT_OF_FRAME
+    min_visible_pixels: int = Field(default=0, ge=0)
+    """Masks with fewer pixels than this count as absent."""
+    edge_policy: Literal["keep", "drop", "flag"] = "keep"
+    """Objects cut by the frame border: keep them, drop border-touching masks, or flag them."""
+    border_margin_px: int = Field(default=0, ge=0)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_categories(cls, v: list[Category]) -> list[Category]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate category names: {', '.join(dupes)}")
+        return v
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, v: list[AttributeSpec]) -> list[AttributeSpec]:
+        names = [a.name for a in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate attribute names: {', '.join(dupes)}")
+        return v
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> Schema:
+        """The default schema: one category ``object``."""
+        return cls()
+
+    def category_names(self) -> list[str]:
+        """Category names in schema order."""
+        return [c.name for c in self.categories]
+
+    def category(self, name: str) -> Category:
+        """The category called ``name``; ``KeyError`` listing the known names otherwise."""
+        for c in self.categories:
+            if c.name == name:
+                return c
+        raise KeyError(
+            f"unknown category {name!r}; known categories: {', '.join(self.category_names())}"
+        )
+
+    def color_of(self, category_name: str) -> str:
+        """Hex colour of a category."""
+        return self.category(category_name).color
+
+    def attribute(self, name: str) -> AttributeSpec:
+        """The attribute spec called ``name``; ``KeyError`` otherwise."""
+        for a in self.attributes:
+            if a.name == name:
+                return a
+        known = ", ".join(a.name for a in self.attributes) or "(none)"
+        raise KeyError(f"unknown attribute {name!r}; known attributes: {known}")
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """YAML text (keys in field order)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def to_json(self) -> str:
+        """Indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path``; format from the suffix (``.yaml``/``.yml``/``.json``)."""
+        path = Path(path)
+        fmt = _fmt_from_suffix(path)
+        text = self.to_json() if fmt == "json" else self.to_yaml()
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_text(
+        cls, text: str, fmt: Literal["yaml", "json"] = "yaml", *, source: str = "<text>"
+    ) -> Schema:
+        """Parse schema text (``fmt`` is ``"yaml"`` or ``"json"``); ``SchemaError`` if invalid."""
+        hint = "fix the file or create a new schema"
+        fmt_l = fmt.lower()
+        if fmt_l == "yml":
+            fmt_l = "yaml"
+        if fmt_l not in ("yaml", "json"):
+            raise SchemaError(f"{source}: unknown schema format {fmt!r} (use yaml or json); {hint}")
+        try:
+            data = json.loads(text) if fmt_l == "json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SchemaError(f"{source}: not valid {fmt_l.upper()} ({first}); {hint}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SchemaError(
+                f"{source}: expected a mapping at the top level, got {type(data).__name__}; {hint}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SchemaError(f"{source}: {_first_problem(exc)}; {hint}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        """Read a schema file (``.yaml``/``.yml``/``.json``); ``SchemaError`` (one line) if the file
+        is missing, unreadable or invalid."""
+        path = Path(path)
+        hint = "fix the file or create a new schema"
+        try:
+            fmt = _fmt_from_suffix(path)
+        except ValueError as exc:
+            raise SchemaError(f"{path.name}: {exc}; {hint}") from None
+        if not path.is_file():
+            raise SchemaError(f"{path.name}: schema file not found at {path}; {hint}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"{path.name}: cannot read file ({exc}); {hint}") from None
+        return cls.from_text(text, fmt, source=path.name)
+
+
+def _fmt_from_suffix(path: Path) -> Literal["yaml", "json"]:
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(
+        f"unsupported schema file extension {path.suffix!r} (use .yaml, .yml or .json)"
+    )
+
+
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    msg = " ".join(msg.split())  # single line
+    n = exc.error_count()
+    more = f" (+{n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+# -- colours ---------------------------------------------------------------------------------
+
+
+def object_color(obj_id: int, category: str, schema: Schema) -> str:
+    """Hex colour for object ``obj_id`` of ``category``: the category's hue with lightness (and a
+    touch of saturation) varied deterministically per id, so objects of one category are
+    distinguishable yet recognisably that category."""
+    base = schema.color_of(category)
+    h, light, sat = colorsys.rgb_to_hls(*_hex_to_rgb(base))
+    # Deterministic, well-spread offsets: golden-ratio sequence in [-0.5, 0.5).
+    frac = (int(obj_id) * 0.6180339887498949) % 1.0 - 0.5
+    # Keep lightness in a band where the hue stays visible.
+    lo, hi = 0.25, 0.75
+    center = min(max(light, lo + 0.12), hi - 0.12)
+    new_l = min(max(center + 0.24 * frac, lo), hi)
+    if abs(new_l - light) < 0.04:  # make sure the id-specific colour differs from the base
+        new_l = min(max(light + (0.08 if frac >= 0 else -0.08), lo), hi)
+    new_s = sat if sat < 0.05 else min(max(sat * (1.0 - 0.2 * abs(frac)), 0.2), 1.0)
+    return _rgb_to_hex(colorsys.hls_to_rgb(h, new_l, new_s))
+
+
+def label_colors(objects: Mapping[int, str], schema: Schema) -> dict[int, str]:
+    """Map object id -> hex colour of its category (``objects`` maps id -> category name)."""
+    return {int(obj_id): schema.color_of(cat) for obj_id, cat in objects.items()}
