@@ -315,11 +315,11 @@ def test_ome_tiff_channels(tmp_path, no_full_tiff_reads):
 
 
 def test_tiff_float32_and_single_image(tmp_path):
-    data = np.random.default_rng(2).normal(0, 1, (4, 10, 12)).astype(np.float32)
+    data = np.random.default_rng(2).normal(0, 1, (5, 10, 12)).astype(np.float32)
     path = tmp_path / "f.tif"
-    tifffile.imwrite(path, data, metadata={"axes": "TYX"})
+    tifffile.imwrite(path, data, photometric="minisblack", metadata={"axes": "TYX"})
     with open_source(path, window=(-1.0, 1.0)) as src:
-        assert src.dtype == np.float32 and len(src) == 4
+        assert src.dtype == np.float32 and src.shape == (5, 10, 12)
         np.testing.assert_array_equal(src.read(1), data[1])
         expected = np.rint(np.clip((data[1].astype(np.float64) + 1) / 2, 0, 1) * 255)
         np.testing.assert_array_equal(src.read_rgb(1)[..., 0], expected.astype(np.uint8))
