@@ -1,0 +1,468 @@
+"""Streaming SAM 2 tracker: upstream's per-object inference with bounded memory.
+
+:class:`StreamingTracker` drives an upstream ``SAM2VideoPredictor`` over an inference state it
+builds itself, with three changes that keep memory flat for videos of any length while giving
+the same masks as upstream:
+
+* frames are read lazily (:class:`~.frames.ModelFrames`) instead of all at start-up;
+* per-frame outputs that memory attention can no longer read are dropped: non-conditioning
+  outputs farther than ``retain_frames`` (default: the attention window, 16 frames) from the
+  frame being tracked and from every conditioning frame of that object;
+* masks are thresholded as soon as they are produced; full-resolution logits are never kept.
+
+The propagation loop is upstream's ``propagate_in_video`` restricted to chosen objects and
+frame ranges, and it also reports each object's presence logit (the occlusion head).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..errors import PromptError
+from ..prompts import Prompt
+from .frames import ModelFrames
+from .models import LoadedModel
+
+Direction = Literal["forward", "backward", "both"]
+
+
+@dataclass
+class FrameResult:
+    """Thresholded output of one frame for the objects tracked on it."""
+
+    frame: int
+    direction: str
+    masks: dict[int, np.ndarray]  # object id -> bool (H, W)
+    presence: dict[int, float]  # object id -> object-score logit (> 0: present)
+    prompted: set[int] = field(default_factory=set)  # objects with a prompt on this frame
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self.masks)
+
+
+class _TrackedFrames(MutableMapping):
+    """``frames_tracked_per_obj[obj]`` as one byte per frame instead of a growing dict.
+
+    Upstream stores ``{frame: {"reverse": bool}}`` for every tracked frame; this keeps the same
+    mapping interface (0: not tracked, 1: forward, 2: reverse) in a fixed-size array.
+    """
+
+    def __init__(self, num_frames: int):
+        self._codes = np.zeros(num_frames, dtype=np.int8)
+
+    def __getitem__(self, t: int) -> dict:
+        if not (0 <= t < len(self._codes)) or self._codes[t] == 0:
+            raise KeyError(t)
+        return {"reverse": bool(self._codes[t] == 2)}
+
+    def __setitem__(self, t: int, value: dict) -> None:
+        self._codes[t] = 2 if value["reverse"] else 1
+
+    def __delitem__(self, t: int) -> None:
+        if self._codes[t] == 0:
+            raise KeyError(t)
+        self._codes[t] = 0
+
+    def __contains__(self, t: object) -> bool:
+        return isinstance(t, (int, np.integer)) and 0 <= t < len(self._codes) and self._codes[t] != 0
+
+    def __iter__(self):
+        return iter(np.flatnonzero(self._codes).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._codes))
+
+    def clear(self) -> None:
+        self._codes[:] = 0
+
+
+class StreamingTracker:
+    """Keyframe prompting and streaming propagation over a lazy frame source.
+
+    Args:
+        model: a loaded SAM 2 video model.
+        source: a :class:`~napari_sam2_track.sources.FrameSource`.
+        retain_frames: how far (in frames) non-conditioning outputs are kept around the frame
+            being tracked and around each conditioning frame. The default keeps exactly the
+            window memory attention reads; ``None`` keeps everything, as upstream does.
+        read_ahead: frames decoded ahead of the model on a reader thread.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        source,
+        *,
+        retain_frames: int | None = -1,
+        read_ahead: int = 4,
+    ):
+        self.model = model
+        self.predictor = model.predictor
+        self.source = source
+        self.num_frames = len(source)
+        self.height = int(source.height)
+        self.width = int(source.width)
+        p = self.predictor
+        window = max(p.num_maskmem, p.max_obj_ptrs_in_encoder) * p.memory_temporal_stride_for_eval
+        self.retain_frames = window if retain_frames == -1 else retain_frames
+        self.frames = ModelFrames(source, p.image_size, depth=read_ahead)
+        self._lock = threading.RLock()
+        self.state = self._init_state()
+
+    # ------------------------------------------------------------------ state
+    def _init_state(self) -> dict:
+        """The inference state of ``SAM2VideoPredictor.init_state``, with lazy images."""
+        from collections import OrderedDict
+
+        device = self.predictor.device
+        state: dict = {
+            "images": self.frames,
+            "num_frames": self.num_frames,
+            "offload_video_to_cpu": True,
+            "offload_state_to_cpu": False,
+            "video_height": self.height,
+            "video_width": self.width,
+            "device": device,
+            "storage_device": device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": _FramesTrackedPerObj(self.num_frames),
+        }
+        return state
+
+    def _context(self):
+        import torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.predictor.device.type == "cuda":
+            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+        return stack
+
+    @property
+    def obj_ids(self) -> list[int]:
+        """Ids of the objects that have received prompts."""
+        return list(self.state["obj_ids"])
+
+    def keyframes(self, obj_id: int) -> list[int]:
+        """Frames on which ``obj_id`` is conditioned (its prompted frames), sorted."""
+        idx = self.state["obj_id_to_idx"].get(obj_id)
+        if idx is None:
+            return []
+        frames = set(self.state["point_inputs_per_obj"][idx])
+        frames |= set(self.state["mask_inputs_per_obj"][idx])
+        return sorted(frames)
+
+    def is_tracked(self, obj_id: int, frame: int) -> bool:
+        idx = self.state["obj_id_to_idx"].get(obj_id)
+        return idx is not None and frame in self.state["frames_tracked_per_obj"][idx]
+
+    def state_bytes(self) -> int:
+        """Bytes held by tensors in the inference state (frames are not held)."""
+        import torch
+
+        seen: set[int] = set()
+        total = 0
+
+        def walk(obj):
+            nonlocal total
+            if isinstance(obj, torch.Tensor):
+                key = obj.untyped_storage().data_ptr()
+                if key not in seen:
+                    seen.add(key)
+                    total += obj.untyped_storage().nbytes()
+            elif isinstance(obj, dict):
+                for v in obj.values():
+                    walk(v)
+            elif isinstance(obj, (list, tuple)):
+                for v in obj:
+                    walk(v)
+
+        for key, value in self.state.items():
+            if key != "images":
+                walk(value)
+        return total
+
+    # ---------------------------------------------------------------- prompts
+    def _check_frame(self, obj_id: int, frame: int) -> None:
+        if not (0 <= frame < self.num_frames):
+            raise PromptError(
+                f"prompt for object {obj_id} is on frame {frame} but the video has "
+                f"{self.num_frames} frames (0..{self.num_frames - 1})"
+            )
+
+    def add_prompt(self, prompt: Prompt, base_dir=None) -> np.ndarray:
+        """Apply a :class:`~napari_sam2_track.prompts.Prompt`; returns the object's mask there."""
+        self._check_frame(prompt.object, prompt.frame)
+        prompt.check_frame(self.num_frames, self.height, self.width)
+        if prompt.mask is not None:
+            mask = prompt.load_mask(base_dir, self.height, self.width)
+            return self.add_mask(prompt.object, prompt.frame, mask)
+        return self.add_points(
+            prompt.object,
+            prompt.frame,
+            points=prompt.points or None,
+            labels=prompt.labels or None,
+            box=prompt.box,
+        )
+
+    def add_points(
+        self,
+        obj_id: int,
+        frame: int,
+        points=None,
+        labels=None,
+        box=None,
+    ) -> np.ndarray:
+        """Set the clicks and/or box of ``obj_id`` on ``frame``; returns its bool mask there.
+
+        The prompt replaces earlier clicks on that frame. On a frame that has already been
+        tracked, it becomes a conditioning frame (a correction); re-propagate the segment from
+        :meth:`correction_range` to apply it to neighbouring frames.
+        """
+        prompt = Prompt.build(
+            object=obj_id,
+            frame=frame,
+            points=[] if points is None else [tuple(map(float, p)) for p in points],
+            labels=[] if labels is None else [int(v) for v in labels],
+            box=None if box is None else tuple(map(float, box)),
+        )
+        self._check_frame(obj_id, frame)
+        prompt.check_frame(self.num_frames, self.height, self.width)
+        with self._lock, self._context():
+            _, obj_ids, masks = self.predictor.add_new_points_or_box(
+                self.state,
+                frame_idx=frame,
+                obj_id=obj_id,
+                points=np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2)
+                if prompt.points
+                else None,
+                labels=np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None,
+                box=None if prompt.box is None else np.asarray(prompt.box, dtype=np.float32),
+                clear_old_points=True,
+            )
+            return (masks[obj_ids.index(obj_id), 0] > 0).cpu().numpy()
+
+    def add_mask(self, obj_id: int, frame: int, mask: np.ndarray) -> np.ndarray:
+        """Set a mask prompt (bool (H, W) at video resolution); returns the object's mask."""
+        import torch
+
+        self._check_frame(obj_id, frame)
+        mask = np.asarray(mask)
+        if mask.shape != (self.height, self.width):
+            raise PromptError(
+                f"mask prompt is {mask.shape[1]}x{mask.shape[0]} but the video is "
+                f"{self.width}x{self.height}"
+            )
+        if not mask.any():
+            raise PromptError(f"mask prompt for object {obj_id} on frame {frame} is empty")
+        with self._lock, self._context():
+            _, obj_ids, masks = self.predictor.add_new_mask(
+                self.state, frame_idx=frame, obj_id=obj_id, mask=torch.from_numpy(mask != 0)
+            )
+            return (masks[obj_ids.index(obj_id), 0] > 0).cpu().numpy()
+
+    def clear_prompt(self, obj_id: int, frame: int) -> None:
+        """Remove the prompt of ``obj_id`` on ``frame``; an object left without any is removed."""
+        with self._lock, self._context():
+            if obj_id not in self.state["obj_id_to_idx"]:
+                return
+            self.predictor.clear_all_prompts_in_frame(self.state, frame, obj_id, need_output=False)
+            if not self.keyframes(obj_id):
+                self.remove_object(obj_id)
+
+    def remove_object(self, obj_id: int) -> None:
+        """Forget an object and all its prompts and memory."""
+        with self._lock, self._context():
+            self.predictor.remove_object(self.state, obj_id, need_output=False)
+            tracked = self.state["frames_tracked_per_obj"]
+            if not isinstance(tracked, _FramesTrackedPerObj):  # upstream rebuilt it as a dict
+                self.state["frames_tracked_per_obj"] = _FramesTrackedPerObj.from_dict(
+                    tracked, self.num_frames
+                )
+
+    def correction_range(self, obj_id: int, frame: int) -> tuple[int, int]:
+        """The frames a prompt on ``frame`` affects: up to (not including) the neighbouring
+        keyframes of the object, or the video ends."""
+        others = [k for k in self.keyframes(obj_id) if k != frame]
+        before = max((k for k in others if k < frame), default=-1)
+        after = min((k for k in others if k > frame), default=self.num_frames)
+        return before + 1, after - 1
+
+    # ------------------------------------------------------------ propagation
+    def plan(
+        self,
+        direction: Direction = "both",
+        start: int | None = None,
+        end: int | None = None,
+        obj_ids: list[int] | None = None,
+    ) -> list[tuple[bool, list[int]]]:
+        """The passes :meth:`propagate` will run: ``[(reverse, frames), ...]``.
+
+        * forward: from the earliest keyframe in ``[start, end]`` to ``end``;
+        * backward: from the latest keyframe in ``[start, end]`` down to ``start``;
+        * both: forward from the earliest keyframe, then backward from it, so every frame is
+          computed once.
+        """
+        start = 0 if start is None else start
+        end = self.num_frames - 1 if end is None else end
+        if not (0 <= start <= end < self.num_frames):
+            raise PromptError(
+                f"frame range {start}-{end} is outside the video (0..{self.num_frames - 1})"
+            )
+        if direction not in ("forward", "backward", "both"):
+            raise PromptError(f"direction must be forward, backward or both, not {direction!r}")
+        obj_ids = self._select(obj_ids)
+        keys = sorted({k for o in obj_ids for k in self.keyframes(o) if start <= k <= end})
+        if not keys:
+            raise PromptError(
+                f"no prompt for objects {obj_ids} in frames {start}-{end}; add a prompt there first"
+            )
+        passes = []
+        if direction in ("forward", "both"):
+            passes.append((False, list(range(keys[0], end + 1))))
+        if direction == "backward":
+            passes.append((True, list(range(keys[-1], start - 1, -1))))
+        elif direction == "both" and keys[0] > start:
+            passes.append((True, list(range(keys[0], start - 1, -1))))
+        return passes
+
+    def _select(self, obj_ids: list[int] | None) -> list[int]:
+        known = self.obj_ids
+        if not known:
+            raise PromptError("no prompts yet: click on an object or draw a box first")
+        if obj_ids is None:
+            return known
+        unknown = [o for o in obj_ids if o not in known]
+        if unknown:
+            raise PromptError(f"objects {unknown} have no prompts (prompted objects: {known})")
+        return list(obj_ids)
+
+    def propagate(
+        self,
+        direction: Direction = "both",
+        start: int | None = None,
+        end: int | None = None,
+        obj_ids: list[int] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[FrameResult]:
+        """Track the chosen objects through ``[start, end]``, yielding one result per frame.
+
+        Stops between frames when ``cancel`` is set (or when the generator is closed).
+        """
+        passes = self.plan(direction, start, end, obj_ids)
+        selected = self._select(obj_ids)
+        with self._lock:
+            with self._context():
+                self.predictor.propagate_in_video_preflight(self.state)
+            for reverse, order in passes:
+                self.frames.schedule(order)
+                for t in order:
+                    if cancel is not None and cancel.is_set():
+                        return
+                    with self._context():
+                        result = self._track_frame(t, selected, reverse)
+                    yield result
+
+    def _track_frame(self, t: int, obj_ids: list[int], reverse: bool) -> FrameResult:
+        """Upstream ``propagate_in_video``'s body for one frame, for the chosen objects."""
+        import torch.nn.functional as F
+
+        state = self.state
+        p = self.predictor
+        masks: dict[int, np.ndarray] = {}
+        presence: dict[int, float] = {}
+        prompted: set[int] = set()
+        for obj_id in obj_ids:
+            obj_idx = state["obj_id_to_idx"][obj_id]
+            out_dict = state["output_dict_per_obj"][obj_idx]
+            if t in out_dict["cond_frame_outputs"]:
+                out = out_dict["cond_frame_outputs"][t]
+                pred_masks = out["pred_masks"].to(state["device"], non_blocking=True)
+                prompted.add(obj_id)
+            else:
+                out, pred_masks = p._run_single_frame_inference(
+                    inference_state=state,
+                    output_dict=out_dict,
+                    frame_idx=t,
+                    batch_size=1,
+                    is_init_cond_frame=False,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=reverse,
+                    run_mem_encoder=True,
+                )
+                out_dict["non_cond_frame_outputs"][t] = out
+            state["frames_tracked_per_obj"][obj_idx][t] = {"reverse": reverse}
+            if pred_masks.shape[-2:] != (self.height, self.width):
+                pred_masks = F.interpolate(
+                    pred_masks.float(),
+                    size=(self.height, self.width),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+            masks[obj_id] = (pred_masks[0, 0] > 0).cpu().numpy()
+            presence[obj_id] = float(out["object_score_logits"].float().reshape(-1)[0])
+            self._prune(out_dict, t)
+        return FrameResult(
+            frame=t,
+            direction="backward" if reverse else "forward",
+            masks=masks,
+            presence=presence,
+            prompted=prompted,
+        )
+
+    def _prune(self, out_dict: dict, t: int) -> None:
+        """Drop non-conditioning outputs that memory attention can no longer read."""
+        r = self.retain_frames
+        if r is None:
+            return
+        cond = list(out_dict["cond_frame_outputs"])
+        non_cond = out_dict["non_cond_frame_outputs"]
+        for f in list(non_cond):
+            if abs(f - t) > r and all(abs(f - c) > r for c in cond):
+                del non_cond[f]
+
+    def close(self) -> None:
+        """Stop the frame reader thread."""
+        self.frames.close()
+
+
+class _FramesTrackedPerObj(dict):
+    """``frames_tracked_per_obj``: creates a compact :class:`_TrackedFrames` per new object."""
+
+    def __init__(self, num_frames: int):
+        super().__init__()
+        self.num_frames = num_frames
+
+    def __setitem__(self, obj_idx, value) -> None:
+        if not isinstance(value, _TrackedFrames):
+            tracked = _TrackedFrames(self.num_frames)
+            for t, v in dict(value).items():
+                tracked[t] = v
+            value = tracked
+        super().__setitem__(obj_idx, value)
+
+    def update(self, *args, **kwargs) -> None:  # used by upstream remove_object
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    @classmethod
+    def from_dict(cls, d: dict, num_frames: int) -> "_FramesTrackedPerObj":
+        out = cls(num_frames)
+        out.update(d)
+        return out

@@ -1,0 +1,207 @@
+"""Prompts: which objects to track and the clicks, boxes and masks that define them.
+
+The same models back the CLI's ``--prompts`` JSON file, the project store and the napari
+widgets. Coordinates are in pixels of the original video, ``x`` to the right, ``y`` down.
+
+Example::
+
+    {
+      "version": 1,
+      "objects": [{"id": 1, "name": "left cell", "category": "nucleus"}],
+      "prompts": [
+        {"object": 1, "frame": 0, "points": [[120, 88]], "labels": [1]},
+        {"object": 1, "frame": 40, "box": [100, 70, 150, 110]},
+        {"object": 1, "frame": 90, "mask": "masks/obj1_f90.png"}
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import PromptError
+
+MAX_OBJECT_ID = 2**32 - 1
+
+
+class ObjectSpec(BaseModel):
+    """An object (masklet) to track; ``id`` is the value it takes in the labels array."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    name: str = ""
+    category: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Prompt(BaseModel):
+    """The complete prompt for one object on one frame (it replaces any earlier one there).
+
+    Either clicks and/or a box, or a mask: a path to an image whose non-zero pixels (or the
+    pixels equal to ``mask_value``) are the object, relative to the prompts file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    object: int = Field(ge=1, le=MAX_OBJECT_ID)
+    frame: int = Field(ge=0)
+    points: list[tuple[float, float]] = Field(default_factory=list)
+    labels: list[Literal[0, 1]] = Field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    mask: str | None = None
+    mask_value: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Prompt":
+        if len(self.points) != len(self.labels):
+            raise ValueError(
+                f"{len(self.points)} points but {len(self.labels)} labels; give one label "
+                "(1 positive, 0 negative) per point"
+            )
+        if not self.points and self.box is None and self.mask is None:
+            raise ValueError("empty prompt: give points, a box or a mask")
+        if self.mask is not None and (self.points or self.box is not None):
+            raise ValueError("a mask prompt cannot be combined with points or a box")
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            if not (x1 > x0 and y1 > y0):
+                raise ValueError(f"box {list(self.box)} must be [x0, y0, x1, y1] with x1>x0, y1>y0")
+        return self
+
+    @classmethod
+    def build(cls, **fields: Any) -> "Prompt":
+        """Validate a prompt, raising a one-line :class:`PromptError` if it is invalid."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise PromptError(f"invalid prompt ({where}: {msg})" if where else msg) from None
+
+    @property
+    def kind(self) -> str:
+        """``points``, ``box``, ``box+points`` or ``mask``."""
+        if self.mask is not None:
+            return "mask"
+        if self.box is not None:
+            return "box+points" if self.points else "box"
+        return "points"
+
+    def check_frame(self, num_frames: int, height: int, width: int) -> None:
+        """Raise :class:`PromptError` if the prompt lies outside the video."""
+        if self.frame >= num_frames:
+            raise PromptError(
+                f"prompt for object {self.object} is on frame {self.frame} but the video has "
+                f"{num_frames} frames (0..{num_frames - 1})"
+            )
+        for x, y in self.points:
+            if not (0 <= x < width and 0 <= y < height):
+                raise PromptError(
+                    f"point ({x:g}, {y:g}) for object {self.object} on frame {self.frame} is "
+                    f"outside the {width}x{height} frame"
+                )
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                raise PromptError(
+                    f"box {list(self.box)} for object {self.object} on frame {self.frame} is "
+                    f"outside the {width}x{height} frame"
+                )
+
+    def load_mask(self, base_dir: str | Path | None, height: int, width: int) -> np.ndarray:
+        """Read the mask image of a mask prompt as a bool (H, W) array."""
+        from PIL import Image
+
+        path = Path(self.mask)
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        if not path.is_file():
+            raise PromptError(f"mask file {path} for object {self.object} not found")
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            data = np.asarray(Image.open(path))
+        if data.ndim == 3:
+            data = data[..., 0]
+        if data.shape != (height, width):
+            raise PromptError(
+                f"mask {path} is {data.shape[1]}x{data.shape[0]} but the video is {width}x{height}"
+            )
+        mask = data == self.mask_value if self.mask_value is not None else data != 0
+        if not mask.any():
+            raise PromptError(f"mask {path} for object {self.object} is empty")
+        return mask
+
+
+class PromptSet(BaseModel):
+    """All objects and prompts of a project or a ``--prompts`` file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    objects: list[ObjectSpec] = Field(default_factory=list)
+    prompts: list[Prompt] = Field(default_factory=list)
+
+    @field_validator("objects")
+    @classmethod
+    def _unique_ids(cls, objects: list[ObjectSpec]) -> list[ObjectSpec]:
+        ids = [o.id for o in objects]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"object ids {dupes} are listed more than once")
+        return objects
+
+    @model_validator(mode="after")
+    def _known_objects(self) -> "PromptSet":
+        known = {o.id for o in self.objects}
+        for p in self.prompts:
+            if p.object not in known:
+                raise ValueError(
+                    f"prompt on frame {p.frame} refers to unknown object id {p.object}; "
+                    f"add it to 'objects' (known ids: {sorted(known)})"
+                )
+        return self
+
+    def check_video(self, num_frames: int, height: int, width: int) -> None:
+        """Raise :class:`PromptError` for the first prompt outside the video."""
+        for p in self.prompts:
+            p.check_frame(num_frames, height, width)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PromptSet":
+        """Read and validate a prompts JSON file; errors are one-line :class:`PromptError`."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PromptError(f"cannot read prompts file {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptError(
+                f"prompts file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+                "see docs/prompts.md for the format"
+            ) from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"]) or "top level"
+            msg = err["msg"].removeprefix("Value error, ")
+            raise PromptError(
+                f"prompts file {path}: {where}: {msg} (see docs/prompts.md)"
+            ) from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the prompts as indented JSON."""
+        Path(path).write_text(self.model_dump_json(indent=2, exclude_defaults=False) + "\n")
