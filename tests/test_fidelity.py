@@ -160,18 +160,21 @@ def test_correction_after_propagation(test_model, long_blob_jpegs, retain, frame
         side(2, 0, points=[[90, 30]], labels=[1])
     up.propagate()
     ours.run("forward")
+    assert_same(ours, up, 48, [1, 2])
+    first_pass_obj2 = {t: ours.masks[t][2].copy() for t in range(48)}
     for side in (up.points, ours.tracker.add_points):
         side(1, frame, points=[[30 + 2 * frame % 88, 40]], labels=[1])
     start, end = ours.tracker.correction_range(1, frame)
     assert (start, end) == (1, 47)
     up.propagate(start=frame, max_frames=end - frame)
     up.propagate(start=frame, reverse=True, max_frames=frame - start)
-    before = {t: ours.masks[t][2].copy() for t in range(48)}
     ours.run("both", start=start, end=end, obj_ids=[1])
-    # Only object 1 was recomputed; object 2 kept its first-pass masks, which upstream
-    # recomputed to the same values.
-    assert all(np.array_equal(before[t], ours.masks[t][2]) for t in range(48))
-    assert_same(ours, up, 48, [1, 2])
+    # Upstream re-tracks every object; we re-track only the corrected one. Its masks equal
+    # upstream's, and object 2 keeps its first-pass masks.
+    assert_same(ours, up, 48, [1])
+    assert all(np.array_equal(first_pass_obj2[t], ours.masks[t][2]) for t in range(48))
+    changed = [t for t in range(48) if not np.array_equal(up.masks[t][1], ours.masks[t][1])]
+    assert changed == []
     assert frame in ours.tracker.keyframes(1)
 
 

@@ -310,13 +310,16 @@ class StreamingTracker:
         start: int | None = None,
         end: int | None = None,
         obj_ids: list[int] | None = None,
-    ) -> list[tuple[bool, list[int]]]:
-        """The passes :meth:`propagate` will run: ``[(reverse, frames), ...]``.
+    ) -> list[tuple[bool, list[int], dict[int, int]]]:
+        """The passes :meth:`propagate` will run: ``[(reverse, frames, entry), ...]``.
 
-        * forward: from the earliest keyframe in ``[start, end]`` to ``end``;
-        * backward: from the latest keyframe in ``[start, end]`` down to ``start``;
-        * both: forward from the earliest keyframe, then backward from it, so every frame is
-          computed once.
+        ``entry[obj]`` is the frame where the object joins the pass: each object is tracked
+        from one of its own keyframes on, never before it was prompted.
+
+        * forward: from each object's earliest keyframe in ``[start, end]`` to ``end``;
+        * backward: from each object's latest keyframe in ``[start, end]`` down to ``start``;
+        * both: forward from each object's earliest keyframe, then backward from it, so every
+          frame is computed once.
         """
         start = 0 if start is None else start
         end = self.num_frames - 1 if end is None else end
@@ -326,19 +329,25 @@ class StreamingTracker:
             )
         if direction not in ("forward", "backward", "both"):
             raise PromptError(f"direction must be forward, backward or both, not {direction!r}")
-        obj_ids = self._select(obj_ids)
-        keys = sorted({k for o in obj_ids for k in self.keyframes(o) if start <= k <= end})
+        keys = {}
+        for o in self._select(obj_ids):
+            in_range = [k for k in self.keyframes(o) if start <= k <= end]
+            if in_range:
+                keys[o] = in_range
         if not keys:
             raise PromptError(
-                f"no prompt for objects {obj_ids} in frames {start}-{end}; add a prompt there first"
+                f"no prompt for objects {self._select(obj_ids)} in frames {start}-{end}; "
+                "add a prompt there first"
             )
         passes = []
         if direction in ("forward", "both"):
-            passes.append((False, list(range(keys[0], end + 1))))
-        if direction == "backward":
-            passes.append((True, list(range(keys[-1], start - 1, -1))))
-        elif direction == "both" and keys[0] > start:
-            passes.append((True, list(range(keys[0], start - 1, -1))))
+            entry = {o: k[0] for o, k in keys.items()}
+            passes.append((False, list(range(min(entry.values()), end + 1)), entry))
+        if direction in ("backward", "both"):
+            entry = {o: (k[-1] if direction == "backward" else k[0]) for o, k in keys.items()}
+            order = list(range(max(entry.values()), start - 1, -1))
+            if direction == "backward" or max(entry.values()) > start:
+                passes.append((True, order, entry))
         return passes
 
     def _select(self, obj_ids: list[int] | None) -> list[int]:
@@ -365,17 +374,17 @@ class StreamingTracker:
         Stops between frames when ``cancel`` is set (or when the generator is closed).
         """
         passes = self.plan(direction, start, end, obj_ids)
-        selected = self._select(obj_ids)
         with self._lock:
             with self._context():
                 self.predictor.propagate_in_video_preflight(self.state)
-            for reverse, order in passes:
+            for reverse, order, entry in passes:
                 self.frames.schedule(order)
                 for t in order:
                     if cancel is not None and cancel.is_set():
                         return
+                    objs = [o for o, e in entry.items() if (t <= e if reverse else t >= e)]
                     with self._context():
-                        result = self._track_frame(t, selected, reverse)
+                        result = self._track_frame(t, objs, reverse)
                     yield result
 
     def _track_frame(self, t: int, obj_ids: list[int], reverse: bool) -> FrameResult:

@@ -1,0 +1,580 @@
+"""The project store: one zarr v3 group per annotated video, the single source of truth.
+
+Layout (see ``docs/store.md``)::
+
+    PROJECT.zarr/
+      zarr.json                  attributes["napari_sam2_track"]: provenance, schema, objects,
+                                 prompts, runs, review
+      labels/masklets/0          uint32 (t, y, x), one chunk per frame: the merged label image,
+                                 OME-Zarr 0.5 ``image-label`` metadata
+      objects/<id>/mask          bool (t, y, x), one chunk per frame: the object's own mask
+      objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
+
+Overlaps: every object keeps its full mask under ``objects/<id>/mask``; in the merged
+``labels`` image a pixel claimed by several objects goes to the **lowest object id**.
+
+Empty chunks are not written (zarr's default), so frames without objects cost nothing.
+Chunk files are replaced atomically by zarr's local store, and a frame's table row is written
+last, so a frame whose row says it is done is complete on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError
+from .prompts import ObjectSpec, Prompt, PromptSet
+
+FORMAT_VERSION = 1
+ATTR_KEY = "napari_sam2_track"
+LABELS_NAME = "masklets"
+LABELS_PATH = f"labels/{LABELS_NAME}/0"
+
+#: Columns of ``objects/<id>/table``.
+TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
+COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}
+TABLE_CHUNK = 1024
+
+#: Frame states, as stored in the ``state`` column. A row of NaN means "not yet run".
+STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED, STATE_ABSENT = 0, 1, 2, 3, 4
+STATE_NAMES = {
+    STATE_NOT_RUN: "not_run",
+    STATE_PROMPTED: "prompted",
+    STATE_PROPAGATED: "propagated",
+    STATE_EDITED: "edited",
+    STATE_ABSENT: "absent",
+}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]:
+    """Area and bounding box ``(x0, y0, x1, y1)`` (end-exclusive) of a bool mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0, None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(mask.sum()), (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _hex_to_rgba255(color: str) -> list[int]:
+    color = color.lstrip("#")
+    return [int(color[i : i + 2], 16) for i in (0, 2, 4)] + [255]
+
+
+class ProjectStore:
+    """Read and write a project store. Use :meth:`create` or :meth:`open`.
+
+    Writes from several threads are not supported: use one :class:`StoreWriter` per store.
+    """
+
+    def __init__(self, path: str | Path, group, read_only: bool = False):
+        self.path = Path(path)
+        self.group = group
+        self.read_only = read_only
+        self._meta_lock = threading.RLock()
+
+    # --------------------------------------------------------------- create/open
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+        source: dict | None = None,
+        overwrite: bool = False,
+    ) -> "ProjectStore":
+        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``."""
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise StoreError(
+                    f"{path} already exists; pass --resume to continue it or --overwrite to replace it"
+                )
+            if not (path / "zarr.json").is_file() and any(path.iterdir()):
+                raise StoreError(f"{path} exists and is not a project store; choose another --out")
+            shutil.rmtree(path)
+        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        labels_group = root.create_group("labels")
+        labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
+        image_label = labels_group.create_group(LABELS_NAME)
+        image_label.create_array(
+            "0",
+            shape=(num_frames, height, width),
+            chunks=(1, height, width),
+            dtype="uint32",
+            fill_value=0,
+            compressors=ZstdCodec(level=3),
+            dimension_names=["t", "y", "x"],
+        )
+        root.create_group("objects")
+        store = cls(path, root)
+        store._write_meta(
+            {
+                "format_version": FORMAT_VERSION,
+                "package_version": _package_version(),
+                "created": _now(),
+                "shape": [num_frames, height, width],
+                "source": source or {},
+                "model": None,
+                "schema": None,
+                "objects": [],
+                "prompts": [],
+                "runs": [],
+                "review": {},
+            }
+        )
+        store._write_label_metadata()
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r+") -> "ProjectStore":
+        """Open an existing project (``mode`` ``"r"`` for read-only)."""
+        import zarr
+
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise StoreError(f"{path} is not a project store (no zarr.json); create it with 'track'")
+        try:
+            root = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        except Exception as exc:
+            raise StoreError(f"cannot open project {path}: {exc}") from None
+        if ATTR_KEY not in root.attrs:
+            raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
+        return cls(path, root, read_only=(mode == "r"))
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def meta(self) -> dict:
+        """The project's metadata (a copy)."""
+        return dict(self.group.attrs[ATTR_KEY])
+
+    def _write_meta(self, meta: dict) -> None:
+        with self._meta_lock:
+            self.group.attrs[ATTR_KEY] = meta
+
+    def update_meta(self, **fields: Any) -> None:
+        """Replace top-level metadata fields."""
+        with self._meta_lock:
+            meta = self.meta
+            meta.update(fields)
+            self._write_meta(meta)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["shape"])  # type: ignore[return-value]
+
+    @property
+    def num_frames(self) -> int:
+        return self.shape[0]
+
+    @property
+    def labels(self):
+        """The merged uint32 label array ``(t, y, x)`` (a zarr array)."""
+        return self.group[LABELS_PATH]
+
+    @property
+    def schema(self):
+        """The project's :class:`~napari_sam2_track.schema.Schema` (default if none stored)."""
+        from .schema import Schema
+
+        data = self.meta.get("schema")
+        return Schema.model_validate(data) if data else Schema.default()
+
+    def set_schema(self, schema) -> None:
+        """Store the annotation schema and refresh label colours."""
+        self.update_meta(schema=schema.model_dump(mode="json"))
+        self._write_label_metadata()
+
+    # ------------------------------------------------------------------- objects
+    @property
+    def objects(self) -> list[ObjectSpec]:
+        return [ObjectSpec.model_validate(o) for o in self.meta["objects"]]
+
+    def object_ids(self) -> list[int]:
+        return sorted(o.id for o in self.objects)
+
+    def set_objects(self, objects: Iterable[ObjectSpec]) -> None:
+        """Replace the object list (ids, names, categories, attributes)."""
+        names = self.schema.category_names()
+        checked = []
+        for obj in sorted(objects, key=lambda o: o.id):
+            if obj.category is None:
+                obj = obj.model_copy(update={"category": names[0]})
+            elif obj.category not in names:
+                raise StoreError(
+                    f"object {obj.id} has category {obj.category!r}, which the schema does not "
+                    f"define ({', '.join(names)}); add it to the schema or pass --schema"
+                )
+            checked.append(obj)
+        objects = checked
+        self.update_meta(objects=[o.model_dump(mode="json") for o in objects])
+        for obj in objects:
+            self._ensure_object_arrays(obj.id)
+        self._write_label_metadata()
+
+    def add_object(self, obj: ObjectSpec) -> None:
+        """Add or update one object."""
+        others = [o for o in self.objects if o.id != obj.id]
+        self.set_objects([*others, obj])
+
+    def remove_object(self, obj_id: int) -> None:
+        """Delete an object: its masks, table and prompts, and its pixels in ``labels``."""
+        frames = self.frames_with_state(obj_id, exclude=(STATE_NOT_RUN,))
+        self.update_meta(
+            objects=[o.model_dump(mode="json") for o in self.objects if o.id != obj_id],
+            prompts=[p for p in self.meta["prompts"] if p["object"] != obj_id],
+        )
+        if f"objects/{obj_id}" in self.group:
+            del self.group[f"objects/{obj_id}"]
+        for t in frames:
+            self.merge_labels(t)
+        self._write_label_metadata()
+
+    def _ensure_object_arrays(self, obj_id: int) -> None:
+        from zarr.codecs import ZstdCodec
+
+        name = f"objects/{obj_id}"
+        if name in self.group:
+            return
+        t, h, w = self.shape
+        grp = self.group.require_group(name)
+        grp.create_array(
+            "mask",
+            shape=(t, h, w),
+            chunks=(1, h, w),
+            dtype="bool",
+            fill_value=False,
+            compressors=ZstdCodec(level=3),
+            dimension_names=["t", "y", "x"],
+        )
+        table = grp.create_array(
+            "table",
+            shape=(t, len(TABLE_COLUMNS)),
+            chunks=(min(TABLE_CHUNK, t), len(TABLE_COLUMNS)),
+            dtype="float64",
+            fill_value=np.nan,
+            compressors=ZstdCodec(level=3),
+            dimension_names=["t", "column"],
+        )
+        table.attrs["columns"] = list(TABLE_COLUMNS)
+        table.attrs["states"] = {str(k): v for k, v in STATE_NAMES.items()}
+
+    def mask(self, obj_id: int, t: int) -> np.ndarray:
+        """The bool mask of one object on one frame."""
+        return self.group[f"objects/{obj_id}/mask"][t]
+
+    def table(self, obj_id: int) -> np.ndarray:
+        """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
+        return self.group[f"objects/{obj_id}/table"][:]
+
+    def states(self, obj_id: int) -> np.ndarray:
+        """Per-frame state codes of an object (``STATE_*``; NaN rows read as not run)."""
+        col = self.group[f"objects/{obj_id}/table"][:, COL["state"]]
+        return np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
+
+    def frames_with_state(self, obj_id: int, exclude: tuple[int, ...] = ()) -> list[int]:
+        """Frames whose state is not in ``exclude``."""
+        if f"objects/{obj_id}" not in self.group:
+            return []
+        states = self.states(obj_id)
+        return np.flatnonzero(~np.isin(states, exclude)).tolist()
+
+    # ------------------------------------------------------------------- prompts
+    @property
+    def prompts(self) -> PromptSet:
+        return PromptSet(objects=self.objects, prompts=self.meta["prompts"])
+
+    def set_prompts(self, prompts: PromptSet) -> None:
+        """Store objects and prompts (masks given by path are read when tracking)."""
+        self.set_objects(prompts.objects)
+        self.update_meta(prompts=[p.model_dump(mode="json") for p in prompts.prompts])
+
+    def put_prompt(self, prompt: Prompt, mask: np.ndarray | None = None) -> Prompt:
+        """Add or replace the prompt of one object on one frame.
+
+        A mask prompt's pixels are stored in the project (``prompt_masks/<id>/<frame>``).
+        """
+        if mask is not None:
+            name = f"prompt_masks/{prompt.object}/{prompt.frame}"
+            if name in self.group:
+                del self.group[name]
+            self.group.create_array(name, data=np.asarray(mask, dtype=bool))
+            prompt = prompt.model_copy(update={"mask": f"store:{name}"})
+        others = [
+            p
+            for p in self.meta["prompts"]
+            if not (p["object"] == prompt.object and p["frame"] == prompt.frame)
+        ]
+        self.update_meta(prompts=[*others, prompt.model_dump(mode="json")])
+        return prompt
+
+    def delete_prompt(self, obj_id: int, frame: int) -> None:
+        self.update_meta(
+            prompts=[
+                p for p in self.meta["prompts"] if not (p["object"] == obj_id and p["frame"] == frame)
+            ]
+        )
+
+    def prompt_mask(self, prompt: Prompt, base_dir: str | Path | None = None) -> np.ndarray:
+        """Pixels of a mask prompt, from the project or from the file it names."""
+        if prompt.mask and prompt.mask.startswith("store:"):
+            return self.group[prompt.mask.removeprefix("store:")][:]
+        _, h, w = self.shape
+        return prompt.load_mask(base_dir, h, w)
+
+    # ---------------------------------------------------------------------- runs
+    def begin_run(self, **info: Any) -> int:
+        """Record the start of a tracking run and return its id."""
+        with self._meta_lock:
+            runs = list(self.meta["runs"])
+            run_id = max((r["id"] for r in runs), default=0) + 1
+            runs.append({"id": run_id, "started": _now(), "status": "running", **info})
+            self.update_meta(runs=runs)
+        return run_id
+
+    def end_run(self, run_id: int, status: str, **info: Any) -> None:
+        """Record how a run ended: ``completed``, ``cancelled`` or ``failed``."""
+        with self._meta_lock:
+            runs = [
+                {**r, "status": status, "finished": _now(), **info} if r["id"] == run_id else r
+                for r in self.meta["runs"]
+            ]
+            self.update_meta(runs=runs)
+
+    # ------------------------------------------------------------------- writing
+    def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
+        """Write one object's mask on frame ``t``."""
+        self._ensure_object_arrays(obj_id)
+        self.group[f"objects/{obj_id}/mask"][t] = mask
+
+    def write_row(
+        self, obj_id: int, t: int, mask: np.ndarray, *, presence: float, state: int, run: int
+    ) -> None:
+        """Write one object's table row on frame ``t``: the last write of a frame."""
+        area, bbox = mask_stats(mask)
+        x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
+        self.group[f"objects/{obj_id}/table"][t] = [presence, area, x0, y0, x1, y1, state, run]
+
+    def merge_labels(self, t: int, masks: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Recompute and write the merged label image of frame ``t``.
+
+        ``masks`` gives some objects' masks directly; the others are read from the store.
+        Where objects overlap, the lowest id wins.
+        """
+        masks = dict(masks or {})
+        _, h, w = self.shape
+        merged = np.zeros((h, w), dtype=np.uint32)
+        for obj_id in sorted(self.object_ids() + list(masks), reverse=True):
+            m = masks.get(obj_id)
+            if m is None:
+                if f"objects/{obj_id}" not in self.group:
+                    continue
+                m = self.mask(obj_id, t)
+            merged[m] = obj_id
+        self.labels[t] = merged
+        return merged
+
+    def write_edited_labels(self, t: int, frame_labels: np.ndarray, run: int = 0) -> list[int]:
+        """Persist a hand-edited label image of frame ``t``; returns the objects changed.
+
+        Each object's mask becomes its pixels in ``frame_labels``; changed objects are marked
+        ``edited`` in the table. Unknown ids become new objects.
+        """
+        frame_labels = np.asarray(frame_labels, dtype=np.uint32)
+        old_labels = self.labels[t]
+        for obj_id in sorted(set(np.unique(frame_labels).tolist()) - {0} - set(self.object_ids())):
+            self.add_object(ObjectSpec(id=int(obj_id)))
+        changed = []
+        for obj_id in self.object_ids():
+            new = frame_labels == obj_id
+            if np.array_equal(new, old_labels == obj_id):
+                continue
+            # Pixels of this object hidden under a lower id stay in its mask if the user left
+            # that other object's pixels alone.
+            hidden = self.mask(obj_id, t) & (old_labels != obj_id) & (old_labels != 0)
+            mask = new | (hidden & (frame_labels == old_labels))
+            presence = self.group[f"objects/{obj_id}/table"][t, COL["presence"]]
+            self.write_mask(obj_id, t, mask)
+            self.write_row(obj_id, t, mask, presence=presence, state=STATE_EDITED, run=run)
+            changed.append(int(obj_id))
+        self.labels[t] = frame_labels
+        return changed
+
+    def _write_label_metadata(self) -> None:
+        """OME-Zarr 0.5 ``multiscales`` + ``image-label`` metadata with schema colours."""
+        from .schema import object_color
+
+        t, h, w = self.shape
+        schema = self.schema
+        names = schema.category_names()
+        colors, properties = [], []
+        for obj in self.objects:
+            category = obj.category if obj.category in names else names[0]
+            colors.append(
+                {"label-value": obj.id, "rgba": _hex_to_rgba255(object_color(obj.id, category, schema))}
+            )
+            properties.append(
+                {"label-value": obj.id, "name": obj.name, "category": category, **obj.attributes}
+            )
+        self.group[f"labels/{LABELS_NAME}"].attrs["ome"] = {
+            "version": "0.5",
+            "multiscales": [
+                {
+                    "name": LABELS_NAME,
+                    "axes": [
+                        {"name": "t", "type": "time"},
+                        {"name": "y", "type": "space"},
+                        {"name": "x", "type": "space"},
+                    ],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
+                        }
+                    ],
+                }
+            ],
+            "image-label": {"version": "0.5", "colors": colors, "properties": properties},
+        }
+
+    # ------------------------------------------------------------------- summary
+    def summary(self) -> dict:
+        """Objects, frame states and provenance, for ``napari-sam2-track info``."""
+        meta = self.meta
+        objects = []
+        for obj in self.objects:
+            states = self.states(obj.id) if f"objects/{obj.id}" in self.group else np.zeros(0)
+            counts = {STATE_NAMES[k]: int((states == k).sum()) for k in STATE_NAMES}
+            table = self.table(obj.id) if f"objects/{obj.id}" in self.group else None
+            visible = (
+                np.flatnonzero(table[:, COL["area"]] > 0) if table is not None else np.zeros(0)
+            )
+            objects.append(
+                {
+                    "id": obj.id,
+                    "name": obj.name,
+                    "category": obj.category,
+                    "states": counts,
+                    "first_frame": int(visible[0]) if visible.size else None,
+                    "last_frame": int(visible[-1]) if visible.size else None,
+                    "keyframes": sorted(p["frame"] for p in meta["prompts"] if p["object"] == obj.id),
+                }
+            )
+        return {
+            "path": str(self.path),
+            "shape": meta["shape"],
+            "format_version": meta["format_version"],
+            "package_version": meta["package_version"],
+            "created": meta["created"],
+            "source": meta["source"],
+            "model": meta["model"],
+            "objects": objects,
+            "runs": meta["runs"],
+        }
+
+
+class StoreWriter:
+    """The one thread that writes tracking results into a store.
+
+    :meth:`submit` queues a frame (blocking when ``max_pending`` frames are waiting, so memory
+    stays bounded); ``on_done(frame)`` is called from the writer thread once the frame is on
+    disk. An exception in the writer is re-raised by the next :meth:`submit` or :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: ProjectStore,
+        run_id: int,
+        *,
+        min_visible_pixels: int = 0,
+        skip_frames: Callable[[int, int], bool] | None = None,
+        on_done: Callable[[int], None] | None = None,
+        max_pending: int = 8,
+    ):
+        self.store = store
+        self.run_id = run_id
+        self.min_visible_pixels = int(min_visible_pixels)
+        self.skip_frames = skip_frames
+        self.on_done = on_done
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self.frames_written = 0
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, result) -> None:
+        """Queue a :class:`~napari_sam2_track.engine.tracker.FrameResult` for writing."""
+        self._raise()
+        self._queue.put(result)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _run(self) -> None:
+        while True:
+            result = self._queue.get()
+            if result is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            try:
+                self._write(result)
+            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                self._error = exc
+
+    def _write(self, result) -> None:
+        t = result.frame
+        objs = [
+            o
+            for o in sorted(result.masks)
+            if self.skip_frames is None or not self.skip_frames(o, t)
+        ]
+        for obj_id in objs:
+            self.store.write_mask(obj_id, t, result.masks[obj_id])
+        if objs:
+            self.store.merge_labels(t, {o: result.masks[o] for o in objs})
+        for obj_id in objs:
+            mask = result.masks[obj_id]
+            visible = int(mask.sum()) >= max(1, self.min_visible_pixels)
+            if obj_id in result.prompted:
+                state = STATE_PROMPTED
+            elif result.presence[obj_id] > 0 and visible:
+                state = STATE_PROPAGATED
+            else:
+                state = STATE_ABSENT
+            self.store.write_row(
+                obj_id, t, mask, presence=result.presence[obj_id], state=state, run=self.run_id
+            )
+        self.frames_written += 1
+        if self.on_done is not None:
+            self.on_done(t)
+
+    def close(self) -> None:
+        """Write everything queued, stop the thread, and raise any write error."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
