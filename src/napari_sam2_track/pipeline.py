@@ -94,6 +94,7 @@ def track(
     cancel: threading.Event | None = None,
     retain_frames: int | None = -1,
     schema=None,
+    tracker=None,
 ) -> Iterator[Progress]:
     """Track prompted objects through ``source`` into the project at ``out``.
 
@@ -110,6 +111,9 @@ def track(
         prompts_dir: base folder for relative mask paths in ``prompts``.
         cancel: set it to stop between frames; what is written stays written.
         schema: annotation schema to store in the project before the objects.
+        tracker: an existing :class:`~.engine.tracker.StreamingTracker` whose prompts are
+            already applied (the napari dock keeps one, so corrections reuse its memory);
+            ``prompts`` must then be ``None`` and ``out`` the open store holding them.
     """
     from .engine.tracker import StreamingTracker
 
@@ -122,7 +126,9 @@ def track(
         if prompts is None and not Path(out).exists():
             raise StoreError(f"{out} does not exist and no prompts were given; pass --prompts")
         store = None
-    tracker = StreamingTracker(model, source, retain_frames=retain_frames)
+    own_tracker = tracker is None
+    if own_tracker:
+        tracker = StreamingTracker(model, source, retain_frames=retain_frames)
     try:
         mask_cache = {}
         if prompts is not None:
@@ -145,7 +151,7 @@ def track(
                 store.put_prompt(stored, mask)
         prompts = store.prompts
         # 2. Keyframe masks.
-        for p in prompts.prompts:
+        for p in prompts.prompts if own_tracker else ():
             if p.mask is not None:
                 tracker.add_mask(p.object, p.frame, store.prompt_mask(p, prompts_dir))
             else:
@@ -192,4 +198,5 @@ def track(
             finally:
                 store.end_run(run_id, status, frames=computed)
     finally:
-        tracker.close()
+        if own_tracker:
+            tracker.close()
