@@ -30,6 +30,7 @@ class Progress:
     written: int  # frames durable on disk
     total: int  # frames this run will compute
     elapsed: float  # seconds since tracking started
+    state_bytes: int = 0  # bytes held in the tracker's inference state
 
     @property
     def fps(self) -> float:
@@ -187,6 +188,7 @@ def track(
                     written=writer.frames_written,
                     total=total,
                     elapsed=time.perf_counter() - started,
+                    state_bytes=tracker.state_bytes(),
                 )
             status = "cancelled" if cancel is not None and cancel.is_set() else "completed"
         except GeneratorExit:
