@@ -1,0 +1,232 @@
+"""The CLI end to end, and every bad input it must refuse with one line and no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2_track.cli import main
+from napari_sam2_track.store import COL, STATE_NOT_RUN, ProjectStore
+
+from conftest import make_blob_video, write_jpeg_folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, test_model) -> Path:
+    """The nudged random-init test model saved as a real SAM 2 ``.pt`` checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "test_tiny.pt"
+    torch.save({"model": test_model.predictor.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """An 8-frame H.264 mp4 (decoded through PyAV)."""
+    import av
+
+    path = tmp_path_factory.mktemp("video") / "blobs.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.options = {"crf": "10"}
+        for frame in make_blob_video(8):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def prompts_file(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "prompts.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+GOOD = {
+    "objects": [{"id": 1, "name": "red"}, {"id": 2, "name": "green"}],
+    "prompts": [
+        {"object": 1, "frame": 0, "points": [[30, 40]], "labels": [1]},
+        {"object": 2, "frame": 2, "box": [78, 20, 102, 44]},
+    ],
+}
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_track_then_info(tmp_path, video, checkpoint, capsys):
+    out = tmp_path / "p.zarr"
+    code, err = run_cli(
+        ["track", video, "--prompts", prompts_file(tmp_path, GOOD), "--out", out,
+         "--model", checkpoint, "--image-size", 256, "--device", "cpu", "--quiet"],
+        capsys,
+    )
+    assert code == 0, err
+    store = ProjectStore.open(out, "r")
+    assert store.shape == (8, 96, 128)
+    labels = store.labels[:]
+    for obj in (1, 2):
+        table = store.table(obj)
+        assert not np.isnan(table[:, COL["state"]]).any()
+        assert (labels == obj).any(axis=(1, 2)).sum() >= 1
+        assert table[:, COL["area"]].max() > 0
+    assert store.meta["model"]["checkpoint"] == str(checkpoint)
+    assert store.meta["source"]["kind"] == "video"
+    assert store.meta["runs"][-1]["status"] == "completed"
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "objects  2" in text and "green" in text and "completed" in text
+
+
+def assert_refused(args, capsys, match: str, out: Path | None = None):
+    code, err = run_cli(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+    if out is not None:
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "match"),
+    [
+        ("outside-frame", {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "points": [[500, 40]], "labels": [1]}]}, "outside the 128x96 frame"),
+        ("outside-range", {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 50, "points": [[5, 5]], "labels": [1]}]}, "video has 8 frames"),
+        ("box-outside", {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "box": [-5, 0, 20, 20]}]}, "outside the 128x96 frame"),
+        ("empty", {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0}]}, "empty prompt"),
+        ("unknown-object", {"objects": [{"id": 1}], "prompts": [{"object": 4, "frame": 0, "points": [[5, 5]], "labels": [1]}]}, "unknown object id 4"),
+        ("label-count", {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "points": [[5, 5]], "labels": []}]}, "1 points but 0 labels"),
+        ("malformed", '{"objects": [', "not valid JSON"),
+        ("extra-key", {"objects": [{"id": 1}], "prompt": []}, "prompt"),
+    ],
+)
+def test_bad_prompts_are_refused(tmp_path, video, checkpoint, capsys, case, data, match):
+    out = tmp_path / "p.zarr"
+    assert_refused(
+        ["track", video, "--prompts", prompts_file(tmp_path, data), "--out", out,
+         "--model", checkpoint, "--device", "cpu"],
+        capsys, match, out,
+    )
+
+
+def test_bad_videos_are_refused(tmp_path, video, checkpoint, capsys):
+    prompts = prompts_file(tmp_path, GOOD)
+    out = tmp_path / "p.zarr"
+    common = ["--prompts", prompts, "--out", out, "--model", checkpoint, "--device", "cpu"]
+    assert_refused(["track", tmp_path / "missing.mp4", *common], capsys, "not found", out)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(os.urandom(20000))
+    assert_refused(["track", corrupt, *common], capsys, "corrupt.mp4", out)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(video.read_bytes()[: len(video.read_bytes()) // 3])
+    assert_refused(["track", truncated, *common], capsys, "truncated.mp4", out)
+
+
+def test_unsupported_dimensions_and_dtype(tmp_path, checkpoint, capsys):
+    import tifffile
+
+    prompts = prompts_file(tmp_path, GOOD)
+    out = tmp_path / "p.zarr"
+    five_d = tmp_path / "five_d.tif"
+    tifffile.imwrite(five_d, np.zeros((2, 3, 4, 16, 16), np.uint16), metadata={"axes": "TZCYX"})
+    assert_refused(["track", five_d, "--prompts", prompts, "--out", out, "--model", checkpoint], capsys, "five_d.tif", out)
+    flags = tmp_path / "flags.npy"
+    np.save(flags, np.zeros((4, 16, 16), bool))
+    folder = tmp_path / "bool.zarr"
+    import zarr
+
+    zarr.create_array(str(folder), data=np.zeros((4, 16, 16), bool))
+    assert_refused(["track", folder, "--prompts", prompts, "--out", out, "--model", checkpoint], capsys, "bool", out)
+
+
+def test_checkpoint_mismatch_names_both(tmp_path, video, checkpoint, capsys):
+    out = tmp_path / "p.zarr"
+    assert_refused(
+        ["track", video, "--prompts", prompts_file(tmp_path, GOOD), "--out", out,
+         "--model", checkpoint, "--config", "configs/sam2.1/sam2.1_hiera_s.yaml"],
+        capsys, f"{checkpoint} does not fit config configs/sam2.1/sam2.1_hiera_s.yaml", out,
+    )
+    not_a_checkpoint = tmp_path / "junk.pt"
+    not_a_checkpoint.write_bytes(b"not a checkpoint")
+    assert_refused(
+        ["track", video, "--prompts", prompts_file(tmp_path, GOOD), "--out", out, "--model", not_a_checkpoint],
+        capsys, "cannot read checkpoint", out,
+    )
+
+
+def test_offline_download_says_what_to_do(tmp_path, video, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "p.zarr"
+    code, err = run_cli(
+        ["track", video, "--prompts", prompts_file(tmp_path, GOOD), "--out", out, "--model", "tiny"],
+        capsys,
+    )
+    assert code == 2 and not out.exists()
+    assert "cannot download facebook/sam2.1-hiera-tiny" in err
+    assert "--model /path/to/file.pt" in err and "Hugging Face cache" in err
+
+
+def test_existing_output_is_left_alone(tmp_path, video, checkpoint, capsys):
+    out = tmp_path / "p.zarr"
+    ProjectStore.create(out, num_frames=8, height=96, width=128)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, err = run_cli(
+        ["track", video, "--prompts", prompts_file(tmp_path, GOOD), "--out", out, "--model", checkpoint],
+        capsys,
+    )
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume(tmp_path, checkpoint):
+    """A killed run keeps every frame it reported durable, and --resume completes it with the
+    same masks as an uninterrupted run."""
+    folder = write_jpeg_folder(make_blob_video(20), tmp_path / "jpg")
+    prompts = prompts_file(tmp_path, {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "points": [[30, 40]], "labels": [1]}]})
+    cmd = [sys.executable, "-m", "napari_sam2_track.cli", "track", str(folder), "--prompts", str(prompts),
+           "--model", str(checkpoint), "--image-size", "256", "--device", "cpu", "--quiet",
+           "--direction", "forward"]
+    killed = tmp_path / "killed.zarr"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            done = int((ProjectStore.open(killed, "r").states(1) != STATE_NOT_RUN).sum())
+        except Exception:
+            continue
+        if done >= 6:
+            break
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ProjectStore.open(killed, "r")
+    states = store.states(1)
+    finished = np.flatnonzero(states != STATE_NOT_RUN)
+    assert 6 <= len(finished) < 20
+    for t in finished:  # every frame marked done is complete on disk
+        assert np.array_equal(store.labels[t] == 1, store.mask(1, t))
+    kept = {int(t): store.mask(1, t) for t in finished}
+    assert subprocess.run([*cmd, "--out", str(killed), "--resume"]).returncode == 0
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run([*cmd, "--out", str(reference)]).returncode == 0
+    resumed, ref = ProjectStore.open(killed, "r"), ProjectStore.open(reference, "r")
+    assert (resumed.states(1) != STATE_NOT_RUN).all()
+    assert np.array_equal(resumed.labels[:], ref.labels[:])
+    for t, mask in kept.items():
+        assert np.array_equal(resumed.mask(1, t), mask)
