@@ -1,0 +1,245 @@
+"""The frame iterator shared by every exporter, and the label sources read by importers.
+
+:func:`iter_frames` walks a project store one frame at a time and applies the options common
+to every format (frame range, every Nth frame, categories, approved objects only, minimum
+visible pixels, occlusion handling). Per-object tables are read in blocks of
+``TABLE_CHUNK`` rows, so memory does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..errors import StoreError
+from ..prompts import ObjectSpec
+from ..store import COL, TABLE_CHUNK, ProjectStore
+
+Occlusion = Literal["absent", "occluded"]
+
+
+@dataclass
+class ExportOptions:
+    """Options every exporter takes.
+
+    Attributes:
+        min_visible_pixels: masks with fewer pixels count as absent (``None``: the schema's).
+        occlusion: ``"occluded"`` flags frames where an object is hidden inside the view as
+            occluded (formats with an occlusion flag keep the track alive there);
+            ``"absent"`` treats them like any other absence.
+        approved_only: keep only objects whose review status is ``satisfactory``.
+        every: keep every Nth frame of the range.
+        start, end: first and last frame (inclusive); ``None`` for the video's ends.
+        categories: keep only objects of these categories (``None``: all).
+    """
+
+    min_visible_pixels: int | None = None
+    occlusion: Occlusion = "occluded"
+    approved_only: bool = False
+    every: int = 1
+    start: int | None = None
+    end: int | None = None
+    categories: list[str] | None = None
+
+
+@dataclass
+class Frame:
+    """One exported frame.
+
+    ``t`` is the frame number in the project, ``index`` its position in the export (0, 1, ...);
+    ``masks`` holds the visible objects' masks (overlaps kept); ``occluded`` the objects hidden
+    inside the view on this frame (only with ``occlusion="occluded"``).
+    """
+
+    t: int
+    index: int
+    masks: dict[int, np.ndarray]
+    occluded: set[int] = field(default_factory=set)
+    presence: dict[int, float] = field(default_factory=dict)
+    shape: tuple[int, int] = (0, 0)
+
+    def labels(self, dtype=np.uint32) -> np.ndarray:
+        """The merged label image; where objects overlap the lowest id wins."""
+        out = np.zeros(self.shape, dtype=dtype)
+        for obj_id in sorted(self.masks, reverse=True):
+            out[self.masks[obj_id]] = obj_id
+        return out
+
+
+def approved_ids(store: ProjectStore) -> set[int]:
+    """Objects whose review status is ``satisfactory``."""
+    review = store.meta.get("review") or {}
+    return {int(k) for k, v in review.items() if isinstance(v, dict) and v.get("status") == "satisfactory"}
+
+
+class _Tables:
+    """Per-object table rows read in blocks of ``TABLE_CHUNK`` frames."""
+
+    def __init__(self, store: ProjectStore, ids: list[int]):
+        self.store = store
+        self.ids = ids
+        self._block = -1
+        self._rows: dict[int, np.ndarray] = {}
+
+    def row(self, obj_id: int, t: int) -> np.ndarray:
+        block = t // TABLE_CHUNK
+        if block != self._block:
+            self._block = block
+            lo, hi = block * TABLE_CHUNK, min((block + 1) * TABLE_CHUNK, self.store.num_frames)
+            self._rows = {}
+            for i in self.ids:
+                name = f"objects/{i}/table"
+                if name in self.store.group:
+                    self._rows[i] = self.store.group[name][lo:hi]
+                else:
+                    self._rows[i] = np.full((hi - lo, 8), np.nan)
+        return self._rows[obj_id][t - block * TABLE_CHUNK]
+
+
+class ProjectView:
+    """A project store seen through :class:`ExportOptions`."""
+
+    def __init__(self, store: ProjectStore, options: ExportOptions | None = None):
+        self.store = store
+        self.options = opts = options or ExportOptions()
+        self.schema = store.schema
+        n, self.height, self.width = store.shape
+        if opts.every < 1:
+            raise StoreError(f"--every must be 1 or more, got {opts.every}")
+        self.start = 0 if opts.start is None else int(opts.start)
+        self.end = n - 1 if opts.end is None else int(opts.end)
+        if not (0 <= self.start <= self.end < n):
+            raise StoreError(
+                f"frame range {self.start}-{self.end} is outside the video (frames 0-{n - 1})"
+            )
+        self.min_visible = (
+            self.schema.min_visible_pixels if opts.min_visible_pixels is None else opts.min_visible_pixels
+        )
+        objects = store.objects
+        if opts.categories:
+            known = set(self.schema.category_names())
+            unknown = sorted(set(opts.categories) - known)
+            if unknown:
+                raise StoreError(
+                    f"unknown categories {', '.join(unknown)}; the schema has {', '.join(sorted(known))}"
+                )
+            objects = [o for o in objects if o.category in opts.categories]
+        if opts.approved_only:
+            ok = approved_ids(store)
+            objects = [o for o in objects if o.id in ok]
+        self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
+        self.frames = range(self.start, self.end + 1, opts.every)
+
+    @property
+    def ids(self) -> list[int]:
+        return [o.id for o in self.objects]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def category_of(self, obj_id: int) -> str:
+        names = self.schema.category_names()
+        for o in self.objects:
+            if o.id == obj_id:
+                return o.category if o.category in names else names[0]
+        return names[0]
+
+    def _touches_border(self, row: np.ndarray) -> bool:
+        m = self.schema.border_margin_px
+        x0, y0, x1, y1 = row[COL["x0"]], row[COL["y0"]], row[COL["x1"]], row[COL["y1"]]
+        return x0 <= m or y0 <= m or x1 >= self.width - m or y1 >= self.height - m
+
+    def walk(self, read_masks: bool = True) -> Iterator[Frame]:
+        """Exported frames; with ``read_masks=False`` the masks dict maps ids to ``None``."""
+        ids = self.ids
+        tables = _Tables(self.store, ids)
+        last_visible_row: dict[int, np.ndarray] = {}
+        every = self.options.every
+        index = 0
+        threshold = max(1, self.min_visible)
+        for t in range(self.start, self.end + 1):
+            visible, occluded, presence = [], set(), {}
+            for obj_id in ids:
+                row = tables.row(obj_id, t)
+                area = row[COL["area"]]
+                if not np.isnan(area) and area >= threshold:
+                    visible.append(obj_id)
+                    last_visible_row[obj_id] = row.copy()
+                    presence[obj_id] = float(row[COL["presence"]])
+                elif (
+                    self.options.occlusion == "occluded"
+                    and obj_id in last_visible_row
+                    and not self._touches_border(last_visible_row[obj_id])
+                ):
+                    occluded.add(obj_id)
+            if (t - self.start) % every:
+                continue
+            masks = {
+                obj_id: self.store.mask(obj_id, t) if read_masks else None for obj_id in visible
+            }
+            yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
+            index += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.walk(True)
+
+
+def iter_frames(store: ProjectStore, options: ExportOptions | None = None) -> Iterator[Frame]:
+    """Frames of a project with the common export options applied."""
+    return iter(ProjectView(store, options))
+
+
+@dataclass
+class LabelSource:
+    """Annotations read from any supported format: objects and a frame iterator.
+
+    ``frames()`` yields ``(t, {object id: bool mask})`` for frames with at least one object,
+    in increasing ``t``; every call starts again from the first frame.
+    """
+
+    shape: tuple[int, int, int]
+    objects: list[ObjectSpec]
+    frames: Callable[[], Iterator[tuple[int, dict[int, np.ndarray]]]]
+    categories: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def labels(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(t, merged uint32 labels)`` for every frame 0..T-1 (lowest id wins)."""
+        n, h, w = self.shape
+        it = self.frames()
+        pending = next(it, None)
+        for t in range(n):
+            out = np.zeros((h, w), np.uint32)
+            if pending is not None and pending[0] == t:
+                for obj_id in sorted(pending[1], reverse=True):
+                    out[pending[1][obj_id]] = obj_id
+                pending = next(it, None)
+            yield t, out
+
+
+def project_source(store: ProjectStore, options: ExportOptions | None = None) -> LabelSource:
+    """A project as a :class:`LabelSource` (frames renumbered 0..K-1 by the options)."""
+    view = ProjectView(store, options)
+
+    def frames():
+        for fr in view:
+            if fr.masks:
+                yield fr.index, fr.masks
+
+    return LabelSource(
+        (view.num_frames, view.height, view.width),
+        view.objects,
+        frames,
+        categories=view.schema.category_names(),
+        description=str(store.path),
+    )
+
+
+def labels_to_masks(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """``{id: mask}`` of a label image, ids in increasing order."""
+    ids = np.unique(labels)
+    return {int(i): labels == i for i in ids if i != 0}

@@ -1,0 +1,55 @@
+"""COCO RLE (column-major, via pycocotools) and CVAT's row-major RLE inside a box."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def coco_encode(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_decode(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    if isinstance(rle.get("counts"), list):  # uncompressed RLE
+        h, w = rle["size"]
+        rle = mask_utils.frPyObjects(rle, h, w)
+    elif isinstance(rle.get("counts"), str):
+        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)
+
+
+def bbox_xywh(mask: np.ndarray) -> list[int] | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def cvat_encode(mask: np.ndarray) -> tuple[str, int, int, int, int]:
+    """CVAT's mask RLE: run lengths over the bounding box read row by row, starting with a
+    (possibly empty) run of background. Returns ``(rle, left, top, width, height)``."""
+    x, y, w, h = bbox_xywh(mask)
+    flat = mask[y : y + h, x : x + w].ravel()
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    if flat[0]:
+        runs = [0, *runs]
+    return ", ".join(map(str, runs)), x, y, w, h
+
+
+def cvat_decode(rle: str, left: int, top: int, width: int, height: int, shape) -> np.ndarray:
+    runs = np.array([int(v) for v in rle.replace(",", " ").split()], dtype=np.int64)
+    values = np.arange(runs.size) % 2 == 1
+    flat = np.repeat(values, runs)
+    if flat.size != width * height:
+        raise ValueError(f"CVAT rle has {flat.size} pixels for a {width}x{height} box")
+    out = np.zeros(shape, bool)
+    out[top : top + height, left : left + width] = flat.reshape(height, width)
+    return out

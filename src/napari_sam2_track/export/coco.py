@@ -1,0 +1,124 @@
+"""COCO-video / YouTube-VIS JSON: one annotation per object with a COCO RLE per frame.
+
+The JSON is one document, but it is written in a streaming way: each object's per-frame
+entries are spooled to a temporary file while the frames are read, then copied into the
+document one object at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..prompts import ObjectSpec
+from ..store import ProjectStore
+from ._frames import ExportOptions, LabelSource, ProjectView
+from ._rle import bbox_xywh, coco_decode, coco_encode
+from ._write import prepare_out
+
+
+def export_ytvis(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
+                 video: str | None = None, overwrite: bool = False) -> Path:
+    """Write a YouTube-VIS style JSON file (``segmentations`` null where the object is absent)."""
+    view = ProjectView(store, options)
+    out = prepare_out(out, overwrite, is_dir=False)
+    cats = view.schema.category_names()
+    cat_id = {name: i + 1 for i, name in enumerate(cats)}
+    video = video or store.path.stem
+    spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
+    file_names = tempfile.TemporaryFile("w+")
+    for fr in view:
+        file_names.write(json.dumps(f"{video}/{fr.t:05d}.jpg") + "\n")
+        for obj_id in view.ids:
+            m = fr.masks.get(obj_id)
+            if m is None:
+                entry = [None, None, None, obj_id in fr.occluded]
+            else:
+                entry = [coco_encode(m), int(m.sum()), bbox_xywh(m), False]
+            spool[obj_id].write(json.dumps(entry) + "\n")
+    with open(out, "w") as f:
+        f.write("{" + f'"info": {json.dumps(_info(store))}, "licenses": [], ')
+        f.write(f'"categories": {json.dumps([_category(view, c, cat_id[c]) for c in cats])}, ')
+        f.write('"videos": [{"id": 1, "name": ' + json.dumps(video)
+                + f', "width": {view.width}, "height": {view.height}, "length": {view.num_frames}'
+                + ', "frame_numbers": ' + json.dumps(list(view.frames)) + ', "file_names": [')
+        file_names.seek(0)
+        for k, line in enumerate(file_names):
+            f.write(("," if k else "") + line.strip())
+        f.write("]}], \"annotations\": [")
+        for k, obj in enumerate(view.objects):
+            sp = spool[obj.id]
+            sp.seek(0)
+            f.write(("," if k else "") + "{" + f'"id": {obj.id}, "video_id": 1, '
+                    f'"category_id": {cat_id[view.category_of(obj.id)]}, "iscrowd": 0, '
+                    f'"width": {view.width}, "height": {view.height}, "length": 1, '
+                    f'"name": {json.dumps(obj.name)}, "attributes": {json.dumps(obj.attributes)}')
+            for key, col in (("segmentations", 0), ("areas", 1), ("bboxes", 2), ("occluded", 3)):
+                sp.seek(0)
+                f.write(f', "{key}": [')
+                for i, line in enumerate(sp):
+                    f.write(("," if i else "") + json.dumps(json.loads(line)[col]))
+                f.write("]")
+            f.write("}")
+            sp.close()
+        f.write("]}\n")
+    file_names.close()
+    return out
+
+
+def _info(store: ProjectStore) -> dict:
+    from .. import __version__
+
+    return {"description": f"exported from {store.path.name}", "version": "1.0",
+            "contributor": f"napari-sam2-track {__version__}",
+            "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _category(view: ProjectView, name: str, i: int) -> dict:
+    c = view.schema.category(name)
+    return {"id": i, "name": name, "supercategory": "object", "color": c.color}
+
+
+def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
+    """Read a YouTube-VIS / COCO-video JSON file (one video; the first unless ``video`` names one)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"cannot read {path} as JSON: {exc}") from None
+    if "videos" not in data or "annotations" not in data:
+        raise StoreError(f"{path} is not a YouTube-VIS file (needs 'videos' and 'annotations')")
+    videos = data["videos"]
+    if not videos:
+        raise StoreError(f"{path} lists no videos")
+    vid = next((v for v in videos if video in (v.get("id"), v.get("name"))), None) if video else videos[0]
+    if vid is None:
+        raise StoreError(f"no video {video!r} in {path}")
+    cats = {c["id"]: c["name"] for c in data.get("categories", [])}
+    anns = [a for a in data["annotations"] if a.get("video_id") == vid["id"]]
+    h, w = int(vid["height"]), int(vid["width"])
+    n = int(vid.get("length") or len(vid.get("file_names", [])))
+    objects = []
+    for k, a in enumerate(anns):
+        objects.append(ObjectSpec(id=int(a.get("id", k + 1)), name=str(a.get("name", "")),
+                                  category=cats.get(a.get("category_id"), "object"),
+                                  attributes=a.get("attributes") or {}))
+
+    def frames():
+        for t in range(n):
+            masks = {}
+            for obj, a in zip(objects, anns):
+                segs = a.get("segmentations") or []
+                rle = segs[t] if t < len(segs) else None
+                if rle:
+                    m = coco_decode(rle)
+                    if m.any():
+                        masks[obj.id] = m
+            if masks:
+                yield t, masks
+
+    return LabelSource((n, h, w), objects, frames, categories=list(cats.values()), description=str(path))

@@ -1,0 +1,168 @@
+"""Cell Tracking Challenge format: ``maskTTT.tif`` (uint16) and ``res_track.txt``.
+
+Every line of ``res_track.txt`` is ``L B E P``: a track label, its first and last frame and its
+parent track (0 for none). A label must be present in every frame from ``B`` to ``E``, so an
+object that disappears and comes back is split into several tracks, each later one the child
+of the one before. An object whose ``attributes`` name a ``parent`` object id (a division)
+starts as a child of that object's last track.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..store import ProjectStore
+from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
+from ._write import objects_from_ids, prepare_out
+
+MAX_TRACKS = 65535
+
+
+def digits(num_frames: int) -> int:
+    """File-name digits: 3 up to 1,000 frames, 4 up to 10,000 and so on."""
+    return max(3, len(str(max(num_frames - 1, 0))))
+
+
+class _Tracks:
+    """Split object presence into CTC tracks (label, begin, end, parent)."""
+
+    def __init__(self, parents: dict[int, int]):
+        self.parents = parents
+        self.current: dict[int, int] = {}  # object -> track label visible on the last frame
+        self.last: dict[int, int] = {}  # object -> its latest track label
+        self.rows: dict[int, list[int]] = {}  # label -> [B, E, P]
+        self.next_label = 1
+
+    def step(self, index: int, visible: list[int]) -> dict[int, int]:
+        now = {}
+        for obj_id in visible:
+            label = self.current.get(obj_id)
+            if label is None:
+                label = self.next_label
+                self.next_label += 1
+                if label > MAX_TRACKS:
+                    raise StoreError(
+                        f"more than {MAX_TRACKS} CTC tracks (uint16 masks); export fewer objects or "
+                        "a shorter frame range (--start/--end, --categories)"
+                    )
+                if obj_id in self.last:
+                    parent = self.last[obj_id]
+                else:
+                    parent = self.last.get(self.parents.get(obj_id, 0), 0)
+                self.rows[label] = [index, index, parent]
+                self.last[obj_id] = label
+            self.rows[label][1] = index
+            now[obj_id] = label
+        self.current = now
+        return now
+
+
+def _parents(view: ProjectView) -> dict[int, int]:
+    out = {}
+    for o in view.objects:
+        p = o.attributes.get("parent")
+        if isinstance(p, int) and not isinstance(p, bool):
+            out[o.id] = p
+    return out
+
+
+def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | None = None,
+               *, overwrite: bool = False, prefix: str = "mask", track_file: str = "res_track.txt") -> Path:
+    """Write a CTC result folder (``maskTTT.tif`` + ``res_track.txt``)."""
+    import tifffile
+
+    view = ProjectView(store, options)
+    # Count tracks first (tables only), so that too many tracks fail before anything is written.
+    counter = _Tracks(_parents(view))
+    for fr in view.walk(read_masks=False):
+        counter.step(fr.index, sorted(fr.masks))
+    out = prepare_out(out, overwrite)
+    width = digits(view.num_frames)
+    tracks = _Tracks(_parents(view))
+    for fr in view:
+        mapping = tracks.step(fr.index, sorted(fr.masks))
+        labels = np.zeros((view.height, view.width), np.uint16)
+        for obj_id in sorted(fr.masks, reverse=True):
+            labels[fr.masks[obj_id]] = mapping[obj_id]
+        tifffile.imwrite(out / f"{prefix}{fr.index:0{width}d}.tif", labels, compression="zlib")
+    write_track_file(out / track_file, tracks.rows)
+    return out
+
+
+def write_track_file(path: Path, rows: dict[int, list[int]]) -> None:
+    with open(path, "w") as f:
+        for label in sorted(rows):
+            b, e, p = rows[label]
+            f.write(f"{label} {b} {e} {p}\n")
+
+
+def read_track_file(path: Path) -> dict[int, tuple[int, int, int]]:
+    out = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            label, b, e, p = map(int, parts)
+            out[label] = (b, e, p)
+    return out
+
+
+def _mask_files(folder: Path) -> list[tuple[int, Path]]:
+    files = []
+    for f in folder.iterdir():
+        m = re.fullmatch(r"(?:mask|man_track|man_seg)(\d+)\.tiff?", f.name)
+        if m:
+            files.append((int(m.group(1)), f))
+    return sorted(files)
+
+
+def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
+    """Read a CTC result or ``TRA`` folder.
+
+    With ``merge_tracks`` a track that continues its parent after a gap (the parent ends before
+    the child begins and has no other child) is read back as the same object.
+    """
+    import tifffile
+
+    folder = Path(path)
+    if (folder / "TRA").is_dir():
+        folder = folder / "TRA"
+    files = _mask_files(folder) if folder.is_dir() else []
+    if not files:
+        raise StoreError(f"{path} has no CTC mask files (maskTTT.tif or man_trackTTT.tif)")
+    tracks = read_track_file(folder / "res_track.txt") or read_track_file(folder / "man_track.txt")
+    alias: dict[int, int] = {}
+    if merge_tracks:
+        children: dict[int, list[int]] = {}
+        for label, (b, e, p) in tracks.items():
+            if p:
+                children.setdefault(p, []).append(label)
+        for label in sorted(tracks):
+            b, e, p = tracks[label]
+            if p and p in tracks and len(children[p]) == 1 and tracks[p][1] < b - 1:
+                alias[label] = alias.get(p, p)
+    first = tifffile.imread(files[0][1])
+    n = files[-1][0] + 1
+    if tracks:
+        ids = {alias.get(label, label) for label in tracks}
+    else:
+        ids = set()
+        for _, f in files:
+            ids.update(int(i) for i in np.unique(tifffile.imread(f)) if i)
+
+    def frames():
+        for t, f in files:
+            labels = tifffile.imread(f)
+            masks: dict[int, np.ndarray] = {}
+            for label, m in labels_to_masks(labels).items():
+                obj = alias.get(label, label)
+                masks[obj] = masks[obj] | m if obj in masks else m
+            if masks:
+                yield t, masks
+
+    return LabelSource((n, *first.shape[-2:]), objects_from_ids(ids), frames, description=str(path))
