@@ -166,3 +166,24 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
                 yield t, masks
 
     return LabelSource((n, *first.shape[-2:]), objects_from_ids(ids), frames, description=str(path))
+
+
+def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",
+                     track_file: str = "res_track.txt") -> Path:
+    """Write any :class:`LabelSource` as CTC masks + track file (used by ``compare``)."""
+    import tifffile
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = source.shape[0]
+    width = digits(n)
+    tracks = _Tracks({})
+    for t, labels in source.labels():
+        ids = [int(i) for i in np.unique(labels) if i]
+        mapping = tracks.step(t, ids)
+        lut = np.zeros(int(labels.max()) + 1, np.uint16)
+        for obj_id, label in mapping.items():
+            lut[obj_id] = label
+        tifffile.imwrite(out / f"{prefix}{t:0{width}d}.tif", lut[labels], compression="zlib")
+    write_track_file(out / track_file, tracks.rows)
+    return out
