@@ -37,7 +37,7 @@ def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | N
     big = view.num_frames * view.height * view.width * dt.itemsize > 2**31
     if flavour == "imagej":
         tifffile.imwrite(out, data=pages, shape=shape, dtype=dt, imagej=True,
-                         metadata={"axes": "TYX", "Labels": None}, bigtiff=False)
+                         metadata={"axes": "TYX"}, bigtiff=False)
     else:
         tifffile.imwrite(out, data=pages, shape=shape, dtype=dt, ome=True, bigtiff=big,
                          metadata={"axes": "TYX", "Name": "masklets"}, compression="zlib")

@@ -1,0 +1,351 @@
+"""Exporters: each output is read back by the format's reference tools."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from napari_sam2_track.errors import StoreError
+from napari_sam2_track.export import ExportOptions, export, iter_frames, read_labels
+from napari_sam2_track.prompts import ObjectSpec
+from napari_sam2_track.samples import make_cells
+from napari_sam2_track.schema import AttributeSpec, object_color
+from napari_sam2_track.store import STATE_ABSENT, STATE_EDITED, ProjectStore
+
+T, H, W = 10, 64, 64
+GAP = (3, 4)  # object 1 is absent on these frames (hidden inside the view)
+
+
+def build_project(path, n_frames=T, size=(H, W)):
+    """A project from synthetic ground truth: object 1 has a gap, object 2 overlaps object 4."""
+    s = make_cells(n_frames=n_frames, size=size, n_cells=4)
+    schema = s.schema().model_copy(
+        update={"attributes": [AttributeSpec(name="quality", kind="choice", choices=["good", "bad"])]})
+    store = ProjectStore.create(path, num_frames=n_frames, height=size[0], width=size[1])
+    store.set_schema(schema)
+    store.set_objects([ObjectSpec(id=i, name=f"cell {i}", category=s.categories[i],
+                                  attributes={"quality": "good"}) for i in s.object_ids])
+    masks = {}
+    for t in range(n_frames):
+        for i in s.object_ids:
+            m = s.labels[t] == i
+            if i == 1 and t in GAP:
+                m = np.zeros_like(m)
+            if i == 4 and m.any():  # grow object 4 under object 2: an overlap only per-object masks keep
+                m = m | np.roll(s.labels[t] == 2, 2, axis=1)
+            masks[i, t] = m
+            store.write_mask(i, t, m)
+            store.write_row(i, t, m, presence=2.0 if m.any() else -2.0,
+                            state=STATE_EDITED if m.any() else STATE_ABSENT, run=1)
+        store.merge_labels(t)
+    review = {"1": {"status": "satisfactory", "reviewer": "a", "time": "2025-01-01T00:00:00+00:00"},
+              "2": {"status": "unsatisfactory", "reviewer": "a", "time": "2025-01-01T00:00:00+00:00"}}
+    store.update_meta(review=review)
+    return store, masks, s
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = tmp_path_factory.mktemp("proj") / "p.zarr"
+    store, masks, sample = build_project(path)
+    return ProjectStore.open(path, "r"), masks, sample
+
+
+def merged(masks, t, ids):
+    out = np.zeros((H, W), np.uint32)
+    for i in sorted(ids, reverse=True):
+        out[masks[i, t]] = i
+    return out
+
+
+# ------------------------------------------------------------------ frame iterator options
+def test_frame_options(project):
+    store, masks, sample = project
+    ids = store.object_ids()
+    frames = list(iter_frames(store))
+    assert [f.t for f in frames] == list(range(T))
+    assert 1 not in frames[3].masks and 1 in frames[3].occluded
+    np.testing.assert_array_equal(frames[5].masks[4], masks[4, 5])
+    sub = list(iter_frames(store, ExportOptions(start=2, end=8, every=3)))
+    assert [f.t for f in sub] == [2, 5, 8] and [f.index for f in sub] == [0, 1, 2]
+    assert set(next(iter_frames(store, ExportOptions(approved_only=True))).masks) == {1}
+    cat = sample.categories[ids[0]]
+    keep = {i for i in ids if sample.categories[i] == cat and masks[i, 0].any()}
+    assert set(next(iter_frames(store, ExportOptions(categories=[cat]))).masks) == keep
+    big = min(int(masks[i, 0].sum()) for i in ids) + 1
+    f0 = next(iter_frames(store, ExportOptions(min_visible_pixels=big)))
+    assert set(f0.masks) == {i for i in ids if masks[i, 0].sum() >= big}
+    absent = list(iter_frames(store, ExportOptions(occlusion="absent")))
+    assert not absent[3].occluded
+    with pytest.raises(StoreError, match="unknown categories"):
+        list(iter_frames(store, ExportOptions(categories=["nope"])))
+
+
+# ------------------------------------------------------------------------------ OME-Zarr
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_omezarr_read_by_ome_zarr_py(project, tmp_path, version):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    store, masks, sample = project
+    out = export(store, "ome-zarr", tmp_path / "o.ome.zarr", version=version)
+    nodes = list(Reader(parse_url(str(out / "labels" / "masklets")))())
+    assert nodes, "ome-zarr-py found no label image"
+    node = nodes[0]
+    assert node.data[0].shape == (T, H, W)
+    assert [a["name"] for a in node.metadata["axes"]] == ["t", "y", "x"]
+    colors = node.metadata["color"]
+    for o in store.objects:
+        want = [int(o_[i : i + 2], 16) / 255 for o_ in [object_color(o.id, o.category, store.schema)] for i in (1, 3, 5)]
+        np.testing.assert_allclose(colors[o.id][:3], want)
+    np.testing.assert_array_equal(np.asarray(node.data[0][5]), merged(masks, 5, store.object_ids()))
+    fmt = json.loads((out / ("zarr.json" if version == "0.5" else ".zgroup")).read_text())["zarr_format"]
+    assert fmt == (3 if version == "0.5" else 2)
+
+
+def test_omezarr_napari_reader(project, tmp_path):
+    pytest.importorskip("napari")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    store, masks, _ = project
+    out = export(store, "ome-zarr", tmp_path / "o.ome.zarr")
+    label_meta = json.loads((out / "labels" / "masklets" / "zarr.json").read_text())["attributes"]["ome"]
+    props = {p["label-value"]: p for p in label_meta["image-label"]["properties"]}
+    assert props[1]["name"] == "cell 1" and props[1]["quality"] == "good"
+    assert Reader(parse_url(str(out / "labels" / "masklets"))).zarr.version == "0.5"
+
+
+# ------------------------------------------------------------------------------------ CTC
+def test_ctc_valid_with_gap_and_self_scores(project, tmp_path):
+    from ctc_metrics import validate_sequence
+
+    from napari_sam2_track.export import metrics
+
+    store, masks, _ = project
+    out = export(store, "ctc", tmp_path / "01_RES")
+    rows = [list(map(int, line.split())) for line in (out / "res_track.txt").read_text().splitlines()]
+    tracks = {r[0]: r[1:] for r in rows}
+    # object 1 visible 0-2 and 5-9: two linked tracks
+    first, second = [lab for lab, (b, e, p) in tracks.items() if (b, e) in ((0, 2), (5, 9)) and
+                     (p == 0 or tracks[p][1] == 2)][:2]
+    assert tracks[second][2] == first
+    assert sorted(p.name for p in out.glob("*.tif"))[0] == "mask000.tif"
+    img = __import__("tifffile").imread(out / "mask005.tif")
+    assert img.dtype == np.uint16
+    assert validate_sequence(str(out), threads=1)["Valid"] == 1
+    src = read_labels(out)
+    res = metrics.ctc_metrics(src, src)
+    assert res == {"SEG": 1.0, "TRA": 1.0}
+
+
+def test_ctc_four_digits_and_track_limit(tmp_path, monkeypatch):
+    from napari_sam2_track.export import ctc
+
+    store = ProjectStore.create(tmp_path / "long.zarr", num_frames=1001, height=8, width=8)
+    store.add_object(ObjectSpec(id=1))
+    m = np.zeros((8, 8), bool)
+    m[2:4, 2:4] = True
+    for t in (0, 1000):
+        store.write_mask(1, t, m)
+        store.write_row(1, t, m, presence=1, state=STATE_EDITED, run=1)
+    out = export(store, "ctc", tmp_path / "ctc")
+    names = sorted(p.name for p in out.glob("*.tif"))
+    assert len(names) == 1001 and names[0] == "mask0000.tif" and names[-1] == "mask1000.tif"
+    assert (out / "res_track.txt").read_text().split("\n")[:2] == ["1 0 0 0", "2 1000 1000 1"]
+    monkeypatch.setattr(ctc, "MAX_TRACKS", 1)
+    with pytest.raises(StoreError, match="more than 1 CTC tracks"):
+        export(store, "ctc", tmp_path / "ctc2")
+    assert not (tmp_path / "ctc2").exists()
+
+
+# ------------------------------------------------------------------------------ label TIFF
+def test_tiff_imagej_and_ome(project, tmp_path):
+    import tifffile
+
+    store, masks, _ = project
+    ij = export(store, "tiff", tmp_path / "ij.tif", flavour="imagej")
+    with tifffile.TiffFile(ij) as tif:
+        assert tif.is_imagej and tif.imagej_metadata["frames"] == T
+        data = tif.asarray()
+    assert data.dtype == np.uint16 and data.shape == (T, H, W)
+    np.testing.assert_array_equal(data[4], merged(masks, 4, store.object_ids()))
+    ome = export(store, "tiff", tmp_path / "ome.tif", dtype="uint32")
+    with tifffile.TiffFile(ome) as tif:
+        assert tif.is_ome and tif.series[0].axes == "TYX"
+        assert tif.series[0].dtype == np.uint32
+        assert 'Type="uint32"' in tif.ome_metadata
+    with pytest.raises(StoreError, match="ImageJ"):
+        export(store, "tiff", tmp_path / "bad.tif", flavour="imagej", dtype="uint32")
+
+
+# ---------------------------------------------------------------------- DAVIS / YouTube-VOS
+def test_davis_palette_png(project, tmp_path):
+    from PIL import Image
+
+    from napari_sam2_track.export.davis import pascal_palette
+
+    store, masks, _ = project
+    out = export(store, "youtube-vos", tmp_path / "ytvos", video="v")
+    img = Image.open(out / "Annotations" / "v" / "00005.png")
+    assert img.mode == "P"
+    pal = np.array(img.getpalette()[:768]).reshape(-1, 3)
+    np.testing.assert_array_equal(pal[:4], [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]])
+    np.testing.assert_array_equal(pal, pascal_palette())
+    mapping = json.loads((out / "object_ids.json").read_text())["v"]
+    ids = store.object_ids()
+    assert [mapping[str(k + 1)]["id"] for k in range(len(ids))] == ids
+    arr = np.array(img)
+    want = merged(masks, 5, ids)
+    for k, obj in enumerate(ids):
+        np.testing.assert_array_equal(arr == k + 1, want == obj)
+    meta = json.loads((out / "meta.json").read_text())["videos"]["v"]["objects"]
+    assert meta["1"]["category"] == store.objects[0].category
+    assert meta["1"]["frames"] == [f"{t:05d}" for t in range(T) if t not in GAP]
+
+
+def test_davis_refuses_too_many_objects(tmp_path):
+    store = ProjectStore.create(tmp_path / "many.zarr", num_frames=1, height=4, width=4)
+    store.set_objects([ObjectSpec(id=i) for i in range(1, 256)])
+    with pytest.raises(StoreError, match="at most 254"):
+        export(store, "davis", tmp_path / "d")
+
+
+# ---------------------------------------------------------------------------------- SA-V
+def test_sav_keeps_overlaps(project, tmp_path):
+    from PIL import Image
+
+    store, masks, _ = project
+    out = export(store, "sav", tmp_path / "sav", video="v")
+    a = np.array(Image.open(out / "v" / "004" / "00006.png")) > 0
+    b = np.array(Image.open(out / "v" / "002" / "00006.png")) > 0
+    assert (a & b).any()
+    np.testing.assert_array_equal(a, masks[4, 6])
+    assert not (np.array(Image.open(out / "v" / "001" / "00003.png")) > 0).any()
+
+
+# ---------------------------------------------------------------------- YouTube-VIS / COCO
+def test_ytvis_rle_decodes_with_pycocotools(project, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    store, masks, sample = project
+    out = export(store, "youtube-vis", tmp_path / "v.json")
+    data = json.loads(out.read_text())
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    assert list(cats.values()) == store.schema.category_names()
+    assert data["videos"][0]["length"] == T
+    for ann in data["annotations"]:
+        i = ann["id"]
+        assert cats[ann["category_id"]] == sample.categories[i]
+        assert ann["attributes"] == {"quality": "good"}
+        for t, rle in enumerate(ann["segmentations"]):
+            if not masks[i, t].any():
+                assert rle is None and ann["areas"][t] is None
+                continue
+            dec = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+            np.testing.assert_array_equal(dec, masks[i, t])
+            assert ann["areas"][t] == int(masks[i, t].sum())
+            ys, xs = np.nonzero(masks[i, t])
+            assert ann["bboxes"][t] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert data["annotations"][0]["occluded"][3] is True
+
+
+# ---------------------------------------------------------------------------------- CVAT
+def test_cvat_rle_is_row_major_in_box():
+    from napari_sam2_track.export._rle import cvat_decode, cvat_encode
+
+    m = np.zeros((6, 7), bool)
+    m[1, 2:4] = True
+    m[2, 3] = True
+    rle, x, y, w, h = cvat_encode(m)
+    # box x 2..3, y 1..2: rows [1 1] [0 1] -> runs: 0 bg, 2 fg, 1 bg, 1 fg
+    assert (x, y, w, h) == (2, 1, 2, 2) and rle == "0, 2, 1, 1"
+    np.testing.assert_array_equal(cvat_decode(rle, x, y, w, h, m.shape), m)
+
+
+def test_cvat_structure_and_reimport(project, tmp_path):
+    store, masks, _ = project
+    out = export(store, "cvat", tmp_path / "a.xml")
+    root = ET.parse(out).getroot()
+    assert root.tag == "annotations" and root.findtext("version") == "1.1"
+    task = root.find("meta/task")
+    assert task.findtext("size") == str(T) and task.findtext("mode") == "interpolation"
+    assert {lab.findtext("type") for lab in task.iter("label")} == {"mask"}
+    assert task.findtext("original_size/width") == str(W)
+    track1 = next(t for t in root.iter("track") if t.get("id") == "1")
+    shapes = {int(s.get("frame")): s for s in track1.findall("mask")}
+    assert shapes[3].get("outside") == "1" and shapes[3].get("occluded") == "1" and 4 not in shapes
+    assert shapes[5].get("keyframe") == "1" and shapes[5].get("outside") == "0"
+    for s in track1.findall("mask"):
+        assert set(s.attrib) >= {"frame", "keyframe", "outside", "occluded", "rle", "left", "top", "width", "height"}
+    assert track1.find("mask/attribute").get("name") == "quality"
+    src = read_labels(out)
+    got = dict(src.frames())
+    for (i, t), m in masks.items():
+        if m.any():
+            np.testing.assert_array_equal(got[t][i], m)
+        else:
+            assert i not in got.get(t, {})
+
+
+# ---------------------------------------------------------------------------------- MOTS
+def test_mots_conventions(project, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    store, masks, sample = project
+    a = export(store, "mots", tmp_path / "a.txt")
+    b = export(store, "mots-kitti", tmp_path / "b.txt")
+    la, lb = a.read_text().splitlines(), b.read_text().splitlines()
+    assert len(la) == len(lb)
+    first_a, first_b = la[0].split(), lb[0].split()
+    assert int(first_a[0]) == 1 and int(first_b[0]) == 0
+    t, mid, cls, h, w = map(int, first_a[:5])
+    assert mid == cls * 1000 + mid % 1000 and (h, w) == (H, W)
+    obj = mid % 1000
+    want = merged(masks, t - 1, store.object_ids()) == obj
+    dec = mask_utils.decode({"size": [h, w], "counts": first_a[5].encode()}).astype(bool)
+    np.testing.assert_array_equal(dec, want)
+    # masks in one frame never overlap
+    per_frame = {}
+    for line in la:
+        p = line.split()
+        d = mask_utils.decode({"size": [H, W], "counts": p[5].encode()})
+        per_frame[p[0]] = per_frame.get(p[0], 0) + d
+    assert max(v.max() for v in per_frame.values()) == 1
+
+
+# ---------------------------------------------------------------------------------- geff
+def test_geff_graph(project, tmp_path):
+    import geff
+
+    store, masks, _ = project
+    out = export(store, "geff", tmp_path / "g")
+    geff.validate_structure(str(out / "tracks.geff"))
+    graph, meta = geff.read(str(out / "tracks.geff"), backend="networkx")
+    visible = sum(1 for m in masks.values() if m.any())
+    assert graph.number_of_nodes() == visible
+    assert graph.number_of_edges() == visible - len(store.object_ids())
+    assert meta.related_objects[0].type == "labels"
+    node = next(n for n, d in graph.nodes(data=True) if d["track_id"] == 2 and d["t"] == 3)
+    ys, xs = np.nonzero(masks[2, 3])
+    assert graph.nodes[node]["y"] == pytest.approx(ys.mean()) and graph.nodes[node]["x"] == pytest.approx(xs.mean())
+    assert (out / meta.related_objects[0].path.replace("../", "")).is_dir()
+
+
+# ---------------------------------------------------------------------------------- table
+def test_table_csv(project, tmp_path):
+    import csv
+
+    store, masks, _ = project
+    out = export(store, "table", tmp_path / "t.csv")
+    rows = list(csv.DictReader(out.open()))
+    r = next(r for r in rows if r["object_id"] == "2" and r["frame"] == "6")
+    ys, xs = np.nonzero(masks[2, 6])
+    assert int(r["area"]) == masks[2, 6].sum() and float(r["centroid_x"]) == pytest.approx(xs.mean())
+    assert (int(r["x0"]), int(r["y1"])) == (xs.min(), ys.max() + 1)
+    assert r["qc_status"] == "unsatisfactory" and r["state"] == "edited" and float(r["presence_logit"]) == 2.0
+    gap = next(r for r in rows if r["object_id"] == "1" and r["frame"] == "3")
+    assert gap["visible"] == "False" and gap["occluded"] == "True" and gap["state"] == "absent"
