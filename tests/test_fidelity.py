@@ -186,3 +186,33 @@ def test_pruning_keeps_state_bounded(test_model, long_blob_jpegs):
     window = ours.tracker.retain_frames
     assert window == 16
     assert kept == [t for t in range(1, 48) if t <= window or t >= 47 - window]
+
+
+def test_state_keys_match_upstream(test_model, blob_jpegs):
+    """The engine builds upstream's inference state itself; pin the keys so a sam2 upgrade
+    that changes them fails here rather than deep inside propagation."""
+    up = Upstream(test_model, blob_jpegs)
+    ours = Ours(test_model, blob_jpegs)
+    assert set(ours.tracker.state) == set(up.state)
+    for key in ("num_frames", "video_height", "video_width"):
+        assert ours.tracker.state[key] == up.state[key]
+
+
+def test_remove_object_keeps_compact_tracking_records(test_model, blob_jpegs):
+    ours = Ours(test_model, blob_jpegs)
+    ours.tracker.add_points(1, 0, points=[[30, 40]], labels=[1])
+    ours.tracker.add_points(2, 0, points=[[90, 30]], labels=[1])
+    ours.run("forward", end=3)
+    ours.tracker.remove_object(1)
+    assert ours.tracker.obj_ids == [2]
+    tracked = ours.tracker.state["frames_tracked_per_obj"][0]
+    assert sorted(tracked) == [0, 1, 2, 3] and tracked[2] == {"reverse": False}
+    ours.run("forward", start=0, end=5)
+    assert set(ours.masks[5]) == {2}
+
+
+def test_jpeg_folder_preprocessing_is_bit_identical(test_model, blob_jpegs):
+    up = Upstream(test_model, blob_jpegs)
+    ours = Ours(test_model, blob_jpegs)
+    for t in (0, 7, 23):
+        assert torch.equal(ours.tracker.frames[t], up.state["images"][t].cpu())
