@@ -129,10 +129,11 @@ def test_ctc_valid_with_gap_and_self_scores(project, tmp_path):
     out = export(store, "ctc", tmp_path / "01_RES")
     rows = [list(map(int, line.split())) for line in (out / "res_track.txt").read_text().splitlines()]
     tracks = {r[0]: r[1:] for r in rows}
-    # object 1 visible 0-2 and 5-9: two linked tracks
-    first, second = [lab for lab, (b, e, p) in tracks.items() if (b, e) in ((0, 2), (5, 9)) and
-                     (p == 0 or tracks[p][1] == 2)][:2]
-    assert tracks[second][2] == first
+    # object 1 is visible on 0-2 and 5-9: track 1 (its id), then a new track whose parent is 1
+    ids = store.object_ids()
+    assert tracks[1] == [0, 2, 0]
+    assert tracks[max(ids) + 1] == [5, 9, 1]
+    assert len(tracks) == len(ids) + 1
     assert sorted(p.name for p in out.glob("*.tif"))[0] == "mask000.tif"
     img = __import__("tifffile").imread(out / "mask005.tif")
     assert img.dtype == np.uint16

@@ -4,7 +4,8 @@ Every line of ``res_track.txt`` is ``L B E P``: a track label, its first and las
 parent track (0 for none). A label must be present in every frame from ``B`` to ``E``, so an
 object that disappears and comes back is split into several tracks, each later one the child
 of the one before. An object whose ``attributes`` name a ``parent`` object id (a division)
-starts as a child of that object's last track.
+starts as a child of that object's last track. An object's first track keeps the object id
+as its label; later tracks get labels above the largest object id.
 """
 
 from __future__ import annotations
@@ -30,20 +31,25 @@ def digits(num_frames: int) -> int:
 class _Tracks:
     """Split object presence into CTC tracks (label, begin, end, parent)."""
 
-    def __init__(self, parents: dict[int, int]):
+    def __init__(self, parents: dict[int, int], ids: list[int] | None = None):
         self.parents = parents
+        # An object's first track keeps the object id; later tracks are numbered after the ids.
+        self.fresh = set(ids or [])
         self.current: dict[int, int] = {}  # object -> track label visible on the last frame
         self.last: dict[int, int] = {}  # object -> its latest track label
         self.rows: dict[int, list[int]] = {}  # label -> [B, E, P]
-        self.next_label = 1
+        self.next_label = max(self.fresh, default=0) + 1
 
     def step(self, index: int, visible: list[int]) -> dict[int, int]:
         now = {}
         for obj_id in visible:
             label = self.current.get(obj_id)
             if label is None:
-                label = self.next_label
-                self.next_label += 1
+                if obj_id in self.fresh and obj_id not in self.last:
+                    label = obj_id
+                else:
+                    label = self.next_label
+                    self.next_label += 1
                 if label > MAX_TRACKS:
                     raise StoreError(
                         f"more than {MAX_TRACKS} CTC tracks (uint16 masks); export fewer objects or "
@@ -77,12 +83,12 @@ def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | No
 
     view = ProjectView(store, options)
     # Count tracks first (tables only), so that too many tracks fail before anything is written.
-    counter = _Tracks(_parents(view))
+    counter = _Tracks(_parents(view), view.ids)
     for fr in view.walk(read_masks=False):
         counter.step(fr.index, sorted(fr.masks))
     out = prepare_out(out, overwrite)
     width = digits(view.num_frames)
-    tracks = _Tracks(_parents(view))
+    tracks = _Tracks(_parents(view), view.ids)
     for fr in view:
         mapping = tracks.step(fr.index, sorted(fr.masks))
         labels = np.zeros((view.height, view.width), np.uint16)
@@ -177,7 +183,7 @@ def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",
     out.mkdir(parents=True, exist_ok=True)
     n = source.shape[0]
     width = digits(n)
-    tracks = _Tracks({})
+    tracks = _Tracks({}, [o.id for o in source.objects])
     for t, labels in source.labels():
         ids = [int(i) for i in np.unique(labels) if i]
         mapping = tracks.step(t, ids)
