@@ -178,11 +178,22 @@ class ProjectView:
                     occluded.add(obj_id)
             if (t - self.start) % every:
                 continue
-            masks = {
-                obj_id: self.store.mask(obj_id, t) if read_masks else None for obj_id in visible
-            }
+            masks = {obj_id: self._mask(obj_id, t) if read_masks else None for obj_id in visible}
             yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
             index += 1
+
+    #: Frames of an object's mask read in one request (bounded memory, fewer zarr calls).
+    MASK_BLOCK = 32
+
+    def _mask(self, obj_id: int, t: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        lo, block = cache.get(obj_id, (None, None))
+        if lo is None or not (lo <= t < lo + len(block) * self.options.every):
+            lo = t
+            hi = min(t + self.MASK_BLOCK * self.options.every, self.end + 1)
+            block = self.store.group[f"objects/{obj_id}/mask"][lo:hi:self.options.every]
+            cache[obj_id] = (lo, block)
+        return block[(t - lo) // self.options.every]
 
     def __iter__(self) -> Iterator[Frame]:
         return self.walk(True)
