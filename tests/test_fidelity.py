@@ -148,7 +148,7 @@ def test_mask_prompt(test_model, blob_jpegs):
 
 @pytest.mark.parametrize(
     ("retain", "frame"),
-    [(None, 30), (-1, 10)],
+    [("all", 30), ("window", 10)],
     ids=["keep-all-state-correction-mid-video", "default-pruning-correction-near-keyframe"],
 )
 def test_correction_after_propagation(test_model, long_blob_jpegs, retain, frame):

@@ -93,7 +93,7 @@ def track(
     obj_ids: list[int] | None = None,
     prompts_dir: str | Path | None = None,
     cancel: threading.Event | None = None,
-    retain_frames: int | None = -1,
+    retain_frames: int | str = "window",
     schema=None,
     tracker=None,
 ) -> Iterator[Progress]:

@@ -90,8 +90,9 @@ class StreamingTracker:
         model: a loaded SAM 2 video model.
         source: a :class:`~napari_sam2_track.sources.FrameSource`.
         retain_frames: how far (in frames) non-conditioning outputs are kept around the frame
-            being tracked and around each conditioning frame. The default keeps exactly the
-            window memory attention reads; ``None`` keeps everything, as upstream does.
+            being tracked and around each conditioning frame: ``"window"`` (default) keeps
+            exactly what memory attention reads (16 frames for SAM 2), ``"all"`` keeps
+            everything as upstream does, an integer sets the distance.
         read_ahead: frames decoded ahead of the model on a reader thread.
     """
 
@@ -100,7 +101,7 @@ class StreamingTracker:
         model: LoadedModel,
         source,
         *,
-        retain_frames: int | None = -1,
+        retain_frames: int | Literal["window", "all"] = "window",
         read_ahead: int = 4,
     ):
         self.model = model
@@ -111,7 +112,9 @@ class StreamingTracker:
         self.width = int(source.width)
         p = self.predictor
         window = max(p.num_maskmem, p.max_obj_ptrs_in_encoder) * p.memory_temporal_stride_for_eval
-        self.retain_frames = window if retain_frames == -1 else retain_frames
+        self.retain_frames: int | None = {"window": window, "all": None}.get(
+            retain_frames, retain_frames  # type: ignore[arg-type]
+        )
         self.frames = ModelFrames(source, p.image_size, depth=read_ahead)
         self._lock = threading.RLock()
         self.state = self._init_state()
