@@ -216,3 +216,17 @@ def test_jpeg_folder_preprocessing_is_bit_identical(test_model, blob_jpegs):
     ours = Ours(test_model, blob_jpegs)
     for t in (0, 7, 23):
         assert torch.equal(ours.tracker.frames[t], up.state["images"][t].cpu())
+
+
+@pytest.mark.slow
+def test_real_video_frames_match_upstream(test_model, shared_data):
+    """The bedroom clip (960x540 JPEGs from the sam2 repository): same masks at video size."""
+    folder = shared_data / "video" / "bedroom_jpeg"
+    up, ours = Upstream(test_model, folder), Ours(test_model, folder)
+    for side in (up.points, ours.tracker.add_points):
+        side(1, 0, points=[[210, 350], [250, 220]], labels=[1, 1])
+        side(2, 0, box=[300, 0, 500, 400])
+    up.propagate(max_frames=7)
+    ours.run("forward", end=7)
+    assert_same(ours, up, 8, [1, 2])
+    assert ours.masks[0][1].shape == (540, 960)
