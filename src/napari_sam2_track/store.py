@@ -89,6 +89,14 @@ class ProjectStore:
         self.group = group
         self.read_only = read_only
         self._meta_lock = threading.RLock()
+        self._arrays: dict[str, Any] = {}  # opened arrays (opening one reads its zarr.json)
+
+    def _array(self, name: str):
+        """An array of the project, opened once."""
+        array = self._arrays.get(name)
+        if array is None:
+            array = self._arrays[name] = self.group[name]
+        return array
 
     # --------------------------------------------------------------- create/open
     @classmethod
@@ -192,7 +200,7 @@ class ProjectStore:
     @property
     def labels(self):
         """The merged uint32 label array ``(t, y, x)`` (a zarr array)."""
-        return self.group[LABELS_PATH]
+        return self._array(LABELS_PATH)
 
     @property
     def schema(self):
@@ -248,6 +256,8 @@ class ProjectStore:
         )
         if f"objects/{obj_id}" in self.group:
             del self.group[f"objects/{obj_id}"]
+        self._arrays.pop(f"objects/{obj_id}/mask", None)
+        self._arrays.pop(f"objects/{obj_id}/table", None)
         for t in frames:
             self.merge_labels(t)
         self._write_label_metadata()
@@ -256,7 +266,7 @@ class ProjectStore:
         from zarr.codecs import ZstdCodec
 
         name = f"objects/{obj_id}"
-        if name in self.group:
+        if f"{name}/table" in self._arrays or name in self.group:
             return
         t, h, w = self.shape
         grp = self.group.require_group(name)
@@ -283,15 +293,15 @@ class ProjectStore:
 
     def mask(self, obj_id: int, t: int) -> np.ndarray:
         """The bool mask of one object on one frame."""
-        return self.group[f"objects/{obj_id}/mask"][t]
+        return self._array(f"objects/{obj_id}/mask")[t]
 
     def table(self, obj_id: int) -> np.ndarray:
         """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
-        return self.group[f"objects/{obj_id}/table"][:]
+        return self._array(f"objects/{obj_id}/table")[:]
 
     def states(self, obj_id: int) -> np.ndarray:
         """Per-frame state codes of an object (``STATE_*``; NaN rows read as not run)."""
-        col = self.group[f"objects/{obj_id}/table"][:, COL["state"]]
+        col = self._array(f"objects/{obj_id}/table")[:, COL["state"]]
         return np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
 
     def frames_with_state(self, obj_id: int, exclude: tuple[int, ...] = ()) -> list[int]:
@@ -367,7 +377,7 @@ class ProjectStore:
     def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
         """Write one object's mask on frame ``t``."""
         self._ensure_object_arrays(obj_id)
-        self.group[f"objects/{obj_id}/mask"][t] = mask
+        self._array(f"objects/{obj_id}/mask")[t] = mask
 
     def write_row(
         self, obj_id: int, t: int, mask: np.ndarray, *, presence: float, state: int, run: int
@@ -375,7 +385,7 @@ class ProjectStore:
         """Write one object's table row on frame ``t``: the last write of a frame."""
         area, bbox = mask_stats(mask)
         x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self.group[f"objects/{obj_id}/table"][t] = [presence, area, x0, y0, x1, y1, state, run]
+        self._array(f"objects/{obj_id}/table")[t] = [presence, area, x0, y0, x1, y1, state, run]
 
     def merge_labels(self, t: int, masks: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """Recompute and write the merged label image of frame ``t``.
@@ -415,7 +425,7 @@ class ProjectStore:
             # that other object's pixels alone.
             hidden = self.mask(obj_id, t) & (old_labels != obj_id) & (old_labels != 0)
             mask = new | (hidden & (frame_labels == old_labels))
-            presence = self.group[f"objects/{obj_id}/table"][t, COL["presence"]]
+            presence = self._array(f"objects/{obj_id}/table")[t, COL["presence"]]
             self.write_mask(obj_id, t, mask)
             self.write_row(obj_id, t, mask, presence=presence, state=STATE_EDITED, run=run)
             changed.append(int(obj_id))
