@@ -8,6 +8,16 @@ do; the CLI prints it without a traceback and the napari widgets show it as a no
 from __future__ import annotations
 
 
+def first_validation_problem(exc) -> str:
+    """One line for a pydantic ``ValidationError``: where, what, and how many more problems."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    msg = " ".join(str(err.get("msg", "invalid value")).removeprefix("Value error, ").split())
+    n = exc.error_count()
+    more = f" (+{n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
 class Sam2TrackError(Exception):
     """Base class for errors caused by user input; the message is a single actionable line."""
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import PromptError
+from .errors import PromptError, first_validation_problem
 
 MAX_OBJECT_ID = 2**32 - 1
 
@@ -81,10 +81,7 @@ class Prompt(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            raise PromptError(f"invalid prompt ({where}: {msg})" if where else msg) from None
+            raise PromptError(f"invalid prompt: {first_validation_problem(exc)}") from None
 
     @property
     def kind(self) -> str:
@@ -195,11 +192,8 @@ class PromptSet(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "top level"
-            msg = err["msg"].removeprefix("Value error, ")
             raise PromptError(
-                f"prompts file {path}: {where}: {msg} (see docs/prompts.md)"
+                f"prompts file {path}: {first_validation_problem(exc)} (see docs/prompts.md)"
             ) from None
 
     def save(self, path: str | Path) -> None:

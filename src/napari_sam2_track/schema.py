@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SchemaError
+from .errors import SchemaError, first_validation_problem
 
 __all__ = [
     "AttributeSpec",
@@ -277,7 +277,7 @@ class Schema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SchemaError(f"{source}: {_first_problem(exc)}; {hint}") from None
+            raise SchemaError(f"{source}: {first_validation_problem(exc)}; {hint}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
@@ -307,17 +307,6 @@ def _fmt_from_suffix(path: Path) -> Literal["yaml", "json"]:
     raise ValueError(
         f"unsupported schema file extension {path.suffix!r} (use .yaml, .yml or .json)"
     )
-
-
-def _first_problem(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-    msg = str(err.get("msg", "invalid value"))
-    msg = msg.removeprefix("Value error, ")
-    msg = " ".join(msg.split())  # single line
-    n = exc.error_count()
-    more = f" (+{n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""
-    return f"{loc}: {msg}{more}"
 
 
 # -- colours ---------------------------------------------------------------------------------
