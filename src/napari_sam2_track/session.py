@@ -88,9 +88,17 @@ class StoreLabelsArray:
     :meth:`AnnotationSession.persist_edit`). Only the frames touched are ever held in memory.
     """
 
-    def __init__(self, store: ProjectStore, on_edit: Callable[[int, np.ndarray], Any] | None = None):
+    def __init__(
+        self,
+        store: ProjectStore,
+        on_edit: Callable[[int, np.ndarray], Any] | None = None,
+        *,
+        autoflush: bool = False,
+    ):
         self.store = store
         self.on_edit = on_edit
+        #: persist every write at once (when nothing calls :meth:`flush` at the end of a stroke)
+        self.autoflush = autoflush
         self._dirty: dict[int, np.ndarray] = {}
         self._lock = threading.RLock()
 
@@ -170,16 +178,20 @@ class StoreLabelsArray:
                     sel = t == ti
                     frame = self._editable(int(ti))
                     frame[y[sel], x[sel]] = value[sel]
-                return
-            tkey, rest = key[0], key[1:]
-            if isinstance(tkey, (int, np.integer)):
-                self._editable(int(tkey) % self.shape[0])[rest] = value
-                return
-            frames = range(self.shape[0])[tkey]
-            value = np.asarray(value)
-            for i, t in enumerate(frames):
-                v = value[i] if value.ndim == 3 else value
-                self._editable(t)[rest] = v
+            else:
+                self._set_basic(key, value)
+        if self.autoflush:
+            self.flush()
+
+    def _set_basic(self, key: tuple, value) -> None:
+        tkey, rest = key[0], key[1:]
+        if isinstance(tkey, (int, np.integer)):
+            self._editable(int(tkey) % self.shape[0])[rest] = value
+            return
+        frames = range(self.shape[0])[tkey]
+        value = np.asarray(value)
+        for i, t in enumerate(frames):
+            self._editable(t)[rest] = value[i] if value.ndim == 3 else value
 
     def _editable(self, t: int) -> np.ndarray:
         if t not in self._dirty:
