@@ -218,7 +218,8 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         store = ProjectStore.open(p)
         if tuple(store.shape) != data_shape:
             raise SourceError(
-                f"{p} is a {store.shape} project; the labels layer is {data_shape}"
+                f"{p} holds labels of shape {tuple(store.shape)} but the layer has shape "
+                f"{data_shape}; save to a new .zarr instead"
             )
     else:
         store = ProjectStore.create(
