@@ -77,14 +77,38 @@ def open_annotation_viewer(
     viewer = napari.Viewer(show=show, title=f"napari-sam2-track: {Path(str(video or sample)).name}")
     added = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layers]
     image = added[0]
-    _, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
-    _, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt & Propagate")
+    schema_dw, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
+    prompt_dw, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt & Propagate")
+    try:  # one tab per dock, Prompt & Propagate in front
+        qt_window = viewer.window._qt_window
+        qt_window.tabifyDockWidget(schema_dw, prompt_dw)
+        prompt_dw.raise_()
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: _escape_tab_ampersands(qt_window))
+    except AttributeError:
+        pass
     if loaded_schema is not None:
         schema_dock.set_schema(loaded_schema)
         schema_dock.hub.schema = loaded_schema
     prompt_dock.select_image(image.name)
     prompt_dock.open_project(project, layer=image)
     return viewer, schema_dock, prompt_dock
+
+
+def _escape_tab_ampersands(qt_window) -> None:
+    """Dock tabs read "&" as a mnemonic; show "Prompt & Propagate" literally."""
+    from qtpy.QtWidgets import QTabBar
+
+    try:
+        bars = qt_window.findChildren(QTabBar)
+    except RuntimeError:  # window already closed
+        return
+    for bar in bars:
+        for i in range(bar.count()):
+            text = bar.tabText(i)
+            if "&" in text and "&&" not in text:
+                bar.setTabText(i, text.replace("&", "&&"))
 
 
 @command("annotate")

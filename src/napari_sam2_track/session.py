@@ -99,6 +99,8 @@ class StoreLabelsArray:
         self.on_edit = on_edit
         #: persist every write at once (when nothing calls :meth:`flush` at the end of a stroke)
         self.autoflush = autoflush
+        #: called after each write (e.g. to schedule a :meth:`flush`)
+        self.on_dirty: Callable[[], Any] | None = None
         self._dirty: dict[int, np.ndarray] = {}
         self._lock = threading.RLock()
 
@@ -182,6 +184,8 @@ class StoreLabelsArray:
                 self._set_basic(key, value)
         if self.autoflush:
             self.flush()
+        elif self.on_dirty is not None:
+            self.on_dirty()
 
     def _set_basic(self, key: tuple, value) -> None:
         tkey, rest = key[0], key[1:]

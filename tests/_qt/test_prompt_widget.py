@@ -96,6 +96,14 @@ def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, error
     a = dock.add_object("cell A", "nucleus")
     b = dock.add_object("cell B", "mitotic cell")
     assert [o.id for o in session.objects] == [1, 2]
+    # label colours follow the categories
+    from napari_sam2_track.schema import object_color
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    cmap = dock.labels_layer.colormap.color_dict
+    for obj in (a, b):
+        expected = object_color(obj.id, obj.category, session.schema)
+        assert np.allclose(cmap[obj.id], transform_color(expected)[0])
     viewer.dims.set_current_step(0, 0)
 
     # a user's clicks: press (modifiers read), then napari adds the point
@@ -309,3 +317,71 @@ def test_close_viewer_during_run(make_napari_viewer, qtbot, tmp_path, test_model
     assert 0 in done
     for t in done:
         assert np.array_equal(store.labels[t] == 1, store.mask(1, t))
+
+
+def test_undo_and_deleting_clicks_are_saved(make_napari_viewer, qtbot, tmp_path, test_model, errors):
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, dock = _docks(viewer)
+    dock.set_model(test_model)
+    session = dock.open_project(tmp_path / "p.zarr")
+    obj = dock.add_object("a")
+    dock.add_click(40, 40, frame=1)
+    dock.add_click(60, 60, frame=1)
+    assert len(session.clicks(obj.id, 1)) == 2
+    # the user deletes the second click (select mode + Delete)
+    dock.points_layer.selected_data = {1}
+    dock.points_layer.remove_selected()
+    assert session.clicks(obj.id, 1) == [(40.0, 40.0, 1)]
+    dock.points_layer.selected_data = {0}
+    dock.points_layer.remove_selected()
+    assert session.keyframes(obj.id) == []
+    # paint, then undo: both end up in the store
+    layer = dock.labels_layer
+    layer.selected_label = obj.id
+    layer.brush_size = 3
+    layer.paint((4, 10, 10), obj.id)
+    qtbot.waitUntil(lambda: bool(session.store.mask(obj.id, 4)[10, 10]), timeout=3000)
+    layer.undo()
+    qtbot.waitUntil(lambda: not session.store.mask(obj.id, 4)[10, 10], timeout=3000)
+    assert not errors, errors
+
+
+def test_worker_error_is_notified_and_frames_stay(make_napari_viewer, qtbot, tmp_path, test_model, errors):
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, dock = _docks(viewer)
+    dock.set_model(test_model)
+    session = dock.open_project(tmp_path / "p.zarr")
+    dock.add_object("a")
+    dock.add_click(40, 40, frame=0)
+    tracker = session.tracker
+    real = tracker._track_frame
+
+    def failing(t, *args, **kwargs):
+        if t == 3:
+            raise RuntimeError("simulated device failure")
+        return real(t, *args, **kwargs)
+
+    tracker._track_frame = failing
+    try:
+        dock.propagate("forward")
+        _wait_done(qtbot, dock)
+    finally:
+        tracker._track_frame = real
+    assert errors and "simulated device failure" in errors[-1]
+    store = session.store
+    assert store.meta["runs"][-1]["status"] == "failed"
+    assert store.frames_with_state(1, exclude=(STATE_NOT_RUN,)) == [0, 1, 2]
+    assert dock.labels_layer.editable and not session.running
+    # the next run works
+    dock.propagate("forward")
+    _wait_done(qtbot, dock)
+    assert store.meta["runs"][-1]["status"] == "completed"
+
+
+def test_missing_weights_message(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    _, dock = _docks(viewer)
+    worker = dock.load_model(str(tmp_path / "missing.pt"), "cpu")
+    qtbot.waitUntil(lambda: not worker.is_running and dock.load_model_btn.isEnabled(), timeout=60_000)
+    assert errors and "missing.pt" in errors[-1] and "\n" not in errors[-1]
+    assert dock.model_label.text() == "no model loaded" and dock.hub.model is None

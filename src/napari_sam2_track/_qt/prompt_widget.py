@@ -343,6 +343,7 @@ class PromptWidget(QWidget):
             if lay is not None and lay in self.viewer.layers:
                 self.viewer.layers.remove(lay)
         self.labels_data = session.labels_array()
+        self.labels_data.on_dirty = self._edit_timer.start  # undo/redo and scripted writes
         self.labels_layer = self.viewer.add_labels(
             self.labels_data,
             name=f"{name} labels",
@@ -439,7 +440,7 @@ class PromptWidget(QWidget):
 
         self.load_model_btn.setEnabled(False)
         self.model_label.setText(f"loading {name}…")
-        worker = create_worker(_load, _start_thread=False)
+        worker = create_worker(_load, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self.set_model)
         worker.errored.connect(self._on_model_error)
         worker.finished.connect(lambda: self.load_model_btn.setEnabled(True))
@@ -837,7 +838,7 @@ class PromptWidget(QWidget):
         self.propagate_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self._pbar = progress(total=0, desc=f"SAM 2 propagation ({direction})")
-        worker = create_worker(_run, _start_thread=False)
+        worker = create_worker(_run, _start_thread=False, _ignore_errors=True)
         holder["worker"] = worker
         self._relay = relay
         worker.errored.connect(self._on_run_error)
@@ -892,7 +893,8 @@ class PromptWidget(QWidget):
 
     # ======================================================================= edits
     def _on_paint(self, _event=None) -> None:
-        self.flush_edits()
+        # napari emits ``paint`` just before it writes the stroke's last pixels: save right after
+        QTimer.singleShot(0, self.flush_edits)
 
     def flush_edits(self) -> None:
         """Save painted/erased frames to the project (marked ``edited``)."""

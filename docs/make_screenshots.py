@@ -1,0 +1,177 @@
+"""Render the napari docks in use to PNG files under docs/images/.
+
+Run under a display (or ``xvfb-run -a``)::
+
+    xvfb-run -a python docs/make_screenshots.py                 # random-init test model
+    xvfb-run -a python docs/make_screenshots.py --model tiny    # trained weights, if cached
+
+Without ``--model`` the masks come from the seeded random-init SAM 2 used by the tests (the
+real architecture, meaningless weights): keyframes prompted with a mask look right, clicked and
+propagated masks do not. The captions in docs/napari.md say which model made them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "images"
+
+
+def _model(name: str | None, device: str):
+    if name:
+        from napari_sam2_track.engine.models import load_model
+
+        return load_model(name, device=device)
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest import nudge_test_model
+
+    from napari_sam2_track.engine.models import load_random_model
+
+    model = load_random_model(image_size=256, seed=0, device="cpu")
+    nudge_test_model(model.predictor)
+    return model
+
+
+def _wait(app, predicate, timeout=300.0):
+    end = time.time() + timeout
+    while not predicate():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.time() > end:
+            raise TimeoutError("timed out")
+
+
+def _settle(app, seconds=0.5):
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _shot(viewer, app, name: str) -> Path:
+    _settle(app)
+    viewer.reset_view()
+    try:  # close notification toasts (e.g. backend deprecation warnings)
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+            toast.close()
+    except ImportError:
+        pass
+    _settle(app, 0.3)
+    OUT.mkdir(exist_ok=True)
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    print("wrote", path)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="tiny|small|base-plus|large or a .pt (default: random-init)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--frames", type=int, default=12)
+    args = p.parse_args(argv)
+
+    import warnings
+
+    from qtpy.QtWidgets import QApplication
+
+    warnings.filterwarnings("ignore", message="napari support for the PyQt5")
+
+    from napari_sam2_track.cli_annotate import open_annotation_viewer
+    from napari_sam2_track.samples import make_instruments
+
+    model = _model(args.model, args.device)
+    tmp = Path(tempfile.mkdtemp(prefix="sam2-track-shots-"))
+    size = (192, 256)
+
+    # 1. Schema dock on the instruments sample
+    viewer, schema_dock, dock = open_annotation_viewer(
+        sample="instruments", frames=args.frames, size=size, project=tmp / "instruments.zarr"
+    )
+    app = QApplication.instance()
+    viewer.window._qt_window.resize(1500, 950)
+    schema_dock.add_attribute("handedness", "choice", "left, right", "hand holding the tool")
+    schema_dock.add_attribute("truncated", "bool", "", "cut by the image border")
+    schema_dock.edge_policy.setCurrentText("flag")
+    schema_dock.min_pixels.setValue(20)
+    schema_dock.apply()
+    docks = viewer.window._wrapped_dock_widgets if hasattr(viewer.window, "_wrapped_dock_widgets") else viewer.window._dock_widgets
+    docks["Schema (napari-sam2-track)"].raise_()
+    _shot(viewer, app, "schema_dock.png")
+
+    # 2. Prompt & Propagate: clicks, a box, a mask keyframe
+    dock.set_model(model)
+    sample = make_instruments(n_frames=args.frames, size=size)
+    docks["Prompt & Propagate (napari-sam2-track)"].raise_()
+    viewer.dims.set_current_step(0, 0)
+    objects = {}
+    for gt_id, name in ((1, "grasper"), (2, "scissors"), (3, "hook")):
+        objects[gt_id] = dock.add_object(name, name)
+    g, s, h = objects[1], objects[2], objects[3]
+    if args.model:
+        # trained weights: a positive and a negative click, and a box
+        dock.select_object(g.id)
+        ys, xs = np.nonzero(sample.labels[0] == 1)
+        dock.add_click(float(np.median(xs)), float(np.median(ys)))
+        dock.add_click(5.0, 5.0, positive=False)
+        dock.select_object(s.id)
+        ys, xs = np.nonzero(sample.labels[0] == 2)
+        dock.add_box(float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1)
+        rest = [h]
+    else:
+        # random weights give meaningless click masks: prompt with painted masks instead
+        rest = [g, s, h]
+    gt_of = {o.id: k for k, o in objects.items()}
+    for obj in rest:
+        dock.select_object(obj.id)
+        dock.labels_data[0] = np.where(
+            sample.labels[0] == gt_of[obj.id], obj.id, dock.labels_data.frame(0)
+        )
+        dock.flush_edits()
+        dock.use_label_mask(0)
+    dock.select_object(g.id)
+    viewer.layers.selection.active = dock.points_layer
+    _shot(viewer, app, "prompt_dock.png")
+
+    # 3. Propagation running (progress in the dock and the activity dock)
+    worker = dock.propagate("forward")
+    try:
+        viewer.window._qt_window._activity_dialog.show()
+    except AttributeError:
+        pass
+    _wait(app, lambda: dock._pbar is not None and dock._pbar.n >= max(2, args.frames // 3))
+    viewer.dims.set_current_step(0, int(dock._pbar.n) - 1)
+    _shot(viewer, app, "propagation.png")
+    _wait(app, lambda: not dock.running)
+    assert worker is not None
+    try:
+        viewer.window._qt_window._activity_dialog.hide()
+    except AttributeError:
+        pass
+
+    # 4. Reviewing and painting a correction on a propagated frame
+    t = args.frames - 1
+    viewer.dims.set_current_step(0, t)
+    dock.labels_layer.mode = "paint"
+    dock.labels_layer.selected_label = s.id
+    dock.labels_layer.brush_size = 12
+    viewer.layers.selection.active = dock.labels_layer
+    for x in range(60, 120, 6):
+        dock.labels_layer.paint((t, 150, x), s.id)
+    dock.flush_edits()
+    _shot(viewer, app, "edit_labels.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
