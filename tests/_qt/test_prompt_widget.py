@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -64,12 +64,28 @@ def _wait_done(qtbot, dock, timeout=120_000):
     qtbot.waitUntil(lambda: not dock.running, timeout=timeout)
 
 
-def _press(layer, dock, modifiers=()):
-    """What napari calls when the mouse goes down on the clicks layer."""
-    event = SimpleNamespace(modifiers=list(modifiers), type="mouse_press", position=(0, 0, 0))
-    for cb in layer.mouse_drag_callbacks:
-        if getattr(cb, "__func__", None) is PromptWidget._on_points_press:
-            cb(layer, event)
+@dataclass
+class _MouseEvent:
+    """A vispy-like mouse event, as napari's own layer tests simulate them."""
+
+    type: str
+    position: tuple
+    modifiers: list = field(default_factory=list)
+    is_dragging: bool = False
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    view_direction: list | None = None
+    up_direction: list | None = None
+    dims_displayed: list = field(default_factory=lambda: [1, 2])
+
+
+def _click(layer, t, y, x, modifiers=()):
+    """A mouse click on the clicks layer at data position (t, y, x): press, then release."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    for kind, callbacks in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
+        event = _MouseEvent(type=kind, position=(t, y, x), modifiers=list(modifiers))
+        callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
 
 
 def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, errors):
@@ -106,18 +122,17 @@ def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, error
         assert np.allclose(cmap[obj.id], transform_color(expected)[0])
     viewer.dims.set_current_step(0, 0)
 
-    # a user's clicks: press (modifiers read), then napari adds the point
+    # a user's clicks on the clicks layer in add mode
     points = dock.points_layer
+    assert points.mode == "add"
     for obj, gt_id in ((a, 1), (b, 3)):
         dock.select_object(obj.id)
         x, y = clicks[gt_id]
-        _press(points, dock)
-        points.add([0, y, x])
+        _click(points, 0, y, x)
         assert session.keyframes(obj.id) == [0]
         assert (session.store.labels[0] == obj.id).any(), "keyframe mask not shown at once"
     # Alt+click adds a negative click for the active object (b)
-    _press(points, dock, modifiers=["Alt"])
-    points.add([0, 2, 2])
+    _click(points, 0, 2, 2, modifiers=["Alt"])
     assert session.clicks(b.id, 0)[-1] == (2.0, 2.0, 0)
     assert list(points.features["positive"]) == [True, True, False]
     assert not errors
@@ -385,3 +400,21 @@ def test_missing_weights_message(make_napari_viewer, qtbot, tmp_path, errors):
     qtbot.waitUntil(lambda: not worker.is_running and dock.load_model_btn.isEnabled(), timeout=60_000)
     assert errors and "missing.pt" in errors[-1] and "\n" not in errors[-1]
     assert dock.model_label.text() == "no model loaded" and dock.hub.model is None
+
+
+def test_polarity_toggle_and_shortcut_docs(make_napari_viewer, tmp_path, test_model, errors):
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, dock = _docks(viewer)
+    dock.set_model(test_model)
+    session = dock.open_project(tmp_path / "p.zarr")
+    obj = dock.add_object("a")
+    dock.toggle_polarity()  # what N does
+    assert dock.negative_btn.isChecked() and not dock.positive
+    _click(dock.points_layer, 0, 30, 30)
+    _click(dock.points_layer, 0, 40, 40, modifiers=["Control"])
+    dock.set_polarity(True)
+    _click(dock.points_layer, 0, 50, 50)
+    assert [c[2] for c in session.clicks(obj.id, 0)] == [0, 0, 1]
+    for key in ("Alt+click", "Ctrl+click", "N ", "K / Shift+K"):
+        assert key in dock.toolTip()
+    assert not errors, errors
