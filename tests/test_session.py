@@ -182,3 +182,16 @@ def test_store_labels_array_buffers_edits(session):
     assert arr.flush() == [1, 2]
     assert session.store.labels[1][3, 5] == 1 and session.store.states(1)[2] == STATE_EDITED
     assert isinstance(arr, StoreLabelsArray) and not arr.dirty_frames
+
+
+def test_unstarted_run_can_be_closed(session, cells, test_model):
+    session.set_model(test_model)
+    session.add_object("a")
+    x, y = first_frame_prompts(cells)[1]
+    session.add_click(0, x, y)
+    run = session.propagate_iter("forward")
+    assert session.running
+    run.close()
+    assert not session.running and session.store.meta["runs"] == []
+    assert len(list(session.propagate_iter("forward", start=0, end=1))) == 2
+    assert not session.running

@@ -219,6 +219,43 @@ class StoreLabelsArray:
             self._dirty.clear()
 
 
+class _PropagationRun:
+    """Iterator over a propagation's progress that frees the session when it ends, fails or is
+    closed (even before its first frame)."""
+
+    def __init__(self, gen, lock: threading.Lock):
+        self._gen = gen
+        self._lock = lock
+        self._held = True
+
+    def __iter__(self):
+        return self
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
+
+    def __next__(self):
+        try:
+            return next(self._gen)
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._gen.close()
+        finally:
+            self._release()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
 class AnnotationSession:
     """Objects, keyframe prompts, propagation and edits of one video's project.
 
@@ -557,26 +594,23 @@ class AnnotationSession:
         except BaseException:
             self._running.release()
             raise
-        return self._propagate(tracker, direction, start, end, cancel, obj_ids)
+        return _PropagationRun(self._propagate(tracker, direction, start, end, cancel, obj_ids), self._running)
 
     def _propagate(self, tracker, direction, start, end, cancel, obj_ids):
         from .pipeline import track
 
-        try:
-            yield from track(
-                self.source,
-                None,
-                self.store,
-                model=self.model,
-                direction=direction,
-                start=start,
-                end=end,
-                cancel=cancel,
-                obj_ids=obj_ids,
-                tracker=tracker,
-            )
-        finally:
-            self._running.release()
+        yield from track(
+            self.source,
+            None,
+            self.store,
+            model=self.model,
+            direction=direction,
+            start=start,
+            end=end,
+            cancel=cancel,
+            obj_ids=obj_ids,
+            tracker=tracker,
+        )
 
     # ------------------------------------------------------------------ edits
     def persist_edit(self, frame: int, labels2d: np.ndarray) -> list[int]:

@@ -324,6 +324,9 @@ class PromptWidget(QWidget):
             return None
         self.path_edit.setText(str(path))
         self.image_layer = layer
+        if self.session is not None and self.session is not session:
+            self.flush_edits()
+            self.session.close()
         self.session = session
         self._attach_layers(layer.name)
         self.hub.set_session(session)
@@ -814,6 +817,15 @@ class PromptWidget(QWidget):
         except Exception as exc:  # noqa: BLE001
             self._error(exc)
             return None
+        try:
+            return self._start_run(gen, cancel, direction)
+        except BaseException:
+            gen.close()  # frees the session
+            raise
+
+    def _start_run(self, gen, cancel: threading.Event, direction: str):
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
 
         relay = _ProgressRelay()
         relay.progress.connect(self._on_progress)
