@@ -40,7 +40,8 @@ def test_default_store_path(tmp_path):
     assert default_store_path(tmp_path / "movie.mp4") == tmp_path / "movie.zarr"
     assert default_store_path(tmp_path / "stack.zarr") == tmp_path / "stack.annotations.zarr"
     tmp = default_store_path(None, name="cells")
-    assert tmp.name == "cells.zarr" and not tmp.exists()
+    assert tmp.name == "cells.zarr" and not tmp.exists() and tmp.parent.is_dir()
+    tmp.parent.rmdir()
 
 
 def test_check_layer_shape():

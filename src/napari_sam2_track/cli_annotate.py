@@ -83,9 +83,6 @@ def open_annotation_viewer(
         qt_window = viewer.window._qt_window
         qt_window.tabifyDockWidget(schema_dw, prompt_dw)
         prompt_dw.raise_()
-        from qtpy.QtCore import QTimer
-
-        QTimer.singleShot(0, lambda: _escape_tab_ampersands(qt_window))
     except AttributeError:
         pass
     if loaded_schema is not None:
@@ -94,21 +91,6 @@ def open_annotation_viewer(
     prompt_dock.select_image(image.name)
     prompt_dock.open_project(project, layer=image)
     return viewer, schema_dock, prompt_dock
-
-
-def _escape_tab_ampersands(qt_window) -> None:
-    """Dock tabs read "&" as a mnemonic; show "Prompt & Propagate" literally."""
-    from qtpy.QtWidgets import QTabBar
-
-    try:
-        bars = qt_window.findChildren(QTabBar)
-    except RuntimeError:  # window already closed
-        return
-    for bar in bars:
-        for i in range(bar.count()):
-            text = bar.tabText(i)
-            if "&" in text and "&&" not in text:
-                bar.setTabText(i, text.replace("&", "&&"))
 
 
 @command("annotate")
