@@ -200,7 +200,7 @@ def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, error
     assert all(o != b.id for o in dock.points_layer.features["object"])
 
 
-def test_box_and_label_mask_prompts(make_napari_viewer, tmp_path, test_model, errors):
+def test_box_and_label_mask_prompts(make_napari_viewer, qtbot, tmp_path, test_model, errors):
     viewer = _viewer_with_cells(make_napari_viewer)
     _, dock = _docks(viewer)
     dock.set_model(test_model)
@@ -218,6 +218,23 @@ def test_box_and_label_mask_prompts(make_napari_viewer, tmp_path, test_model, er
     assert dock.session.keyframes(obj.id) == [2, 5]
     prompt = [p for p in dock.session.store.prompts.prompts if p.frame == 5][0]
     assert prompt.kind == "mask"
+    # a second rectangle on the same frame replaces the first
+    viewer.dims.set_current_step(0, 2)
+    dock.add_box(10, 10, 40, 40)
+    assert dock.session.box(obj.id, 2) == (10.0, 10.0, 40.0, 40.0)
+    assert len(dock.shapes_layer.data) == 1
+    # propagate a frame range only
+    dock.whole_check.setChecked(False)
+    dock.start_spin.setValue(2)
+    dock.end_spin.setValue(4)
+    dock.direction_combo.setCurrentText("forward")
+    assert dock.propagate() is not None
+    _wait_done(qtbot, dock)
+    states = dock.session.store.states(obj.id)
+    assert states[2] == STATE_PROMPTED and states[5] == STATE_PROMPTED
+    assert states[3] != STATE_NOT_RUN and states[4] != STATE_NOT_RUN
+    assert states[0] == STATE_NOT_RUN and states[6] == STATE_NOT_RUN
+    assert not errors, errors
 
 
 def test_schema_dock_load_save(make_napari_viewer, tmp_path, errors):

@@ -724,6 +724,8 @@ class PromptWidget(QWidget):
             except Exception as exc:  # noqa: BLE001
                 self._error(exc)
                 bad_rows.extend(rows.get(key, [])[-1:])
+        # one box per object and frame: a new rectangle replaces the earlier one
+        bad_rows.extend(i for key, idx in rows.items() for i in idx[:-1])
         if bad_rows:
             self._syncing = True
             try:
