@@ -18,6 +18,7 @@ frame) and ``propagate_in_video``, thresholding each mask as a user would.
 Usage::
 
     python benchmarks/propagation.py                       # 100 and 1000 frames, CPU, 256 px
+    python benchmarks/propagation.py --frames 100 --repeats 3   # interleaved repeats
     python benchmarks/propagation.py --frames 100 --engines ours
     python benchmarks/propagation.py --device cuda --image-size 1024 --compile   # GPU
 """
@@ -164,6 +165,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs per configuration, interleaved between engines (shared machines are noisy)",
+    )
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "nst-bench"))
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -173,7 +180,7 @@ def main() -> None:
         return
     for n in args.frames:
         folder = make_frames(Path(args.cache) / f"frames{n}", n)
-        for engine in args.engines:
+        for engine in [e for _ in range(args.repeats) for e in args.engines]:
             cmd = [
                 sys.executable,
                 __file__,

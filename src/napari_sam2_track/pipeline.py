@@ -177,10 +177,13 @@ def track(
         status = "failed"
         started = time.perf_counter()
         computed = 0
+        state_bytes = 0
         try:
             for result in tracker.propagate(direction, start, end, obj_ids, cancel=cancel):
                 writer.submit(result)
                 computed += 1
+                if computed % 25 == 1:  # walking the state costs ~1 ms; sample it
+                    state_bytes = tracker.state_bytes()
                 yield Progress(
                     run_id=run_id,
                     frame=result.frame,
@@ -188,7 +191,7 @@ def track(
                     written=writer.frames_written,
                     total=total,
                     elapsed=time.perf_counter() - started,
-                    state_bytes=tracker.state_bytes(),
+                    state_bytes=state_bytes,
                 )
             status = "cancelled" if cancel is not None and cancel.is_set() else "completed"
         except GeneratorExit:

@@ -221,7 +221,7 @@ class ProjectStore:
         return [ObjectSpec.model_validate(o) for o in self.meta["objects"]]
 
     def object_ids(self) -> list[int]:
-        return sorted(o.id for o in self.objects)
+        return sorted(o["id"] for o in self.group.attrs[ATTR_KEY]["objects"])
 
     def set_objects(self, objects: Iterable[ObjectSpec]) -> None:
         """Replace the object list (ids, names, categories, attributes)."""
@@ -285,7 +285,7 @@ class ProjectStore:
             chunks=(min(TABLE_CHUNK, t), len(TABLE_COLUMNS)),
             dtype="float64",
             fill_value=np.nan,
-            compressors=ZstdCodec(level=3),
+            compressors=None,  # rewritten every frame; 64 KiB per 1024 frames uncompressed
             dimension_names=["t", "column"],
         )
         table.attrs["columns"] = list(TABLE_COLUMNS)
@@ -545,6 +545,9 @@ class StoreWriter:
             raise err
 
     def _run(self) -> None:
+        from .engine.frames import lower_thread_priority
+
+        lower_thread_priority()
         while True:
             result = self._queue.get()
             if result is None:

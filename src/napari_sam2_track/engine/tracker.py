@@ -93,7 +93,9 @@ class StreamingTracker:
             being tracked and around each conditioning frame: ``"window"`` (default) keeps
             exactly what memory attention reads (16 frames for SAM 2), ``"all"`` keeps
             everything as upstream does, an integer sets the distance.
-        read_ahead: frames decoded ahead of the model on a reader thread.
+        read_ahead: frames decoded ahead of the model on a reader thread. By default 4 when
+            the model runs on a GPU; 0 (decode in turn) on the CPU, whose cores the model
+            already keeps busy, so a reader thread would only contend with it.
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class StreamingTracker:
         source,
         *,
         retain_frames: int | Literal["window", "all"] = "window",
-        read_ahead: int = 4,
+        read_ahead: int | None = None,
     ):
         self.model = model
         self.predictor = model.predictor
@@ -115,6 +117,8 @@ class StreamingTracker:
         self.retain_frames: int | None = {"window": window, "all": None}.get(
             retain_frames, retain_frames  # type: ignore[arg-type]
         )
+        if read_ahead is None:
+            read_ahead = 0 if p.device.type == "cpu" else 4
         self.frames = ModelFrames(source, p.image_size, depth=read_ahead)
         self._lock = threading.RLock()
         self.state = self._init_state()
