@@ -12,7 +12,8 @@ also counts set-up (upstream's ``init_state`` loading every frame; our store cre
 keyframe).
 
 ``ours`` runs the whole pipeline: frames decoded lazily from disk, tracked, and written to a
-zarr project store by the writer thread. ``upstream`` runs ``init_state`` (which loads every
+zarr project store by the writer thread. ``engine`` runs the streaming tracker alone (masks
+thresholded and dropped), which is the like-for-like comparison with upstream. ``upstream`` runs ``init_state`` (which loads every
 frame) and ``propagate_in_video``, thresholding each mask as a user would.
 
 Usage::
@@ -121,6 +122,20 @@ def run_one(args) -> dict:
                 start = time.perf_counter()
         elapsed = time.perf_counter() - start
         images_mb = 0.0
+    elif args.engine == "engine":
+        from napari_sam2_track.engine.tracker import StreamingTracker
+        from napari_sam2_track.sources import open_source
+
+        tracker = StreamingTracker(model, open_source(folder))
+        tracker.add_points(1, 0, **prompt)
+        start = None
+        state_bytes = 0
+        for _result in tracker.propagate("forward"):
+            state_bytes = max(state_bytes, tracker.state_bytes())
+            if start is None:
+                start = time.perf_counter()
+        elapsed = time.perf_counter() - start
+        images_mb = 0.0
     else:
         p = model.predictor
         state = p.init_state(str(folder), offload_video_to_cpu=args.device == "cpu")
@@ -161,7 +176,10 @@ def run_one(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--engines", nargs="+", default=["ours", "upstream"])
+    parser.add_argument(
+        "--engines", nargs="+", default=["ours", "engine", "upstream"],
+        choices=["ours", "engine", "upstream"],
+    )
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
