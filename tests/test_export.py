@@ -107,16 +107,26 @@ def test_omezarr_read_by_ome_zarr_py(project, tmp_path, version):
 
 
 def test_omezarr_napari_reader(project, tmp_path):
-    pytest.importorskip("napari")
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Reader
+    """napari's OME-Zarr reader plugin (napari-ome-zarr) opens the labels with their colours."""
+    napari_ome_zarr = pytest.importorskip("napari_ome_zarr")
 
     store, masks, _ = project
     out = export(store, "ome-zarr", tmp_path / "o.ome.zarr")
     label_meta = json.loads((out / "labels" / "masklets" / "zarr.json").read_text())["attributes"]["ome"]
     props = {p["label-value"]: p for p in label_meta["image-label"]["properties"]}
     assert props[1]["name"] == "cell 1" and props[1]["quality"] == "good"
-    assert Reader(parse_url(str(out / "labels" / "masklets"))).zarr.version == "0.5"
+    path = str(out / "labels" / "masklets")
+    reader = napari_ome_zarr.napari_get_reader(path)
+    assert reader is not None
+    (data, meta, kind), = reader(path)
+    assert kind == "labels"
+    assert data[0].shape == (T, H, W)
+    assert list(meta["axis_labels"]) == ["t", "y", "x"]
+    np.testing.assert_array_equal(np.asarray(data[0][5]), merged(masks, 5, store.object_ids()))
+    for o in store.objects:
+        hex_color = object_color(o.id, o.category, store.schema)
+        want = [int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        np.testing.assert_allclose(meta["colormap"][o.id][:3], want)
 
 
 # ------------------------------------------------------------------------------------ CTC
@@ -350,3 +360,17 @@ def test_table_csv(project, tmp_path):
     assert r["qc_status"] == "unsatisfactory" and r["state"] == "edited" and float(r["presence_logit"]) == 2.0
     gap = next(r for r in rows if r["object_id"] == "1" and r["frame"] == "3")
     assert gap["visible"] == "False" and gap["occluded"] == "True" and gap["state"] == "absent"
+
+
+def test_table_parquet_matches_csv(project, tmp_path):
+    import csv
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    store, masks, _ = project
+    rows = list(csv.DictReader(export(store, "table", tmp_path / "t.csv").open()))
+    table = pq.read_table(export(store, "table", tmp_path / "t.parquet")).to_pylist()
+    assert len(table) == len(rows) > 0
+    assert set(table[0]) == set(rows[0])
+    for a, b in zip(rows, table):
+        assert int(a["object_id"]) == int(b["object_id"]) and int(a["frame"]) == int(b["frame"])
+        assert str(a["state"]) == str(b["state"])
