@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Sam2TrackError, SourceError
+from ._lazy_array import LazyArray
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -22,7 +23,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 META_KEY = "napari_sam2_track"
 
 
-class FrameArray:
+class FrameArray(LazyArray):
     """A lazy ``(t, y, x[, c])`` array over a frame source: ``arr[t]`` decodes frame ``t`` only."""
 
     def __init__(self, source):
@@ -35,21 +36,6 @@ class FrameArray:
     @property
     def dtype(self) -> np.dtype:
         return self.source.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key):
         if not isinstance(key, tuple):

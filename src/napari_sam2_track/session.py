@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._lazy_array import LazyArray
 from .errors import ModelError, PromptError, SourceError, StoreError
 from .prompts import ObjectSpec, Prompt
 from .store import STATE_PROMPTED, ProjectStore
@@ -79,7 +80,7 @@ def check_layer_shape(shape: tuple[int, ...], rgb: bool, name: str = "image") ->
     return shape[0], shape[1], shape[2]
 
 
-class StoreLabelsArray:
+class StoreLabelsArray(LazyArray):
     """The project's merged labels as an array for a napari Labels layer.
 
     Reads come from the store (so a layer refresh shows frames written by a running
@@ -112,21 +113,6 @@ class StoreLabelsArray:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype("uint32")
-
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
 
     def frame(self, t: int) -> np.ndarray:
         """Frame ``t`` as a writable array, edits included."""
