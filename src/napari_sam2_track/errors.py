@@ -18,6 +18,22 @@ def first_validation_problem(exc) -> str:
     return f"{loc}: {msg}{more}"
 
 
+def repeated(values) -> list:
+    """Values that occur more than once, sorted (for uniqueness validators)."""
+    seen, dupes = set(), set()
+    for v in values:
+        (dupes if v in seen else seen).add(v)
+    return sorted(dupes)
+
+
+def stripped_name(value: str, what: str) -> str:
+    """A name without surrounding blanks; ``ValueError`` if nothing is left."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} name must not be empty")
+    return value
+
+
 class Sam2TrackError(Exception):
     """Base class for errors caused by user input; the message is a single actionable line."""
 

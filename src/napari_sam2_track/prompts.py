@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import PromptError, first_validation_problem
+from .errors import PromptError, first_validation_problem, repeated
 
 MAX_OBJECT_ID = 2**32 - 1
 
@@ -152,8 +152,7 @@ class PromptSet(BaseModel):
     @field_validator("objects")
     @classmethod
     def _unique_ids(cls, objects: list[ObjectSpec]) -> list[ObjectSpec]:
-        ids = [o.id for o in objects]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = repeated(o.id for o in objects)
         if dupes:
             raise ValueError(f"object ids {dupes} are listed more than once")
         return objects

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SchemaError, first_validation_problem
+from .errors import SchemaError, first_validation_problem, repeated, stripped_name
 
 __all__ = [
     "AttributeSpec",
@@ -71,10 +71,7 @@ class Category(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("category name must not be empty")
-        return v
+        return stripped_name(v, "category")
 
     @field_validator("color")
     @classmethod
@@ -107,10 +104,7 @@ class AttributeSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("attribute name must not be empty")
-        return v
+        return stripped_name(v, "attribute")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> AttributeSpec:
@@ -183,8 +177,7 @@ class Schema(BaseModel):
     @field_validator("categories")
     @classmethod
     def _unique_categories(cls, v: list[Category]) -> list[Category]:
-        names = [c.name for c in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(c.name for c in v)
         if dupes:
             raise ValueError(f"duplicate category names: {', '.join(dupes)}")
         return v
@@ -192,8 +185,7 @@ class Schema(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _unique_attributes(cls, v: list[AttributeSpec]) -> list[AttributeSpec]:
-        names = [a.name for a in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(a.name for a in v)
         if dupes:
             raise ValueError(f"duplicate attribute names: {', '.join(dupes)}")
         return v
