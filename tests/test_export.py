@@ -374,3 +374,27 @@ def test_table_parquet_matches_csv(project, tmp_path):
     for a, b in zip(rows, table):
         assert int(a["object_id"]) == int(b["object_id"]) and int(a["frame"]) == int(b["frame"])
         assert str(a["state"]) == str(b["state"])
+
+
+def test_edge_policy_drop_removes_masks_cut_by_the_border(tmp_path):
+    from napari_sam2_track.export._frames import ProjectView
+    from napari_sam2_track.prompts import ObjectSpec
+    from napari_sam2_track.schema import Schema
+    from napari_sam2_track.store import STATE_EDITED, ProjectStore
+
+    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=3, height=20, width=20)
+    store.set_objects([ObjectSpec(id=1)])
+    inside = np.zeros((20, 20), bool)
+    inside[8:12, 8:12] = True
+    at_edge = np.zeros((20, 20), bool)
+    at_edge[8:12, 0:4] = True
+    for t, m in enumerate([inside, at_edge, inside]):
+        store.write_mask(1, t, m)
+        store.write_row(1, t, m, presence=3.0, state=STATE_EDITED, run=1)
+        store.merge_labels(t)
+    kept = [sorted(f.masks) for f in ProjectView(store)]
+    assert kept == [[1], [1], [1]]
+    store.set_schema(Schema.model_validate({"edge_policy": "drop"}))
+    frames = list(ProjectView(store))
+    assert [sorted(f.masks) for f in frames] == [[1], [], [1]]
+    assert frames[1].occluded == set()  # last seen away from the border, but now cut by it

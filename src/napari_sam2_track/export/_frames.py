@@ -34,6 +34,9 @@ class ExportOptions:
         every: keep every Nth frame of the range.
         start, end: first and last frame (inclusive); ``None`` for the video's ends.
         categories: keep only objects of these categories (``None``: all).
+
+    The schema's ``edge_policy: drop`` also applies: masks touching the image border (within
+    ``border_margin_px``) count as absent, and such an object is out of frame, not occluded.
     """
 
     min_visible_pixels: int | None = None
@@ -161,15 +164,19 @@ class ProjectView:
         every = self.options.every
         index = 0
         threshold = max(1, self.min_visible)
+        drop_at_edge = self.schema.edge_policy == "drop"
         for t in range(self.start, self.end + 1):
             visible, occluded, presence = [], set(), {}
             for obj_id in ids:
                 row = tables.row(obj_id, t)
                 area = row[COL["area"]]
-                if not np.isnan(area) and area >= threshold:
+                cut_by_edge = drop_at_edge and area > 0 and self._touches_border(row)
+                if not np.isnan(area) and area >= threshold and not cut_by_edge:
                     visible.append(obj_id)
                     last_visible_row[obj_id] = row.copy()
                     presence[obj_id] = float(row[COL["presence"]])
+                elif cut_by_edge:  # at the border: leaving the view, not hidden in it
+                    last_visible_row[obj_id] = row.copy()
                 elif (
                     self.options.occlusion == "occluded"
                     and obj_id in last_visible_row
