@@ -52,6 +52,7 @@ def build(path: Path, n_frames: int) -> None:
         store.merge_labels(t, masks)
     for i in ids:
         store.group[f"objects/{i}/table"][:] = tables[i]
+    (path / "BUILD_COMPLETE").touch()  # a build that was interrupted is redone
 
 
 def run_case(project: str, fmt: str, out: str) -> None:
@@ -80,7 +81,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     for n in args.frames:
         project = cache / f"p{n}.zarr"
-        if not (project / "zarr.json").is_file():
+        if not (project / "BUILD_COMPLETE").is_file():
             build(project, n)
         for fmt in args.formats:
             out = Path(tempfile.mkdtemp(dir=cache))
