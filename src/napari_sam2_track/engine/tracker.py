@@ -42,10 +42,6 @@ class FrameResult:
     presence: dict[int, float]  # object id -> object-score logit (> 0: present)
     prompted: set[int] = field(default_factory=set)  # objects with a prompt on this frame
 
-    @property
-    def obj_ids(self) -> list[int]:
-        return list(self.masks)
-
 
 class _TrackedFrames(MutableMapping):
     """``frames_tracked_per_obj[obj]`` as one byte per frame instead of a growing dict.
