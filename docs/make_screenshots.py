@@ -86,7 +86,7 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore", message="napari support for the PyQt5")
 
-    from napari_sam2_track.cli_annotate import open_annotation_viewer
+    from napari_sam2_track.cli.annotate import open_annotation_viewer
     from napari_sam2_track.samples import make_instruments
 
     model = _model(args.model, args.device)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from napari_sam2_track.cli import main
-from napari_sam2_track.store import COL, STATE_NOT_RUN, ProjectStore
+from napari_sam2_track.project import COL, STATE_NOT_RUN, ProjectStore
 
 from conftest import make_blob_video, write_jpeg_folder
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam2_track.export import LabelSource, export, import_annotations, read_labels
-from napari_sam2_track.export._frames import labels_to_masks
-from napari_sam2_track.export.metrics import davis_jf
+from napari_sam2_track.formats import LabelSource, export, import_annotations, read_labels
+from napari_sam2_track.formats._frames import labels_to_masks
+from napari_sam2_track.formats.metrics import davis_jf
 from napari_sam2_track.prompts import ObjectSpec
-from napari_sam2_track.store import STATE_EDITED, STATE_PROMPTED, ProjectStore
+from napari_sam2_track.project import STATE_EDITED, STATE_PROMPTED, ProjectStore
 
 from test_export import T, build_project, merged
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import StoreError
 from .prompts import PromptSet
-from .store import STATE_NOT_RUN, ProjectStore, StoreWriter
+from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import colorsys
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ __all__ = [
     "Schema",
     "label_colors",
     "object_color",
+    "object_colors",
 ]
 
 _HEX_RE = re.compile(r"^#([0-9a-fA-F]{6})$")
@@ -210,6 +211,12 @@ class Schema(BaseModel):
             f"unknown category {name!r}; known categories: {', '.join(self.category_names())}"
         )
 
+    def category_for(self, category_name: str | None) -> str:
+        """``category_name`` if the schema defines it, else the first category (the fallback
+        for objects without a category or with one the schema no longer has)."""
+        names = self.category_names()
+        return category_name if category_name in names else names[0]
+
     def color_of(self, category_name: str) -> str:
         """Hex colour of a category."""
         return self.category(category_name).color
@@ -320,6 +327,12 @@ def object_color(obj_id: int, category: str, schema: Schema) -> str:
         new_l = min(max(light + (0.08 if frac >= 0 else -0.08), lo), hi)
     new_s = sat if sat < 0.05 else min(max(sat * (1.0 - 0.2 * abs(frac)), 0.2), 1.0)
     return _rgb_to_hex(colorsys.hls_to_rgb(h, new_l, new_s))
+
+
+def object_colors(objects: Iterable, schema: Schema) -> dict[int, str]:
+    """Object id -> hex colour for objects with ``id`` and ``category`` (unknown categories
+    fall back to the schema's first)."""
+    return {o.id: object_color(o.id, schema.category_for(o.category), schema) for o in objects}
 
 
 def label_colors(objects: Mapping[int, str], schema: Schema) -> dict[int, str]:

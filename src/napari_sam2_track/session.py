@@ -33,7 +33,7 @@ import numpy as np
 from ._lazy_array import LazyArray
 from .errors import ModelError, PromptError, SourceError, StoreError
 from .prompts import ObjectSpec, Prompt
-from .store import STATE_PROMPTED, ProjectStore
+from .project import STATE_PROMPTED, ProjectStore
 
 __all__ = ["AnnotationSession", "StoreLabelsArray", "check_layer_shape", "default_store_path"]
 
@@ -247,7 +247,7 @@ class AnnotationSession:
 
     Args:
         source: a :class:`~napari_sam2_track.sources.FrameSource`.
-        store: the open :class:`~napari_sam2_track.store.ProjectStore` for that source.
+        store: the open :class:`~napari_sam2_track.project.ProjectStore` for that source.
         model: optional :class:`~napari_sam2_track.engine.models.LoadedModel`; prompts that
             need the model raise :class:`ModelError` until :meth:`set_model` is called.
     """
@@ -363,14 +363,9 @@ class AnnotationSession:
 
     def label_colors(self) -> dict[int, str]:
         """Object id -> ``#rrggbb`` colour (its category's hue), for the Labels layer."""
-        from .schema import object_color
+        from .schema import object_colors
 
-        schema = self.schema
-        names = schema.category_names()
-        return {
-            o.id: object_color(o.id, o.category if o.category in names else names[0], schema)
-            for o in self.store.objects
-        }
+        return object_colors(self.store.objects, self.schema)
 
     # ---------------------------------------------------------------- objects
     @property

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("napari")
 
 from napari_sam2_track import _napari_io as io  # noqa: E402
-from napari_sam2_track.cli import build_parser, main  # noqa: E402
-from napari_sam2_track.cli_annotate import open_annotation_viewer  # noqa: E402
-from napari_sam2_track.store import STATE_EDITED, ProjectStore  # noqa: E402
+from napari_sam2_track.cli.main import build_parser, main  # noqa: E402
+from napari_sam2_track.cli.annotate import open_annotation_viewer  # noqa: E402
+from napari_sam2_track.project import STATE_EDITED, ProjectStore  # noqa: E402
 
 
 def test_manifest_validates_with_imports():

@@ -17,7 +17,7 @@ from napari_sam2_track._napari_io import sample_cells  # noqa: E402
 from napari_sam2_track._qt.prompt_widget import PromptWidget  # noqa: E402
 from napari_sam2_track._qt.schema_widget import SchemaWidget  # noqa: E402
 from napari_sam2_track.samples import first_frame_prompts, make_cells  # noqa: E402
-from napari_sam2_track.store import (  # noqa: E402
+from napari_sam2_track.project import (  # noqa: E402
     STATE_ABSENT,
     STATE_EDITED,
     STATE_NOT_RUN,

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec
-from ..store import COL, TABLE_CHUNK, ProjectStore
+from ..project import COL, TABLE_CHUNK, ProjectStore
+from ..project.labels import merge_lowest_id
 
 Occlusion = Literal["absent", "occluded"]
 
@@ -66,10 +67,7 @@ class Frame:
 
     def labels(self, dtype=np.uint32) -> np.ndarray:
         """The merged label image; where objects overlap the lowest id wins."""
-        out = np.zeros(self.shape, dtype=dtype)
-        for obj_id in sorted(self.masks, reverse=True):
-            out[self.masks[obj_id]] = obj_id
-        return out
+        return merge_lowest_id(self.masks, self.shape, dtype)
 
 
 def approved_ids(store: ProjectStore) -> set[int]:
@@ -145,11 +143,8 @@ class ProjectView:
         return len(self.frames)
 
     def category_of(self, obj_id: int) -> str:
-        names = self.schema.category_names()
-        for o in self.objects:
-            if o.id == obj_id:
-                return o.category if o.category in names else names[0]
-        return names[0]
+        category = next((o.category for o in self.objects if o.id == obj_id), None)
+        return self.schema.category_for(category)
 
     def _touches_border(self, row: np.ndarray) -> bool:
         m = self.schema.border_margin_px
@@ -231,12 +226,11 @@ class LabelSource:
         it = self.frames()
         pending = next(it, None)
         for t in range(n):
-            out = np.zeros((h, w), np.uint32)
             if pending is not None and pending[0] == t:
-                for obj_id in sorted(pending[1], reverse=True):
-                    out[pending[1][obj_id]] = obj_id
+                yield t, merge_lowest_id(pending[1], (h, w))
                 pending = next(it, None)
-            yield t, out
+            else:
+                yield t, np.zeros((h, w), np.uint32)
 
 
 def project_source(store: ProjectStore, options: ExportOptions | None = None) -> LabelSource:

@@ -17,28 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..schema import object_color
-from ..store import ProjectStore
+from ..project import ProjectStore
+from ..project.labels import image_label_metadata, label_multiscale
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._write import objects_from_ids, prepare_out
 
 LABEL_NAME = "masklets"
-
-
-def _rgba(color: str) -> list[int]:
-    return [int(color[i : i + 2], 16) for i in (1, 3, 5)] + [255]
-
-
-def _multiscale(name: str, axes: list[tuple[str, str]], version: str) -> dict:
-    ms = {
-        "name": name,
-        "axes": [{"name": a, "type": k} for a, k in axes],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0] * len(axes)}]}],
-    }
-    if version == "0.4":
-        ms["version"] = "0.4"
-    return ms
 
 
 def _put(group, meta: dict, version: str) -> None:
@@ -88,7 +72,7 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
         first = np.asarray(source.read_rgb(view.start))
         c = first.shape[-1] if first.ndim == 3 else 1
         arr = _array(root, "0", (n, c, h, w), (1, c, h, w), "uint8", version, ["t", "c", "y", "x"])
-        _put(root, {"multiscales": [_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
+        _put(root, {"multiscales": [label_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
                                                           ("x", "space")], version)]}, version)
         for i, t in enumerate(view.frames):
             frame = np.asarray(source.read_rgb(t))
@@ -100,17 +84,8 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
     _put(labels_group, {"labels": [LABEL_NAME]}, version)
     lg = labels_group.create_group(LABEL_NAME)
     arr = _array(lg, "0", (n, h, w), (1, h, w), "uint32", version, ["t", "y", "x"])
-    colors, properties = [], []
-    for o in view.objects:
-        cat = view.category_of(o.id)
-        colors.append({"label-value": o.id, "rgba": _rgba(object_color(o.id, cat, view.schema))})
-        properties.append({"label-value": o.id, "name": o.name, "category": cat,
-                           **{k: v for k, v in o.attributes.items() if k not in ("label-value",)}})
-    image_label = {"version": version, "colors": colors, "properties": properties}
-    if source is not None:
-        image_label["source"] = {"image": "../../"}
-    _put(lg, {"multiscales": [_multiscale(LABEL_NAME, [("t", "time"), ("y", "space"), ("x", "space")], version)],
-              "image-label": image_label}, version)
+    _put(lg, image_label_metadata(LABEL_NAME, view.objects, view.schema, version=version,
+                                  source_image="../../" if source is not None else None), version)
     for fr in view:
         if fr.masks:  # empty frames stay unwritten (fill value 0)
             arr[fr.index] = fr.labels()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._write import objects_from_ids, prepare_out
 

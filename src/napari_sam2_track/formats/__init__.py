@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StoreError
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, Frame, LabelSource, ProjectView, iter_frames, project_source
 
 #: Export format -> (module, function, extra keyword arguments).

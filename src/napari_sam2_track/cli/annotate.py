@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import command
-from .errors import Sam2TrackError
+from ._registry import command
+from ..errors import Sam2TrackError
 
 PLUGIN = "napari-sam2-track"
 SAMPLES = ("cells", "instruments")
@@ -55,8 +55,8 @@ def open_annotation_viewer(
 ):
     """Create a napari viewer with the video (or sample) and the docks; returns
     ``(viewer, schema_dock, prompt_dock)``. Input errors are raised before any window opens."""
-    from . import _napari_io as io
-    from .schema import Schema
+    from .. import _napari_io as io
+    from ..schema import Schema
 
     if (video is None) == (sample is None):
         raise Sam2TrackError("give either a VIDEO or --sample cells|instruments")
@@ -64,7 +64,7 @@ def open_annotation_viewer(
         raise Sam2TrackError(f"unknown sample {sample!r}; use one of {', '.join(SAMPLES)}")
     loaded_schema = Schema.load(schema) if schema else None
     if video is not None:
-        from .sources import open_source
+        from ..sources import open_source
 
         source = open_source(video, channel=channel)
         layers = [io.image_layer_data(source)]

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..store import ProjectStore
+from ..project import ProjectStore
+from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._write import objects_from_ids, prepare_out
 
@@ -91,9 +92,7 @@ def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | No
     tracks = _Tracks(_parents(view), view.ids)
     for fr in view:
         mapping = tracks.step(fr.index, sorted(fr.masks))
-        labels = np.zeros((view.height, view.width), np.uint16)
-        for obj_id in sorted(fr.masks, reverse=True):
-            labels[fr.masks[obj_id]] = mapping[obj_id]
+        labels = merge_lowest_id(fr.masks, (view.height, view.width), np.uint16, mapping)
         tifffile.imwrite(out / f"{prefix}{fr.index:0{width}d}.tif", labels, compression="zlib")
     write_track_file(out / track_file, tracks.rows)
     return out

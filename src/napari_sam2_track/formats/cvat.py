@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import cvat_decode, cvat_encode
 from ._write import prepare_out

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import bbox_xywh, coco_decode, coco_encode
 from ._write import prepare_out

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import StoreError
 from ..prompts import ObjectSpec, Prompt
 from ..schema import PALETTE, Category, Schema
-from ..store import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, ProjectStore
+from ..project import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, ProjectStore
 from ._frames import LabelSource
 
 

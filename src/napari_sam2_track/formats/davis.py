@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec
-from ..store import ProjectStore
+from ..project import ProjectStore
+from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._write import prepare_out
 
@@ -64,9 +65,7 @@ def export_davis(store: ProjectStore, out: str | Path, options: ExportOptions | 
     # Frames where each object is visible, spooled to disk for meta.json.
     spool = tempfile.TemporaryFile("w+") if flavour == "youtube-vos" else None
     for fr in view:
-        values = np.zeros((view.height, view.width), np.uint8)
-        for obj_id in sorted(fr.masks, reverse=True):
-            values[fr.masks[obj_id]] = remap[obj_id]
+        values = merge_lowest_id(fr.masks, (view.height, view.width), np.uint8, remap)
         save_palette_png(folder / f"{fr.t:05d}.png", values)
         if spool is not None:
             for obj_id in fr.masks:

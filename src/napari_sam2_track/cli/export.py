@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 
-from .cli import command
+from ._registry import command
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args):
-    from .export import ExportOptions
+    from ..formats import ExportOptions
 
     return ExportOptions(min_visible_pixels=args.min_visible_pixels, occlusion=args.occlusion,
                          approved_only=args.approved_only, every=args.every, start=args.start,
@@ -30,7 +30,7 @@ def _options(args):
 
 
 def add_parsers(sub) -> None:
-    from .export import FORMAT_ALIASES, FORMATS, READERS
+    from ..formats import FORMAT_ALIASES, FORMATS, READERS
 
     p = sub.add_parser("export", help="export a project to an annotation format")
     p.add_argument("project", help="PROJECT.zarr")
@@ -68,7 +68,7 @@ def add_parsers(sub) -> None:
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from ..formats import export
 
     extra = {}
     fmt = args.format
@@ -89,8 +89,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @command("import")
 def cmd_import(args: argparse.Namespace) -> int:
-    from .export import import_annotations
-    from .schema import Schema
+    from ..formats import import_annotations
+    from ..schema import Schema
 
     schema = Schema.load(args.schema) if args.schema else None
     store = import_annotations(args.annotations, args.out, args.format, keyframes=args.keyframes,
@@ -106,8 +106,8 @@ def _fmt(v) -> str:
 
 @command("compare")
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .export import read_labels
-    from .export.metrics import compare
+    from ..formats import read_labels
+    from ..formats.metrics import compare
 
     a = read_labels(args.reference, args.format_a)
     b = read_labels(args.other, args.format_b)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import coco_decode
 from ._write import objects_from_ids, prepare_out

@@ -14,52 +14,46 @@ Overlaps: every object keeps its full mask under ``objects/<id>/mask``; in the m
 ``labels`` image a pixel claimed by several objects goes to the **lowest object id**.
 
 Empty chunks are not written (zarr's default), so frames without objects cost nothing.
-Chunk files are replaced atomically by zarr's local store, and a frame's table row is written
-last, so a frame whose row says it is done is complete on disk.
+Chunk files are replaced atomically by zarr's local store. The tracking writer
+(:class:`~.writer.StoreWriter`) writes a frame's table rows after its masks and merged labels, so
+a frame whose row says it was tracked is complete on disk. A hand edit
+(:meth:`ProjectStore.write_edited_labels`) writes each changed object's mask and row, then the
+merged labels; an interrupted edit is repaired by saving the frame again.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import queue
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
-from .prompts import ObjectSpec, Prompt, PromptSet
-
-FORMAT_VERSION = 1
-ATTR_KEY = "napari_sam2_track"
-LABELS_NAME = "masklets"
-LABELS_PATH = f"labels/{LABELS_NAME}/0"
-
-#: Columns of ``objects/<id>/table``.
-TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
-COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}
-TABLE_CHUNK = 1024
-
-#: Frame states, as stored in the ``state`` column. A row of NaN means "not yet run".
-STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED, STATE_ABSENT = 0, 1, 2, 3, 4
-STATE_NAMES = {
-    STATE_NOT_RUN: "not_run",
-    STATE_PROMPTED: "prompted",
-    STATE_PROPAGATED: "propagated",
-    STATE_EDITED: "edited",
-    STATE_ABSENT: "absent",
-}
-
+from ..errors import StoreError
+from ..prompts import ObjectSpec, Prompt, PromptSet
+from .labels import image_label_metadata, merge_lowest_id
+from .layout import (
+    ATTR_KEY,
+    COL,
+    FORMAT_VERSION,
+    LABELS_NAME,
+    LABELS_PATH,
+    STATE_EDITED,
+    STATE_NAMES,
+    STATE_NOT_RUN,
+    TABLE_CHUNK,
+    TABLE_COLUMNS,
+)
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _package_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -71,11 +65,6 @@ def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]
         return 0, None
     cols = np.flatnonzero(mask.any(axis=0))
     return int(mask.sum()), (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-
-
-def _hex_to_rgba255(color: str) -> list[int]:
-    color = color.lstrip("#")
-    return [int(color[i : i + 2], 16) for i in (0, 2, 4)] + [255]
 
 
 class ProjectStore:
@@ -205,7 +194,7 @@ class ProjectStore:
     @property
     def schema(self):
         """The project's :class:`~napari_sam2_track.schema.Schema` (default if none stored)."""
-        from .schema import Schema
+        from ..schema import Schema
 
         data = self.meta.get("schema")
         return Schema.model_validate(data) if data else Schema.default()
@@ -382,7 +371,7 @@ class ProjectStore:
     def write_row(
         self, obj_id: int, t: int, mask: np.ndarray, *, presence: float, state: int, run: int
     ) -> None:
-        """Write one object's table row on frame ``t``: the last write of a frame."""
+        """Write one object's table row on frame ``t`` (area and bounding box from ``mask``)."""
         area, bbox = mask_stats(mask)
         x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
         self._array(f"objects/{obj_id}/table")[t] = [presence, area, x0, y0, x1, y1, state, run]
@@ -394,15 +383,10 @@ class ProjectStore:
         Where objects overlap, the lowest id wins.
         """
         masks = dict(masks or {})
-        _, h, w = self.shape
-        merged = np.zeros((h, w), dtype=np.uint32)
-        for obj_id in sorted(self.object_ids() + list(masks), reverse=True):
-            m = masks.get(obj_id)
-            if m is None:
-                if f"objects/{obj_id}" not in self.group:
-                    continue
-                m = self.mask(obj_id, t)
-            merged[m] = obj_id
+        for obj_id in self.object_ids():
+            if obj_id not in masks and f"objects/{obj_id}" in self.group:
+                masks[obj_id] = self.mask(obj_id, t)
+        merged = merge_lowest_id(masks, self.shape[1:])
         self.labels[t] = merged
         return merged
 
@@ -434,39 +418,9 @@ class ProjectStore:
 
     def _write_label_metadata(self) -> None:
         """OME-Zarr 0.5 ``multiscales`` + ``image-label`` metadata with schema colours."""
-        from .schema import object_color
-
-        t, h, w = self.shape
-        schema = self.schema
-        names = schema.category_names()
-        colors, properties = [], []
-        for obj in self.objects:
-            category = obj.category if obj.category in names else names[0]
-            colors.append(
-                {"label-value": obj.id, "rgba": _hex_to_rgba255(object_color(obj.id, category, schema))}
-            )
-            properties.append(
-                {"label-value": obj.id, "name": obj.name, "category": category, **obj.attributes}
-            )
         self.group[f"labels/{LABELS_NAME}"].attrs["ome"] = {
             "version": "0.5",
-            "multiscales": [
-                {
-                    "name": LABELS_NAME,
-                    "axes": [
-                        {"name": "t", "type": "time"},
-                        {"name": "y", "type": "space"},
-                        {"name": "x", "type": "space"},
-                    ],
-                    "datasets": [
-                        {
-                            "path": "0",
-                            "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
-                        }
-                    ],
-                }
-            ],
-            "image-label": {"version": "0.5", "colors": colors, "properties": properties},
+            **image_label_metadata(LABELS_NAME, self.objects, self.schema),
         }
 
     # ------------------------------------------------------------------- summary
@@ -503,91 +457,3 @@ class ProjectStore:
             "objects": objects,
             "runs": meta["runs"],
         }
-
-
-class StoreWriter:
-    """The one thread that writes tracking results into a store.
-
-    :meth:`submit` queues a frame (blocking when ``max_pending`` frames are waiting, so memory
-    stays bounded); ``on_done(frame)`` is called from the writer thread once the frame is on
-    disk. An exception in the writer is re-raised by the next :meth:`submit` or :meth:`close`.
-    """
-
-    def __init__(
-        self,
-        store: ProjectStore,
-        run_id: int,
-        *,
-        min_visible_pixels: int = 0,
-        skip_frames: Callable[[int, int], bool] | None = None,
-        on_done: Callable[[int], None] | None = None,
-        max_pending: int = 8,
-    ):
-        self.store = store
-        self.run_id = run_id
-        self.min_visible_pixels = int(min_visible_pixels)
-        self.skip_frames = skip_frames
-        self.on_done = on_done
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self._error: BaseException | None = None
-        self.frames_written = 0
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, result) -> None:
-        """Queue a :class:`~napari_sam2_track.engine.tracker.FrameResult` for writing."""
-        self._raise()
-        self._queue.put(result)
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def _run(self) -> None:
-        from .engine.frames import lower_thread_priority
-
-        lower_thread_priority()
-        while True:
-            result = self._queue.get()
-            if result is None:
-                return
-            if self._error is not None:
-                continue  # drain after a failure
-            try:
-                self._write(result)
-            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
-                self._error = exc
-
-    def _write(self, result) -> None:
-        t = result.frame
-        objs = [
-            o
-            for o in sorted(result.masks)
-            if self.skip_frames is None or not self.skip_frames(o, t)
-        ]
-        for obj_id in objs:
-            self.store.write_mask(obj_id, t, result.masks[obj_id])
-        if objs:
-            self.store.merge_labels(t, {o: result.masks[o] for o in objs})
-        for obj_id in objs:
-            mask = result.masks[obj_id]
-            visible = int(mask.sum()) >= max(1, self.min_visible_pixels)
-            if obj_id in result.prompted:
-                state = STATE_PROMPTED
-            elif result.presence[obj_id] > 0 and visible:
-                state = STATE_PROPAGATED
-            else:
-                state = STATE_ABSENT
-            self.store.write_row(
-                obj_id, t, mask, presence=result.presence[obj_id], state=state, run=self.run_id
-            )
-        self.frames_written += 1
-        if self.on_done is not None:
-            self.on_done(t)
-
-    def close(self) -> None:
-        """Write everything queued, stop the thread, and raise any write error."""
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()

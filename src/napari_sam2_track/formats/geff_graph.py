@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import ProjectStore
+from ..project import ProjectStore
 from ._frames import ExportOptions, ProjectView
 from ._write import prepare_out
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from ..store import COL, STATE_NAMES, ProjectStore
+from ..project import COL, STATE_NAMES, ProjectStore
 from ._frames import ExportOptions, ProjectView, _Tables
 from ._write import prepare_out
 
