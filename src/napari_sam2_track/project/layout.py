@@ -5,10 +5,21 @@ The layout itself is specified in ``docs/store.md``.
 
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+#: Store format. 1: one full-frame bool array per object (``objects/<id>/mask``).
+#: 2: per-object masks as label layers (``labels/masklets/0`` + ``overlaps/<k>``).
+FORMAT_VERSION = 2
 ATTR_KEY = "napari_sam2_track"
 LABELS_NAME = "masklets"
 LABELS_PATH = f"labels/{LABELS_NAME}/0"
+#: Group of the overlap layers ``overlaps/1``, ``overlaps/2``, ... (format 2).
+OVERLAPS_GROUP = "overlaps"
+#: Per-object full-frame mask array of format 1 (read-only support and migration).
+V1_MASK_PATH = "objects/{id}/mask"
+
+
+def overlap_path(layer: int) -> str:
+    """Array of overlap layer ``layer`` (1, 2, ...); layer 0 is :data:`LABELS_PATH`."""
+    return f"{OVERLAPS_GROUP}/{layer}"
 
 #: Columns of ``objects/<id>/table``.
 TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")

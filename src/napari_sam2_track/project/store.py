@@ -7,18 +7,22 @@ Layout (see ``docs/store.md``)::
                                  prompts, runs, review
       labels/masklets/0          uint32 (t, y, x), one chunk per frame: the merged label image,
                                  OME-Zarr 0.5 ``image-label`` metadata
-      objects/<id>/mask          bool (t, y, x), one chunk per frame: the object's own mask
+      overlaps/<k>               uint32 (t, y, x), k = 1, 2, ...: the k+1-th lowest id where
+                                 objects overlap (chunks only on frames with overlaps)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
 
-Overlaps: every object keeps its full mask under ``objects/<id>/mask``; in the merged
-``labels`` image a pixel claimed by several objects goes to the **lowest object id**.
+Overlaps: in the merged ``labels`` image a pixel claimed by several objects goes to the
+**lowest object id**; the others claiming it are kept in the overlap layers, so an object's
+mask is the union over layers of ``layer == id`` (format 2; see :mod:`.layers`). Format-1
+projects (one full-frame bool array per object) are read as they are and migrated when
+opened for writing.
 
 Empty chunks are not written (zarr's default), so frames without objects cost nothing.
 Chunk files are replaced atomically by zarr's local store. The tracking writer
-(:class:`~.writer.StoreWriter`) writes a frame's table rows after its masks and merged labels, so
-a frame whose row says it was tracked is complete on disk. A hand edit
-(:meth:`ProjectStore.write_edited_labels`) writes each changed object's mask and row, then the
-merged labels; an interrupted edit is repaired by saving the frame again.
+(:class:`~.writer.StoreWriter`) writes a frame's table rows after its label layers, so a frame
+whose row says it was tracked is complete on disk. A hand edit
+(:meth:`ProjectStore.write_edited_labels`) writes the frame's layers, then each changed
+object's row; an interrupted edit is repaired by saving the frame again.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import numpy as np
 
 from ..errors import StoreError
 from ..prompts import ObjectSpec, Prompt, PromptSet
-from .labels import image_label_metadata, merge_lowest_id
+from .labels import image_label_metadata
+from .layer_arrays import LayerArrays
+from .layers import build_layers, mask_box, mask_from_layers, masks_from_layers
 from .layout import (
     ATTR_KEY,
     COL,
@@ -46,6 +52,7 @@ from .layout import (
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
+    V1_MASK_PATH,
 )
 
 def _now() -> str:
@@ -79,6 +86,15 @@ class ProjectStore:
         self.read_only = read_only
         self._meta_lock = threading.RLock()
         self._arrays: dict[str, Any] = {}  # opened arrays (opening one reads its zarr.json)
+        self.format_version = int(group.attrs.get(ATTR_KEY, {}).get("format_version", 1))
+        self._layer_arrays: LayerArrays | None = None
+
+    @property
+    def layers(self) -> LayerArrays:
+        """Chunk-level access to the label layers that hold the masks (format 2)."""
+        if self._layer_arrays is None:
+            self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
+        return self._layer_arrays
 
     def _array(self, name: str):
         """An array of the project, opened once."""
@@ -127,6 +143,7 @@ class ProjectStore:
         )
         root.create_group("objects")
         store = cls(path, root)
+        store.format_version = FORMAT_VERSION
         store._write_meta(
             {
                 "format_version": FORMAT_VERSION,
@@ -159,7 +176,17 @@ class ProjectStore:
             raise StoreError(f"cannot open project {path}: {exc}") from None
         if ATTR_KEY not in root.attrs:
             raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
-        return cls(path, root, read_only=(mode == "r"))
+        store = cls(path, root, read_only=(mode == "r"))
+        if store.format_version > FORMAT_VERSION:
+            raise StoreError(
+                f"{path} uses store format {store.format_version}, newer than this "
+                f"napari-sam2-track reads ({FORMAT_VERSION}); upgrade napari-sam2-track"
+            )
+        if not store.read_only:
+            from .migrate import upgrade_store
+
+            upgrade_store(store)
+        return store
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -245,29 +272,25 @@ class ProjectStore:
         )
         if f"objects/{obj_id}" in self.group:
             del self.group[f"objects/{obj_id}"]
-        self._arrays.pop(f"objects/{obj_id}/mask", None)
         self._arrays.pop(f"objects/{obj_id}/table", None)
+        self.layers.forget(f"objects/{obj_id}/table")
         for t in frames:
             self.merge_labels(t)
         self._write_label_metadata()
 
-    def _ensure_object_arrays(self, obj_id: int) -> None:
-        from zarr.codecs import ZstdCodec
+    def _require_current_format(self) -> None:
+        if self.format_version < FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path} uses store format {self.format_version}; open it for writing "
+                f"(not read-only) to upgrade it to format {FORMAT_VERSION}"
+            )
 
+    def _ensure_object_arrays(self, obj_id: int) -> None:
         name = f"objects/{obj_id}"
         if f"{name}/table" in self._arrays or name in self.group:
             return
         t, h, w = self.shape
         grp = self.group.require_group(name)
-        grp.create_array(
-            "mask",
-            shape=(t, h, w),
-            chunks=(1, h, w),
-            dtype="bool",
-            fill_value=False,
-            compressors=ZstdCodec(level=3),
-            dimension_names=["t", "y", "x"],
-        )
         table = grp.create_array(
             "table",
             shape=(t, len(TABLE_COLUMNS)),
@@ -282,7 +305,32 @@ class ProjectStore:
 
     def mask(self, obj_id: int, t: int) -> np.ndarray:
         """The bool mask of one object on one frame."""
-        return self._array(f"objects/{obj_id}/mask")[t]
+        if self.format_version < 2:
+            return self._array(V1_MASK_PATH.format(id=obj_id))[t]
+        return mask_from_layers(self.layers.read(t), obj_id)
+
+    def masks(self, obj_id: int, start: int, stop: int, step: int = 1) -> np.ndarray:
+        """One object's bool masks on frames ``start:stop:step``, ``(k, h, w)``."""
+        if self.format_version < 2:
+            return self._array(V1_MASK_PATH.format(id=obj_id))[start:stop:step]
+        frames = range(start, min(stop, self.num_frames), step)
+        out = np.zeros((len(frames), *self.shape[1:]), bool)
+        for i, t in enumerate(frames):
+            if self.layers.has_frame(t):
+                out[i] = mask_from_layers(self.layers.read(t), obj_id)
+        return out
+
+    def frame_masks(self, t: int, ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+        """Bool masks of objects on frame ``t``: of ``ids`` (default: the project's objects).
+
+        Reading a frame once for all its objects is the fast way to walk a project.
+        """
+        ids = self.object_ids() if ids is None else [int(i) for i in ids]
+        if self.format_version < 2:
+            return {o: self.mask(o, t) for o in ids}
+        if not self.layers.has_frame(t):
+            return {o: np.zeros(self.shape[1:], bool) for o in ids}
+        return masks_from_layers(self.layers.read(t), ids)
 
     def table(self, obj_id: int) -> np.ndarray:
         """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
@@ -364,9 +412,11 @@ class ProjectStore:
 
     # ------------------------------------------------------------------- writing
     def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
-        """Write one object's mask on frame ``t``."""
-        self._ensure_object_arrays(obj_id)
-        self._array(f"objects/{obj_id}/mask")[t] = mask
+        """Write one object's mask on frame ``t`` (and the frame's merged labels).
+
+        To write several objects of a frame, :meth:`merge_labels` with all of them is faster.
+        """
+        self.merge_labels(t, {obj_id: mask})
 
     def write_row(
         self, obj_id: int, t: int, mask: np.ndarray, *, presence: float, state: int, run: int
@@ -377,18 +427,23 @@ class ProjectStore:
         self._array(f"objects/{obj_id}/table")[t] = [presence, area, x0, y0, x1, y1, state, run]
 
     def merge_labels(self, t: int, masks: dict[int, np.ndarray] | None = None) -> np.ndarray:
-        """Recompute and write the merged label image of frame ``t``.
+        """Write the masks ``masks`` of frame ``t`` and recompute its merged label image.
 
-        ``masks`` gives some objects' masks directly; the others are read from the store.
-        Where objects overlap, the lowest id wins.
+        The other objects' masks are kept as stored. Where objects overlap, the lowest id
+        wins in the merged labels and the others are kept in the overlap layers. Returns the
+        merged labels.
         """
-        masks = dict(masks or {})
-        for obj_id in self.object_ids():
-            if obj_id not in masks and f"objects/{obj_id}" in self.group:
-                masks[obj_id] = self.mask(obj_id, t)
-        merged = merge_lowest_id(masks, self.shape[1:])
-        self.labels[t] = merged
-        return merged
+        masks = {int(o): np.asarray(m, bool) for o, m in (masks or {}).items()}
+        self._require_current_format()
+        for obj_id in masks:
+            self._ensure_object_arrays(obj_id)
+        others = [o for o in self.object_ids() if o not in masks]
+        if others and self.layers.has_frame(t):
+            masks.update(masks_from_layers(self.layers.read(t), others))
+        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
+        layers = build_layers(masks, boxes, self.shape[1:])
+        self.layers.write(t, layers, empty=all(b is None for b in boxes.values()))
+        return layers[0]
 
     def write_edited_labels(self, t: int, frame_labels: np.ndarray, run: int = 0) -> list[int]:
         """Persist a hand-edited label image of frame ``t``; returns the objects changed.
@@ -397,23 +452,25 @@ class ProjectStore:
         ``edited`` in the table. Unknown ids become new objects.
         """
         frame_labels = np.asarray(frame_labels, dtype=np.uint32)
-        old_labels = self.labels[t]
+        self._require_current_format()
         for obj_id in sorted(set(np.unique(frame_labels).tolist()) - {0} - set(self.object_ids())):
             self.add_object(ObjectSpec(id=int(obj_id)))
-        changed = []
-        for obj_id in self.object_ids():
-            new = frame_labels == obj_id
-            if np.array_equal(new, old_labels == obj_id):
-                continue
-            # Pixels of this object hidden under a lower id stay in its mask if the user left
-            # that other object's pixels alone.
-            hidden = self.mask(obj_id, t) & (old_labels != obj_id) & (old_labels != 0)
-            mask = new | (hidden & (frame_labels == old_labels))
+        ids = self.object_ids()
+        layers = self.layers.read(t)
+        old = masks_from_layers(layers, ids)
+        # Pixels of an object hidden under a lower id stay in its mask where the user left the
+        # pixel alone; then the lowest-id merge of the masks is exactly ``frame_labels``.
+        untouched = frame_labels == layers[0]
+        masks, changed = {}, []
+        for obj_id in ids:
+            masks[obj_id] = (frame_labels == obj_id) | (old[obj_id] & untouched)
+            if not np.array_equal(masks[obj_id], old[obj_id]):
+                changed.append(obj_id)
+        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
+        self.layers.write(t, build_layers(masks, boxes, self.shape[1:]))
+        for obj_id in changed:
             presence = self._array(f"objects/{obj_id}/table")[t, COL["presence"]]
-            self.write_mask(obj_id, t, mask)
-            self.write_row(obj_id, t, mask, presence=presence, state=STATE_EDITED, run=run)
-            changed.append(int(obj_id))
-        self.labels[t] = frame_labels
+            self.write_row(obj_id, t, masks[obj_id], presence=presence, state=STATE_EDITED, run=run)
         return changed
 
     def _write_label_metadata(self) -> None:

@@ -1,22 +1,43 @@
-"""The single writer thread that streams tracking results into a project store."""
+"""The writer that streams tracking results into a project store.
+
+Per frame it computes each object's area and bounding box, stacks the masks into label layers
+(:mod:`.layers`: the merged labels plus overlap layers only where objects overlap), compresses
+them and writes them as whole chunks. Frames are encoded by a small pool of threads (numpy
+and zstd release the GIL), so several frames are in flight at once; one committer thread then
+writes the frames' table rows **in frame order and only after the frame's layers are on
+disk**, several frames per table chunk write when the pool is ahead. A frame is reported done
+(``on_done``) only once its rows are written: a ``kill -9`` loses at most the frames in flight.
+"""
 
 from __future__ import annotations
 
-import queue
+import collections
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
 
 from .._threads import lower_thread_priority
-from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED
+from ..errors import StoreError
+from .layers import build_layers, mask_box, masks_from_layers
+from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED, TABLE_COLUMNS
 from .store import ProjectStore
 
 
-class StoreWriter:
-    """The one thread that writes tracking results into a store.
+def default_workers() -> int:
+    """Encoding threads: the cores beside the model's, at least one, at most four."""
+    return max(1, min(4, (os.cpu_count() or 1)))
 
-    :meth:`submit` queues a frame (blocking when ``max_pending`` frames are waiting, so memory
-    stays bounded); ``on_done(frame)`` is called from the writer thread once the frame is on
-    disk. An exception in the writer is re-raised by the next :meth:`submit` or :meth:`close`.
+
+class StoreWriter:
+    """Writes tracking results into a store from a few background threads.
+
+    :meth:`submit` queues a frame (blocking when ``max_pending`` frames are in flight, so
+    memory stays bounded); ``on_done(frame)`` is called from the committer thread, in
+    submission order, once the frame is on disk. An exception in the writer is re-raised by
+    the next :meth:`submit` or :meth:`close`; frames after a failed one are not committed.
     """
 
     def __init__(
@@ -28,70 +49,154 @@ class StoreWriter:
         skip_frames: Callable[[int, int], bool] | None = None,
         on_done: Callable[[int], None] | None = None,
         max_pending: int = 8,
+        workers: int | None = None,
     ):
+        if store.read_only:
+            raise StoreError(f"{store.path} is open read-only; open it for writing to track into it")
+        store._require_current_format()
         self.store = store
         self.run_id = run_id
         self.min_visible_pixels = int(min_visible_pixels)
         self.skip_frames = skip_frames
         self.on_done = on_done
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self._error: BaseException | None = None
         self.frames_written = 0
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._error: BaseException | None = None
+        self._failed = False  # after an error no later frame is committed
+        self._slots = threading.Semaphore(max(1, max_pending))
+        self._futures: collections.deque[Future] = collections.deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._ensured: set[int] = set()
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or default_workers(),
+            thread_name_prefix="store-encode",
+            initializer=lower_thread_priority,
+        )
+        self._thread = threading.Thread(target=self._commit_loop, name="store-writer", daemon=True)
         self._thread.start()
 
+    # ------------------------------------------------------------------ public
     def submit(self, result) -> None:
         """Queue a :class:`~napari_sam2_track.engine.tracker.FrameResult` for writing."""
         self._raise()
-        self._queue.put(result)
+        for obj_id in result.masks:
+            if obj_id not in self._ensured:
+                self.store._ensure_object_arrays(obj_id)
+                self._ensured.add(obj_id)
+        self._slots.acquire()
+        future = self._pool.submit(self._encode, result)
+        with self._cv:
+            self._futures.append(future)
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Write everything queued, stop the threads, and raise any write error."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join()
+        self._pool.shutdown(wait=True)
+        self._raise()
 
     def _raise(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
 
-    def _run(self) -> None:
-        lower_thread_priority()
-        while True:
-            result = self._queue.get()
-            if result is None:
-                return
-            if self._error is not None:
-                continue  # drain after a failure
-            try:
-                self._write(result)
-            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
-                self._error = exc
-
-    def _write(self, result) -> None:
+    # ------------------------------------------------------------- pool: frames
+    def _encode(self, result) -> tuple[int, dict[int, list[float]]]:
+        """Write one frame's label layers; return its table rows (not yet written)."""
         t = result.frame
+        if not 0 <= t < self.store.num_frames:
+            raise StoreError(f"frame {t} is outside the project's {self.store.num_frames} frames")
         objs = [
-            o
-            for o in sorted(result.masks)
-            if self.skip_frames is None or not self.skip_frames(o, t)
+            o for o in sorted(result.masks) if self.skip_frames is None or not self.skip_frames(o, t)
         ]
-        for obj_id in objs:
-            self.store.write_mask(obj_id, t, result.masks[obj_id])
-        if objs:
-            self.store.merge_labels(t, {o: result.masks[o] for o in objs})
-        for obj_id in objs:
-            mask = result.masks[obj_id]
-            visible = int(mask.sum()) >= max(1, self.min_visible_pixels)
-            if obj_id in result.prompted:
+        if not objs:
+            return t, {}
+        masks = {o: np.asarray(result.masks[o], dtype=bool) for o in objs}
+        stats = {o: mask_box(m) for o, m in masks.items()}
+        boxes = {o: s[1] for o, s in stats.items()}
+        others = [o for o in self.store.object_ids() if o not in masks]
+        if others and self.store.layers.has_frame(t):  # keep what other objects have there
+            for o, m in masks_from_layers(self.store.layers.read(t), others).items():
+                masks[o] = m
+                boxes[o] = mask_box(m)[1]
+        layers = build_layers(masks, boxes, self.store.shape[1:])
+        self.store.layers.write(t, layers, empty=all(b is None for b in boxes.values()))
+        rows = {}
+        threshold = max(1, self.min_visible_pixels)
+        for o in objs:
+            area, box = stats[o]
+            presence = float(result.presence[o])
+            if o in result.prompted:
                 state = STATE_PROMPTED
-            elif result.presence[obj_id] > 0 and visible:
+            elif presence > 0 and area >= threshold:
                 state = STATE_PROPAGATED
             else:
                 state = STATE_ABSENT
-            self.store.write_row(
-                obj_id, t, mask, presence=result.presence[obj_id], state=state, run=self.run_id
-            )
-        self.frames_written += 1
-        if self.on_done is not None:
-            self.on_done(t)
+            y0, y1, x0, x1 = box if box is not None else (np.nan,) * 4
+            rows[o] = [presence, area, x0, y0, x1, y1, state, self.run_id]
+        return t, rows
 
-    def close(self) -> None:
-        """Write everything queued, stop the thread, and raise any write error."""
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
+    # ------------------------------------------------------- committer: rows
+    def _commit_loop(self) -> None:
+        lower_thread_priority()
+        while True:
+            with self._cv:
+                while not self._futures and not self._closing:
+                    self._cv.wait()
+                if not self._futures:
+                    return
+                batch = [self._futures.popleft()]
+            batch[0].exception()  # wait for the oldest frame
+            with self._cv:  # and take every later frame that is already encoded
+                while self._futures and self._futures[0].done():
+                    batch.append(self._futures.popleft())
+            try:
+                if not self._failed:
+                    self._commit(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                self._failed = True
+                self._error = exc
+            finally:
+                for _ in batch:
+                    self._slots.release()
+
+    def _commit(self, batch: list[Future]) -> None:
+        frames = []
+        for future in batch:
+            exc = future.exception()
+            if exc is not None:
+                self._write_rows(frames)
+                raise exc
+            frames.append(future.result())
+        self._write_rows(frames)
+
+    def _write_rows(self, frames: list[tuple[int, dict[int, list[float]]]]) -> None:
+        """Write the rows of encoded frames, one write per table chunk, then report them."""
+        if not frames:
+            return
+        by_chunk: dict[tuple[int, int], list[tuple[int, list[float]]]] = {}
+        for t, rows in frames:
+            for obj_id, row in rows.items():
+                io = self.store.layers.chunk_io(f"objects/{obj_id}/table")
+                block = t // io.chunk_shape[0] if io is not None else -1
+                by_chunk.setdefault((obj_id, block), []).append((t, row))
+        for (obj_id, block), rows in by_chunk.items():
+            name = f"objects/{obj_id}/table"
+            io = self.store.layers.chunk_io(name)
+            if io is None:  # a layout this writer does not write directly: through zarr
+                for t, row in rows:
+                    self.store._array(name)[t] = row
+                continue
+            chunk = io.read((block, 0))
+            if chunk is None:
+                chunk = np.full(io.chunk_shape, np.nan)
+            for t, row in rows:
+                chunk[t - block * io.chunk_shape[0], : len(TABLE_COLUMNS)] = row
+            io.write((block, 0), io.encode(chunk))
+        for t, _ in frames:
+            self.frames_written += 1
+            if self.on_done is not None:
+                self.on_done(t)

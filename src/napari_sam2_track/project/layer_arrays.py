@@ -1,0 +1,133 @@
+"""The arrays that hold a project's masks (store format 2), read and written chunk by chunk.
+
+``labels/masklets/0`` is layer 0 and ``overlaps/<k>`` layer ``k`` (see :mod:`.layers`). Chunks
+are whole frames, written by :class:`~._chunks.ChunkIO` (a temporary file renamed over the
+chunk) and deleted where a frame's layer is empty, as zarr itself does.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ._chunks import ChunkIO, UnsupportedChunkLayout
+from .layout import LABELS_PATH, OVERLAPS_GROUP, V1_MASK_PATH, overlap_path
+
+#: zstd level of the label layers, chosen by ``benchmarks/writer.py --codecs``.
+LAYER_ZSTD_LEVEL = 3
+
+
+class LayerArrays:
+    """Frame-wise access to the label layers of one project store.
+
+    Distinct frames may be written from several threads at once; one frame from one thread.
+    """
+
+    def __init__(self, path: Path, group, shape: tuple[int, int, int]):
+        self.path = Path(path)
+        self.group = group
+        self.shape = shape
+        self._lock = threading.Lock()
+        self._io: dict[str, ChunkIO | None] = {}
+        self.num_overlap_layers = self._count_overlap_layers()
+
+    def _count_overlap_layers(self) -> int:
+        folder = self.path / OVERLAPS_GROUP
+        k = 0
+        while (folder / str(k + 1) / "zarr.json").is_file():
+            k += 1
+        return k
+
+    def chunk_io(self, name: str) -> ChunkIO | None:
+        """Direct chunk access to an array of the project (``None``: use zarr)."""
+        if name not in self._io:
+            try:
+                self._io[name] = ChunkIO(self.path / name)
+            except UnsupportedChunkLayout:
+                self._io[name] = None
+        return self._io[name]
+
+    def forget(self, name: str) -> None:
+        """Drop the cached chunk access of an array that was deleted or replaced."""
+        self._io.pop(name, None)
+
+    def _ensure_overlap_layers(self, count: int) -> None:
+        if count <= self.num_overlap_layers:
+            return
+        from zarr.codecs import ZstdCodec
+
+        with self._lock:
+            t, h, w = self.shape
+            group = self.group.require_group(OVERLAPS_GROUP)
+            for k in range(self.num_overlap_layers + 1, count + 1):
+                if str(k) not in group:
+                    group.create_array(
+                        str(k),
+                        shape=(t, h, w),
+                        chunks=(1, h, w),
+                        dtype="uint32",
+                        fill_value=0,
+                        compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
+                        dimension_names=["t", "y", "x"],
+                    )
+                self.num_overlap_layers = max(self.num_overlap_layers, k)
+
+    # ------------------------------------------------------------------ access
+    def _read(self, name: str, t: int) -> np.ndarray:
+        io = self.chunk_io(name)
+        if io is None:
+            return np.asarray(self.group[name][t])
+        chunk = io.read((t, 0, 0))
+        return np.zeros(self.shape[1:], np.uint32) if chunk is None else chunk[0]
+
+    def read(self, t: int) -> list[np.ndarray]:
+        """Frame ``t``'s layers: layer 0 (the merged labels), then non-empty overlap layers."""
+        layers = [self._read(LABELS_PATH, t)]
+        for k in range(1, self.num_overlap_layers + 1):
+            io = self.chunk_io(overlap_path(k))
+            if io is not None and not io.exists((t, 0, 0)):
+                break  # layers fill bottom-up: an empty layer has none above it
+            layer = self._read(overlap_path(k), t)
+            if not layer.any():
+                break
+            layers.append(layer)
+        return layers
+
+    def has_frame(self, t: int) -> bool:
+        """Whether frame ``t`` holds any object pixel."""
+        io = self.chunk_io(LABELS_PATH)
+        if io is None:
+            return bool(np.asarray(self.group[LABELS_PATH][t]).any())
+        return io.exists((t, 0, 0))
+
+    def write(self, t: int, layers: list[np.ndarray], empty: bool | None = None) -> None:
+        """Replace frame ``t``'s layers (overlaps first, then the merged labels).
+
+        ``empty``: whether layer 0 is all zero, if the caller knows (saves a pass).
+        """
+        self._ensure_overlap_layers(len(layers) - 1)
+        for k in range(self.num_overlap_layers, 0, -1):
+            self._write(overlap_path(k), t, layers[k] if k < len(layers) else None, k >= len(layers))
+        if empty is None:
+            empty = not layers[0].any()
+        self._write(LABELS_PATH, t, layers[0], empty)
+
+    def _write(self, name: str, t: int, layer: np.ndarray | None, empty: bool) -> None:
+        io = self.chunk_io(name)
+        if io is None:
+            self.group[name][t] = 0 if layer is None else layer
+            return
+        io.write((t, 0, 0), None if empty else io.encode(layer[None]))
+
+    # ---------------------------------------------------------------- format 1
+    def v1_frames(self, obj_id: int) -> list[int]:
+        """Frames with a stored chunk in a format-1 per-object mask array."""
+        io = ChunkIO(self.path / V1_MASK_PATH.format(id=obj_id))
+        if io.separator == "/":
+            folder = io.dir / "c"
+            names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        else:
+            names = [p.name.split(io.separator)[1] for p in io.dir.glob(f"c{io.separator}*")]
+        return sorted(int(n) for n in names if n.isdigit())

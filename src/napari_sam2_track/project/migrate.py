@@ -1,0 +1,53 @@
+"""Upgrading older project stores to the current format when they are opened for writing."""
+
+from __future__ import annotations
+
+import shutil
+
+from .layers import build_layers, mask_box
+from .layout import ATTR_KEY, FORMAT_VERSION, V1_MASK_PATH
+
+
+def upgrade_store(store) -> None:
+    """Bring a store opened for writing to :data:`FORMAT_VERSION` (in place, resumable).
+
+    Format 1 -> 2: every frame with a stored per-object mask is rewritten as label layers
+    (``labels/masklets/0`` + ``overlaps/<k>``); then the format version is recorded, and only
+    then are the per-object ``objects/<id>/mask`` arrays deleted. A migration that is killed
+    part-way is redone (or its clean-up finished) the next time the project is opened.
+    """
+    if store.format_version == 1:
+        _migrate_v1(store)
+    if store.format_version == FORMAT_VERSION:
+        _delete_v1_masks(store)
+
+
+def _v1_ids(store) -> list[int]:
+    objects = store.path / "objects"
+    if not objects.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in objects.iterdir() if p.name.isdigit() and (p / "mask" / "zarr.json").is_file()
+    )
+
+
+def _migrate_v1(store) -> None:
+    ids = _v1_ids(store)
+    arrays = {o: store.group[V1_MASK_PATH.format(id=o)] for o in ids}
+    frames = sorted({t for o in ids for t in store.layers.v1_frames(o)})
+    shape = store.shape[1:]
+    for t in frames:
+        masks = {o: arrays[o][t] for o in ids}
+        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
+        store.layers.write(t, build_layers(masks, boxes, shape))
+    with store._meta_lock:
+        meta = dict(store.group.attrs[ATTR_KEY])
+        meta["format_version"] = FORMAT_VERSION
+        meta.setdefault("migrated", []).append({"from": 1, "to": FORMAT_VERSION, "frames": len(frames)})
+        store.group.attrs[ATTR_KEY] = meta
+    store.format_version = FORMAT_VERSION
+
+
+def _delete_v1_masks(store) -> None:
+    for obj_id in _v1_ids(store):
+        shutil.rmtree(store.path / V1_MASK_PATH.format(id=obj_id))
