@@ -184,18 +184,13 @@ class ProjectView:
             yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
             index += 1
 
-    #: Frames of an object's mask read in one request (bounded memory, fewer zarr calls).
-    MASK_BLOCK = 32
-
     def _mask(self, obj_id: int, t: int) -> np.ndarray:
-        cache = self.__dict__.setdefault("_mask_cache", {})
-        lo, block = cache.get(obj_id, (None, None))
-        if lo is None or not (lo <= t < lo + len(block) * self.options.every):
-            lo = t
-            hi = min(t + self.MASK_BLOCK * self.options.every, self.end + 1)
-            block = self.store.group[f"objects/{obj_id}/mask"][lo:hi:self.options.every]
-            cache[obj_id] = (lo, block)
-        return block[(t - lo) // self.options.every]
+        """One object's mask; a frame's masks are read once for all its objects."""
+        cached_t, masks = self.__dict__.get("_frame_masks", (None, None))
+        if cached_t != t:
+            masks = self.store.frame_masks(t, self.ids)
+            self.__dict__["_frame_masks"] = (t, masks)
+        return masks[obj_id]
 
     def __iter__(self) -> Iterator[Frame]:
         return self.walk(True)
