@@ -47,53 +47,21 @@ def zstd_decode(data: bytes) -> bytes:
     return Zstd().decode(data)
 
 
-class ChunkIO:
-    """Encode, write, read and delete whole chunks of one local zarr v3 array."""
+class ChunkFiles:
+    """The chunk files of one local zarr v3 array: paths, atomic replacement, deletion."""
 
     def __init__(self, array_dir: str | Path):
         self.dir = Path(array_dir)
-        meta = json.loads((self.dir / "zarr.json").read_text())
-        self.shape = tuple(meta["shape"])
-        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        key = meta.get("chunk_key_encoding", {"name": "default"})
+        self.meta = json.loads((self.dir / "zarr.json").read_text())
+        key = self.meta.get("chunk_key_encoding", {"name": "default"})
         if key.get("name") != "default":
             raise UnsupportedChunkLayout(f"chunk key encoding {key}")
         self.separator = key.get("configuration", {}).get("separator", "/")
-        codecs = meta["codecs"]
-        if not codecs or codecs[0]["name"] != "bytes":
-            raise UnsupportedChunkLayout(f"codecs {codecs}")
-        if codecs[0].get("configuration", {}).get("endian", "little") != "little":
-            raise UnsupportedChunkLayout("big-endian chunks")
-        self.zstd_level: int | None = None
-        if len(codecs) == 2 and codecs[1]["name"] == "zstd":
-            config = codecs[1].get("configuration", {})
-            if config.get("checksum"):
-                raise UnsupportedChunkLayout("zstd with checksum")
-            self.zstd_level = int(config.get("level", 0))
-        elif len(codecs) != 1:
-            raise UnsupportedChunkLayout(f"codecs {codecs}")
-        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        fill = meta["fill_value"]
-        self.fill = np.nan if fill == "NaN" else fill
 
     def path(self, coords: tuple[int, ...]) -> Path:
         if self.separator == "/":
             return self.dir.joinpath("c", *map(str, coords))
         return self.dir / self.separator.join(["c", *map(str, coords)])
-
-    def encode(self, chunk: np.ndarray) -> bytes:
-        """The stored bytes of a chunk of exactly ``chunk_shape``."""
-        data = np.ascontiguousarray(chunk, dtype=self.dtype)
-        if data.shape != self.chunk_shape:
-            raise ValueError(f"chunk of shape {data.shape}, expected {self.chunk_shape}")
-        if self.zstd_level is None:
-            return data.tobytes()
-        return zstd_encode(data.view(np.uint8).reshape(-1), self.zstd_level)
-
-    def decode(self, raw: bytes) -> np.ndarray:
-        if self.zstd_level is not None:
-            raw = zstd_decode(raw)
-        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape).copy()
 
     def write(self, coords: tuple[int, ...], data: bytes | None) -> None:
         """Replace a chunk atomically; ``None`` deletes it (the array's fill value)."""
@@ -114,6 +82,49 @@ class ChunkIO:
             f.write(data)
         os.replace(tmp, path)
 
+    def exists(self, coords: tuple[int, ...]) -> bool:
+        return self.path(coords).is_file()
+
+
+class ChunkIO(ChunkFiles):
+    """Encode, write, read and delete whole chunks of one local zarr v3 array."""
+
+    def __init__(self, array_dir: str | Path):
+        super().__init__(array_dir)
+        meta = self.meta
+        self.shape = tuple(meta["shape"])
+        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        codecs = meta["codecs"]
+        if not codecs or codecs[0]["name"] != "bytes":
+            raise UnsupportedChunkLayout(f"codecs {codecs}")
+        if codecs[0].get("configuration", {}).get("endian", "little") != "little":
+            raise UnsupportedChunkLayout("big-endian chunks")
+        self.zstd_level: int | None = None
+        if len(codecs) == 2 and codecs[1]["name"] == "zstd":
+            config = codecs[1].get("configuration", {})
+            if config.get("checksum"):
+                raise UnsupportedChunkLayout("zstd with checksum")
+            self.zstd_level = int(config.get("level", 0))
+        elif len(codecs) != 1:
+            raise UnsupportedChunkLayout(f"codecs {codecs}")
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        fill = meta["fill_value"]
+        self.fill = np.nan if fill == "NaN" else fill
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        """The stored bytes of a chunk of exactly ``chunk_shape``."""
+        data = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if data.shape != self.chunk_shape:
+            raise ValueError(f"chunk of shape {data.shape}, expected {self.chunk_shape}")
+        if self.zstd_level is None:
+            return data.tobytes()
+        return zstd_encode(data.view(np.uint8).reshape(-1), self.zstd_level)
+
+    def decode(self, raw: bytes) -> np.ndarray:
+        if self.zstd_level is not None:
+            raw = zstd_decode(raw)
+        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape).copy()
+
     def read(self, coords: tuple[int, ...]) -> np.ndarray | None:
         """The chunk, or ``None`` where it is not stored (all fill value)."""
         try:
@@ -122,5 +133,69 @@ class ChunkIO:
             return None
         return self.decode(raw)
 
-    def exists(self, coords: tuple[int, ...]) -> bool:
-        return self.path(coords).is_file()
+
+class ShardIO(ChunkFiles):
+    """Writes whole shards (one per frame) of a local zarr v3 array with ``sharding_indexed``.
+
+    Only the inner chunks (tiles) that hold non-zero values are stored, so a frame's layer
+    costs in proportion to its pixels, not to the frame. Inner chunks: ``bytes`` + ``zstd``;
+    index: ``bytes`` (+ ``crc32c``) at the end, as zarr writes it.
+    """
+
+    EMPTY = np.uint64(2**64 - 1)
+
+    def __init__(self, array_dir: str | Path):
+        super().__init__(array_dir)
+        meta = self.meta
+        codecs = meta["codecs"]
+        if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed":
+            raise UnsupportedChunkLayout(f"codecs {codecs}")
+        config = codecs[0]["configuration"]
+        inner = config["codecs"]
+        index = [c["name"] for c in config.get("index_codecs", [])]
+        if (
+            config.get("index_location", "end") != "end"
+            or [c["name"] for c in inner] != ["bytes", "zstd"]
+            or inner[1].get("configuration", {}).get("checksum")
+            or index not in (["bytes"], ["bytes", "crc32c"])
+            or meta["fill_value"] != 0
+        ):
+            raise UnsupportedChunkLayout(f"sharding configuration {config}")
+        self.crc = index == ["bytes", "crc32c"]
+        self.level = int(inner[1].get("configuration", {}).get("level", 0))
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        self.shard_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.tile = tuple(config["chunk_shape"])
+        if len(self.shard_shape) != 3 or self.shard_shape[0] != 1 or self.tile[0] != 1:
+            raise UnsupportedChunkLayout("only (1, h, w) shards of (1, th, tw) tiles")
+        self.grid = (self.shard_shape[1] // self.tile[1], self.shard_shape[2] // self.tile[2])
+
+    def encode(self, part: np.ndarray, box: tuple[int, int, int, int]) -> bytes | None:
+        """One frame's shard from the part ``part`` of a layer lying at ``box`` (``y0, y1,
+        x0, x1``) of the frame, zero elsewhere; ``None`` if it is all zero."""
+        th, tw = self.tile[1:]
+        y0, y1, x0, x1 = box
+        index = np.full((*self.grid, 2), self.EMPTY, dtype="<u8")
+        parts, offset = [], 0
+        for ty in range(y0 // th, (y1 - 1) // th + 1):
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                # the tile's intersection with the part, in frame coordinates
+                a0, a1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+                b0, b1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+                piece = part[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+                if not piece.any():
+                    continue
+                tile = np.zeros((th, tw), self.dtype)
+                tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
+                data = zstd_encode(tile.view(np.uint8).reshape(-1), self.level)
+                index[ty, tx] = (offset, len(data))
+                parts.append(data)
+                offset += len(data)
+        if not parts:
+            return None
+        index_bytes = index.tobytes()
+        if self.crc:
+            import google_crc32c
+
+            index_bytes += np.uint32(google_crc32c.value(index_bytes)).tobytes()
+        return b"".join(parts) + index_bytes

@@ -1,8 +1,10 @@
 """The arrays that hold a project's masks (store format 2), read and written chunk by chunk.
 
-``labels/masklets/0`` is layer 0 and ``overlaps/<k>`` layer ``k`` (see :mod:`.layers`). Chunks
-are whole frames, written by :class:`~._chunks.ChunkIO` (a temporary file renamed over the
-chunk) and deleted where a frame's layer is empty, as zarr itself does.
+``labels/masklets/0`` is layer 0 and ``overlaps/<k>`` layer ``k`` (see :mod:`.layers`). Each
+frame is one chunk file of each array, written whole (a temporary file renamed over the
+chunk) and deleted where the frame's layer is empty, as zarr itself does. The overlap layers
+are sharded: a frame's shard holds only the 128x128 tiles where objects overlap, so they cost
+in proportion to the overlap, not to the frame.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._chunks import ChunkIO, UnsupportedChunkLayout
+from ._chunks import ChunkIO, ShardIO, UnsupportedChunkLayout
+from .layers import FrameLayers
 from .layout import LABELS_PATH, OVERLAPS_GROUP, V1_MASK_PATH, overlap_path
 
-#: zstd level of the label layers, chosen by ``benchmarks/writer.py --codecs``.
-LAYER_ZSTD_LEVEL = 3
+#: zstd level of the label layers, chosen by ``benchmarks/writer.py --codecs``: on label
+#: frames level 1 costs the least CPU and compresses as well as level 3.
+LAYER_ZSTD_LEVEL = 1
+#: Tile (inner chunk) of the sharded overlap layers.
+OVERLAP_TILE = 128
 
 
 class LayerArrays:
@@ -31,6 +37,7 @@ class LayerArrays:
         self.shape = shape
         self._lock = threading.Lock()
         self._io: dict[str, ChunkIO | None] = {}
+        self._shards: dict[int, ShardIO | None] = {}
         self.num_overlap_layers = self._count_overlap_layers()
 
     def _count_overlap_layers(self) -> int:
@@ -60,19 +67,29 @@ class LayerArrays:
 
         with self._lock:
             t, h, w = self.shape
+            tile = OVERLAP_TILE
             group = self.group.require_group(OVERLAPS_GROUP)
             for k in range(self.num_overlap_layers + 1, count + 1):
                 if str(k) not in group:
                     group.create_array(
                         str(k),
                         shape=(t, h, w),
-                        chunks=(1, h, w),
+                        shards=(1, -(-h // tile) * tile, -(-w // tile) * tile),
+                        chunks=(1, tile, tile),
                         dtype="uint32",
                         fill_value=0,
                         compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
                         dimension_names=["t", "y", "x"],
                     )
                 self.num_overlap_layers = max(self.num_overlap_layers, k)
+
+    def shard_io(self, layer: int) -> ShardIO | None:
+        if layer not in self._shards:
+            try:
+                self._shards[layer] = ShardIO(self.path / overlap_path(layer))
+            except UnsupportedChunkLayout:
+                self._shards[layer] = None
+        return self._shards[layer]
 
     # ------------------------------------------------------------------ access
     def _read(self, name: str, t: int) -> np.ndarray:
@@ -86,10 +103,10 @@ class LayerArrays:
         """Frame ``t``'s layers: layer 0 (the merged labels), then non-empty overlap layers."""
         layers = [self._read(LABELS_PATH, t)]
         for k in range(1, self.num_overlap_layers + 1):
-            io = self.chunk_io(overlap_path(k))
+            io = self.shard_io(k)
             if io is not None and not io.exists((t, 0, 0)):
                 break  # layers fill bottom-up: an empty layer has none above it
-            layer = self._read(overlap_path(k), t)
+            layer = np.asarray(self.group[overlap_path(k)][t])
             if not layer.any():
                 break
             layers.append(layer)
@@ -102,17 +119,17 @@ class LayerArrays:
             return bool(np.asarray(self.group[LABELS_PATH][t]).any())
         return io.exists((t, 0, 0))
 
-    def write(self, t: int, layers: list[np.ndarray], empty: bool | None = None) -> None:
-        """Replace frame ``t``'s layers (overlaps first, then the merged labels).
-
-        ``empty``: whether layer 0 is all zero, if the caller knows (saves a pass).
-        """
-        self._ensure_overlap_layers(len(layers) - 1)
+    def write(self, t: int, frame: FrameLayers) -> None:
+        """Replace frame ``t``'s layers (overlaps first, then the merged labels)."""
+        self._ensure_overlap_layers(len(frame.overlaps))
         for k in range(self.num_overlap_layers, 0, -1):
-            self._write(overlap_path(k), t, layers[k] if k < len(layers) else None, k >= len(layers))
-        if empty is None:
-            empty = not layers[0].any()
-        self._write(LABELS_PATH, t, layers[0], empty)
+            part = frame.overlaps[k - 1] if k <= len(frame.overlaps) else None
+            io = self.shard_io(k)
+            if io is not None:
+                io.write((t, 0, 0), None if part is None else io.encode(part, frame.box))
+            else:
+                self.group[overlap_path(k)][t] = 0 if part is None else frame.full()[k]
+        self._write(LABELS_PATH, t, frame.labels, frame.empty)
 
     def _write(self, name: str, t: int, layer: np.ndarray | None, empty: bool) -> None:
         io = self.chunk_io(name)

@@ -11,6 +11,7 @@ the objects' size rather than the frame's.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,45 +30,91 @@ def mask_box(mask: np.ndarray) -> tuple[int, Box | None]:
     return int(np.count_nonzero(band)), (y0, y1, int(cols[0]), int(cols[-1]) + 1)
 
 
+def _intersect(a: Box, b: Box) -> Box | None:
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+@dataclass
+class FrameLayers:
+    """A frame's layers as built for writing.
+
+    ``labels`` is layer 0 (full frame); ``overlaps[k - 1]`` is layer ``k`` restricted to
+    ``box`` (the rectangle holding every overlap pixel; ``None`` without overlaps).
+    """
+
+    labels: np.ndarray
+    overlaps: list[np.ndarray] = field(default_factory=list)
+    box: Box | None = None
+    empty: bool = False
+
+    def full(self) -> list[np.ndarray]:
+        """All layers as full frames."""
+        out = [self.labels]
+        for part in self.overlaps:
+            layer = np.zeros_like(self.labels)
+            y0, y1, x0, x1 = self.box
+            layer[y0:y1, x0:x1] = part
+            out.append(layer)
+        return out
+
+
 def build_layers(
     masks: Mapping[int, np.ndarray],
     boxes: Mapping[int, Box | None],
     shape: tuple[int, int],
-) -> list[np.ndarray]:
-    """Label layers (uint32) of a frame from per-object bool masks and their boxes.
+) -> FrameLayers:
+    """A frame's label layers from per-object bool masks and their bounding boxes.
 
-    Always returns layer 0 (all zero if no object has pixels); further layers only where
-    objects overlap.
+    Cost: one pass over each object's box, one over the pixels where boxes intersect, and
+    work in proportion to the overlapping pixels.
     """
-    layers = [np.zeros(shape, np.uint32)]
-    for obj_id in sorted(masks):
-        box = boxes[obj_id]
-        if box is None:
+    ids = sorted(o for o in masks if boxes[o] is not None)
+    layer0 = np.zeros(shape, np.uint32)
+    for obj_id in reversed(ids):  # the lowest id is written last and wins
+        y0, y1, x0, x1 = boxes[obj_id]
+        np.copyto(layer0[y0:y1, x0:x1], obj_id, where=masks[obj_id][y0:y1, x0:x1])
+    # Pixels of each object claimed in layer 0 by a lower id: looked for only where its box
+    # meets lower ids' boxes.
+    hidden: list[tuple[int, np.ndarray, Box]] = []
+    for i, obj_id in enumerate(ids):
+        meets = [r for r in (_intersect(boxes[obj_id], boxes[o]) for o in ids[:i]) if r is not None]
+        if not meets:
             continue
-        y0, y1, x0, x1 = box
-        rest = masks[obj_id][y0:y1, x0:x1]
+        y0, x0 = min(r[0] for r in meets), min(r[2] for r in meets)
+        y1, x1 = max(r[1] for r in meets), max(r[3] for r in meets)
+        rest = masks[obj_id][y0:y1, x0:x1] & (layer0[y0:y1, x0:x1] != obj_id)
+        _, tight = mask_box(rest)
+        if tight is not None:
+            ty0, ty1, tx0, tx1 = tight
+            hidden.append((obj_id, rest[ty0:ty1, tx0:tx1], (y0 + ty0, y0 + ty1, x0 + tx0, x0 + tx1)))
+    frame = FrameLayers(layer0, empty=not ids)
+    if not hidden:
+        return frame
+    uy0, ux0 = min(h[2][0] for h in hidden), min(h[2][2] for h in hidden)
+    uy1, ux1 = max(h[2][1] for h in hidden), max(h[2][3] for h in hidden)
+    frame.box = (uy0, uy1, ux0, ux1)
+    for obj_id, rest, (y0, y1, x0, x1) in hidden:  # ascending ids: lower layers first
+        y0, y1, x0, x1 = y0 - uy0, y1 - uy0, x0 - ux0, x1 - ux0
+        rest = rest.copy()
         k = 0
         while True:
-            if k == len(layers):
-                layers.append(np.zeros(shape, np.uint32))
-            view = layers[k][y0:y1, x0:x1]
+            if k == len(frame.overlaps):
+                frame.overlaps.append(np.zeros((uy1 - uy0, ux1 - ux0), np.uint32))
+            view = frame.overlaps[k][y0:y1, x0:x1]
             taken = view != 0
-            if not taken.any():  # nothing here yet: claim the remaining pixels, done
-                np.copyto(view, obj_id, where=rest)
-                break
-            free = rest & ~taken
-            np.copyto(view, obj_id, where=free)
-            rest = rest & taken
+            np.copyto(view, obj_id, where=rest > taken)  # rest and not taken
+            rest &= taken
             if not rest.any():
                 break
             k += 1
-    return layers
+    return frame
 
 
 def layers_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
-    """:func:`build_layers`, computing the boxes."""
-    boxes = {obj_id: mask_box(m)[1] for obj_id, m in masks.items()}
-    return build_layers({o: np.asarray(m, bool) for o, m in masks.items()}, boxes, shape)
+    """Full-frame layers of :func:`build_layers`, computing the boxes."""
+    masks = {o: np.asarray(m, bool) for o, m in masks.items()}
+    return build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, shape).full()
 
 
 def mask_from_layers(layers: Sequence[np.ndarray], obj_id: int) -> np.ndarray:

@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import StoreError
 from ..prompts import ObjectSpec, Prompt, PromptSet
 from .labels import image_label_metadata
-from .layer_arrays import LayerArrays
+from .layer_arrays import LAYER_ZSTD_LEVEL, LayerArrays
 from .layers import build_layers, mask_box, mask_from_layers, masks_from_layers
 from .layout import (
     ATTR_KEY,
@@ -138,7 +138,7 @@ class ProjectStore:
             chunks=(1, height, width),
             dtype="uint32",
             fill_value=0,
-            compressors=ZstdCodec(level=3),
+            compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
             dimension_names=["t", "y", "x"],
         )
         root.create_group("objects")
@@ -441,9 +441,9 @@ class ProjectStore:
         if others and self.layers.has_frame(t):
             masks.update(masks_from_layers(self.layers.read(t), others))
         boxes = {o: mask_box(m)[1] for o, m in masks.items()}
-        layers = build_layers(masks, boxes, self.shape[1:])
-        self.layers.write(t, layers, empty=all(b is None for b in boxes.values()))
-        return layers[0]
+        frame = build_layers(masks, boxes, self.shape[1:])
+        self.layers.write(t, frame)
+        return frame.labels
 
     def write_edited_labels(self, t: int, frame_labels: np.ndarray, run: int = 0) -> list[int]:
         """Persist a hand-edited label image of frame ``t``; returns the objects changed.

@@ -122,8 +122,7 @@ class StoreWriter:
             for o, m in masks_from_layers(self.store.layers.read(t), others).items():
                 masks[o] = m
                 boxes[o] = mask_box(m)[1]
-        layers = build_layers(masks, boxes, self.store.shape[1:])
-        self.store.layers.write(t, layers, empty=all(b is None for b in boxes.values()))
+        self.store.layers.write(t, build_layers(masks, boxes, self.store.shape[1:]))
         rows = {}
         threshold = max(1, self.min_visible_pixels)
         for o in objs:
