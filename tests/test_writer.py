@@ -1,0 +1,340 @@
+"""Store format 2 and its writer: bit-exact masks with overlaps, plain-zarr labels, kill -9
+resume, and format-1 projects."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import napari_sam2_track
+from napari_sam2_track.engine.tracker import FrameResult
+from napari_sam2_track.errors import StoreError
+from napari_sam2_track.project import (
+    ATTR_KEY,
+    COL,
+    FORMAT_VERSION,
+    STATE_EDITED,
+    STATE_PROPAGATED,
+    ProjectStore,
+    StoreWriter,
+)
+from napari_sam2_track.project.labels import merge_lowest_id
+from napari_sam2_track.project.layers import build_layers, mask_box, masks_from_layers
+from napari_sam2_track.prompts import ObjectSpec
+
+H, W = 300, 260  # several 128-px overlap tiles, edge tiles cut by the frame
+IDS = [2, 5, 9, 40]
+
+
+def blobs(t: int, ids=IDS, h: int = H, w: int = W) -> dict[int, np.ndarray]:
+    """Overlapping discs and a random speckle per object; object 9 is empty on odd frames."""
+    rng = np.random.default_rng(t)
+    yy, xx = np.mgrid[:h, :w]
+    out = {}
+    for i, obj in enumerate(ids):
+        cy, cx = h / 2 + 40 * np.sin(t + i), w / 2 + 50 * np.cos(t * 0.7 + i)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < (30 + 10 * i) ** 2
+        mask |= rng.random((h, w)) < 0.01
+        if obj == 9 and t % 2:
+            mask[:] = False
+        out[obj] = mask
+    return out
+
+
+def new_store(path: Path, n: int = 6, h: int = H, w: int = W, ids=IDS) -> ProjectStore:
+    store = ProjectStore.create(path, num_frames=n, height=h, width=w)
+    store.set_objects([ObjectSpec(id=i) for i in ids])
+    return store
+
+
+def write(store: ProjectStore, frames: dict[int, dict[int, np.ndarray]], **kw) -> list[int]:
+    done = []
+    writer = StoreWriter(store, run_id=1, on_done=done.append, **kw)
+    for t, masks in frames.items():
+        writer.submit(FrameResult(t, "forward", masks, {o: 3.0 for o in masks}))
+    writer.close()
+    return done
+
+
+def plain_zarr_mask(path: Path, obj: int, t: int) -> np.ndarray:
+    """An object's mask read with zarr alone, as docs/store.md describes."""
+    root = zarr.open_group(str(path), mode="r")
+    mask = root["labels/masklets/0"][t] == obj
+    k = 1
+    while "overlaps" in root and str(k) in root["overlaps"]:
+        mask |= root[f"overlaps/{k}"][t] == obj
+        k += 1
+    return mask
+
+
+def test_masks_round_trip_bit_exactly_with_overlaps_and_empty_frames(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    frames = {t: blobs(t) for t in (0, 1, 2, 4)}
+    frames[5] = {o: np.zeros((H, W), bool) for o in IDS}  # tracked, nothing visible
+    assert write(store, frames, workers=3) == [0, 1, 2, 4, 5]  # reported in order
+    assert store.layers.num_overlap_layers >= 2  # the discs overlap three deep
+    reopened = ProjectStore.open(tmp_path / "p.zarr", mode="r")
+    for t, masks in frames.items():
+        got = reopened.frame_masks(t)
+        for obj, mask in masks.items():
+            assert np.array_equal(got[obj], mask), (t, obj)
+            assert np.array_equal(reopened.mask(obj, t), mask), (t, obj)
+            row = reopened.table(obj)[t]
+            area, box = mask_box(mask)
+            assert row[COL["area"]] == area
+            if box is not None:
+                assert tuple(row[[COL["y0"], COL["y1"], COL["x0"], COL["x1"]]]) == box
+    block = reopened.masks(5, 0, 6, 2)
+    assert block.shape == (3, H, W)
+    assert np.array_equal(block[1], frames[2][5]) and np.array_equal(block[2], frames[4][5])
+    assert not reopened.masks(9, 1, 6, 2).any()  # empty on odd frames, frame 3 never written
+    assert not reopened.frame_masks(3)[2].any()  # never written
+    # empty frames cost no chunk
+    assert sorted(p.name for p in (tmp_path / "p.zarr/labels/masklets/0/c").iterdir()) == ["0", "1", "2", "4"]
+
+
+def test_plain_zarr_reads_merged_labels_and_every_mask(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    masks = blobs(2)
+    write(store, {2: masks})
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    labels = root["labels/masklets/0"]
+    assert labels.dtype == np.uint32 and labels.chunks == (1, H, W)
+    assert np.array_equal(labels[2], merge_lowest_id(masks, (H, W)))
+    assert root["labels/masklets"].attrs["ome"]["multiscales"][0]["datasets"][0]["path"] == "0"
+    for obj, mask in masks.items():
+        assert np.array_equal(plain_zarr_mask(tmp_path / "p.zarr", obj, 2), mask)
+
+
+def test_rewriting_a_frame_drops_its_old_overlaps(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    write(store, {1: blobs(1)})
+    apart = {o: np.zeros((H, W), bool) for o in IDS}
+    apart[2][:10, :10] = True
+    apart[40][-10:, -10:] = True
+    write(store, {1: apart})
+    assert not any((tmp_path / "p.zarr/overlaps").glob("*/c/1/0/0"))
+    for obj, mask in apart.items():
+        assert np.array_equal(store.mask(obj, 1), mask)
+
+
+def test_a_partial_frame_keeps_the_other_objects(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    first = blobs(3)
+    write(store, {3: first})
+    moved = np.roll(first[5], 17, axis=1)
+    write(store, {3: {5: moved}})  # a run of object 5 alone
+    got = store.frame_masks(3)
+    assert np.array_equal(got[5], moved)
+    for obj in (2, 9, 40):
+        assert np.array_equal(got[obj], first[obj])
+    # the same through resume's skip: object 2 is done, object 5 is rewritten
+    write(store, {3: {2: np.zeros((H, W), bool), 5: first[5]}}, skip_frames=lambda o, t: o == 2)
+    assert np.array_equal(store.mask(2, 3), first[2]) and np.array_equal(store.mask(5, 3), first[5])
+
+
+def test_write_mask_and_merge_labels_keep_overlaps(tmp_path):
+    store = new_store(tmp_path / "p.zarr", ids=[1, 2])
+    a = np.zeros((H, W), bool)
+    a[50:150, 50:150] = True
+    b = np.roll(a, 40, axis=0)
+    store.write_mask(2, 0, b)
+    store.write_mask(1, 0, a)
+    assert np.array_equal(store.mask(2, 0), b) and np.array_equal(store.mask(1, 0), a)
+    assert np.array_equal(store.labels[0], merge_lowest_id({1: a, 2: b}, (H, W)))
+    merged = store.merge_labels(0)
+    assert np.array_equal(merged, store.labels[0])
+
+
+def test_edit_keeps_hidden_pixels_the_user_left_alone(tmp_path):
+    store = new_store(tmp_path / "p.zarr", ids=[1, 2, 3])
+    a = np.zeros((H, W), bool)
+    a[50:150, 50:150] = True
+    b = np.zeros((H, W), bool)
+    b[100:200, 100:200] = True  # partly under 1
+    c = np.zeros((H, W), bool)
+    c[120:130, 120:130] = True  # under 1 and 2
+    write(store, {0: {1: a, 2: b, 3: c}})
+    edited = store.labels[0]
+    edited[60:70, 60:70] = 0  # erase part of 1 away from the others
+    edited[140:150, 50:60] = 0
+    changed = store.write_edited_labels(0, edited)
+    assert changed == [1]
+    assert np.array_equal(store.labels[0], edited)
+    assert np.array_equal(store.mask(2, 0), b) and np.array_equal(store.mask(3, 0), c)
+    assert store.states(1)[0] == STATE_EDITED and store.states(2)[0] == STATE_PROPAGATED
+    # showing 2 where 1 was on top (2 and 3 hidden there) drops 1 and the hidden 3 there
+    edited[120:125, 120:130] = 2
+    changed = store.write_edited_labels(0, edited)
+    assert changed == [1, 3]
+    assert np.array_equal(store.labels[0], edited)
+    assert np.array_equal(store.mask(2, 0), b) and store.mask(3, 0).sum() == 50
+
+
+def test_remove_object_reveals_what_it_hid(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    masks = blobs(0)
+    write(store, {0: masks})
+    store.remove_object(2)
+    rest = {o: m for o, m in masks.items() if o != 2}
+    assert np.array_equal(store.labels[0], merge_lowest_id(rest, (H, W)))
+    for obj, mask in rest.items():
+        assert np.array_equal(store.mask(obj, 0), mask)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(arrays(bool, (9, 11)), min_size=0, max_size=5),
+    st.lists(st.integers(1, 2**32 - 1), min_size=5, max_size=5, unique=True),
+)
+def test_layers_hold_every_mask_and_the_lowest_id_merge(masks, ids):
+    masks = dict(zip(ids, masks))
+    frame = build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, (9, 11))
+    layers = frame.full()
+    assert np.array_equal(layers[0], merge_lowest_id(masks, (9, 11)))
+    back = masks_from_layers(layers, list(masks))
+    for obj, mask in masks.items():
+        assert np.array_equal(back[obj], mask)
+    for below, above in zip(layers, layers[1:]):  # ids rise with the layer; no gaps
+        assert not (above & (below == 0)).any()
+        assert ((above == 0) | (above > below)).all()
+
+
+# ----------------------------------------------------------------- kill -9 and resume
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, sys.argv[3])
+    from test_writer import blobs, H, W, IDS
+    from napari_sam2_track.engine.tracker import FrameResult
+    from napari_sam2_track.project import ProjectStore, StoreWriter, STATE_NOT_RUN
+
+    store = ProjectStore.open(sys.argv[1])
+    n = store.num_frames
+    done = {t for t in range(n) if store.states(IDS[0])[t] != STATE_NOT_RUN}
+    def report(t):
+        print(t, flush=True)
+    writer = StoreWriter(store, 1, on_done=report, skip_frames=lambda o, t: t in done)
+    for t in range(n):
+        writer.submit(FrameResult(t, "forward", blobs(t), {o: 3.0 for o in IDS}))
+        if sys.argv[2] == "slow":
+            time.sleep(0.01)
+    writer.close()
+    print("closed", flush=True)
+    """
+)
+
+
+def test_kill_9_loses_only_frames_in_flight_and_resume_completes(tmp_path):
+    n = 400
+    path = tmp_path / "p.zarr"
+    new_store(path, n=n)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(napari_sam2_track.__file__).parents[1])}
+    tests_dir = str(Path(__file__).parent)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(path), "slow", tests_dir], stdout=subprocess.PIPE, text=True, env=env
+    )
+    reported = []
+    for line in child.stdout:
+        reported.append(int(line))
+        if len(reported) == 40:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    store = ProjectStore.open(path, mode="r")
+    written = [t for t in range(n) if not np.isnan(store.table(IDS[0])[t]).all()]
+    assert set(reported) <= set(written)  # every frame reported done is there
+    assert len(written) < n  # the run was cut short
+    for t in written:  # and every frame with a row is complete
+        masks = blobs(t)
+        got = store.frame_masks(t)
+        for obj in IDS:
+            assert np.array_equal(got[obj], masks[obj]), (t, obj)
+            assert store.table(obj)[t][COL["state"]] in (STATE_PROPAGATED, 4)
+    resumed = subprocess.run(
+        [sys.executable, str(script), str(path), "fast", tests_dir], capture_output=True, text=True, env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(map(int, resumed.stdout.split()[:-1])) == set(range(n))
+    store = ProjectStore.open(path, mode="r")
+    for t in range(0, n, 7):
+        masks = blobs(t)
+        for obj in IDS:
+            assert np.array_equal(store.mask(obj, t), masks[obj]), (t, obj)
+
+
+# ------------------------------------------------------------------------ format 1
+def make_v1_project(path: Path, frames: dict[int, dict[int, np.ndarray]], n: int = 4) -> None:
+    """A project as format 1 wrote it: one full-frame bool array per object."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    labels = root.create_group("labels")
+    labels.attrs["ome"] = {"version": "0.5", "labels": ["masklets"]}
+    lab = labels.create_group("masklets").create_array(
+        "0", shape=(n, H, W), chunks=(1, H, W), dtype="uint32", fill_value=0
+    )
+    ids = sorted({o for masks in frames.values() for o in masks})
+    for obj in ids:
+        grp = root.require_group(f"objects/{obj}")
+        arr = grp.create_array("mask", shape=(n, H, W), chunks=(1, H, W), dtype="bool", fill_value=False)
+        table = grp.create_array("table", shape=(n, 8), chunks=(n, 8), dtype="float64", fill_value=np.nan)
+        for t, masks in frames.items():
+            arr[t] = masks[obj]
+            area, box = mask_box(masks[obj])
+            table[t] = [3.0, area, np.nan, np.nan, np.nan, np.nan, STATE_PROPAGATED, 1]
+    for t, masks in frames.items():
+        lab[t] = merge_lowest_id(masks, (H, W))
+    root.attrs[ATTR_KEY] = {
+        "format_version": 1, "package_version": "0.1", "created": "2025-01-01T00:00:00+00:00",
+        "shape": [n, H, W], "source": {}, "model": None, "schema": None,
+        "objects": [{"id": o, "name": "", "category": "object", "attributes": {}} for o in ids],
+        "prompts": [], "runs": [], "review": {},
+    }
+
+
+def test_format_1_reads_as_is_and_migrates_when_opened_for_writing(tmp_path):
+    path = tmp_path / "old.zarr"
+    frames = {0: blobs(0), 2: blobs(2)}
+    make_v1_project(path, frames)
+    old = ProjectStore.open(path, mode="r")
+    assert old.format_version == 1
+    assert np.array_equal(old.mask(5, 2), frames[2][5])
+    assert np.array_equal(old.masks(40, 0, 4)[2], frames[2][40])
+    assert np.array_equal(old.frame_masks(0)[9], frames[0][9])
+    with pytest.raises(StoreError, match="open it for writing"):
+        old.merge_labels(0)
+
+    store = ProjectStore.open(path)  # for writing: migrated in place
+    assert store.format_version == FORMAT_VERSION == 2
+    assert json.loads((path / "zarr.json").read_text())["attributes"][ATTR_KEY]["format_version"] == 2
+    assert not list(path.glob("objects/*/mask"))
+    for t, masks in frames.items():
+        for obj, mask in masks.items():
+            assert np.array_equal(store.mask(obj, t), mask)
+            assert np.array_equal(plain_zarr_mask(path, obj, t), mask)
+    assert np.array_equal(store.table(5)[:, COL["state"]][[0, 2]], [STATE_PROPAGATED] * 2)
+    write(store, {1: blobs(1)})  # and tracking goes on in format 2
+    assert np.array_equal(store.mask(2, 1), blobs(1)[2])
+
+
+def test_a_newer_format_is_refused_in_one_line(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    store.update_meta(format_version=FORMAT_VERSION + 1)
+    with pytest.raises(StoreError, match="upgrade napari-sam2-track") as err:
+        ProjectStore.open(tmp_path / "p.zarr")
+    assert "\n" not in str(err.value)
