@@ -170,27 +170,35 @@ class ShardIO(ChunkFiles):
             raise UnsupportedChunkLayout("only (1, h, w) shards of (1, th, tw) tiles")
         self.grid = (self.shard_shape[1] // self.tile[1], self.shard_shape[2] // self.tile[2])
 
-    def encode(self, part: np.ndarray, box: tuple[int, int, int, int]) -> bytes | None:
+    def encode(
+        self, part: np.ndarray, box: tuple[int, int, int, int], regions: list | None = None
+    ) -> bytes | None:
         """One frame's shard from the part ``part`` of a layer lying at ``box`` (``y0, y1,
-        x0, x1``) of the frame, zero elsewhere; ``None`` if it is all zero."""
+        x0, x1``) of the frame, zero elsewhere; ``None`` if it is all zero. ``regions``: boxes
+        (frame coordinates) outside which ``part`` is zero, to skip empty tiles."""
         th, tw = self.tile[1:]
         y0, y1, x0, x1 = box
+        tiles: set[tuple[int, int]] = set()
+        for ry0, ry1, rx0, rx1 in regions or [box]:
+            for ty in range(ry0 // th, (ry1 - 1) // th + 1):
+                tiles.update((ty, tx) for tx in range(rx0 // tw, (rx1 - 1) // tw + 1))
         index = np.full((*self.grid, 2), self.EMPTY, dtype="<u8")
         parts, offset = [], 0
-        for ty in range(y0 // th, (y1 - 1) // th + 1):
-            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
-                # the tile's intersection with the part, in frame coordinates
-                a0, a1 = max(y0, ty * th), min(y1, (ty + 1) * th)
-                b0, b1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
-                piece = part[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
-                if not piece.any():
-                    continue
-                tile = np.zeros((th, tw), self.dtype)
-                tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
-                data = zstd_encode(tile.view(np.uint8).reshape(-1), self.level)
-                index[ty, tx] = (offset, len(data))
-                parts.append(data)
-                offset += len(data)
+        for ty, tx in sorted(tiles):
+            # the tile's intersection with the part, in frame coordinates
+            a0, a1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+            b0, b1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+            if a0 >= a1 or b0 >= b1:
+                continue
+            piece = part[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+            if not piece.any():
+                continue
+            tile = np.zeros((th, tw), self.dtype)
+            tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
+            data = zstd_encode(tile.view(np.uint8).reshape(-1), self.level)
+            index[ty, tx] = (offset, len(data))
+            parts.append(data)
+            offset += len(data)
         if not parts:
             return None
         index_bytes = index.tobytes()

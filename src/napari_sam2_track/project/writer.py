@@ -67,6 +67,7 @@ class StoreWriter:
         self._cv = threading.Condition()
         self._closing = False
         self._ensured: set[int] = set()
+        self._local = threading.local()  # per encoding thread: a reusable label frame
         self._pool = ThreadPoolExecutor(
             max_workers=workers or default_workers(),
             thread_name_prefix="store-encode",
@@ -122,7 +123,16 @@ class StoreWriter:
             for o, m in masks_from_layers(self.store.layers.read(t), others).items():
                 masks[o] = m
                 boxes[o] = mask_box(m)[1]
-        self.store.layers.write(t, build_layers(masks, boxes, self.store.shape[1:]))
+        shape = self.store.shape[1:]
+        buffer = getattr(self._local, "labels", None)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._local.labels = np.zeros(shape, np.uint32)
+        try:
+            self.store.layers.write(t, build_layers(masks, boxes, shape, out=buffer))
+        finally:  # leave the buffer all zero for the next frame
+            for box in boxes.values():
+                if box is not None:
+                    buffer[box[0] : box[1], box[2] : box[3]] = 0
         rows = {}
         threshold = max(1, self.min_visible_pixels)
         for o in objs:
