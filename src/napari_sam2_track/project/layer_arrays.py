@@ -38,7 +38,14 @@ class LayerArrays:
         self._lock = threading.Lock()
         self._io: dict[str, ChunkIO | None] = {}
         self._shards: dict[int, ShardIO | None] = {}
+        self._zarr: dict[str, object] = {}  # opened zarr arrays (opening reads zarr.json)
         self.num_overlap_layers = self._count_overlap_layers()
+
+    def _zarr_array(self, name: str):
+        array = self._zarr.get(name)
+        if array is None:
+            array = self._zarr[name] = self.group[name]
+        return array
 
     def _count_overlap_layers(self) -> int:
         folder = self.path / OVERLAPS_GROUP
@@ -59,6 +66,7 @@ class LayerArrays:
     def forget(self, name: str) -> None:
         """Drop the cached chunk access of an array that was deleted or replaced."""
         self._io.pop(name, None)
+        self._zarr.pop(name, None)
 
     def _ensure_overlap_layers(self, count: int) -> None:
         if count <= self.num_overlap_layers:
@@ -95,7 +103,7 @@ class LayerArrays:
     def _read(self, name: str, t: int) -> np.ndarray:
         io = self.chunk_io(name)
         if io is None:
-            return np.asarray(self.group[name][t])
+            return np.asarray(self._zarr_array(name)[t])
         chunk = io.read((t, 0, 0))
         return np.zeros(self.shape[1:], np.uint32) if chunk is None else chunk[0]
 
@@ -106,7 +114,7 @@ class LayerArrays:
             io = self.shard_io(k)
             if io is not None and not io.exists((t, 0, 0)):
                 break  # layers fill bottom-up: an empty layer has none above it
-            layer = np.asarray(self.group[overlap_path(k)][t])
+            layer = np.asarray(self._zarr_array(overlap_path(k))[t])
             if not layer.any():
                 break
             layers.append(layer)
