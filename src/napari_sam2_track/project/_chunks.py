@@ -193,8 +193,11 @@ class ShardIO(ChunkFiles):
             piece = part[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
             if not piece.any():
                 continue
-            tile = np.zeros((th, tw), self.dtype)
-            tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
+            if piece.shape == (th, tw):
+                tile = np.ascontiguousarray(piece, dtype=self.dtype)
+            else:
+                tile = np.zeros((th, tw), self.dtype)
+                tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
             data = zstd_encode(tile.view(np.uint8).reshape(-1), self.level)
             index[ty, tx] = (offset, len(data))
             parts.append(data)

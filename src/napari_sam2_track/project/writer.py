@@ -38,6 +38,8 @@ class StoreWriter:
     memory stays bounded); ``on_done(frame)`` is called from the committer thread, in
     submission order, once the frame is on disk. An exception in the writer is re-raised by
     the next :meth:`submit` or :meth:`close`; frames after a failed one are not committed.
+    ``workers``: encoding threads (default :func:`default_workers`); ``low_priority``: run
+    them below the model's threads (Linux niceness 10), as tracking wants.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class StoreWriter:
         on_done: Callable[[int], None] | None = None,
         max_pending: int = 8,
         workers: int | None = None,
+        low_priority: bool = True,
     ):
         if store.read_only:
             raise StoreError(f"{store.path} is open read-only; open it for writing to track into it")
@@ -71,8 +74,9 @@ class StoreWriter:
         self._pool = ThreadPoolExecutor(
             max_workers=workers or default_workers(),
             thread_name_prefix="store-encode",
-            initializer=lower_thread_priority,
+            initializer=lower_thread_priority if low_priority else None,
         )
+        self._low_priority = low_priority
         self._thread = threading.Thread(target=self._commit_loop, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -150,7 +154,8 @@ class StoreWriter:
 
     # ------------------------------------------------------- committer: rows
     def _commit_loop(self) -> None:
-        lower_thread_priority()
+        if self._low_priority:
+            lower_thread_priority()
         while True:
             with self._cv:
                 while not self._futures and not self._closing:
