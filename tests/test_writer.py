@@ -338,3 +338,13 @@ def test_a_newer_format_is_refused_in_one_line(tmp_path):
     with pytest.raises(StoreError, match="upgrade napari-sam2-track") as err:
         ProjectStore.open(tmp_path / "p.zarr")
     assert "\n" not in str(err.value)
+
+
+def test_writer_threads_create_the_first_overlap_layer_once(tmp_path):
+    """Several encoding threads meeting the first overlap at once (a fresh store each time)."""
+    for attempt in range(5):
+        store = new_store(tmp_path / f"p{attempt}.zarr", n=8)
+        frames = {t: blobs(t) for t in range(8)}
+        assert write(store, frames, workers=4) == list(range(8))
+        for t in (0, 7):
+            assert np.array_equal(store.mask(40, t), frames[t][40])

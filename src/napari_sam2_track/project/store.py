@@ -93,7 +93,9 @@ class ProjectStore:
     def layers(self) -> LayerArrays:
         """Chunk-level access to the label layers that hold the masks (format 2)."""
         if self._layer_arrays is None:
-            self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
+            with self._meta_lock:  # one instance, even when writer threads ask at once
+                if self._layer_arrays is None:
+                    self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
         return self._layer_arrays
 
     def _array(self, name: str):

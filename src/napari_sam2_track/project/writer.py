@@ -57,6 +57,7 @@ class StoreWriter:
         if store.read_only:
             raise StoreError(f"{store.path} is open read-only; open it for writing to track into it")
         store._require_current_format()
+        store.layers  # opened here, before the encoding threads share it
         self.store = store
         self.run_id = run_id
         self.min_visible_pixels = int(min_visible_pixels)
