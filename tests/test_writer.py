@@ -224,10 +224,10 @@ CHILD = textwrap.dedent(
 
     store = ProjectStore.open(sys.argv[1])
     n = store.num_frames
-    done = {t for t in range(n) if store.states(IDS[0])[t] != STATE_NOT_RUN}
+    done = {o: set(np.flatnonzero(store.states(o) != STATE_NOT_RUN).tolist()) for o in IDS}
     def report(t):
         print(t, flush=True)
-    writer = StoreWriter(store, 1, on_done=report, skip_frames=lambda o, t: t in done)
+    writer = StoreWriter(store, 1, on_done=report, skip_frames=lambda o, t: t in done[o])
     for t in range(n):
         writer.submit(FrameResult(t, "forward", blobs(t), {o: 3.0 for o in IDS}))
         if sys.argv[2] == "slow":
@@ -258,15 +258,17 @@ def test_kill_9_loses_only_frames_in_flight_and_resume_completes(tmp_path):
     child.wait()
     assert child.returncode == -signal.SIGKILL
     store = ProjectStore.open(path, mode="r")
-    written = [t for t in range(n) if not np.isnan(store.table(IDS[0])[t]).all()]
-    assert set(reported) <= set(written)  # every frame reported done is there
+    has_row = np.array([~np.isnan(store.table(o)[:, COL["state"]]) for o in IDS])
+    written = np.flatnonzero(has_row.all(axis=0)).tolist()
+    assert set(reported) <= set(written)  # every frame reported done is there, all objects
     assert len(written) < n  # the run was cut short
-    for t in written:  # and every frame with a row is complete
+    # a frame whose rows were being written when killed is in flight: some rows may be
+    # missing, but its masks are already complete (rows come last)
+    for t in np.flatnonzero(has_row.any(axis=0)).tolist():
         masks = blobs(t)
         got = store.frame_masks(t)
         for obj in IDS:
             assert np.array_equal(got[obj], masks[obj]), (t, obj)
-            assert store.table(obj)[t][COL["state"]] in (STATE_PROPAGATED, 4)
     resumed = subprocess.run(
         [sys.executable, str(script), str(path), "fast", tests_dir], capture_output=True, text=True, env=env
     )
