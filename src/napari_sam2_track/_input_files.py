@@ -16,10 +16,20 @@ from typing import Any
 
 from .errors import Sam2TrackError
 
-__all__ = ["short_list", "first_line", "read_text", "parse_json", "parse_yaml"]
+__all__ = [
+    "short_list",
+    "first_line",
+    "capped",
+    "validation_problem",
+    "read_text",
+    "parse_json",
+    "parse_yaml",
+]
 
 #: Longest reason quoted from a library's exception inside one of our error lines.
 MAX_REASON_CHARS = 160
+#: Longest part of an error line that quotes the user's input (keys, values, locations).
+MAX_QUOTED_CHARS = 300
 
 
 def short_list(values: Iterable[Any], limit: int = 10) -> str:
@@ -38,6 +48,21 @@ def first_line(exc: BaseException, limit: int = MAX_REASON_CHARS) -> str:
         if line:
             return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
     return type(exc).__name__
+
+
+def capped(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` on one line, cut to about ``limit`` characters with a note of what was cut."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()}... ({len(text) - limit:,} more characters)"
+
+
+def validation_problem(exc: Any) -> str:
+    """:func:`~napari_sam2_track.errors.first_validation_problem`, capped to a readable length."""
+    from .errors import first_validation_problem
+
+    return capped(first_validation_problem(exc))
 
 
 def read_text(path: str | Path, what: str, error: type[Sam2TrackError], hint: str) -> str:

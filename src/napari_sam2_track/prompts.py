@@ -18,15 +18,14 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._input_files import first_line, parse_json, read_text, short_list
-from .errors import PromptError, first_validation_problem, repeated
+from ._input_files import first_line, parse_json, read_text, short_list, validation_problem
+from .errors import PromptError, repeated
 
 MAX_OBJECT_ID = 2**32 - 1
 #: Largest frame index a prompt may name (far beyond any video; keeps messages short).
@@ -89,7 +88,7 @@ class Prompt(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            raise PromptError(f"invalid prompt: {first_validation_problem(exc)}") from None
+            raise PromptError(f"invalid prompt: {validation_problem(exc)}") from None
 
     @property
     def kind(self) -> str:
@@ -210,7 +209,7 @@ class PromptSet(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise PromptError(
-                f"prompts file {path}: {first_validation_problem(exc)} ({_FORMAT_HINT})"
+                f"prompts file {path}: {validation_problem(exc)} ({_FORMAT_HINT})"
             ) from None
         except RecursionError:
             raise PromptError(
