@@ -8,13 +8,14 @@ visible pixels, occlusion handling). Per-object tables are read in blocks of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import Sam2TrackError, StoreError, one_line
 from ..prompts import ObjectSpec
 from ..project import COL, TABLE_CHUNK, ProjectStore
 from ..project.labels import merge_lowest_id
@@ -70,6 +71,42 @@ class Frame:
         return merge_lowest_id(self.masks, self.shape, dtype)
 
 
+class EmptyExportWarning(UserWarning):
+    """The export options leave no object to export (the result holds no masks)."""
+
+
+class DroppedWarning(UserWarning):
+    """An importer could not represent part of its input and left it out."""
+
+
+def damaged(store: ProjectStore, name: str, frames: str, exc: BaseException) -> StoreError:
+    """The one-line error for a chunk or array of a project that cannot be read."""
+    return StoreError(one_line(
+        f"{store.path} is damaged: {name} cannot be read at {frames} ({type(exc).__name__}: {exc}); "
+        "nothing was exported — re-track or edit those frames, or export a range without them "
+        "(--start/--end)"
+    ))
+
+
+def read_frames(store: ProjectStore, name: str, lo: int, hi: int, step: int = 1) -> np.ndarray:
+    """Frames ``lo:hi:step`` of a project array; a damaged chunk is reported by frame and array."""
+    try:
+        array = store.group[name]
+    except Sam2TrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a damaged store
+        raise damaged(store, name, "its metadata", exc) from None
+    try:
+        return array[lo:hi:step]
+    except Exception:  # noqa: BLE001 - find the frame that fails
+        for t in range(lo, hi, step):
+            try:
+                array[t]
+            except Exception as exc:  # noqa: BLE001
+                raise damaged(store, name, f"frame {t}", exc) from None
+        raise
+
+
 def approved_ids(store: ProjectStore) -> set[int]:
     """Objects whose review status is ``satisfactory``."""
     review = store.meta.get("review") or {}
@@ -94,7 +131,7 @@ class _Tables:
             for i in self.ids:
                 name = f"objects/{i}/table"
                 if name in self.store.group:
-                    self._rows[i] = self.store.group[name][lo:hi]
+                    self._rows[i] = read_frames(self.store, name, lo, hi)
                 else:
                     self._rows[i] = np.full((hi - lo, 8), np.nan)
         return self._rows[obj_id][t - block * TABLE_CHUNK]
@@ -106,8 +143,17 @@ class ProjectView:
     def __init__(self, store: ProjectStore, options: ExportOptions | None = None):
         self.store = store
         self.options = opts = options or ExportOptions()
-        self.schema = store.schema
-        n, self.height, self.width = store.shape
+        try:
+            self.schema = store.schema
+            objects = store.objects
+            n, self.height, self.width = store.shape
+        except Sam2TrackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - metadata edited by hand or damaged
+            raise StoreError(one_line(
+                f"{store.path} is damaged: its metadata (zarr.json) cannot be read "
+                f"({type(exc).__name__}: {exc}); nothing was exported"
+            )) from None
         if opts.every < 1:
             raise StoreError(f"--every must be 1 or more, got {opts.every}")
         self.start = 0 if opts.start is None else int(opts.start)
@@ -119,7 +165,6 @@ class ProjectView:
         self.min_visible = (
             self.schema.min_visible_pixels if opts.min_visible_pixels is None else opts.min_visible_pixels
         )
-        objects = store.objects
         if opts.categories:
             known = set(self.schema.category_names())
             unknown = sorted(set(opts.categories) - known)
@@ -130,6 +175,13 @@ class ProjectView:
             objects = [o for o in objects if o.category in opts.categories]
         if opts.approved_only:
             ok = approved_ids(store)
+            if objects and not ok & {o.id for o in objects}:
+                warnings.warn(
+                    f"--approved-only: no object of {store.path.name} is approved (review status "
+                    "satisfactory); the export holds no objects",
+                    EmptyExportWarning,
+                    stacklevel=2,
+                )
             objects = [o for o in objects if o.id in ok]
         self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
         self.frames = range(self.start, self.end + 1, opts.every)
@@ -193,7 +245,7 @@ class ProjectView:
         if lo is None or not (lo <= t < lo + len(block) * self.options.every):
             lo = t
             hi = min(t + self.MASK_BLOCK * self.options.every, self.end + 1)
-            block = self.store.group[f"objects/{obj_id}/mask"][lo:hi:self.options.every]
+            block = read_frames(self.store, f"objects/{obj_id}/mask", lo, hi, self.options.every)
             cache[obj_id] = (lo, block)
         return block[(t - lo) // self.options.every]
 
@@ -219,6 +271,10 @@ class LabelSource:
     frames: Callable[[], Iterator[tuple[int, dict[int, np.ndarray]]]]
     categories: list[str] = field(default_factory=list)
     description: str = ""
+    #: Facts about the reading recorded in the project (``convention``, ``frame_stride``, ...).
+    info: dict = field(default_factory=dict)
+    #: What the input held that the project cannot represent (one line each).
+    dropped: list[str] = field(default_factory=list)
 
     def labels(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(t, merged uint32 labels)`` for every frame 0..T-1 (lowest id wins)."""

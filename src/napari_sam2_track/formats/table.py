@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import StoreError
 from ..project import COL, STATE_NAMES, ProjectStore
 from ._frames import ExportOptions, ProjectView, _Tables
-from ._write import prepare_out
+from ._write import export_target
 
 COLUMNS = ("object_id", "name", "category", "frame", "visible", "occluded", "area", "x0", "y0", "x1", "y1",
            "centroid_x", "centroid_y", "presence_logit", "state", "qc_status", "qc_reviewer")
@@ -54,14 +54,19 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
             import pyarrow.parquet as pq
         except ImportError:
             raise StoreError("Parquet output needs pyarrow (pip install pyarrow); or write a .csv") from None
-    out = prepare_out(out, overwrite, is_dir=False)
-    if not parquet:
-        with open(out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            for rec in _rows(store, view):
-                w.writerow(rec)
-        return out
+    with export_target(store, out, "table", overwrite, is_dir=False) as tmp:
+        if parquet:
+            _write_parquet(store, view, tmp, pa, pq)
+        else:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=COLUMNS)
+                w.writeheader()
+                for rec in _rows(store, view):
+                    w.writerow(rec)
+    return Path(out)
+
+
+def _write_parquet(store: ProjectStore, view: ProjectView, out: Path, pa, pq) -> None:
     writer, batch = None, []
 
     def flush():
@@ -72,11 +77,13 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
         writer.write_table(table.cast(writer.schema))
         batch.clear()
 
-    for rec in _rows(store, view):
-        batch.append(rec)
-        if len(batch) >= 10000:
+    try:
+        for rec in _rows(store, view):
+            batch.append(rec)
+            if len(batch) >= 10000:
+                flush()
+        if batch or writer is None:
             flush()
-    if batch or writer is None:
-        flush()
-    writer.close()
-    return out
+    finally:
+        if writer is not None:
+            writer.close()
