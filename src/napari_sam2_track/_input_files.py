@@ -111,12 +111,19 @@ def parse_json(text: str, label: str, error: type[Sam2TrackError], hint: str) ->
         raise error(f"{_parse_failure(exc, label, 'JSON') or first_line(exc)}; {hint}") from None
 
 
-def parse_yaml(text: str, label: str, error: type[Sam2TrackError], hint: str) -> Any:
-    """``yaml.safe_load(text)`` (never executes tags) with every failure as one line."""
+def parse_yaml(
+    text: str, label: str, error: type[Sam2TrackError], hint: str, loader: Any = None
+) -> Any:
+    """``yaml.safe_load(text)`` (never executes tags) with every failure as one line.
+
+    ``loader`` replaces the safe loader by a subclass of it (e.g. OmegaConf's).
+    """
     import yaml
 
+    if loader is not None and not issubclass(loader, yaml.SafeLoader):
+        raise TypeError("parse_yaml only accepts subclasses of yaml.SafeLoader")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader or yaml.SafeLoader)
     except yaml.constructor.ConstructorError as exc:
         tag = getattr(exc, "problem", "") or first_line(exc)
         where = exc.problem_mark.line + 1 if exc.problem_mark is not None else "?"
