@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -326,8 +327,19 @@ def _replace_project(tmp: Path, dest: Path) -> None:
 
 def _cleanup(tmp: Path | None, made_parents: list[Path]) -> None:
     if tmp is not None:
-        with contextlib.suppress(OSError):
-            _remove(tmp)
+        # A writer thread of the failed export (zarr's I/O loop) may still finish a chunk or
+        # two after the interruption: remove until nothing comes back.
+        absent = 0
+        for _attempt in range(100):
+            if tmp.exists() or tmp.is_symlink():
+                absent = 0
+                with contextlib.suppress(OSError):
+                    _remove(tmp)
+            else:
+                absent += 1
+                if absent == 3:
+                    break
+            time.sleep(0.02)
     for parent in reversed(made_parents):
         with contextlib.suppress(OSError):
             parent.rmdir()

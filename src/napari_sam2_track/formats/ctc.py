@@ -3,8 +3,9 @@
 Every line of ``res_track.txt`` is ``L B E P``: a track label, its first and last frame and its
 parent track (0 for none). A label must be present in every frame from ``B`` to ``E``, so an
 object that disappears and comes back is split into several tracks, each later one the child
-of the one before. An object whose ``attributes`` name a ``parent`` object id (a division)
-starts as a child of that object's last track. An object's first track keeps the object id
+of the one before. An object with a ``parent`` (the lineage field of the object; a division)
+starts as a child of that object's last track, and reading a folder back sets ``parent`` from
+``P``, so lineage survives import -> project -> export. An object's first track keeps the object id
 as its label; later tracks get labels above the largest object id.
 """
 
@@ -204,14 +205,15 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
 
 def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",
                      track_file: str = "res_track.txt") -> Path:
-    """Write any :class:`LabelSource` as CTC masks + track file (used by ``compare``)."""
+    """Write any :class:`LabelSource` as CTC masks + track file, with its lineage (used by ``compare``)."""
     import tifffile
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = source.shape[0]
     width = digits(n)
-    tracks = _Tracks({}, [o.id for o in source.objects])
+    parents = {o.id: o.parent for o in source.objects if o.parent is not None}
+    tracks = _Tracks(parents, [o.id for o in source.objects])
     for t, labels in source.labels():
         ids = [int(i) for i in np.unique(labels) if i]
         mapping = tracks.step(t, ids)
