@@ -337,6 +337,89 @@ def test_tiff_z_stack_is_rejected(tmp_path):
         open_source(path)
 
 
+def test_tiff_written_frame_by_frame_reads_all_frames(tmp_path, no_full_tiff_reads):
+    """One ``TiffWriter.write`` per frame (or per block of frames) makes one series each."""
+    data = _stack_u16(t=6)
+    per_frame, blocks = tmp_path / "per_frame.tif", tmp_path / "blocks.tif"
+    with tifffile.TiffWriter(per_frame) as w:
+        for frame in data:
+            w.write(frame)
+    with tifffile.TiffWriter(blocks) as w:
+        w.write(data[:2], photometric="minisblack")
+        w.write(data[2:], photometric="minisblack")
+    for path in (per_frame, blocks):
+        assert len(tifffile.TiffFile(path).series) > 1
+        with open_source(path) as src:
+            assert src.shape == data.shape
+            for t in (5, 0, 2, 3):
+                np.testing.assert_array_equal(src.read(t), data[t])
+            assert src.describe()["series"] == len(tifffile.TiffFile(path).series)
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 8, 10, 3)).astype(np.uint8)
+    rgb_path = tmp_path / "rgb.tif"
+    with tifffile.TiffWriter(rgb_path) as w:
+        for frame in rgb:
+            w.write(frame, photometric="rgb")
+    with open_source(rgb_path) as src:
+        assert src.shape == rgb.shape
+        np.testing.assert_array_equal(src.read(3), rgb[3])
+
+
+def test_tiff_series_of_different_sizes_are_refused(tmp_path):
+    data = _stack_u16(t=3)
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as w:
+        w.write(data[0])
+        w.write(data[1][:10])
+        w.write(data[2])
+    with pytest.raises(SourceError, match=r"series 1 holds 30x10 frames.*series 0 holds 30x20"):
+        open_source(path)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_truncated_tiff_is_refused_at_every_offset(tmp_path, compression, caplog):
+    data = _stack_u16(t=6)
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, data, compression=compression)
+    raw = full.read_bytes()
+    cut = tmp_path / "cut.tif"
+    refused = 0
+    for size in sorted({0, 1, 7, 8, 100, *range(200, len(raw), 97), len(raw) - 1}):
+        cut.write_bytes(raw[:size])
+        try:
+            src = open_source(cut)
+        except SourceError as exc:
+            assert "cut.tif" in str(exc) and "\n" not in str(exc)
+            refused += 1
+            continue
+        # what opens holds every frame, intact (only trailing metadata was cut)
+        with src:
+            assert src.shape == data.shape, size
+            for t in range(len(src)):
+                np.testing.assert_array_equal(src.read(t), data[t])
+    assert refused >= 60
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")]
+
+
+def test_tiff_empty_directory_junk_and_single_pixel(tmp_path):
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(SourceError, match="empty file"):
+        open_source(empty)
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="folder.tif"):
+        open_source(folder)
+    junk = tmp_path / "junk.tiff"
+    junk.write_bytes(np.random.default_rng(4).integers(0, 256, 5000, np.uint8).tobytes())
+    with pytest.raises(SourceError, match="cannot read TIFF .*junk.tiff"):
+        open_source(junk)
+    pixel = tmp_path / "pixel.tif"
+    tifffile.imwrite(pixel, np.array([[7]], np.uint16))
+    with open_source(pixel) as src:
+        assert src.shape == (1, 1, 1)
+        assert int(src.read(0)[0, 0]) == 7
+
+
 # -- zarr --------------------------------------------------------------------------------------
 
 zarr = pytest.importorskip("zarr")
