@@ -385,12 +385,44 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return obj
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub can be asked at all: False at once under
+    ``HF_HUB_OFFLINE=1``, or when its host does not accept a connection within ``timeout``
+    seconds (so an offline machine is told in seconds, not after the hub client's retries).
+    Behind an HTTP(S) proxy the hub client is trusted to find its way."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def download_checkpoint(repo_id: str) -> tuple[str, str]:
-    """Download (once) and return ``(config, local_path)`` for a Hugging Face model id."""
+    """Download (once) and return ``(config, local_path)`` for a Hugging Face model id.
+
+    Offline (see :func:`hub_reachable`) only the local Hugging Face cache is used.
+    """
     from huggingface_hub import hf_hub_download
 
     config, filename = HF_FILES.get(repo_id, (None, None))
+    offline = not hub_reachable()
     try:
+        if offline and filename is None:
+            raise ModelError(
+                f"cannot look up {repo_id}: the Hugging Face Hub is not reachable (offline); "
+                "pass --model /path/to/file.pt (see docs/models.md)"
+            )
         if filename is None:
             # Unknown repositories: take the first .pt file they hold.
             from huggingface_hub import list_repo_files
@@ -399,11 +431,11 @@ def download_checkpoint(repo_id: str) -> tuple[str, str]:
             if not files:
                 raise ModelError(f"Hugging Face repository {repo_id} holds no .pt checkpoint")
             filename = files[0]
-        path = hf_hub_download(repo_id=repo_id, filename=filename)
+        path = hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=offline)
     except ModelError:
         raise
     except Exception as exc:
-        reason = type(exc).__name__
+        reason = "not in the local cache" if offline else type(exc).__name__
         raise ModelError(
             f"cannot download {repo_id} ({reason}: offline or not reachable); download "
             f"{filename or 'the .pt file'} elsewhere and pass --model /path/to/file.pt, or copy it "
