@@ -90,6 +90,9 @@ def _layout(tif, path: Path) -> list[tuple[int, int]]:
             shape = shape[1:]
         if series.dtype.kind not in "ui":
             raise StoreError(f"{path} holds {series.dtype} pixels, not integer labels")
+        if series.axes.endswith("S") and len(shape) >= 3:
+            raise StoreError(f"{path} is an RGB image (axes {series.axes}); label TIFFs hold one integer "
+                             "label per pixel — save the labels as a (t, y, x) stack")
         if len(shape) not in (2, 3):
             raise StoreError(f"{path} series {k} has shape {shape} (axes {series.axes}); expected "
                              "(t, y, x) label frames, not RGB or multichannel images")
@@ -114,20 +117,21 @@ def read_tiff(path: str | Path) -> LabelSource:
     if not path.is_file():
         raise StoreError(f"{path} is not a file")
     ids: set[int] = set()
+    cache: dict = {}
     with _strict_tiff(path) as (tif, _):
         layout = _layout(tif, path)
         h, w = (int(v) for v in tif.series[0].shape[-2:])
         for k, n in layout:
             for i in range(n):
-                ids.update(int(v) for v in np.unique(_frame(tif, k, i, n)) if v)
+                ids.update(int(v) for v in np.unique(_frame(tif, k, i, n, cache)) if v)
     total = sum(n for _, n in layout)
 
     def frames():
-        t = 0
+        t, cache = 0, {}
         with _strict_tiff(path) as (tif, _):
             for k, n in layout:
                 for i in range(n):
-                    masks = labels_to_masks(_frame(tif, k, i, n))
+                    masks = labels_to_masks(_frame(tif, k, i, n, cache))
                     if masks:
                         yield t, masks
                     t += 1
@@ -136,7 +140,17 @@ def read_tiff(path: str | Path) -> LabelSource:
     return LabelSource((total, h, w), objects_from_ids(ids), frames, description=str(path), info=info)
 
 
-def _frame(tif, series: int, i: int, n: int) -> np.ndarray:
+def _frame(tif, series: int, i: int, n: int, cache: dict) -> np.ndarray:
+    """Frame ``i`` of a series: one page at a time where each frame is a page; a series stored
+    in one page (e.g. ``imwrite`` of a short stack as samples) is read once."""
     s = tif.series[series]
-    arr = s.asarray(key=i) if n > 1 else s.asarray()
+    if n == 1:
+        arr = s.asarray()
+    elif len(s.pages) == n:
+        arr = s.asarray(key=i)
+    else:
+        if series not in cache:
+            cache.clear()
+            cache[series] = s.asarray().reshape(n, *s.shape[-2:])
+        arr = cache[series][i]
     return np.asarray(arr).reshape(arr.shape[-2:])
