@@ -205,33 +205,45 @@ def _run_with_timeout(fn, timeout=30.0):
     return result
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv"])
-def test_truncated_video_errors_or_gives_fewer_frames(videos, reference, tmp_path, ext):
+@pytest.mark.parametrize("ext", list(VIDEO_KINDS))
+def test_truncated_video_is_refused_at_open(videos, reference, tmp_path, ext):
+    """Cut anywhere, a video is refused when opened, with one line, or it reads every frame
+    exactly (nothing past the data was cut); it never opens as fewer or broken frames."""
     data = videos[ext].read_bytes()
     cut = tmp_path / f"cut.{ext}"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    refused = 0
+    for size in sorted({0, 1, 100, *(int(len(data) * f) for f in np.linspace(0.05, 0.995, 24))}):
+        cut.write_bytes(data[:size])
+        result = _run_with_timeout(lambda: open_source(cut))
+        if "error" in result:
+            error = result["error"]
+            assert isinstance(error, SourceError), repr(error)
+            assert f"cut.{ext}" in str(error) and "\n" not in str(error)
+            refused += 1
+            continue
+        with result["value"] as src:
+            assert len(src) == N_FRAMES, size
+            for t in range(N_FRAMES):
+                np.testing.assert_array_equal(src.read(t), reference[ext][t])
+    assert refused >= 20
 
-    def read_all():
-        src = open_source(cut)
-        outcome = []
-        for t in list(range(len(src)))[::-1] + list(range(len(src))):
-            try:
-                outcome.append((t, src.read(t)))
-            except SourceError as exc:
-                outcome.append((t, exc))
-        return len(src), outcome
 
-    result = _run_with_timeout(read_all)
-    if "error" in result:
-        assert isinstance(result["error"], SourceError), repr(result["error"])
-        assert "cannot read video" in str(result["error"])
-        return
-    n, outcome = result["value"]
-    assert 0 < n < N_FRAMES
-    good = [(t, f) for t, f in outcome if isinstance(f, np.ndarray)]
-    assert good, "no frame of the truncated file could be read"
-    for t, frame in good:
-        np.testing.assert_array_equal(frame, reference[ext][t])
+def test_faststart_mp4_cut_short_is_refused(tmp_path):
+    """MP4 with its index first: the index lists every frame, the data stops early."""
+    path = tmp_path / "fast.mp4"
+    container = av.open(str(path), "w", options={"movflags": "faststart"})
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+    noise = np.random.default_rng(5).integers(0, 256, (N_FRAMES, H, W, 3), np.uint8)
+    for frame in noise:
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+    container.close()
+    data = path.read_bytes()
+    cut = tmp_path / "fast_cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    with pytest.raises(SourceError, match=r"fast_cut.mp4 is truncated or damaged \(the header lists 40"):
+        open_source(cut)
 
 
 def test_indexed_frame_that_cannot_be_decoded_raises(videos, reference):
@@ -247,6 +259,14 @@ def test_indexed_frame_that_cannot_be_decoded_raises(videos, reference):
 
 
 def test_bad_video_files(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(SourceError, match="empty.mp4 is an empty file"):
+        open_source(empty)
+    folder = tmp_path / "folder.mkv"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="folder.mkv"):
+        open_source(folder)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes())
     with pytest.raises(SourceError, match="cannot read video .*junk.mp4.*re-encode"):
