@@ -546,11 +546,11 @@ def test_folder_lexicographic_sizes_and_16bit(tmp_path):
     a.mkdir()
     for name, value in [("frame_b", 200), ("frame_a", 100), ("frame_c", 50)]:
         Image.fromarray(np.full((8, 8), value, np.uint8)).save(a / f"{name}.png")
-    Image.fromarray(np.zeros((9, 8), np.uint8)).save(a / "frame_d.png")
     with open_source(a) as src:
         assert [int(src.read(t)[0, 0, 0]) for t in range(3)] == [100, 200, 50]
-        with pytest.raises(SourceError, match="same size"):
-            src.read(3)
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(a / "frame_d.png")
+    with pytest.raises(SourceError, match=r"frame_d.png: image is 8x9 but frame_a.png is 8x8"):
+        open_source(a)  # refused when opened, not halfway through a run
     b = tmp_path / "deep"
     b.mkdir()
     planes = np.random.default_rng(7).integers(0, 65535, (3, 10, 6)).astype(np.uint16)
@@ -563,6 +563,62 @@ def test_folder_lexicographic_sizes_and_16bit(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         open_source(empty)
+
+
+def _gray_folder(folder: Path, n: int = 4, size=(8, 6)) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full(size, 20 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_folder_with_bad_entries_is_refused_at_open(tmp_path):
+    from PIL import Image
+
+    mixed = _gray_folder(tmp_path / "mixed")
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(mixed / "002.png")
+    with pytest.raises(SourceError, match="002.png: image is 6x6 but 000.png is 6x8"):
+        open_source(mixed)
+    depth = _gray_folder(tmp_path / "depth")
+    Image.fromarray(np.zeros((8, 6), np.uint16)).save(depth / "003.png")
+    with pytest.raises(SourceError, match="003.png: mode I;16 differs"):
+        open_source(depth)
+    junk = _gray_folder(tmp_path / "junk")
+    (junk / "001.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(SourceError, match="cannot read image .*001.png"):
+        open_source(junk)
+    truncated = _gray_folder(tmp_path / "truncated", size=(64, 48))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 48), np.uint8)).save(truncated / "003.png")
+    raw = (truncated / "003.png").read_bytes()
+    (truncated / "003.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SourceError, match="003.png"):
+        open_source(truncated)
+    broken = _gray_folder(tmp_path / "broken")
+    (broken / "004.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(SourceError, match="004.png is a broken link"):
+        open_source(broken)
+    nested = _gray_folder(tmp_path / "nested")
+    (nested / "004.png").mkdir()
+    with pytest.raises(SourceError, match="004.png is a directory"):
+        open_source(nested)
+    only_text = tmp_path / "text"
+    only_text.mkdir()
+    (only_text / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images found"):
+        open_source(only_text)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not apply to root")
+def test_unreadable_image_in_folder_is_refused(tmp_path):
+    folder = _gray_folder(tmp_path / "locked")
+    (folder / "002.png").chmod(0)
+    try:
+        with pytest.raises(SourceError, match="002.png: [Pp]ermission denied"):
+            open_source(folder)
+    finally:
+        (folder / "002.png").chmod(0o644)
 
 
 # -- arrays ------------------------------------------------------------------------------------
