@@ -98,3 +98,10 @@ def checked_rle(rle, height: int, width: int, where: str) -> dict:
     if any(r < 0 for r in runs) or sum(runs) != height * width:
         raise ValueError(f"{where}: RLE covers {sum(runs)} pixels, not {height}x{width} (damaged or truncated)")
     return rle
+
+
+def json_int(value, where: str, minimum: int = 0) -> int:
+    """A JSON integer (not a bool, float or string); ``ValueError`` naming ``where`` if not."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{where} must be an integer of at least {minimum}, not {value!r:.40}")
+    return value

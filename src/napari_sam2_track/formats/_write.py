@@ -60,16 +60,21 @@ def write_project(
         raise StoreError(f"found no objects in {source.description}; nothing was written")
     objects = _checked_parents(source)
     meta = {"path": source.description, "kind": "import", **source.info}
-    if source.dropped:
-        meta["dropped"] = list(source.dropped)
     with atomic_output(out, "project", overwrite=overwrite, create=False, inputs=inputs,
                        input_name="the annotations") as tmp:
         store = ProjectStore.create(tmp, num_frames=n, height=h, width=w, source=meta)
         cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
         store.set_schema(schema_for(cats, schema))
         store.set_objects(objects)
-        if not _write_frames(store, source, keyframes):
-            raise StoreError(f"{source.description} lists objects but no frame holds a mask; nothing was written")
+        seen = _write_frames(store, source, keyframes)
+        if not seen:
+            raise StoreError(f"found no masks in {source.description} (it lists objects, but no frame "
+                             "holds one); nothing was written")
+        unseen = sorted({o.id for o in objects} - seen)
+        if unseen:
+            source.dropped.append(f"objects listed without any mask (kept, empty): {summarize_list(unseen)}")
+        if source.dropped:
+            store.update_meta(source={**meta, "dropped": list(source.dropped)})
         del store
     for note in source.dropped:
         warnings.warn(note, DroppedWarning, stacklevel=2)
@@ -91,14 +96,15 @@ def _checked_parents(source: LabelSource) -> list[ObjectSpec]:
     return out
 
 
-def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> int:
-    """Write every frame's masks and table rows; returns the number of masks written."""
-    _, h, w = source.shape
+def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> set[int]:
+    """Write every frame's masks and table rows; returns the objects that have a mask."""
+    n, h, w = source.shape
     ids = set(store.object_ids())
     seen: set[int] = set()
     empty = np.zeros((h, w), bool)
-    written = 0
     for t, masks in source.frames():
+        if not 0 <= t < n:
+            raise StoreError(f"{source.description} has masks on frame {t}, outside its {n} frames")
         for obj_id, mask in masks.items():
             if obj_id not in ids:
                 raise StoreError(f"frame {t} has object {obj_id}, which the annotation does not list")
@@ -115,13 +121,12 @@ def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> i
             seen.add(obj_id)
             state = STATE_PROMPTED if prompted else STATE_EDITED
             store.write_row(obj_id, t, mask, presence=10.0, state=state, run=0)
-            written += 1
         if masks:
             store.merge_labels(t, masks)
         # Objects known but not in this frame: mark absent once they have appeared.
         for obj_id in seen - set(masks):
             store.write_row(obj_id, t, empty, presence=-10.0, state=STATE_ABSENT, run=0)
-    return written
+    return seen
 
 
 def objects_from_ids(ids, category: str = "object", names: dict | None = None) -> list[ObjectSpec]:

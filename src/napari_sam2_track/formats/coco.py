@@ -18,7 +18,7 @@ from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
-from ._rle import bbox_xywh, checked_rle, coco_decode, coco_encode
+from ._rle import bbox_xywh, checked_rle, coco_decode, coco_encode, json_int
 from ._write import export_target
 
 
@@ -94,24 +94,30 @@ def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
     if not isinstance(data, dict) or "videos" not in data or "annotations" not in data:
         raise StoreError(f"{path} is not a YouTube-VIS file (needs 'videos' and 'annotations')")
     videos = data["videos"]
+    if not isinstance(videos, list) or not all(isinstance(v, dict) for v in videos):
+        raise StoreError(f"{path}: 'videos' must be a list of objects")
     if not videos:
-        raise StoreError(f"{path} lists no videos")
+        raise StoreError(f"found no videos in {path}; nothing was written")
     vid = next((v for v in videos if video in (v.get("id"), v.get("name"))), None) if video else videos[0]
     if vid is None:
         raise StoreError(f"no video {video!r} in {path}")
     cats = {c["id"]: c["name"] for c in data.get("categories", [])}
-    anns = [a for a in data["annotations"] if a.get("video_id") == vid["id"]]
-    h, w = int(vid["height"]), int(vid["width"])
-    n = int(vid.get("length") or len(vid.get("file_names", [])))
+    if not isinstance(data["annotations"], list) or not isinstance(vid, dict):
+        raise StoreError(f"{path}: 'videos' and 'annotations' must be lists of objects")
+    anns = [a for a in data["annotations"] if not isinstance(a, dict) or a.get("video_id") == vid.get("id")]
+    h, w = json_int(vid.get("height"), "video height", 1), json_int(vid.get("width"), "video width", 1)
+    n = json_int(vid["length"], "video length", 1) if "length" in vid else len(vid.get("file_names") or [])
     objects = []
     for k, a in enumerate(anns):
-        objects.append(ObjectSpec(id=int(a.get("id", k + 1)), name=str(a.get("name", "")),
+        if not isinstance(a, dict):
+            raise StoreError(f"{path}: annotation {k} is not an object")
+        objects.append(ObjectSpec(id=json_int(a.get("id", k + 1), f"annotation {k} id", 1), name=str(a.get("name", "")),
                                   category=cats.get(a.get("category_id"), "object"),
                                   attributes=a.get("attributes") or {}))
     if len({o.id for o in objects}) != len(objects):
         raise StoreError(f"{path}: two annotations of video {vid['id']} have the same id")
     for a in anns:
-        if not isinstance(a.get("segmentations") or [], list):
+        if not isinstance(a.get("segmentations"), list):
             raise StoreError(f"{path}: annotation {a.get('id')} has no list of per-frame 'segmentations'")
     dropped = []
     if len(videos) > 1:
@@ -127,7 +133,7 @@ def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
             for obj, a in zip(objects, anns):
                 segs = a.get("segmentations") or []
                 rle = segs[t] if t < len(segs) else None
-                if rle:
+                if rle is not None:
                     m = coco_decode(checked_rle(rle, h, w, f"{path}: annotation {obj.id}, frame {t}"))
                     if m.any():
                         masks[obj.id] = m

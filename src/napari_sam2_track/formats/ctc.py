@@ -150,7 +150,10 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
     files = _mask_files(folder) if folder.is_dir() else []
     if not files:
         raise StoreError(f"found no CTC mask files (maskTTT.tif or man_trackTTT.tif) in {path}; nothing was written")
-    tracks = read_track_file(folder / "res_track.txt") or read_track_file(folder / "man_track.txt")
+    track_file = next((f for f in (folder / "res_track.txt", folder / "man_track.txt") if f.exists()), None)
+    tracks = read_track_file(track_file) if track_file is not None else {}
+    if track_file is not None and not tracks:
+        raise StoreError(f"{track_file} lists no tracks; it must have one 'L B E P' line per label")
     alias: dict[int, int] = {}
     if merge_tracks:
         children: dict[int, list[int]] = {}
@@ -168,7 +171,7 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
     n = files[-1][0] + 1
     parents: dict[int, int] = {}
     dropped: list[str] = []
-    if tracks:
+    if track_file is not None:
         ids = {alias.get(label, label) for label in tracks}
         missing = []
         for label, (_b, _e, p) in tracks.items():

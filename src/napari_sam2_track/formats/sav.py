@@ -13,7 +13,7 @@ from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
-from ._rle import checked_rle, coco_decode
+from ._rle import checked_rle, coco_decode, json_int
 from ._write import export_target, objects_from_ids
 from .davis import save_palette_png
 
@@ -154,14 +154,15 @@ def read_sav_json(path: str | Path, frame_stride: int | None = None, *, video_fr
     ids = [i + 1 for i in raw_ids[:width]]
     if len(set(ids)) != len(ids):
         raise StoreError(f"{path}: 'masklet_id' lists an id more than once")
-    h, w = int(data["video_height"]), int(data["video_width"])
+    h = json_int(data.get("video_height"), "video_height", 1)
+    w = json_int(data.get("video_width"), "video_width", 1)
     n_ann = len(masklet)
     info: dict = {"annotated_frames": n_ann}
     dropped: list[str] = []
     if video is not None:
         video_frames = _video_frames(video)
-    if video_frames is None and isinstance(data.get("video_frame_count"), int):
-        video_frames = int(data["video_frame_count"])
+    if video_frames is None and data.get("video_frame_count") is not None:
+        video_frames = json_int(data["video_frame_count"], "video_frame_count", 1)
     if frame_stride is not None:
         if frame_stride < 1:
             raise StoreError(f"--frame-stride must be 1 or more, not {frame_stride}")
