@@ -267,6 +267,9 @@ class ProjectStore:
                 raise StoreError(f"{path} is an incomplete project (its creation was interrupted); "
                                  "create it again with 'track --overwrite'")
             raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
+        if isinstance(attrs[ATTR_KEY], dict) and attrs[ATTR_KEY].get("building"):
+            raise StoreError(f"{path} is an unfinished project (its creation or --overwrite was "
+                             "interrupted); run 'track' again to create it")
         problem = metadata_problem(attrs[ATTR_KEY])
         if problem:
             raise StoreError(f"the metadata of project {path} is corrupt ({problem}); "
