@@ -84,7 +84,6 @@ def verify_project(store) -> tuple[list[str], dict]:
     n, h, w = store.shape
     meta = store.meta
     ids = sorted(o["id"] for o in meta["objects"])
-    run_ids = {0} | {r["id"] for r in meta["runs"]}
     arrays: dict[int, tuple[Any, np.ndarray]] = {}
     for obj_id in ids:
         try:
@@ -115,8 +114,6 @@ def verify_project(store) -> tuple[list[str], dict]:
             state = row[COL["state"]]
             if np.isnan(state) or int(state) not in STATE_NAMES or state != int(state):
                 problems.append(f"{name}: invalid state {state}")
-            if not np.isnan(row[COL["run"]]) and int(row[COL["run"]]) not in run_ids:
-                problems.append(f"{name}: names run {row[COL['run']]:.0f}, which is not recorded")
             if mask is None:
                 continue
             area, bbox = mask_stats(np.asarray(mask, bool))

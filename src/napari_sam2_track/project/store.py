@@ -607,12 +607,14 @@ class ProjectStore:
         holder = live_holder(self.path)
         objects = []
         for obj in self.objects:
-            states = self.states(obj.id) if f"objects/{obj.id}" in self.group else np.zeros(0)
+            try:
+                table = self.table(obj.id)
+            except Exception:  # noqa: BLE001 - missing or damaged: 'info --check' says which
+                table = np.full((0, len(TABLE_COLUMNS)), np.nan)
+            col = table[:, COL["state"]]
+            states = np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
             counts = {STATE_NAMES[k]: int((states == k).sum()) for k in STATE_NAMES}
-            table = self.table(obj.id) if f"objects/{obj.id}" in self.group else None
-            visible = (
-                np.flatnonzero(table[:, COL["area"]] > 0) if table is not None else np.zeros(0)
-            )
+            visible = np.flatnonzero(table[:, COL["area"]] > 0)
             objects.append(
                 {
                     "id": obj.id,
