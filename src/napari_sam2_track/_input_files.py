@@ -10,6 +10,7 @@ only, so tags such as ``!!python/object/apply`` are refused and never executed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,27 @@ def parse_json(text: str, label: str, error: type[Sam2TrackError], hint: str) ->
         raise error(f"{_parse_failure(exc, label, 'JSON') or first_line(exc)}; {hint}") from None
 
 
+#: Deepest ``[``/``{`` nesting a YAML document may have. The pure-Python parser needs seconds
+#: for a few thousand levels (and libyaml crashes on deeper ones), so deeper text is refused
+#: before it is parsed; no schema or model config comes close.
+MAX_FLOW_DEPTH = 100
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of YAML flow collections, ignoring brackets inside quoted strings."""
+    depth = deepest = 0
+    for ch in _NOT_BRACKET.sub("", _QUOTED.sub("", text)):
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def parse_yaml(
     text: str, label: str, error: type[Sam2TrackError], hint: str, loader: Any = None
 ) -> Any:
@@ -122,6 +144,8 @@ def parse_yaml(
 
     if loader is not None and not issubclass(loader, yaml.SafeLoader):
         raise TypeError("parse_yaml only accepts subclasses of yaml.SafeLoader")
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise error(f"{label} is nested too deeply to be a valid YAML document; {hint}")
     try:
         return yaml.load(text, Loader=loader or yaml.SafeLoader)
     except yaml.constructor.ConstructorError as exc:

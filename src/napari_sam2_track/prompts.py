@@ -206,7 +206,7 @@ class PromptSet(BaseModel):
         text = read_text(path, "prompts file", PromptError, _FORMAT_HINT)
         data = parse_json(text, f"prompts file {path}", PromptError, _FORMAT_HINT)
         try:
-            return cls.model_validate(data)
+            prompts = cls.model_validate(data)
         except ValidationError as exc:
             raise PromptError(
                 f"prompts file {path}: {validation_problem(exc)} ({_FORMAT_HINT})"
@@ -215,6 +215,41 @@ class PromptSet(BaseModel):
             raise PromptError(
                 f"prompts file {path} is nested too deeply to be valid; {_FORMAT_HINT}"
             ) from None
+        prompts.check_mask_files(path.parent)
+        return prompts
+
+    def check_mask_files(self, base_dir: str | Path | None) -> None:
+        """Raise :class:`PromptError` unless every mask prompt names a readable image file.
+
+        Only the image headers are read; sizes are checked against the video when tracking.
+        """
+        for p in self.prompts:
+            if p.mask is None or p.mask.startswith("store:"):
+                continue
+            path = Path(p.mask)
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            owner = f"mask file {path} for object {p.object} on frame {p.frame}"
+            if path.is_dir():
+                raise PromptError(f"{owner} is a directory; name an image file (PNG or TIFF)")
+            if not path.is_file():
+                raise PromptError(f"{owner} not found; paths are relative to the prompts file")
+            try:
+                if path.suffix.lower() in (".tif", ".tiff"):
+                    import tifffile
+
+                    with tifffile.TiffFile(path) as tif:
+                        tif.series[0].shape  # noqa: B018 - parses the header
+                else:
+                    from PIL import Image
+
+                    with Image.open(path) as im:
+                        im.size  # noqa: B018
+            except Exception as exc:
+                raise PromptError(
+                    f"{owner} is not a readable image ({first_line(exc)}); save the mask as PNG "
+                    "or TIFF"
+                ) from None
 
     def save(self, path: str | Path) -> None:
         """Write the prompts as indented JSON."""

@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +56,9 @@ def _tifffile_log() -> Iterator[_LogCapture]:
 
 def _damage_reason(capture: _LogCapture) -> str | None:
     errors = [r for r in capture.records if r.levelno >= logging.ERROR]
-    return first_line(errors[0].getMessage()) if errors else None
+    if not errors:
+        return None
+    return first_line(re.sub(r"^(<[^>]*>\s*)+", "", errors[0].getMessage()))
 
 
 def _series_extent(series: Any) -> int:
