@@ -319,3 +319,29 @@ def test_kill_9_mid_import_leaves_no_project(long_project, tmp_path):
     for (ta, ma), (tb, mb) in zip(a.frames(), b.frames()):
         assert ta == tb and ma.keys() == mb.keys()
         assert all(np.array_equal(ma[i], mb[i]) for i in ma)
+
+
+@pytest.mark.parametrize("fmt,name", [("table", "t.csv"), ("mots", "m.txt"), ("tiff", "l.tif")])
+def test_file_size_limit_mid_export_fails_cleanly(long_project, tmp_path, fmt, name):
+    """A write that fails part-way (here the file size limit, as a full disk would) gives one
+    line, leaves no partial output, and keeps a previous export."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384))
+
+    out = tmp_path / name
+    for extra in ([], ["--overwrite"]):
+        r = subprocess.run([sys.executable, "-m", "napari_sam2_track.cli", "export", str(long_project), "-f", fmt,
+                            "--out", str(out), *extra], capture_output=True, text=True, preexec_fn=limit,
+                           env={**os.environ, "PYTHONPATH": str(SRC)})
+        assert r.returncode == 2 and r.stdout == "", r.stderr
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert "file too large" in r.stderr and "nothing was written" in r.stderr, r.stderr
+        assert leftovers(tmp_path) == []
+        if not extra:
+            assert not out.exists()
+            export(long_project, fmt, out)
+            previous = tree(out)
+        else:
+            assert tree(out) == previous
