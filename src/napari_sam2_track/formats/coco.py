@@ -12,7 +12,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec

@@ -20,7 +20,7 @@ from ..errors import StoreError
 from ..project import ProjectStore
 from ..project.labels import image_label_metadata, label_multiscale
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import export_target, objects_from_ids
+from ._write import export_target
 
 LABEL_NAME = "masklets"
 
