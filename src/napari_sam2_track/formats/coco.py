@@ -12,7 +12,6 @@ import json
 import tempfile
 from pathlib import Path
 
-
 from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec
 from ..project import ProjectStore

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..errors import StoreError
 from ..prompts import ObjectSpec
 from ..project import ProjectStore
