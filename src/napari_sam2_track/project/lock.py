@@ -90,6 +90,10 @@ class LockHolder:
         """False only when the holder is provably gone (same host, PID not running or reused)."""
         if self.host != socket.gethostname():
             return True
+        return self.is_alive_here()
+
+    def is_alive_here(self) -> bool:
+        """Whether the PID runs on this host (and, if recorded, is still the same process)."""
         if self.pid == os.getpid():
             return True
         try:

@@ -1,6 +1,6 @@
 """Putting a newly built project in place: beside the destination, then one rename.
 
-A project is built in a staging folder beside its destination, ``.NAME.incomplete-XXXXXXXX``.
+A project is built in a staging folder beside its destination, ``.NAME.incomplete-PID-XXXXXXXX``.
 When it is complete it is moved into place:
 
 * new project: ``rename(staging, NAME)``. Before the rename only the staging folder exists (a
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import StoreError, describe_os_error
 from .layout import ATTR_KEY, LABELS_PATH
-from .lock import ProjectLock, read_holder
+from .lock import LockHolder, ProjectLock, read_holder
 
 STAGING_TAG = "incomplete"
 REPLACED_TAG = "replaced"
@@ -64,7 +64,13 @@ def siblings(path: Path, tag: str) -> list[Path]:
 
 def _owned_by_nobody(folder: Path) -> bool:
     holder = read_holder(folder)
-    if holder is None:
+    if holder is None:  # killed before its lock was written: the PID is in the name
+        try:
+            pid = int(folder.name.rsplit("-", 2)[-2])
+            if not LockHolder("", pid, "", "", None).is_alive_here():
+                return True
+        except (ValueError, IndexError):
+            pass
         try:
             return time.time() - folder.stat().st_mtime > _ABANDONED_AFTER_S
         except OSError:
@@ -92,7 +98,7 @@ def recover_interrupted_swap(path: Path) -> bool:
 
 def make_staging_dir(path: Path) -> Path:
     """A fresh staging folder beside ``path``."""
-    staging = path.parent / f".{path.name}.{STAGING_TAG}-{uuid.uuid4().hex[:8]}"
+    staging = path.parent / f".{path.name}.{STAGING_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
     except OSError as exc:

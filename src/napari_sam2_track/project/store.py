@@ -190,13 +190,9 @@ class ProjectStore:
         import zarr
         from zarr.codecs import ZstdCodec
 
+        lock = ProjectLock(path, command).acquire()  # first: a staging folder is never ownerless
         try:
-            root = zarr.open_group(str(path), mode="w", zarr_format=3)  # (empties the folder)
-        except OSError as exc:
-            raise StoreError(f"cannot create a project in {path.parent}: {describe_os_error(exc)}; "
-                             "choose a writable --out") from None
-        lock = ProjectLock(path, command).acquire()
-        try:
+            root = zarr.open_group(str(path), mode="a", zarr_format=3)
             labels_group = root.create_group("labels")
             labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
             image_label = labels_group.create_group(LABELS_NAME)
