@@ -200,7 +200,7 @@ class Schema(BaseModel):
     def _unique_categories(cls, v: list[Category]) -> list[Category]:
         dupes = repeated(c.name for c in v)
         if dupes:
-            raise ValueError(f"duplicate category names: {', '.join(dupes)}")
+            raise ValueError(f"duplicate category names: {short_list(dupes)}")
         return v
 
     @field_validator("attributes")
@@ -208,7 +208,7 @@ class Schema(BaseModel):
     def _unique_attributes(cls, v: list[AttributeSpec]) -> list[AttributeSpec]:
         dupes = repeated(a.name for a in v)
         if dupes:
-            raise ValueError(f"duplicate attribute names: {', '.join(dupes)}")
+            raise ValueError(f"duplicate attribute names: {short_list(dupes)}")
         return v
 
     # -- lookups -----------------------------------------------------------------------------
@@ -228,7 +228,7 @@ class Schema(BaseModel):
             if c.name == name:
                 return c
         raise KeyError(
-            f"unknown category {name!r}; known categories: {', '.join(self.category_names())}"
+            f"unknown category {name!r}; known categories: {short_list(self.category_names())}"
         )
 
     def category_for(self, category_name: str | None) -> str:
@@ -246,7 +246,7 @@ class Schema(BaseModel):
         for a in self.attributes:
             if a.name == name:
                 return a
-        known = ", ".join(a.name for a in self.attributes) or "(none)"
+        known = short_list(a.name for a in self.attributes) or "(none)"
         raise KeyError(f"unknown attribute {name!r}; known attributes: {known}")
 
     # -- serialisation -----------------------------------------------------------------------
