@@ -202,7 +202,9 @@ def _compose(config: str, overrides: list[str]):
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
         OmegaConf.resolve(cfg)
     except (OmegaConfBaseException, ValueError, TypeError, RecursionError) as exc:
-        raise ModelError(f"config {path} cannot be read as a model config ({first_line(exc)}); {hint}") from None
+        raise ModelError(
+            f"config {path} cannot be read as a model config ({first_line(exc)}); {hint}"
+        ) from None
     if not isinstance(cfg.get("model"), DictConfig):
         raise ModelError(f"config {path} has no 'model' section; {hint}")
     _check_targets(cfg.model, "model", str(path))
@@ -356,9 +358,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         with open(path, "rb") as f:
             empty = not f.read(1)
     except OSError as exc:
-        raise ModelError(f"cannot read checkpoint {path}: {exc.strerror or first_line(exc)}") from None
+        reason = exc.strerror or first_line(exc)
+        raise ModelError(f"cannot read checkpoint {path}: {reason}") from None
     if empty:
-        raise ModelError(f"checkpoint {path} is an empty file; download or copy it again")
+        raise ModelError(
+            f"cannot read checkpoint {path}: it is an empty file; download or copy it again"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -369,14 +374,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             ) from None
         detail = "" if "Weights only load failed" in str(exc) else f": {first_line(exc, 80)}"
         raise ModelError(
-            f"checkpoint {path} is not a complete PyTorch checkpoint (truncated, damaged or "
-            f"another format{detail}); download or copy it again"
+            f"cannot read checkpoint {path}: it is not a complete PyTorch checkpoint (truncated, "
+            f"damaged or another format{detail}); download or copy it again"
         ) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not obj:
         raise ModelError(f"checkpoint {path} holds no state dict; expected a SAM 2 .pt file")
-    bad = next((k for k, v in obj.items() if not isinstance(k, str) or not torch.is_tensor(v)), None)
+    bad = next(
+        (k for k, v in obj.items() if not isinstance(k, str) or not torch.is_tensor(v)), None
+    )
     if bad is not None:
         raise ModelError(
             f"checkpoint {path} is not a SAM 2 state dict: entry {first_line(str(bad), 60)!r} is not "
