@@ -108,10 +108,10 @@ def main(argv=None) -> int:
     docks["Schema (napari-sam2-track)"].raise_()
     _shot(viewer, app, "schema_dock.png")
 
-    # 2. Prompt & Propagate: clicks, a box, a mask keyframe
+    # 2. Prompt and Propagate: clicks, a box, a mask keyframe
     dock.set_model(model)
     sample = make_instruments(n_frames=args.frames, size=size)
-    docks["Prompt & Propagate (napari-sam2-track)"].raise_()
+    docks["Prompt and Propagate (napari-sam2-track)"].raise_()
     viewer.dims.set_current_step(0, 0)
     objects = {}
     for gt_id, name in ((1, "grasper"), (2, "scissors"), (3, "hook")):

@@ -583,7 +583,9 @@ class AnnotationSession:
         self._compute.cancel_prefetch()
         outcome: dict[str, Any] = {}
         gen = propagate(self, direction, start, end, cancel, obj_ids, outcome)
-        return PropagationRun(self.events, gen, self._running, outcome)
+        run = PropagationRun(self.events, gen, self._running, outcome)
+        self.events.running_changed.emit(True)
+        return run
 
     # ------------------------------------------------------------------ edits
     def persist_edit(self, frame: int, labels2d: np.ndarray) -> list[int]:

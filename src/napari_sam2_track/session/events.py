@@ -77,6 +77,8 @@ class SessionEvents(SignalGroup):
     current_frame_changed(frame): the frame under the user's eyes (its embedding is prefetched).
     frame_requested(frame): something asks the viewer to show ``frame`` (``go_to_frame``).
     embedding_ready(frame): the image embedding of ``frame`` is cached.
+    running_changed(bool): a propagation was accepted / has ended (prompts and edits are
+        refused meanwhile).
     run_started(RunStarted) / run_progressed(Progress) / run_finished(RunFinished).
     error(exception): background work failed (the message is one line for user errors).
     closed(): the session was closed; its project is released.
@@ -95,6 +97,7 @@ class SessionEvents(SignalGroup):
     current_frame_changed = Signal(int)
     frame_requested = Signal(int)
     embedding_ready = Signal(int)
+    running_changed = Signal(bool)
     run_started = Signal(object)
     run_progressed = Signal(object)
     run_finished = Signal(object)

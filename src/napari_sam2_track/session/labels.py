@@ -82,6 +82,7 @@ class StoreLabelsArray(LazyArray):
         #: called after each write (e.g. to schedule a :meth:`flush`)
         self.on_dirty: Callable[[], Any] | None = None
         self._dirty: dict[int, np.ndarray] = {}
+        self._read_ahead: dict[int, np.ndarray] = {}  # see preload()
         self._lock = threading.RLock()
 
     # array protocol --------------------------------------------------------------------
@@ -98,7 +99,21 @@ class StoreLabelsArray(LazyArray):
         with self._lock:
             if t in self._dirty:
                 return self._dirty[t]
+            if t in self._read_ahead:
+                return self._read_ahead[t].copy()
         return np.asarray(self.store.labels[t])
+
+    def preload(self, t: int) -> None:
+        """Read frame ``t`` now, on the calling thread (a worker, after it wrote the frame), so
+        the display's next read of it does not wait on the store. One frame is kept."""
+        frame = np.asarray(self.store.labels[t])
+        with self._lock:
+            self._read_ahead = {t: frame}
+
+    def forget(self, start: int, stop: int) -> None:
+        """Frames ``start..stop`` changed in the store: drop what :meth:`preload` kept of them."""
+        with self._lock:
+            self._read_ahead = {t: f for t, f in self._read_ahead.items() if not start <= t <= stop}
 
     @property
     def dirty_frames(self) -> list[int]:
@@ -126,6 +141,8 @@ class StoreLabelsArray(LazyArray):
                 out[sel] = self.frame(int(ti))[y[sel], x[sel]]
             return out
         tkey, rest = key[0], key[1:]
+        if isinstance(tkey, (int, np.integer)) and int(tkey) % self.shape[0] in self._read_ahead:
+            return self.frame(int(tkey) % self.shape[0])[rest]
         if not self._dirty:
             return np.asarray(self.store.labels[key])
         if isinstance(tkey, (int, np.integer)):
@@ -171,6 +188,7 @@ class StoreLabelsArray(LazyArray):
         """Persist the edited frames through ``on_edit``; returns the frames written."""
         with self._lock:
             dirty, self._dirty = self._dirty, {}
+            self._read_ahead = {t: f for t, f in self._read_ahead.items() if t not in dirty}
         for t, frame in sorted(dirty.items()):
             if self.on_edit is not None:
                 self.on_edit(t, frame)

@@ -145,6 +145,7 @@ class PropagationRun:
             return
         self._held = False
         self._running.release()
+        self._events.running_changed.emit(False)
         if self._outcome:
             self._events.run_finished.emit(RunFinished(**self._outcome))
 
