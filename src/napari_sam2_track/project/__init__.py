@@ -20,6 +20,7 @@ from .layout import (
     TABLE_CHUNK,
     TABLE_COLUMNS,
 )
+from .lock import LockHolder, ProjectLock, StaleLockWarning
 from .store import ProjectStore, mask_stats
 from .writer import StoreWriter
 
@@ -37,7 +38,10 @@ __all__ = [
     "STATE_PROPAGATED",
     "TABLE_CHUNK",
     "TABLE_COLUMNS",
+    "LockHolder",
+    "ProjectLock",
     "ProjectStore",
+    "StaleLockWarning",
     "StoreWriter",
     "mask_stats",
 ]
