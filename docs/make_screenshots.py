@@ -138,6 +138,7 @@ def main(argv=None) -> int:
         )
         dock.flush_edits()
         dock.use_label_mask(0)
+    _wait(app, lambda: dock.session.wait_idle(0.01))  # masks are computed off the GUI thread
     dock.select_object(g.id)
     viewer.layers.selection.active = dock.points_layer
     _shot(viewer, app, "prompt_dock.png")
@@ -148,8 +149,9 @@ def main(argv=None) -> int:
         viewer.window._qt_window._activity_dialog.show()
     except AttributeError:
         pass
-    _wait(app, lambda: dock._pbar is not None and dock._pbar.n >= max(2, args.frames // 3))
-    viewer.dims.set_current_step(0, int(dock._pbar.n) - 1)
+    pbar = lambda: dock.propagate_box._pbar  # noqa: E731
+    _wait(app, lambda: pbar() is not None and pbar().n >= max(2, args.frames // 3))
+    viewer.dims.set_current_step(0, int(pbar().n) - 1)
     _shot(viewer, app, "propagation.png")
     _wait(app, lambda: not dock.running)
     assert worker is not None
