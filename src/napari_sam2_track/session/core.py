@@ -624,7 +624,5 @@ class AnnotationSession:
         with self._store_lock:
             self._closed = True
         self._drop_tracker()
-        release = getattr(self.store, "close", None)  # the project's write lock, where held
-        if release is not None:
-            release()
+        self.store.close()  # gives back the project's write lock (held since it was opened)
         self.events.closed.emit()
