@@ -163,12 +163,12 @@ def _write_failure(exc: OSError, store: ProjectStore, out: Path, obj_ids, discar
         what = "no space left" if is_disk_full(exc) else describe_os_error(exc).split(" on ")[0]
         return StoreError(f"{what} while writing the replacement of {out}; it was discarded and "
                           f"{out} is unchanged; fix it and run again")
-    where = exc.filename or out
     saved = saved_frames(store, obj_ids)
+    saved += " is saved" if saved.startswith("frame ") else " are saved"
     if is_disk_full(exc):
-        what = "no space left" if "space" in describe_os_error(exc) else describe_os_error(exc).split(" on ")[0]
-        return StoreError(f"{what} on {where}; {saved} are saved; free space and run with --resume")
-    return StoreError(f"{describe_os_error(exc)}; {saved} are saved; fix it and run with --resume")
+        what = describe_os_error(exc).split(" on ")[0]
+        return StoreError(f"{what} on {out}; {saved}; free space and run with --resume")
+    return StoreError(f"{describe_os_error(exc)}; {saved}; fix it and run with --resume")
 
 
 class _SpaceReserve:
