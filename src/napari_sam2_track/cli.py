@@ -21,7 +21,7 @@ EXIT_INTERRUPTED = 130
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 #: Modules that add subcommands (``add_parsers(subparsers)`` + ``@command`` handlers).
-SUBCOMMAND_MODULES = ("cli_annotate", "cli_export")
+SUBCOMMAND_MODULES = ("cli_annotate", "cli_export", "cli_review")
 
 
 def command(name: str):

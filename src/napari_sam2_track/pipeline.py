@@ -42,6 +42,15 @@ class Progress:
         return (self.total - self.computed) / self.fps if self.fps > 0 else float("inf")
 
 
+def planned_ranges(passes) -> list[tuple[int, int, int]]:
+    """``(object, first, last)`` frames that the passes of a run will write."""
+    ranges = []
+    for reverse, order, entry in passes:
+        for obj, e in entry.items():
+            ranges.append((obj, order[-1], e) if reverse else (obj, e, order[-1]))
+    return ranges
+
+
 def open_or_create_store(
     out: str | Path,
     source,
@@ -169,6 +178,9 @@ def track(
             model=model.name,
             resume=resume,
         )
+        if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
+            store.record_changes(planned_ranges(passes), f"propagation run {run_id}", "propagation",
+                                 run=run_id)
         skip = None
         if resume:
             done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in tracker.obj_ids}
@@ -202,6 +214,10 @@ def track(
                 writer.close()
             finally:
                 store.end_run(run_id, status, frames=computed)
+                store.record_changes(
+                    [(o, a, b) for o, ranges in writer.written.items() for a, b in ranges],
+                    f"propagation run {run_id} wrote these frames", "propagation", run=run_id,
+                )
     finally:
         if own_tracker:
             tracker.close()
