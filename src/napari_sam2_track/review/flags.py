@@ -296,10 +296,10 @@ def _report(runs, spans, th) -> ReviewReport:
         previous_end[m.object] = m.end
         suggestions.setdefault((m.object, (m.start + m.end) // 2), []).append(f"middle of span {m.frames}")
         suggestions.setdefault((m.object, m.end), []).append(f"end of span {m.frames}")
+    flags.sort(key=lambda f: (f.object, f.start, f.kind))
     for f in flags:
         if f.kind not in ("span_start", "span_end", "unreviewed"):
             suggestions.setdefault((f.object, f.frame), []).append(f"worst {f.kind} frame of {f.frames}")
-    flags.sort(key=lambda f: (f.object, f.start, f.kind))
     return ReviewReport(
         flags=flags,
         spans=masklets,
