@@ -19,7 +19,10 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .._jsonl import append_records
+from ..errors import ReviewError, first_validation_problem
 from ..store import ProjectStore
 from .models import EVENTS_LOG, Event, log_dir, read_events
 from .qc import default_reviewer
@@ -62,14 +65,17 @@ def log_event(
     propagation, ``positive=`` for a click, ``status=`` for a review). ``durable=False`` skips
     the ``fsync`` (for frequent events such as navigation).
     """
-    event = Event(
-        kind=kind,
-        annotator=annotator or default_reviewer(),
-        time=time or _dt.datetime.now(_dt.timezone.utc),
-        object=object,
-        frames=frames,
-        details=details,
-    )
+    try:
+        event = Event(
+            kind=kind,
+            annotator=annotator or default_reviewer(),
+            time=time or _dt.datetime.now(_dt.timezone.utc),
+            object=object,
+            frames=frames,
+            details=details,
+        )
+    except ValidationError as exc:
+        raise ReviewError(f"cannot log this {kind!r} event: {first_validation_problem(exc)}") from None
     append_records(log_dir(project) / EVENTS_LOG, [event.model_dump(mode="json")], durable=durable)
     return event
 
