@@ -159,8 +159,8 @@ def test_overlap_reads_masks_only_where_boxes_meet():
     reads = []
 
     source = TableSource.from_arrays(tables, H, W, masks)
-    inner = source.read_mask
-    source.read_mask = lambda o, t, r, c: reads.append((o, t)) or inner(o, t, r, c)
+    inner = source.read_masks
+    source.read_masks = lambda o, a, b, r, c: reads.extend((o, t) for t in range(a, b)) or inner(o, a, b, r, c)
     report = find_flags(source, thresholds=ReviewThresholds(overlap=0.2))
     assert flags_of(report, "overlap", 2) == [(1, 2, 2)]
     assert flags_of(report, "overlap", 1) == [(2, 2, 2)]

@@ -22,8 +22,9 @@ from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, sto
 #: Frames read per block: 8 table chunks (8,192 rows, 512 KiB per object).
 BLOCK = 8 * TABLE_CHUNK
 
-MaskReader = Callable[[int, int, slice, slice], np.ndarray]
-"""``read_mask(object, frame, rows, cols)``: a crop of an object's bool mask."""
+MaskReader = Callable[[int, int, int, slice, slice], np.ndarray]
+"""``read_masks(object, first, stop, rows, cols)``: crops of an object's bool masks on frames
+``[first, stop)``, shape ``(stop - first, rows, cols)``."""
 
 
 @dataclass
@@ -35,19 +36,19 @@ class TableSource:
     height: int
     width: int
     read_rows: RowReader
-    read_mask: MaskReader | None = None
+    read_masks: MaskReader | None = None
 
     @classmethod
     def from_store(cls, store: ProjectStore) -> "TableSource":
         n, h, w = store.shape
         arrays: dict[int, object] = {}
 
-        def read_mask(obj_id: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        def read_masks(obj_id: int, first: int, stop: int, rows: slice, cols: slice) -> np.ndarray:
             if obj_id not in arrays:
                 arrays[obj_id] = store.group[f"objects/{obj_id}/mask"]
-            return arrays[obj_id][t, rows, cols]
+            return arrays[obj_id][first:stop, rows, cols]
 
-        return cls(store.object_ids(), n, h, w, store_row_reader(store), read_mask)
+        return cls(store.object_ids(), n, h, w, store_row_reader(store), read_masks)
 
     @classmethod
     def from_arrays(
@@ -57,11 +58,11 @@ class TableSource:
         """Tables (and optionally ``(t, h, w)`` masks) held in memory, e.g. for tests."""
         ids = sorted(tables)
         n = len(tables[ids[0]]) if ids else 0
-        read_mask = None
+        read_masks = None
         if masks is not None:
-            read_mask = lambda o, t, r, c: np.asarray(masks[o][t, r, c], bool)  # noqa: E731
+            read_masks = lambda o, a, b, r, c: np.asarray(masks[o][a:b, r, c], bool)  # noqa: E731
         return cls(ids, n, height, width, lambda o, lo, hi: np.asarray(tables[o][lo:hi], float),
-                   read_mask)
+                   read_masks)
 
 
 @dataclass
@@ -202,9 +203,10 @@ def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray
 
 
 def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict, fraction: float) -> None:
-    """Overlap flags of one block: bounding boxes first, then masks where boxes intersect."""
+    """Overlap flags of one block: bounding boxes first, then masks where boxes intersect
+    (read once per run of consecutive frames, over the run's union of intersections)."""
     ids = [o for o in source.ids if (codes[o] == VISIBLE).any()]
-    if len(ids) < 2 or source.read_mask is None:
+    if len(ids) < 2 or source.read_masks is None:
         return
     vis = np.stack([codes[o] == VISIBLE for o in ids])
     tab = np.stack([rows[o] for o in ids])  # (objects, frames, 8)
@@ -218,16 +220,24 @@ def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict
         with np.errstate(invalid="ignore"):
             inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
             cand = vis[i] & vis[i + 1 :] & (inter > 0) & (inter > fraction * np.minimum(area[i], area[i + 1 :]))
-        for jj, b in zip(*np.nonzero(cand)):
+        for jj in np.flatnonzero(cand.any(axis=1)):
             j = i + 1 + int(jj)
-            r = slice(int(iy0[jj, b]), int(iy1[jj, b]))
-            c = slice(int(ix0[jj, b]), int(ix1[jj, b]))
-            t = lo + int(b)
-            shared = int(np.count_nonzero(source.read_mask(ids[i], t, r, c) & source.read_mask(ids[j], t, r, c)))
-            for a, other in ((i, j), (j, i)):
-                share = shared / area[a, b]
-                if share > fraction and share > best[a, b]:
-                    best[a, b], partner[a, b] = share, ids[other]
+            frames = np.flatnonzero(cand[jj])
+            bounds = np.r_[0, np.flatnonzero(np.diff(frames) != 1) + 1, frames.size]
+            for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                run = frames[s:e]
+                top, left = int(iy0[jj, run].min()), int(ix0[jj, run].min())
+                r, c = slice(top, int(iy1[jj, run].max())), slice(left, int(ix1[jj, run].max()))
+                first, stop = lo + int(run[0]), lo + int(run[-1]) + 1
+                both = source.read_masks(ids[i], first, stop, r, c) & source.read_masks(ids[j], first, stop, r, c)
+                for b in run.tolist():
+                    y_0, y_1 = int(iy0[jj, b]) - top, int(iy1[jj, b]) - top
+                    x_0, x_1 = int(ix0[jj, b]) - left, int(ix1[jj, b]) - left
+                    shared = int(np.count_nonzero(both[lo + b - first, y_0:y_1, x_0:x_1]))
+                    for a, other in ((i, j), (j, i)):
+                        share = shared / area[a, b]
+                        if share > fraction and share > best[a, b]:
+                            best[a, b], partner[a, b] = share, ids[other]
     for a, obj in enumerate(ids):
         hit = best[a] > 0
         runs.add(obj, "overlap", lo + np.flatnonzero(hit), best[a][hit], partner[a][hit])
@@ -274,7 +284,7 @@ def find_flags(
 
 
 def _subset(source: TableSource, ids: list[int]) -> TableSource:
-    return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows, source.read_mask)
+    return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows, source.read_masks)
 
 
 def _report(runs, spans, th) -> ReviewReport:

@@ -106,13 +106,13 @@ def store_row_reader(store: ProjectStore) -> RowReader:
     arrays: dict[int, object] = {}
 
     def read_rows(obj_id: int, lo: int, hi: int) -> np.ndarray:
-        array = arrays.get(obj_id)
-        if array is None:
-            name = f"objects/{obj_id}/table"
-            if name not in store.group:
-                return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan)
-            array = arrays[obj_id] = store.group[name]
-        return array[lo:hi]
+        if obj_id not in arrays:
+            try:
+                arrays[obj_id] = store.group[f"objects/{obj_id}/table"]
+            except KeyError:
+                arrays[obj_id] = None
+        array = arrays[obj_id]
+        return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if array is None else array[lo:hi]
 
     return read_rows
 
