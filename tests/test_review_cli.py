@@ -94,3 +94,16 @@ def test_report_json_and_csv_match_the_api(project, capsys):
     assert rows[-1]["seconds_per_frame"] == "4.5"
     code, out, _ = run(capsys, "report", project.path)
     assert code == 0 and "SAM 2, SAM 2 paper" in out and "37.80" in out
+
+
+def test_export_approved_only_warns_on_the_command_line(project, capsys, tmp_path):
+    code, out, err = run(capsys, "export", project.path, "-f", "table", "--out", tmp_path / "t.csv",
+                         "--approved-only")
+    assert code == 0 and err.startswith("warning: p.zarr: no masklet is approved")
+    run(capsys, "review", "approve", project.path, 2, "--frames", "1-2", "--reviewer", "ann")
+    code, out, err = run(capsys, "export", project.path, "-f", "table", "--out", tmp_path / "u.csv",
+                         "--approved-only")
+    rows = list(csv.DictReader((tmp_path / "u.csv").open()))
+    assert code == 0 and err == ""
+    assert [(r["object_id"], r["frame"], r["visible"]) for r in rows if r["visible"] == "True"] == [
+        ("2", "1", "True"), ("2", "2", "True")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import warnings
 
 from .cli import command
 
@@ -82,7 +84,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         extra["image_path"] = args.image_path
     if args.video:
         extra["video"] = args.video
-    out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite, **extra)
+    from .errors import Sam2TrackWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Sam2TrackWarning)
+        out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite, **extra)
+    for w in caught:
+        if issubclass(w.category, Sam2TrackWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     print(f"wrote {out}")
     return 0
 
