@@ -203,44 +203,56 @@ def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray
 
 
 def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict, fraction: float) -> None:
-    """Overlap flags of one block: bounding boxes first, then masks where boxes intersect
-    (read once per run of consecutive frames, over the run's union of intersections)."""
-    ids = [o for o in source.ids if (codes[o] == VISIBLE).any()]
-    if len(ids) < 2 or source.read_masks is None:
+    """Overlap flags of one block. Pairs whose boxes never meet in the block are skipped; for
+    the others the boxes are compared frame by frame, and masks are read only where boxes
+    intersect enough (once per run of consecutive frames, cropped to the intersections)."""
+    if source.read_masks is None:
         return
-    vis = np.stack([codes[o] == VISIBLE for o in ids])
-    tab = np.stack([rows[o] for o in ids])  # (objects, frames, 8)
-    area = tab[..., COL["area"]]
-    x0, y0, x1, y1 = (tab[..., COL[c]] for c in ("x0", "y0", "x1", "y1"))
-    best = np.zeros(area.shape)
-    partner = np.zeros(area.shape)
-    for i in range(len(ids) - 1):
-        ix0, iy0 = np.maximum(x0[i], x0[i + 1 :]), np.maximum(y0[i], y0[i + 1 :])
-        ix1, iy1 = np.minimum(x1[i], x1[i + 1 :]), np.minimum(y1[i], y1[i + 1 :])
-        with np.errstate(invalid="ignore"):
+    vis = {o: codes[o] == VISIBLE for o in source.ids}
+    ids = [o for o in source.ids if vis[o].any()]
+    x0, y0, x1, y1, area = COL["x0"], COL["y0"], COL["x1"], COL["y1"], COL["area"]
+    extent = {}
+    for o in ids:
+        seen = rows[o][vis[o]]
+        extent[o] = (seen[:, x0].min(), seen[:, y0].min(), seen[:, x1].max(), seen[:, y1].max())
+    best: dict[int, np.ndarray] = {}
+    partner: dict[int, np.ndarray] = {}
+    for k, i in enumerate(ids):
+        for j in ids[k + 1 :]:
+            a, b = extent[i], extent[j]
+            if a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3]:
+                continue  # their boxes never meet in this block
+            both_visible = np.flatnonzero(vis[i] & vis[j])
+            ri, rj = rows[i][both_visible], rows[j][both_visible]
+            ix0, iy0 = np.maximum(ri[:, x0], rj[:, x0]), np.maximum(ri[:, y0], rj[:, y0])
+            ix1, iy1 = np.minimum(ri[:, x1], rj[:, x1]), np.minimum(ri[:, y1], rj[:, y1])
             inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-            cand = vis[i] & vis[i + 1 :] & (inter > 0) & (inter > fraction * np.minimum(area[i], area[i + 1 :]))
-        for jj in np.flatnonzero(cand.any(axis=1)):
-            j = i + 1 + int(jj)
-            frames = np.flatnonzero(cand[jj])
-            bounds = np.r_[0, np.flatnonzero(np.diff(frames) != 1) + 1, frames.size]
+            cand = np.flatnonzero((inter > 0) & (inter > fraction * np.minimum(ri[:, area], rj[:, area])))
+            if cand.size == 0:
+                continue
+            bounds = np.r_[0, np.flatnonzero(np.diff(both_visible[cand]) != 1) + 1, cand.size]
             for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-                run = frames[s:e]
-                top, left = int(iy0[jj, run].min()), int(ix0[jj, run].min())
-                r, c = slice(top, int(iy1[jj, run].max())), slice(left, int(ix1[jj, run].max()))
-                first, stop = lo + int(run[0]), lo + int(run[-1]) + 1
-                both = source.read_masks(ids[i], first, stop, r, c) & source.read_masks(ids[j], first, stop, r, c)
-                for b in run.tolist():
-                    y_0, y_1 = int(iy0[jj, b]) - top, int(iy1[jj, b]) - top
-                    x_0, x_1 = int(ix0[jj, b]) - left, int(ix1[jj, b]) - left
-                    shared = int(np.count_nonzero(both[lo + b - first, y_0:y_1, x_0:x_1]))
-                    for a, other in ((i, j), (j, i)):
-                        share = shared / area[a, b]
-                        if share > fraction and share > best[a, b]:
-                            best[a, b], partner[a, b] = share, ids[other]
-    for a, obj in enumerate(ids):
-        hit = best[a] > 0
-        runs.add(obj, "overlap", lo + np.flatnonzero(hit), best[a][hit], partner[a][hit])
+                run = cand[s:e]  # positions in both_visible, consecutive frames
+                top, left = int(iy0[run].min()), int(ix0[run].min())
+                r, c = slice(top, int(iy1[run].max())), slice(left, int(ix1[run].max()))
+                first = lo + int(both_visible[run[0]])
+                stop = lo + int(both_visible[run[-1]]) + 1
+                shared_masks = source.read_masks(i, first, stop, r, c) & source.read_masks(j, first, stop, r, c)
+                for q in run.tolist():
+                    b_ = int(both_visible[q])
+                    crop = shared_masks[lo + b_ - first, int(iy0[q]) - top : int(iy1[q]) - top,
+                                        int(ix0[q]) - left : int(ix1[q]) - left]
+                    shared = int(np.count_nonzero(crop))
+                    for obj, other, own in ((i, j, ri[q, area]), (j, i, rj[q, area])):
+                        share = shared / own
+                        if share > fraction:
+                            scores = best.setdefault(obj, np.zeros(len(vis[obj])))
+                            if share > scores[b_]:
+                                scores[b_] = share
+                                partner.setdefault(obj, np.zeros(len(vis[obj])))[b_] = other
+    for obj in sorted(best):
+        hit = best[obj] > 0
+        runs.add(obj, "overlap", lo + np.flatnonzero(hit), best[obj][hit], partner[obj][hit])
 
 
 def find_flags(
@@ -289,7 +301,8 @@ def _subset(source: TableSource, ids: list[int]) -> TableSource:
 
 def _report(runs, spans, th) -> ReviewReport:
     flags = [
-        Flag(object=o, start=r[0], end=r[1], kind=k, frame=r[3], score=r[2], reason=_reason(k, r[2], r[4], th))
+        Flag.model_construct(object=o, start=r[0], end=r[1], kind=k, frame=r[3], score=r[2],
+                             reason=_reason(k, r[2], r[4], th))
         for o, k, r in runs
     ]
     masklets = sorted((Masklet(object=o, start=r[0], end=r[1]) for o, _, r in spans),
