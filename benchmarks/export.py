@@ -29,7 +29,7 @@ OUT_NAMES = {"youtube-vis": "out.json", "cvat": "out.xml", "mots": "out.txt", "m
 
 def build(path: Path, n_frames: int) -> None:
     from napari_sam2_track.prompts import ObjectSpec
-    from napari_sam2_track.store import STATE_ABSENT, STATE_EDITED, ProjectStore, mask_stats
+    from napari_sam2_track.project import STATE_ABSENT, STATE_EDITED, ProjectStore, mask_stats
 
     store = ProjectStore.create(path, num_frames=n_frames, height=SIZE, width=SIZE, overwrite=True)
     ids = [1, 2, 3]
@@ -56,7 +56,7 @@ def build(path: Path, n_frames: int) -> None:
 
 
 def run_case(project: str, fmt: str, out: str) -> None:
-    from napari_sam2_track.export import export
+    from napari_sam2_track.formats import export
 
     t0 = time.perf_counter()
     export(project, fmt, Path(out) / OUT_NAMES.get(fmt, "out"))
@@ -66,7 +66,7 @@ def run_case(project: str, fmt: str, out: str) -> None:
 
 
 def main() -> None:
-    from napari_sam2_track.export import FORMATS
+    from napari_sam2_track.formats import FORMATS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, nargs="+", default=[1000, 20000])

@@ -31,7 +31,7 @@ LANE = 24  # objects drift in lanes 24 px apart; a crossing moves one into its n
 
 def build(path: Path, n_frames: int, n_objects: int, seed: int = 0) -> None:
     from napari_sam2_track.prompts import ObjectSpec
-    from napari_sam2_track.store import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED, ProjectStore
+    from napari_sam2_track.project import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED, ProjectStore
 
     store = ProjectStore.create(path, num_frames=n_frames, height=SIZE, width=SIZE, overwrite=True)
     ids = list(range(1, n_objects + 1))
@@ -84,7 +84,7 @@ def build(path: Path, n_frames: int, n_objects: int, seed: int = 0) -> None:
 def _source(path: Path, reads: list):
     """The store's table source, with its mask reads counted and timed into ``reads``."""
     from napari_sam2_track.review.flags import TableSource
-    from napari_sam2_track.store import ProjectStore
+    from napari_sam2_track.project import ProjectStore
 
     store = ProjectStore.open(path, mode="r")
     source = TableSource.from_store(store)
@@ -101,7 +101,7 @@ def _source(path: Path, reads: list):
 
 
 def measure(path: Path, repeat: int) -> dict:
-    from napari_sam2_track.export._frames import ProjectView
+    from napari_sam2_track.formats._frames import ProjectView
     from napari_sam2_track.review.flags import find_flags
     from napari_sam2_track.review.visibility import VisibilityRule
 

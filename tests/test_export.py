@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from napari_sam2_track.errors import StoreError
-from napari_sam2_track.export import ExportOptions, export, iter_frames, read_labels
+from napari_sam2_track.formats import ExportOptions, export, iter_frames, read_labels
 from napari_sam2_track.prompts import ObjectSpec
 from napari_sam2_track.samples import make_cells
 from napari_sam2_track.schema import AttributeSpec, object_color
-from napari_sam2_track.store import STATE_ABSENT, STATE_EDITED, ProjectStore
+from napari_sam2_track.project import STATE_ABSENT, STATE_EDITED, ProjectStore
 
 T, H, W = 10, 64, 64
 GAP = (3, 4)  # object 1 is absent on these frames (hidden inside the view)
@@ -134,7 +134,7 @@ def test_omezarr_napari_reader(project, tmp_path):
 def test_ctc_valid_with_gap_and_self_scores(project, tmp_path):
     from ctc_metrics import validate_sequence
 
-    from napari_sam2_track.export import metrics
+    from napari_sam2_track.formats import metrics
 
     store, masks, _ = project
     out = export(store, "ctc", tmp_path / "01_RES")
@@ -155,7 +155,7 @@ def test_ctc_valid_with_gap_and_self_scores(project, tmp_path):
 
 
 def test_ctc_four_digits_and_track_limit(tmp_path, monkeypatch):
-    from napari_sam2_track.export import ctc
+    from napari_sam2_track.formats import ctc
 
     store = ProjectStore.create(tmp_path / "long.zarr", num_frames=1001, height=8, width=8)
     store.add_object(ObjectSpec(id=1))
@@ -198,7 +198,7 @@ def test_tiff_imagej_and_ome(project, tmp_path):
 def test_davis_palette_png(project, tmp_path):
     from PIL import Image
 
-    from napari_sam2_track.export.davis import pascal_palette
+    from napari_sam2_track.formats.davis import pascal_palette
 
     store, masks, _ = project
     out = export(store, "youtube-vos", tmp_path / "ytvos", video="v")
@@ -267,7 +267,7 @@ def test_ytvis_rle_decodes_with_pycocotools(project, tmp_path):
 
 # ---------------------------------------------------------------------------------- CVAT
 def test_cvat_rle_is_row_major_in_box():
-    from napari_sam2_track.export._rle import cvat_decode, cvat_encode
+    from napari_sam2_track.formats._rle import cvat_decode, cvat_encode
 
     m = np.zeros((6, 7), bool)
     m[1, 2:4] = True
@@ -378,10 +378,10 @@ def test_table_parquet_matches_csv(project, tmp_path):
 
 
 def test_edge_policy_drop_removes_masks_cut_by_the_border(tmp_path):
-    from napari_sam2_track.export._frames import ProjectView
+    from napari_sam2_track.formats._frames import ProjectView
     from napari_sam2_track.prompts import ObjectSpec
     from napari_sam2_track.schema import Schema
-    from napari_sam2_track.store import STATE_EDITED, ProjectStore
+    from napari_sam2_track.project import STATE_EDITED, ProjectStore
 
     store = ProjectStore.create(tmp_path / "p.zarr", num_frames=3, height=20, width=20)
     store.set_objects([ObjectSpec(id=1)])

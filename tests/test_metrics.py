@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from napari_sam2_track.export import LabelSource
-from napari_sam2_track.export._frames import labels_to_masks
-from napari_sam2_track.export.metrics import compare, davis_jf, statistics
+from napari_sam2_track.formats import LabelSource
+from napari_sam2_track.formats._frames import labels_to_masks
+from napari_sam2_track.formats.metrics import compare, davis_jf, statistics
 from napari_sam2_track.prompts import ObjectSpec
 
 

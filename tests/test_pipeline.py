@@ -13,7 +13,7 @@ from napari_sam2_track.pipeline import track
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.schema import Schema
 from napari_sam2_track.sources import open_source
-from napari_sam2_track.store import (
+from napari_sam2_track.project import (
     COL,
     STATE_ABSENT,
     STATE_NOT_RUN,

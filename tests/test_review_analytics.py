@@ -9,7 +9,7 @@ import pytest
 from napari_sam2_track.errors import ReviewError
 from napari_sam2_track.review import read_events
 from napari_sam2_track.review.analytics import REFERENCE_ROWS, log_event, report, report_rows
-from napari_sam2_track.store import ProjectStore
+from napari_sam2_track.project import ProjectStore
 
 T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
 

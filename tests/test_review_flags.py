@@ -15,7 +15,7 @@ from napari_sam2_track.review.visibility import (
     VisibilityRule,
 )
 from napari_sam2_track.schema import ReviewThresholds, Schema
-from napari_sam2_track.store import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, STATE_PROPAGATED
+from napari_sam2_track.project import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, STATE_PROPAGATED
 
 H = W = 100
 
@@ -216,9 +216,9 @@ def test_visibility_rule_codes_carry_across_blocks():
 
 
 def test_exporter_and_flags_share_the_visibility_rule(tmp_path):
-    from napari_sam2_track.export import ExportOptions, iter_frames
+    from napari_sam2_track.formats import ExportOptions, iter_frames
     from napari_sam2_track.prompts import ObjectSpec
-    from napari_sam2_track.store import ProjectStore
+    from napari_sam2_track.project import ProjectStore
 
     store = ProjectStore.create(tmp_path / "p.zarr", num_frames=6, height=20, width=20)
     store.set_schema(Schema.model_validate({"min_visible_pixels": 5}))

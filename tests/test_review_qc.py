@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from napari_sam2_track.errors import NothingApprovedWarning, ReviewError
-from napari_sam2_track.export import ExportOptions, export, iter_frames
+from napari_sam2_track.formats import ExportOptions, export, iter_frames
 from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
 from napari_sam2_track.review import Masklet, read_review
 from napari_sam2_track.review.qc import (
@@ -27,7 +27,7 @@ from napari_sam2_track.review.qc import (
     previous_correction,
     reject,
 )
-from napari_sam2_track.store import STATE_PROPAGATED, ProjectStore
+from napari_sam2_track.project import STATE_PROPAGATED, ProjectStore
 
 from conftest import REPO, make_blob_video
 

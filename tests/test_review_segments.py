@@ -16,7 +16,7 @@ from napari_sam2_track.review.segments import (
     snapshot_segment,
     undo_segment,
 )
-from napari_sam2_track.store import COL, ProjectStore
+from napari_sam2_track.project import COL, ProjectStore
 
 from conftest import make_blob_video
 

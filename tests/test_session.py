@@ -16,7 +16,7 @@ from napari_sam2_track.session import (
     check_layer_shape,
     default_store_path,
 )
-from napari_sam2_track.store import (
+from napari_sam2_track.project import (
     STATE_EDITED,
     STATE_NOT_RUN,
     STATE_PROMPTED,

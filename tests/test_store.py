@@ -10,7 +10,7 @@ from napari_sam2_track.engine.tracker import FrameResult
 from napari_sam2_track.errors import StoreError
 from napari_sam2_track.prompts import ObjectSpec
 from napari_sam2_track.schema import Category, Schema
-from napari_sam2_track.store import (
+from napari_sam2_track.project import (
     COL,
     STATE_ABSENT,
     STATE_EDITED,

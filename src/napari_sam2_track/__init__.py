@@ -36,7 +36,7 @@ def __getattr__(name: str):
 
         return getattr(prompts, name)
     if name == "ProjectStore":
-        from .store import ProjectStore
+        from .project import ProjectStore
 
         return ProjectStore
     if name == "Schema":

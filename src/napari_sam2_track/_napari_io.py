@@ -141,7 +141,7 @@ def get_project_reader(path):
 def read_project(path) -> list[tuple]:
     """Layers of a project: the source video (lazy, when its file exists) and the labels."""
     from .session import StoreLabelsArray
-    from .store import ProjectStore
+    from .project import ProjectStore
 
     store = ProjectStore.open(path)
     layers = []
@@ -160,14 +160,9 @@ def read_project(path) -> list[tuple]:
             layers.append(image_layer_data(source))
         except Sam2TrackError:
             pass
-    from .schema import object_color
+    from .schema import object_colors
 
-    schema = store.schema
-    names = schema.category_names()
-    colors = {
-        o.id: object_color(o.id, o.category if o.category in names else names[0], schema)
-        for o in store.objects
-    }
+    colors = object_colors(store.objects, store.schema)
     layers.append(
         (
             StoreLabelsArray(store, autoflush=True),
@@ -191,7 +186,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     (its objects are marked ``edited``). A new path becomes a project store, which is an
     OME-Zarr 0.5 group with the labels under ``labels/masklets``.
     """
-    from .store import ProjectStore
+    from .project import ProjectStore
 
     data_shape = tuple(getattr(data, "shape", ()))
     if len(data_shape) != 3:

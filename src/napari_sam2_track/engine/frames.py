@@ -9,7 +9,6 @@ ImageNet mean, divided by the std), so a JPEG folder gives bit-identical tensors
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,20 +16,10 @@ from typing import Iterable
 
 import numpy as np
 
+from .._threads import lower_thread_priority
+
 IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
-
-
-def lower_thread_priority(niceness: int = 10) -> None:
-    """Make the calling thread yield the CPU to model compute when cores are busy (Linux).
-
-    Decoding and writing run beside the model on their own threads; on a CPU-only machine they
-    would otherwise preempt PyTorch's worker threads and stall them at every barrier.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (AttributeError, OSError):
-        pass
 
 
 def preprocess_rgb(rgb: np.ndarray, image_size: int):

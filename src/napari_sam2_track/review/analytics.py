@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from .._jsonl import append_records
 from ..errors import ReviewError, first_validation_problem
-from ..store import ProjectStore
+from ..project import ProjectStore
 from .models import EVENTS_LOG, Event, log_dir, read_events
 from .qc import default_reviewer
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..store import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
+from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
 from .models import Flag, Masklet, Suggestion
 from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, store_row_reader
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .._jsonl import append_records, now_iso
 from ..errors import ReviewError
-from ..store import ProjectStore
+from ..project import ProjectStore
 from .models import DECISIONS_LOG, DecisionStatus, Masklet, QCDecision, QCStatus, log_dir, read_review
 
 #: Environment variable naming the reviewer (default: the OS user).

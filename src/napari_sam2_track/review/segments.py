@@ -20,7 +20,7 @@ import numpy as np
 
 from .._jsonl import now_iso
 from ..errors import ReviewError
-from ..store import TABLE_COLUMNS, ProjectStore
+from ..project import TABLE_COLUMNS, ProjectStore
 
 UNDO_GROUP = "undo"
 

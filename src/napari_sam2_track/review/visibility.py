@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..store import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore
+from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore
 
 NOT_RUN, ABSENT, VISIBLE, OCCLUDED, OUT_OF_FRAME = 0, 1, 2, 3, 4
 VISIBILITY_NAMES = {

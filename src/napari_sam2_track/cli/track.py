@@ -1,0 +1,87 @@
+"""``napari-sam2-track track``: propagate prompts through a video into a project store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from ._registry import EXIT_INTERRUPTED, add_model_options, add_source_options, command, load_model_from_args
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("track", help="propagate prompts through a video into a project store")
+    p.add_argument("video", help="video file, TIFF stack, zarr array or image folder")
+    p.add_argument("--prompts", help="prompts JSON (see docs/prompts.md); default: the project's")
+    p.add_argument("--out", required=True, help="project store to write (PROJECT.zarr)")
+    p.add_argument("--schema", help="annotation schema (YAML/JSON) to store in the project")
+    add_model_options(p)
+    add_source_options(p)
+    p.add_argument("--direction", choices=["forward", "backward", "both"], default="both")
+    p.add_argument("--start", type=int, help="first frame of the range (inclusive)")
+    p.add_argument("--end", type=int, help="last frame of the range (inclusive)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an existing project")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing project")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("track")
+def cmd_track(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..pipeline import check_output, track
+    from ..prompts import PromptSet
+    from ..schema import Schema
+    from ..sources import open_source
+
+    source = open_source(args.video, channel=args.channel, window=args.window)
+    prompts = PromptSet.load(args.prompts) if args.prompts else None
+    schema = Schema.load(args.schema) if args.schema else None
+    try:
+        if prompts is not None:
+            prompts.check_video(len(source), source.height, source.width)
+        check_output(args.out, source, has_prompts=prompts is not None, resume=args.resume,
+                     overwrite=args.overwrite)
+        model = load_model_from_args(args)
+    except BaseException:
+        source.close()
+        raise
+    cancel = threading.Event()
+    bar = None
+    try:
+        for progress in track(
+            source,
+            prompts,
+            args.out,
+            model=model,
+            direction=args.direction,
+            start=args.start,
+            end=args.end,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            prompts_dir=None if args.prompts is None else Path(args.prompts).parent,
+            cancel=cancel,
+            schema=schema,
+        ):
+            if bar is None and not args.quiet:
+                bar = tqdm(total=progress.total, unit="frame", desc="tracking")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(fps=f"{progress.fps:.1f}", frame=progress.frame)
+    except KeyboardInterrupt:
+        cancel.set()
+        if args.overwrite:
+            print(f"\ninterrupted; {args.out} is unchanged (the replacement was discarded)",
+                  file=sys.stderr)
+        else:
+            print(f"\ninterrupted; frames written so far are kept in {args.out} (use --resume)",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+        source.close()
+    print(f"wrote {args.out}")
+    return 0

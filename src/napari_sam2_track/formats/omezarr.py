@@ -1,0 +1,143 @@
+"""OME-Zarr labels: NGFF 0.5 (zarr v3) or 0.4 (zarr v2, for Fiji/MoBIE), written a frame at a time.
+
+Layout::
+
+    OUT.ome.zarr/                 root: the image (multiscales) when included
+      0                           the image (t, c, y, x) uint8, only with image="include"
+      labels/masklets/0           uint32 (t, y, x) merged labels, image-label colours/properties
+
+With ``image="reference"`` the source video's path is recorded in the root attributes
+(``napari_sam2_track.image``) instead of copying the pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..project import ProjectStore
+from ..project.labels import image_label_metadata, label_multiscale
+from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
+from ._write import export_target
+
+LABEL_NAME = "masklets"
+
+
+def _put(group, meta: dict, version: str) -> None:
+    if version == "0.5":
+        group.attrs["ome"] = {"version": "0.5", **meta}
+    else:
+        group.attrs.update(meta)
+
+
+def _array(group, name, shape, chunks, dtype, version, dims):
+    kw = {"dimension_names": dims} if version == "0.5" else {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+    if version == "0.5":
+        from zarr.codecs import ZstdCodec
+
+        kw["compressors"] = ZstdCodec(level=3)
+    return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, **kw)
+
+
+def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
+                   version: str = "0.5", image: str = "none", image_path: str | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write the merged labels as OME-Zarr; ``image`` is ``none``, ``reference`` or ``include``."""
+    import zarr
+
+    if version not in ("0.4", "0.5"):
+        raise StoreError(f"OME-Zarr version must be 0.4 or 0.5, not {version}")
+    if image not in ("none", "reference", "include"):
+        raise StoreError(f"image must be none, reference or include, not {image!r}")
+    view = ProjectView(store, options)
+    src_path = image_path or (store.meta.get("source") or {}).get("path")
+    source = None
+    if image == "include":
+        if not src_path:
+            raise StoreError("the project records no source video; pass --image-path to include the image")
+        from ..sources import open_source
+
+        src = store.meta.get("source") or {}
+        window = src.get("window")
+        try:
+            source = open_source(src_path, window=tuple(window.values()) if isinstance(window, dict) else window)
+        except Exception:
+            source = open_source(src_path)
+    final = Path(out)
+    with export_target(store, final, "ome-zarr", overwrite) as out:
+        root = zarr.open_group(str(out), mode="w", zarr_format=3 if version == "0.5" else 2)
+        n, h, w = view.num_frames, view.height, view.width
+        if source is not None:
+            first = np.asarray(source.read_rgb(view.start))
+            c = first.shape[-1] if first.ndim == 3 else 1
+            arr = _array(root, "0", (n, c, h, w), (1, c, h, w), "uint8", version, ["t", "c", "y", "x"])
+            _put(root, {"multiscales": [label_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
+                                                              ("x", "space")], version)]}, version)
+            for i, t in enumerate(view.frames):
+                frame = np.asarray(source.read_rgb(t))
+                arr[i] = np.moveaxis(frame, -1, 0) if frame.ndim == 3 else frame[None]
+            source.close()
+        if image == "reference" and src_path:
+            root.attrs["napari_sam2_track"] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}
+        labels_group = root.create_group("labels")
+        _put(labels_group, {"labels": [LABEL_NAME]}, version)
+        lg = labels_group.create_group(LABEL_NAME)
+        arr = _array(lg, "0", (n, h, w), (1, h, w), "uint32", version, ["t", "y", "x"])
+        _put(lg, image_label_metadata(LABEL_NAME, view.objects, view.schema, version=version,
+                                      source_image="../../" if source is not None else None), version)
+        for fr in view:
+            if fr.masks:  # empty frames stay unwritten (fill value 0)
+                arr[fr.index] = fr.labels()
+    return final
+
+
+def read_omezarr(path: str | Path, label: str | None = None) -> LabelSource:
+    """Read OME-Zarr labels (0.4 or 0.5): a root with ``labels/``, or the label image itself."""
+    import zarr
+
+    path = Path(path)
+    try:
+        g = zarr.open_group(str(path), mode="r")
+    except Exception as exc:
+        raise StoreError(f"cannot open {path} as zarr: {exc}") from None
+
+    def attrs(group) -> dict:
+        a = dict(group.attrs)
+        return a.get("ome", a)
+
+    if "labels" in g and "labels" in attrs(g["labels"]):
+        names = attrs(g["labels"])["labels"]
+        name = label or names[0]
+        if name not in names:
+            raise StoreError(f"no label image {name!r} in {path}; found {', '.join(names)}")
+        g = g["labels"][name]
+    a = attrs(g)
+    if "multiscales" not in a:
+        raise StoreError(f"{path} holds no OME-Zarr labels (no multiscales)")
+    arr = g[a["multiscales"][0]["datasets"][0]["path"]]
+    axes = [x["name"] if isinstance(x, dict) else x for x in a["multiscales"][0].get("axes", [])]
+    if arr.ndim != 3:
+        raise StoreError(f"{path}: labels have axes {axes}; expected (t, y, x)")
+    props = {p["label-value"]: p for p in a.get("image-label", {}).get("properties", [])}
+    ids: set[int] = set()
+    for t in range(arr.shape[0]):
+        ids.update(int(i) for i in np.unique(arr[t]) if i)
+    from ..prompts import ObjectSpec
+
+    objects = []
+    for i in sorted(ids):
+        p = dict(props.get(i, {}))
+        p.pop("label-value", None)
+        objects.append(ObjectSpec(id=i, name=str(p.pop("name", "") or ""), category=p.pop("category", "object"),
+                                  attributes=p))
+
+    def frames():
+        for t in range(arr.shape[0]):
+            masks = labels_to_masks(arr[t])
+            if masks:
+                yield t, masks
+
+    return LabelSource(tuple(arr.shape), objects, frames,
+                       categories=list(dict.fromkeys(o.category for o in objects)), description=str(path))

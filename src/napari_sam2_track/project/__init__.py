@@ -1,0 +1,51 @@
+"""The project on disk: a zarr v3 store, its single writer thread and its layout constants.
+
+See ``docs/store.md`` for the layout specification.
+"""
+
+from __future__ import annotations
+
+from .layout import (
+    ATTR_KEY,
+    CHANGES_LOG,
+    COL,
+    FORMAT_VERSION,
+    LABELS_NAME,
+    LABELS_PATH,
+    REVIEW_GROUP,
+    STATE_ABSENT,
+    STATE_EDITED,
+    STATE_NAMES,
+    STATE_NOT_RUN,
+    STATE_PROMPTED,
+    STATE_PROPAGATED,
+    TABLE_CHUNK,
+    TABLE_COLUMNS,
+)
+from .lock import LockHolder, ProjectLock, StaleLockWarning
+from .store import ProjectStore, mask_stats
+from .writer import StoreWriter
+
+__all__ = [
+    "ATTR_KEY",
+    "CHANGES_LOG",
+    "COL",
+    "FORMAT_VERSION",
+    "LABELS_NAME",
+    "LABELS_PATH",
+    "REVIEW_GROUP",
+    "STATE_ABSENT",
+    "STATE_EDITED",
+    "STATE_NAMES",
+    "STATE_NOT_RUN",
+    "STATE_PROMPTED",
+    "STATE_PROPAGATED",
+    "TABLE_CHUNK",
+    "TABLE_COLUMNS",
+    "LockHolder",
+    "ProjectLock",
+    "ProjectStore",
+    "StaleLockWarning",
+    "StoreWriter",
+    "mask_stats",
+]

@@ -1,0 +1,29 @@
+"""Names and codes of the project store's layout, shared by the store, its writer and readers.
+
+The layout itself is specified in ``docs/store.md``.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+ATTR_KEY = "napari_sam2_track"
+LABELS_NAME = "masklets"
+LABELS_PATH = f"labels/{LABELS_NAME}/0"
+
+#: Columns of ``objects/<id>/table``.
+TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
+COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}
+TABLE_CHUNK = 1024
+#: Folder (an empty zarr group) of the append-only JSON-Lines logs, and the change log in it.
+REVIEW_GROUP = "review"
+CHANGES_LOG = "changes.jsonl"
+
+#: Frame states, as stored in the ``state`` column. A row of NaN means "not yet run".
+STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED, STATE_ABSENT = 0, 1, 2, 3, 4
+STATE_NAMES = {
+    STATE_NOT_RUN: "not_run",
+    STATE_PROMPTED: "prompted",
+    STATE_PROPAGATED: "propagated",
+    STATE_EDITED: "edited",
+    STATE_ABSENT: "absent",
+}
