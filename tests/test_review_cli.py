@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from napari_sam2_track.cli import EXIT_USER_ERROR, main
+from napari_sam2_track.cli._registry import EXIT_USER_ERROR
+from napari_sam2_track.cli import main
 from napari_sam2_track.review import read_review
 from napari_sam2_track.review.analytics import log_event, report
 
@@ -99,7 +100,7 @@ def test_report_json_and_csv_match_the_api(project, capsys):
 def test_export_approved_only_warns_on_the_command_line(project, capsys, tmp_path):
     code, out, err = run(capsys, "export", project.path, "-f", "table", "--out", tmp_path / "t.csv",
                          "--approved-only")
-    assert code == 0 and err.startswith("warning: p.zarr: no masklet is approved")
+    assert code == 0 and err.startswith("warning: --approved-only: no object of p.zarr")
     run(capsys, "review", "approve", project.path, 2, "--frames", "1-2", "--reviewer", "ann")
     code, out, err = run(capsys, "export", project.path, "-f", "table", "--out", tmp_path / "u.csv",
                          "--approved-only")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .._jsonl import append_records
+from ..project._jsonl import append_records
 from ..errors import ReviewError, first_validation_problem
 from ..project import ProjectStore
 from .models import EVENTS_LOG, Event, log_dir, read_events

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._jsonl import read_records
+from ..project._jsonl import read_records
 from ..project import CHANGES_LOG, REVIEW_GROUP, ProjectStore
 
 DECISIONS_LOG = "decisions.jsonl"

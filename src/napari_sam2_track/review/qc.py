@@ -11,7 +11,7 @@ import getpass
 import os
 from pathlib import Path
 
-from .._jsonl import append_records, now_iso
+from ..project._jsonl import append_records, now_iso
 from ..errors import ReviewError
 from ..project import ProjectStore
 from .models import DECISIONS_LOG, DecisionStatus, Masklet, QCDecision, QCStatus, log_dir, read_review

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jsonl import now_iso
+from ..project._jsonl import now_iso
 from ..errors import ReviewError
 from ..project import TABLE_COLUMNS, ProjectStore
 
