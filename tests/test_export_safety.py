@@ -186,13 +186,15 @@ def test_damaged_chunk_names_frame_and_array_and_keeps_the_previous_export(work,
 
 
 def test_approved_only_with_nothing_approved_warns(work, tmp_path, capsys):
-    store = ProjectStore.open(work, "r+")
-    store.update_meta(review={})
+    from napari_sam2_track.review.qc import approve, reject
+
+    n = ProjectStore.open(work, "r").num_frames
+    reject(work, 1, 0, n - 1, reviewer="qc")  # the fixture approved object 1; the latest decision counts
     rc, o, e = run_cli(capsys, "export", work, "-f", "table", "--out", tmp_path / "t.csv", "--approved-only")
     assert rc == 0
     assert e.startswith("warning: --approved-only: no object") and e.count("\n") == 1
     # With an approved object there is no warning.
-    store.update_meta(review={"1": {"status": "satisfactory"}})
+    approve(work, 1, 0, n - 1, reviewer="qc")
     rc, o, e = run_cli(capsys, "export", work, "-f", "table", "--out", tmp_path / "t2.csv", "--approved-only")
     assert rc == 0 and e == ""
 

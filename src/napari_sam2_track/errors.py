@@ -105,3 +105,15 @@ class ProjectLockedError(StoreError):
 
 class SchemaError(Sam2TrackError):
     """An annotation schema file is invalid."""
+
+
+class ReviewError(Sam2TrackError):
+    """A review or QC request is invalid: unknown object, bad frame range, unknown masklet."""
+
+
+class Sam2TrackWarning(UserWarning):
+    """Something the user should know about, though nothing failed."""
+
+
+class NothingApprovedWarning(Sam2TrackWarning):
+    """An export limited to approved masklets found none approved."""

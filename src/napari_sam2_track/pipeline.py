@@ -55,6 +55,13 @@ class Progress:
         return (self.total - self.computed) / self.fps if self.fps > 0 else float("inf")
 
 
+def planned_ranges(passes) -> list[tuple[int, int, int]]:
+    """``(object, first, last)`` frames that the passes of a run will write."""
+    ranges = []
+    for reverse, order, entry in passes:
+        for obj, e in entry.items():
+            ranges.append((obj, order[-1], e) if reverse else (obj, e, order[-1]))
+    return ranges
 def check_output_path(out: str | Path, source) -> None:
     """Refuse an output equal to, inside, or containing the input video."""
     src = getattr(source, "path", None)
@@ -272,7 +279,6 @@ def track(
                 else:
                     tracker.add_mask(p.object, p.frame, store.prompt_mask(p, prompts_dir))
         passes = tracker.plan(direction, start, end, obj_ids)
-        total = sum(len(order) for _, order, _ in passes)
         # 3. Write: the project appears (new) or is replaced (overwrite) only when complete.
         builder = None
         if building:
@@ -293,7 +299,7 @@ def track(
                 placing.__exit__(None, None, None)
                 stack.callback(store.close)
             yield from _run(store, tracker, model, direction, start, end, obj_ids, resume,
-                            cancel, total)
+                            cancel, passes)
         except BaseException as exc:
             if builder is not None:
                 builder.__exit__(type(exc), exc, exc.__traceback__)
@@ -310,7 +316,7 @@ def track(
 
 
 def _run(store, tracker, model, direction, start, end, obj_ids, resume, cancel,
-         total) -> Iterator[Progress]:
+         passes) -> Iterator[Progress]:
     """Propagate and write; the run's status is recorded however it ends (an ``OSError`` is
     re-raised once the status is written)."""
     store.update_meta(model=model.describe())
@@ -324,6 +330,10 @@ def _run(store, tracker, model, direction, start, end, obj_ids, resume, cancel,
         model=model.name,
         resume=resume,
     )
+    total = sum(len(order) for _, order, _ in passes)
+    if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
+        store.record_changes(planned_ranges(passes), f"propagation run {run_id}", "propagation",
+                             run=run_id)
     skip = None
     if resume:
         done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in tracker.obj_ids}
@@ -365,6 +375,10 @@ def _run(store, tracker, model, direction, start, end, obj_ids, resume, cancel,
             try:
                 store.end_run(run_id, status, frames=computed,
                               **({"error": describe_os_error(error)} if error else {}))
+                store.record_changes(
+                    [(o, a, b) for o, ranges in writer.written.items() for a, b in ranges],
+                    f"propagation run {run_id} wrote these frames", "propagation", run=run_id,
+                )
             except OSError:
                 pass  # shown as interrupted once the lock is given back
     if error is not None:

@@ -24,6 +24,7 @@ from .errors import SchemaError, repeated, stripped_name
 __all__ = [
     "AttributeSpec",
     "Category",
+    "ReviewThresholds",
     "Schema",
     "label_colors",
     "object_color",
@@ -172,6 +173,23 @@ class AttributeSpec(BaseModel):
         return value
 
 
+class ReviewThresholds(BaseModel):
+    """Thresholds of the review flags and of the analytics' idle gaps (``docs/review.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    presence_band: float = Field(default=2.0, ge=0)
+    """Flag presence logits within this distance of 0 (tracked objects score about +6 to +8)."""
+    area_change: float = Field(default=0.4, ge=0)
+    """Flag area changes between adjacent visible frames above this fraction of the larger area."""
+    jump: float = Field(default=0.5, ge=0)
+    """Flag bounding-box centre moves above this multiple of the object's size (sqrt of area)."""
+    overlap: float = Field(default=0.2, ge=0, le=1)
+    """Flag overlaps with another object above this fraction of the object's area."""
+    idle_seconds: float = Field(default=60.0, gt=0)
+    """Analytics: gaps between interactions longer than this are idle, not active time."""
+
+
 def _default_categories() -> list[Category]:
     return [Category(name="object", color=PALETTE[0])]
 
@@ -194,6 +212,8 @@ class Schema(BaseModel):
     edge_policy: Literal["keep", "drop", "flag"] = "keep"
     """Objects cut by the frame border: keep them, drop border-touching masks, or flag them."""
     border_margin_px: int = Field(default=0, ge=0, le=MAX_PIXELS)
+    review: ReviewThresholds = Field(default_factory=ReviewThresholds)
+    """Thresholds of the review flags and analytics."""
 
     @field_validator("categories")
     @classmethod

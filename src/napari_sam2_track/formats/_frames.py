@@ -8,6 +8,7 @@ visible pixels, occlusion handling). Per-object tables are read in blocks of
 
 from __future__ import annotations
 
+import bisect
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import Sam2TrackError, StoreError, one_line
-from ..prompts import ObjectSpec
+from ..errors import NothingApprovedWarning, Sam2TrackError, StoreError, one_line
 from ..project import COL, TABLE_CHUNK, ProjectStore
 from ..project.labels import merge_lowest_id
+from ..prompts import ObjectSpec
+from ..review.models import read_review
+from ..review.visibility import OCCLUDED, VISIBLE, VisibilityRule, iter_visibility, store_row_reader
 
 Occlusion = Literal["absent", "occluded"]
 
@@ -32,13 +35,16 @@ class ExportOptions:
         occlusion: ``"occluded"`` flags frames where an object is hidden inside the view as
             occluded (formats with an occlusion flag keep the track alive there);
             ``"absent"`` treats them like any other absence.
-        approved_only: keep only objects whose review status is ``satisfactory``.
+        approved_only: keep only masklets approved as ``satisfactory`` by a valid QC
+            decision, on the frames the decision covers.
         every: keep every Nth frame of the range.
         start, end: first and last frame (inclusive); ``None`` for the video's ends.
         categories: keep only objects of these categories (``None``: all).
 
-    The schema's ``edge_policy: drop`` also applies: masks touching the image border (within
-    ``border_margin_px``) count as absent, and such an object is out of frame, not occluded.
+    Visible, occluded and out-of-frame follow :mod:`napari_sam2_track.review.visibility`, the
+    rule the review flags use too: under the schema's ``edge_policy: drop`` masks touching the
+    image border (within ``border_margin_px``) count as absent, and such an object is out of
+    frame, not occluded.
     """
 
     min_visible_pixels: int | None = None
@@ -108,9 +114,8 @@ def read_frames(store: ProjectStore, name: str, lo: int, hi: int, step: int = 1)
 
 
 def approved_ids(store: ProjectStore) -> set[int]:
-    """Objects whose review status is ``satisfactory``."""
-    review = store.meta.get("review") or {}
-    return {int(k) for k, v in review.items() if isinstance(v, dict) and v.get("status") == "satisfactory"}
+    """Objects with frames approved as ``satisfactory`` by a valid QC decision."""
+    return set(read_review(store).approved_ranges())
 
 
 class _Tables:
@@ -173,16 +178,16 @@ class ProjectView:
                     f"unknown categories {', '.join(unknown)}; the schema has {', '.join(sorted(known))}"
                 )
             objects = [o for o in objects if o.category in opts.categories]
+        self.approved: dict[int, list[tuple[int, int]]] | None = None
         if opts.approved_only:
-            ok = approved_ids(store)
-            if objects and not ok & {o.id for o in objects}:
-                warnings.warn(
-                    f"--approved-only: no object of {store.path.name} is approved (review status "
-                    "satisfactory); the export holds no objects",
-                    EmptyExportWarning,
-                    stacklevel=2,
-                )
-            objects = [o for o in objects if o.id in ok]
+            self.approved = read_review(store).approved_ranges()
+            objects = [o for o in objects if o.id in self.approved]
+            if not objects:
+                warnings.warn(NothingApprovedWarning(
+                    f"--approved-only: no object of {store.path.name} is exported because no "
+                    "masklet is approved; approve masklets first ('napari-sam2-track review "
+                    "approve ...')"),
+                    stacklevel=2)
         self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
         self.frames = range(self.start, self.end + 1, opts.every)
 
@@ -198,43 +203,39 @@ class ProjectView:
         category = next((o.category for o in self.objects if o.id == obj_id), None)
         return self.schema.category_for(category)
 
-    def _touches_border(self, row: np.ndarray) -> bool:
-        m = self.schema.border_margin_px
-        x0, y0, x1, y1 = row[COL["x0"]], row[COL["y0"]], row[COL["x1"]], row[COL["y1"]]
-        return x0 <= m or y0 <= m or x1 >= self.width - m or y1 >= self.height - m
+    def _kept(self, obj_id: int, t: int) -> bool:
+        """With ``approved_only``: frame ``t`` of the object lies in an approved range."""
+        if self.approved is None:
+            return True
+        ranges = self.approved.get(obj_id, ())
+        i = bisect.bisect_right(ranges, (t, float("inf"))) - 1
+        return i >= 0 and ranges[i][0] <= t <= ranges[i][1]
 
     def walk(self, read_masks: bool = True) -> Iterator[Frame]:
         """Exported frames; with ``read_masks=False`` the masks dict maps ids to ``None``."""
         ids = self.ids
-        tables = _Tables(self.store, ids)
-        last_visible_row: dict[int, np.ndarray] = {}
+        rule = VisibilityRule.from_schema(self.schema, self.height, self.width, self.min_visible)
         every = self.options.every
+        with_occluded = self.options.occlusion == "occluded"
         index = 0
-        threshold = max(1, self.min_visible)
-        drop_at_edge = self.schema.edge_policy == "drop"
-        for t in range(self.start, self.end + 1):
-            visible, occluded, presence = [], set(), {}
-            for obj_id in ids:
-                row = tables.row(obj_id, t)
-                area = row[COL["area"]]
-                cut_by_edge = drop_at_edge and area > 0 and self._touches_border(row)
-                if not np.isnan(area) and area >= threshold and not cut_by_edge:
-                    visible.append(obj_id)
-                    last_visible_row[obj_id] = row.copy()
-                    presence[obj_id] = float(row[COL["presence"]])
-                elif cut_by_edge:  # at the border: leaving the view, not hidden in it
-                    last_visible_row[obj_id] = row.copy()
-                elif (
-                    self.options.occlusion == "occluded"
-                    and obj_id in last_visible_row
-                    and not self._touches_border(last_visible_row[obj_id])
-                ):
-                    occluded.add(obj_id)
-            if (t - self.start) % every:
-                continue
-            masks = {obj_id: self._mask(obj_id, t) if read_masks else None for obj_id in visible}
-            yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
-            index += 1
+        blocks = iter_visibility(store_row_reader(self.store), ids, rule, self.start, self.end)
+        for lo, hi, rows, codes in blocks:
+            for t in range(lo, hi):
+                if (t - self.start) % every:
+                    continue
+                visible, occluded, presence = [], set(), {}
+                for obj_id in ids:
+                    code = codes[obj_id][t - lo]
+                    if (code == VISIBLE or code == OCCLUDED) and not self._kept(obj_id, t):
+                        continue
+                    if code == VISIBLE:
+                        visible.append(obj_id)
+                        presence[obj_id] = float(rows[obj_id][t - lo, COL["presence"]])
+                    elif code == OCCLUDED and with_occluded:
+                        occluded.add(obj_id)
+                masks = {obj_id: self._mask(obj_id, t) if read_masks else None for obj_id in visible}
+                yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
+                index += 1
 
     #: Frames of an object's mask read in one request (bounded memory, fewer zarr calls).
     MASK_BLOCK = 32

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from .layout import (
     ATTR_KEY,
+    CHANGES_LOG,
     COL,
     FORMAT_VERSION,
     LABELS_NAME,
     LABELS_PATH,
+    REVIEW_GROUP,
     STATE_ABSENT,
     STATE_EDITED,
     STATE_NAMES,
@@ -26,10 +28,12 @@ from .writer import StoreWriter
 
 __all__ = [
     "ATTR_KEY",
+    "CHANGES_LOG",
     "COL",
     "FORMAT_VERSION",
     "LABELS_NAME",
     "LABELS_PATH",
+    "REVIEW_GROUP",
     "STATE_ABSENT",
     "STATE_EDITED",
     "STATE_NAMES",

@@ -9,6 +9,7 @@ Layout (see ``docs/store.md``)::
                                  OME-Zarr 0.5 ``image-label`` metadata
       objects/<id>/mask          bool (t, y, x), one chunk per frame: the object's own mask
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
+      review/changes.jsonl       append-only record of hand edits, prompts and written runs
 
 Overlaps: every object keeps its full mask under ``objects/<id>/mask``; in the merged
 ``labels`` image a pixel claimed by several objects goes to the **lowest object id**.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import shutil
 import socket
@@ -51,6 +53,8 @@ from .layout import (
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
+    CHANGES_LOG,
+    REVIEW_GROUP,
 )
 from .check import metadata_problem
 from .lock import ProjectLock, live_holder
@@ -72,6 +76,11 @@ def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]
         return 0, None
     cols = np.flatnonzero(mask.any(axis=0))
     return int(mask.sum()), (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _prompt_key(prompt: dict) -> str:
+    """A prompt without where its mask pixels are kept (a file, or the project)."""
+    return json.dumps({**prompt, "mask": prompt.get("mask") is not None}, sort_keys=True)
 
 
 def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[ObjectSpec]:
@@ -475,17 +484,26 @@ class ProjectStore:
 
     def set_prompts(self, prompts: PromptSet) -> None:
         """Store objects and prompts (masks given by path are read when tracking)."""
+        old = {(p["object"], p["frame"]): _prompt_key(p) for p in self.meta["prompts"]}
         self.set_objects(prompts.objects)
-        self.update_meta(prompts=[p.model_dump(mode="json") for p in prompts.prompts])
+        new_prompts = [p.model_dump(mode="json") for p in prompts.prompts]
+        self.update_meta(prompts=new_prompts)
+        new = {(p["object"], p["frame"]): _prompt_key(p) for p in new_prompts}
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        self.record_changes([(o, f, f) for o, f in changed], "prompts changed", "prompt")
 
     def put_prompt(self, prompt: Prompt, mask: np.ndarray | None = None) -> Prompt:
         """Add or replace the prompt of one object on one frame.
 
         A mask prompt's pixels are stored in the project (``prompt_masks/<id>/<frame>``).
         """
+        old = next((p for p in self.meta["prompts"]
+                    if p["object"] == prompt.object and p["frame"] == prompt.frame), None)
+        changed = old is None or _prompt_key(old) != _prompt_key(prompt.model_dump(mode="json"))
         if mask is not None:
             name = f"prompt_masks/{prompt.object}/{prompt.frame}"
             if name in self.group:
+                changed = changed or not np.array_equal(self.group[name][:], np.asarray(mask, bool))
                 del self.group[name]
             self.group.create_array(name, data=np.asarray(mask, dtype=bool))
             prompt = prompt.model_copy(update={"mask": f"store:{name}"})
@@ -495,14 +513,17 @@ class ProjectStore:
             if not (p["object"] == prompt.object and p["frame"] == prompt.frame)
         ]
         self.update_meta(prompts=[*others, prompt.model_dump(mode="json")])
+        if changed:
+            self.record_changes([(prompt.object, prompt.frame, prompt.frame)],
+                                f"prompt on frame {prompt.frame}", "prompt")
         return prompt
 
     def delete_prompt(self, obj_id: int, frame: int) -> None:
-        self.update_meta(
-            prompts=[
-                p for p in self.meta["prompts"] if not (p["object"] == obj_id and p["frame"] == frame)
-            ]
-        )
+        prompts = self.meta["prompts"]
+        kept = [p for p in prompts if not (p["object"] == obj_id and p["frame"] == frame)]
+        self.update_meta(prompts=kept)
+        if len(kept) != len(prompts):
+            self.record_changes([(obj_id, frame, frame)], f"prompt deleted on frame {frame}", "prompt")
 
     def prompt_mask(self, prompt: Prompt, base_dir: str | Path | None = None) -> np.ndarray:
         """Pixels of a mask prompt, from the project or from the file it names."""
@@ -533,6 +554,26 @@ class ProjectStore:
                 for r in self.meta["runs"]
             ]
             self.update_meta(runs=runs)
+
+    def record_changes(
+        self, ranges: Iterable[tuple[int, int, int]], reason: str, source: str, **info: Any
+    ) -> None:
+        """Append one durable record per ``(object, start, end)`` to ``review/changes.jsonl``.
+
+        ``source`` is ``edit``, ``prompt``, ``propagation`` or ``undo``. A QC decision on a
+        frame range is no longer valid once a later change overlaps it (see ``docs/review.md``).
+        """
+        from ._jsonl import append_records, now_iso
+
+        time = now_iso()
+        append_records(
+            self.path / REVIEW_GROUP / CHANGES_LOG,
+            [
+                {"object": int(o), "start": int(a), "end": int(b), "source": source,
+                 "reason": reason, "time": time, **info}
+                for o, a, b in ranges
+            ],
+        )
 
     # ------------------------------------------------------------------- writing
     def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
@@ -586,6 +627,7 @@ class ProjectStore:
             self.write_row(obj_id, t, mask, presence=presence, state=STATE_EDITED, run=run)
             changed.append(int(obj_id))
         self.labels[t] = frame_labels
+        self.record_changes([(o, t, t) for o in changed], f"edited by hand on frame {t}", "edit")
         return changed
 
     def _write_label_metadata(self) -> None:
