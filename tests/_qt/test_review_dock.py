@@ -170,3 +170,25 @@ def test_refreshes_on_session_edit(dock, qtbot):
     _reload(dock, qtbot, lambda: session.persist_edit(3, labels))
     assert _cell(dock, 3, "frames present") == "1"
     assert "edited" in _cell(dock, 3, "flags by kind")
+
+
+def test_timeline_binning_keeps_single_frames_visible():
+    from napari_sam2_track._qt.review_timeline import bin_any, bin_max, bin_min, column_edges
+
+    n, width = 100_000, 500
+    edges = column_edges(n, width)
+    assert edges[0] == 0 and edges[-1] == n and len(edges) == width + 1
+    presence = np.full(n, 6.0)
+    presence[54_321] = 0.5  # one doubtful frame in a long video
+    presence[:1000] = np.nan  # never run
+    low = bin_min(presence, edges)
+    assert np.isnan(low[:5]).all() and not np.isnan(low[5:]).any()
+    assert low[54_321 * width // n] == 0.5 and (np.delete(low[5:], 54_321 * width // n - 5) == 6.0).all()
+    hit = bin_any(np.array([54_321]), np.array([54_321]), n, edges)
+    assert np.flatnonzero(hit).tolist() == [54_321 * width // n]
+    visible = np.zeros(n, bool)
+    visible[99_999] = True
+    assert np.flatnonzero(bin_max(visible.view(np.uint8), edges)).tolist() == [width - 1]
+    # a short video on a wide widget: each frame covers several columns
+    short = bin_any(np.array([3]), np.array([3]), 10, column_edges(10, 100))
+    assert np.flatnonzero(short).tolist() == list(range(30, 40))

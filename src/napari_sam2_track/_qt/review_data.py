@@ -8,6 +8,7 @@ only draw the result. Nothing here imports Qt.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -50,6 +51,11 @@ class ObjectTrack:
     @property
     def last_frame(self) -> int | None:
         return self.spans[-1].end if self.spans else None
+
+    @cached_property
+    def flag_ranges(self) -> np.ndarray:
+        """``(k, 2)`` first and last frame of every flagged run (for drawing)."""
+        return np.array([(f.start, f.end) for f in self.flags], np.int64).reshape(-1, 2)
 
     def flag_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -146,6 +152,8 @@ def load_review_data(store: ProjectStore) -> ReviewData:
             approved=state.ranges(obj, "satisfactory"),
             rejected=state.ranges(obj, "unsatisfactory"),
         ))
+    for track in tracks:
+        track.flag_ranges  # computed here, off the GUI thread
     data = ReviewData(n, tracks, state, flags, correction_queue(store))
     try:
         data.report_rows = report_rows(report(store))

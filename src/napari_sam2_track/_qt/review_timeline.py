@@ -36,6 +36,11 @@ def bin_min(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.where(np.isinf(out), np.nan, out)
 
 
+def bin_max(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per column the maximum of ``values`` over its frames."""
+    return np.maximum.reduceat(values, np.minimum(edges[:-1], len(values) - 1))
+
+
 def bin_any(frames: np.ndarray, ends: np.ndarray, num_frames: int, edges: np.ndarray) -> np.ndarray:
     """Per column whether any frame range ``[frames[i], ends[i]]`` touches it."""
     width = len(edges) - 1
@@ -44,8 +49,8 @@ def bin_any(frames: np.ndarray, ends: np.ndarray, num_frames: int, edges: np.nda
         scale = width / max(num_frames, 1)
         lo = np.clip((np.asarray(frames) * scale).astype(np.int64), 0, width - 1)
         hi = np.clip(np.ceil((np.asarray(ends) + 1) * scale).astype(np.int64) - 1, lo, width - 1)
-        np.add.at(hit, lo, 1)
-        np.add.at(hit, hi + 1, -1)
+        hit += np.bincount(lo, minlength=width + 1)[: width + 1]
+        hit -= np.bincount(hi + 1, minlength=width + 1)[: width + 1]
     return np.cumsum(hit)[:width] > 0
 
 
@@ -129,11 +134,11 @@ class ReviewTimeline(QWidget):
         for i, track in enumerate(data.tracks):
             y0 = i * ROW_HEIGHT + 1
             logit = bin_min(track.presence, edges)
-            inside = bin_any(*_runs(track.visible), data.num_frames, edges)
+            inside = bin_max(track.visible.view(np.uint8), edges).astype(bool)
             strip = np.empty((width, 3), np.uint8)
             strip[:] = (110, 110, 110)  # run, absent
             strip[np.isnan(logit)] = (0, 0, 0)  # never run
-            level = np.clip(np.nan_to_num(logit, nan=0.0) / 8.0, 0.0, 1.0)
+            level = np.clip(np.where(np.isnan(logit), 0.0, logit) / 8.0, 0.0, 1.0)
             green = (80 + 175 * level).astype(np.uint8)
             strip[inside] = np.stack([np.zeros_like(green), green, 60 * np.ones_like(green)], 1)[inside]
             rgb[y0 + TICK : y0 + ROW_HEIGHT - QC_BAND - 2] = strip
@@ -142,8 +147,7 @@ class ReviewTimeline(QWidget):
             marks = [
                 ((np.array(track.edited), np.array(track.edited)), (60, 140, 255)),
                 ((np.array(track.keyframes, int), np.array(track.keyframes, int)), (255, 220, 0)),
-                ((np.array([f.start for f in track.flags], int), np.array([f.end for f in track.flags], int)),
-                 (230, 40, 40)),
+                ((track.flag_ranges[:, 0], track.flag_ranges[:, 1]), (230, 40, 40)),
             ]
             for (lo, hi), colour in marks:
                 ticks[bin_any(lo, hi, data.num_frames, edges)] = colour
@@ -180,11 +184,3 @@ class ReviewTimeline(QWidget):
         painter.drawLine(x, 0, x, self.height())
         painter.end()
 
-
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last index of every run of True in ``mask``."""
-    if not mask.any():
-        return np.zeros(0, int), np.zeros(0, int)
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    change = np.flatnonzero(np.diff(padded))
-    return change[0::2], change[1::2] - 1
