@@ -102,7 +102,7 @@ class ObjectsBox(QGroupBox):
             session = self._session()
             obj_id = session.active_id if obj_id is None else obj_id
             if obj_id is not None:
-                session.remove_object(obj_id)
+                session.request_remove_object(obj_id)  # the store changes on the compute thread
         except Exception as exc:  # noqa: BLE001
             self.on_error(exc)
 
