@@ -172,8 +172,17 @@ class ReviewWidget(QWidget):
 
     def _bind_keys(self) -> None:
         """Bind the flag keys on the viewer (again replaces: idempotent)."""
-        self.viewer.bind_key(".", lambda _viewer: self.next_flag(1), overwrite=True)
-        self.viewer.bind_key(",", lambda _viewer: self.next_flag(-1), overwrite=True)
+
+        def step(delta: int):
+            def on_key(_viewer) -> None:
+                try:
+                    self.next_flag(delta)
+                except RuntimeError:  # the dock was closed: the key does nothing
+                    pass
+            return on_key
+
+        self.viewer.bind_key(".", step(1), overwrite=True)
+        self.viewer.bind_key(",", step(-1), overwrite=True)
 
     # -------------------------------------------------------------- session
     @property
@@ -323,7 +332,10 @@ class ReviewWidget(QWidget):
     # ------------------------------------------------------------ navigation
     @property
     def current_frame(self) -> int:
-        return int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim else 0
+        """The frame the viewer shows (the session's, while the viewer has no time axis)."""
+        if self.viewer.dims.ndim >= 3:
+            return int(self.viewer.dims.current_step[0])
+        return self.session.current_frame if self.session is not None else 0
 
     @property
     def track(self) -> ObjectTrack | None:
@@ -332,6 +344,11 @@ class ReviewWidget(QWidget):
         return self.data.track(self.selected)
 
     def _on_step(self, *_: Any) -> None:
+        try:
+            self.timeline.isVisible()
+        except RuntimeError:  # the dock was deleted
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+            return
         frame = self.current_frame
         self.timeline.set_current_frame(frame)
         self._choose_masklet_at(frame)
@@ -341,7 +358,7 @@ class ReviewWidget(QWidget):
         frame = int(frame)
         if self.session is not None:
             self.session.go_to_frame(frame)
-        if self.current_frame != frame:
+        if self.viewer.dims.ndim >= 3 and self.current_frame != frame:
             self.viewer.dims.set_current_step(0, frame)
 
     def _select(self, obj_id: int | None) -> None:
@@ -402,21 +419,29 @@ class ReviewWidget(QWidget):
         return self.selected, a, b
 
     def decide(self, status: str) -> None:
-        """Record ``status`` on the chosen masklet (durable at once) and refresh."""
+        """Record ``status`` on the chosen masklet and refresh. The decision is written (and
+        ``fsync``ed) on a worker, before the dock reads the project again."""
         masklet = self.chosen_masklet()
         session = self.session
         if masklet is None or session is None:
             return
+        from napari.qt.threading import thread_worker
+
         obj, a, b = masklet
         reviewer = self.reviewer_edit.text().strip() or None
-        try:
-            qc.decide(session.store, obj, a, b, status, reviewer=reviewer, comment=self.comment_edit.text())
-            log_event(session.store, "review", annotator=reviewer, object=obj, frames=(a, b), status=status)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self._error(exc)
-            return
-        self.comment_edit.clear()
-        self.refresh()
+        comment = self.comment_edit.text()
+        store = session.store
+
+        def record():
+            decision = qc.decide(store, obj, a, b, status, reviewer=reviewer, comment=comment)
+            log_event(store, "review", annotator=decision.reviewer, object=obj, frames=(a, b), status=status)
+            return decision
+
+        worker = thread_worker(record, start_thread=False)()
+        worker.returned.connect(lambda _d: (self.comment_edit.clear(), self.refresh()))
+        worker.errored.connect(self._error)
+        self._decision_worker = worker
+        worker.start()
 
     def next_correction(self, step: int = 1) -> tuple[int, int, int] | None:
         """Go to the next (or previous) masklet of the correction queue; returns it."""
