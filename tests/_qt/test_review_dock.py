@@ -192,3 +192,18 @@ def test_timeline_binning_keeps_single_frames_visible():
     # a short video on a wide widget: each frame covers several columns
     short = bin_any(np.array([3]), np.array([3]), 10, column_edges(10, 100))
     assert np.flatnonzero(short).tolist() == list(range(30, 40))
+
+
+def test_edit_inside_an_approval_shows_it_invalidated(dock, qtbot):
+    dock.select_object(2)
+    dock.go_to_frame(15)
+    _reload(dock, qtbot, dock.approve_button.click)
+    assert _cell(dock, 2, "QC status") == "partly approved (10/16 frames)"
+    session = dock.session
+    labels = np.asarray(session.store.labels[15]).copy()
+    labels[38:40, 30:38] = 2  # object 2 grows on frame 15, inside the approved 10-19
+    _reload(dock, qtbot, lambda: session.persist_edit(15, labels))
+    assert _cell(dock, 2, "QC status") == "unreviewed, 1 invalidated"
+    tip = dock.table.item(_row_of(dock, 2), TABLE_COLUMNS.index("QC status")).toolTip()
+    assert tip.startswith("invalidated:\n10-19: ") and "15" in tip
+    assert dock.timeline.data.track(2).approved == []

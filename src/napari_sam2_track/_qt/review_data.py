@@ -35,6 +35,7 @@ class ObjectTrack:
     spans: list[Masklet]
     approved: list[tuple[int, int]]
     rejected: list[tuple[int, int]]
+    invalidated: list[str] = field(default_factory=list)  # "a-b: the change that ended it"
 
     @property
     def id(self) -> int:
@@ -77,7 +78,12 @@ class ObjectTrack:
         return next((s for s in self.spans if s.start <= frame <= s.end), None)
 
     def qc_status(self) -> str:
-        """``approved``, ``rejected``, ``partly approved`` or ``unreviewed`` over its spans."""
+        """``approved``, ``rejected``, ``partly approved`` or ``unreviewed`` over its spans,
+        with the number of decisions a later change invalidated."""
+        status = self._decided_status()
+        return f"{status}, {len(self.invalidated)} invalidated" if self.invalidated else status
+
+    def _decided_status(self) -> str:
         if not self.spans:
             return "no spans"
         total = sum(s.end - s.start + 1 for s in self.spans)
@@ -117,6 +123,16 @@ class ReviewData:
         return next((t for t in self.tracks if t.id == obj_id), None)
 
 
+def _invalidated(state: ReviewState, obj_id: int) -> list[str]:
+    """Ranges of ``obj_id`` whose latest decision a later change invalidated, and why."""
+    out = []
+    for a, b in sorted({(d.start, d.end) for d in state.decisions if d.object == obj_id}):
+        latest = state.latest(Masklet(object=obj_id, start=a, end=b))
+        if latest is not None and not latest.valid:
+            out.append(f"{a}-{b}: {latest.invalidated_by.describe()}")
+    return out
+
+
 def _column(store: ProjectStore, obj_id: int, name: str, n: int) -> np.ndarray:
     try:
         array = store.group[f"objects/{obj_id}/table"]
@@ -151,6 +167,7 @@ def load_review_data(store: ProjectStore) -> ReviewData:
             spans=spans,
             approved=state.ranges(obj, "satisfactory"),
             rejected=state.ranges(obj, "unsatisfactory"),
+            invalidated=_invalidated(state, obj),
         ))
     for track in tracks:
         track.flag_ranges  # computed here, off the GUI thread

@@ -289,6 +289,8 @@ class ReviewWidget(QWidget):
             for col, value in enumerate(values):
                 item = _Item(value)
                 item.setData(Qt.ItemDataRole.UserRole, t.id)
+                if TABLE_COLUMNS[col] == "QC status" and t.invalidated:
+                    item.setToolTip("invalidated:\n" + "\n".join(t.invalidated))
                 table.setItem(row, col, item)
         table.setSortingEnabled(True)
         self._highlight_row()
