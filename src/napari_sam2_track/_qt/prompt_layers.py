@@ -10,6 +10,7 @@ only moves data between napari and the session, and redraws when the session say
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,16 @@ class PromptLayers:
         self._edit_timer.setSingleShot(True)
         self._edit_timer.setInterval(300)
         self._edit_timer.timeout.connect(self.flush_edits)
+        # label changes arriving in a burst redraw the layer once
+        self._refresh_timer = QTimer()
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(30)
+        self._refresh_timer.timeout.connect(self.refresh_labels)
+        self._colors: dict | None = None  # the colours the labels layer shows
+        self._defaults: tuple | None = None  # the feature defaults the layers have
+        # labels of the frames next to the shown one are read here, off the GUI thread
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labels-read-ahead")
+        self._wanted: set[int] = set()
 
     # ================================================================ enable/disable
     @property
@@ -103,7 +114,9 @@ class PromptLayers:
                 self.viewer.layers.remove(layer)
         if self.points_layer is not None and self._on_points_press in self.points_layer.mouse_drag_callbacks:
             self.points_layer.mouse_drag_callbacks.remove(self._on_points_press)
+        self._refresh_timer.stop()
         self.labels_layer = self.points_layer = self.shapes_layer = self.labels_data = None
+        self._colors = self._defaults = None
         self.session = None
 
     def _add_layers(self, session: Any, name: str) -> None:
@@ -112,11 +125,12 @@ class PromptLayers:
         self._shown_frame = self.frame()
         self.labels_data = session.labels_array()
         self.labels_data.on_dirty = self._edit_timer.start  # undo/redo and scripted writes
+        self._colors = session.label_colors()
         self.labels_layer = self.viewer.add_labels(
             self.labels_data,
             name=f"{name} labels",
             opacity=0.6,
-            colormap=labels_colormap(session.label_colors()),
+            colormap=labels_colormap(self._colors),
             metadata={META_KEY: {"kind": "project", "path": str(session.store.path)}},
         )
         self.labels_layer.events.paint.connect(self._on_paint)
@@ -170,6 +184,26 @@ class PromptLayers:
         self._shown_frame = self.frame()
         if session is not None and not session.closed and 0 <= self._shown_frame < session.num_frames:
             session.set_current_frame(self._shown_frame)
+            self._read_neighbours(self._shown_frame)
+
+    def _read_neighbours(self, frame: int) -> None:
+        """Read the labels of the frames around ``frame`` on the read-ahead thread, so scrubbing
+        on finds them in memory."""
+        data = self.labels_data
+        if data is None:
+            return
+        for t in (frame + 1, frame - 1, frame + 2, frame - 2):
+            if 0 <= t < data.shape[0] and t not in self._wanted and not data.cached(t):
+                self._wanted.add(t)
+                self._reader.submit(self._read_one, data, t)
+
+    def _read_one(self, data: Any, t: int) -> None:
+        try:
+            data.preload(t)
+        except Exception:  # noqa: BLE001 - a read-ahead that fails is read again when shown
+            pass
+        finally:
+            self._wanted.discard(t)
 
     def _key_next_keyframe(self, _layer: Any) -> None:
         self.next_keyframe(+1)
@@ -199,6 +233,10 @@ class PromptLayers:
 
     def _update_feature_defaults(self) -> None:
         obj = (self.session.active_id if self.session is not None else None) or 0
+        wanted = (self.positive, obj, id(self.points_layer), id(self.shapes_layer))
+        if wanted == self._defaults:
+            return  # setting napari's feature defaults costs a refresh; skip when unchanged
+        self._defaults = wanted
         if self.points_layer is not None:
             self.points_layer.feature_defaults = {"positive": self.positive, "object": obj}
         if self.shapes_layer is not None:
@@ -209,7 +247,9 @@ class PromptLayers:
         mods = {str(getattr(m, "name", m)).lower() for m in event.modifiers}
         negative = bool(mods & {"alt", "control", "ctrl", "meta"})
         obj = (self.session.active_id if self.session is not None else None) or 0
-        layer.feature_defaults = {"positive": self.positive and not negative, "object": obj}
+        if negative or obj != (self._defaults or (None, None))[1]:
+            self._defaults = None
+            layer.feature_defaults = {"positive": self.positive and not negative, "object": obj}
 
     # ======================================================================= clicks
     def add_click(self, x: float, y: float, positive: bool | None = None, frame: int | None = None) -> None:
@@ -219,6 +259,7 @@ class PromptLayers:
             return
         frame = self.frame() if frame is None else frame
         positive = self.positive if positive is None else positive
+        self._defaults = None
         self.points_layer.feature_defaults = {"positive": positive, "object": self.session.active_id or 0}
         self.points_layer.add([frame, y, x])
         self._update_feature_defaults()
@@ -261,6 +302,7 @@ class PromptLayers:
             self.on_error(PromptError("no project open: press 'Open project' first"))
             return
         frame = self.frame() if frame is None else frame
+        self._defaults = None
         self.shapes_layer.feature_defaults = {"object": self.session.active_id or 0}
         self.shapes_layer.add_rectangles(conv.rectangle_from_box(frame, (x0, y0, x1, y1)))
 
@@ -318,6 +360,7 @@ class PromptLayers:
             self._remove_rows(self.points_layer, self._layer_rows(self.points_layer, obj_id, frame))
             self._syncing = True
             try:
+                self._defaults = None
                 for x, y, v in clicks:
                     self.points_layer.feature_defaults = {"positive": bool(v), "object": obj_id}
                     self.points_layer.add([frame, y, x])
@@ -334,6 +377,7 @@ class PromptLayers:
                 if box is not None:
                     self._syncing = True
                     try:
+                        self._defaults = None
                         layer.feature_defaults = {"object": obj_id}
                         layer.add_rectangles(conv.rectangle_from_box(frame, box))
                     finally:
@@ -350,8 +394,8 @@ class PromptLayers:
                 data.preload(self._shown_frame)
 
     def _on_labels_changed(self, start: int, stop: int) -> None:
-        if self.labels_layer is not None and start <= self.frame() <= stop:
-            self.labels_layer.refresh()
+        if self.labels_layer is not None and start <= self.frame() <= stop and not self._refresh_timer.isActive():
+            self._refresh_timer.start()  # one redraw for a burst of changes
 
     def refresh_labels(self) -> None:
         if self.labels_layer is not None:
@@ -359,7 +403,10 @@ class PromptLayers:
 
     def _on_objects_changed(self) -> None:
         if self.labels_layer is not None and self.session is not None:
-            self.labels_layer.colormap = labels_colormap(self.session.label_colors())
+            colors = self.session.label_colors()
+            if colors != self._colors:  # napari rebuilds its colour textures on every reset
+                self._colors = colors
+                self.labels_layer.colormap = labels_colormap(colors)
         self._update_feature_defaults()
 
     def _on_running_changed(self, running: bool) -> None:

@@ -82,7 +82,10 @@ class StoreLabelsArray(LazyArray):
         #: called after each write (e.g. to schedule a :meth:`flush`)
         self.on_dirty: Callable[[], Any] | None = None
         self._dirty: dict[int, np.ndarray] = {}
-        self._read_ahead: dict[int, np.ndarray] = {}  # see preload()
+        self._read_ahead: dict[int, np.ndarray] = {}  # see preload(), oldest first
+        self._generation = 0  # bumped when frames change, so a read racing a write is dropped
+        #: how many read-ahead frames are kept (bounded memory)
+        self.keep = 8
         self._lock = threading.RLock()
 
     # array protocol --------------------------------------------------------------------
@@ -103,16 +106,34 @@ class StoreLabelsArray(LazyArray):
                 return self._read_ahead[t].copy()
         return np.asarray(self.store.labels[t])
 
+    def cached(self, t: int) -> bool:
+        """Whether frame ``t`` can be shown without reading the store."""
+        with self._lock:
+            return t in self._read_ahead or t in self._dirty
+
     def preload(self, t: int) -> None:
-        """Read frame ``t`` now, on the calling thread (a worker, after it wrote the frame), so
-        the display's next read of it does not wait on the store. One frame is kept."""
+        """Read frame ``t`` now, on the calling thread (a worker: after it wrote the frame, or
+        ahead of the frames the user scrubs to), so the display's next read of it does not wait
+        on the store. The :attr:`keep` most recent frames are kept."""
+        if not 0 <= t < self.shape[0]:
+            return
+        with self._lock:
+            if t in self._read_ahead:
+                self._read_ahead[t] = self._read_ahead.pop(t)  # most recent last
+                return
+            generation = self._generation
         frame = np.asarray(self.store.labels[t])
         with self._lock:
-            self._read_ahead = {t: frame}
+            if generation != self._generation:
+                return  # the store changed while reading: the frame may be stale
+            self._read_ahead[t] = frame
+            while len(self._read_ahead) > max(1, self.keep):
+                self._read_ahead.pop(next(iter(self._read_ahead)))
 
     def forget(self, start: int, stop: int) -> None:
         """Frames ``start..stop`` changed in the store: drop what :meth:`preload` kept of them."""
         with self._lock:
+            self._generation += 1
             self._read_ahead = {t: f for t, f in self._read_ahead.items() if not start <= t <= stop}
 
     @property
@@ -188,6 +209,7 @@ class StoreLabelsArray(LazyArray):
         """Persist the edited frames through ``on_edit``; returns the frames written."""
         with self._lock:
             dirty, self._dirty = self._dirty, {}
+            self._generation += 1
             self._read_ahead = {t: f for t, f in self._read_ahead.items() if t not in dirty}
         for t, frame in sorted(dirty.items()):
             if self.on_edit is not None:
