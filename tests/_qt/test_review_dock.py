@@ -207,3 +207,21 @@ def test_edit_inside_an_approval_shows_it_invalidated(dock, qtbot):
     tip = dock.table.item(_row_of(dock, 2), TABLE_COLUMNS.index("QC status")).toolTip()
     assert tip.startswith("invalidated:\n10-19: ") and "15" in tip
     assert dock.timeline.data.track(2).approved == []
+
+
+def test_report_table_shows_the_annotators_numbers(dock, qtbot):
+    from napari_sam2_track.review.analytics import log_event
+
+    store = dock.session.store
+    for x in range(3):  # three clicks on one frame, then one on another
+        log_event(store, "click", annotator="ana", object=1, frames=(0, 0), positive=bool(x % 2))
+    log_event(store, "click", annotator="ana", object=1, frames=(4, 4), positive=True)
+    _reload(dock, qtbot, dock.refresh)
+    table = dock.report_table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in range(table.columnCount())]
+            for r in range(table.rowCount())}
+    assert {"ana", "project"} <= set(rows)
+    col = headers.index("clicks / clicked frame")
+    assert rows["ana"][col] == "2.00" and rows["project"][col] == "2.00"
+    assert "2.68" in [row[col] for row in rows.values()]  # the SAM 2 paper's row

@@ -44,7 +44,8 @@ TABLE_COLUMNS = ("id", "name", "category", "frames present", "first", "last", "k
                  "flags", "flags by kind", "QC status")
 REPORT_COLUMNS = (
     ("who", "who"), ("seconds_per_frame", "s / frame"), ("percent_frames_edited", "% edited"),
-    ("clicks_per_clicked_frame", "clicks / clicked frame"), ("corrections_per_object", "corrections / object"),
+    ("clicks_per_clicked_frame", "clicks / clicked frame"),
+    ("corrections_per_object", "corrections / object"),
     ("review_seconds_per_masklet", "review s / masklet"), ("frames_propagated_per_prompt", "frames / prompt"),
 )
 REFRESH_DELAY_MS = 300
@@ -271,7 +272,8 @@ class ReviewWidget(QWidget):
             self.queue_label.setText("")
             return
         n_flags = sum(len(t.flags) for t in data.tracks)
-        self.status_label.setText(f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
+        self.status_label.setText(
+            f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
         self.queue_label.setText(f"{len(data.queue)} to correct")
         self.timeline.set_current_frame(self.current_frame)
         self.timeline.set_selected(self.selected)
@@ -284,7 +286,8 @@ class ReviewWidget(QWidget):
         for row, t in enumerate(tracks):
             counts = t.flag_counts()
             values = (t.id, t.spec.name, t.spec.category, t.frames_present, t.first_frame, t.last_frame,
-                      len(t.keyframes), len(t.flags), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                      len(t.keyframes), len(t.flags),
+                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
                       t.qc_status())
             for col, value in enumerate(values):
                 item = _Item(value)
@@ -301,7 +304,10 @@ class ReviewWidget(QWidget):
         for r, row in enumerate(rows):
             for c, (key, _) in enumerate(REPORT_COLUMNS):
                 value = row.get(key)
-                text = f"{value:.2f}" if isinstance(value, float) else ("–" if value is None else str(value))
+                if isinstance(value, float):
+                    text = f"{value:.2f}"
+                else:
+                    text = "–" if value is None else str(value)
                 self.report_table.setItem(r, c, QTableWidgetItem(text))
         if self.data is not None and self.data.report_error:
             self.report_table.setToolTip(f"report unavailable: {self.data.report_error}")
