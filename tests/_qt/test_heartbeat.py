@@ -19,10 +19,23 @@ from test_prompt_widget import _click, _docks, _viewer_with_cells, errors  # noq
 
 LIMIT = 0.1  # seconds
 
-# Measured on a 2-core machine under heavy shared load (see docs/benchmarks.md, "GUI
-# heartbeat"): napari's own redraws and the project's zarr reads on the GUI thread, and opening
-# a project synchronously, still exceed the limit. These run and report; they pass once fixed.
-not_yet = pytest.mark.xfail(strict=False, reason="GUI-thread work above 100 ms remains; see docs/benchmarks.md")
+# Measured on a 2-core machine under heavy shared load (load average 8-14; see
+# docs/benchmarks.md, "GUI heartbeat"). What still exceeds the limit is napari's own work on
+# the GUI thread, listed per test; these run and report, and pass once it fits.
+clicks_not_yet = pytest.mark.xfail(
+    strict=False,
+    reason="napari's Points.add / Shapes.add_rectangles for each input event take 60-340 ms under load",
+)
+scrubbing_not_yet = pytest.mark.xfail(
+    strict=False,
+    reason="napari slices the four layers synchronously on each dims step (about 250 ms under load); "
+    "the labels come from the read-ahead cache",
+)
+opening_not_yet = pytest.mark.xfail(
+    strict=False,
+    reason="napari's add_labels/add_points/add_shapes for the project's layers (about 1 s under load) "
+    "run on the GUI thread; the project itself is created on a worker",
+)
 
 
 @contextmanager
@@ -59,7 +72,7 @@ def _ready_dock(make_napari_viewer, tmp_path, test_model):
     return viewer, dock, session
 
 
-@not_yet
+@clicks_not_yet
 def test_clicks_and_boxes_never_block(make_napari_viewer, qtbot, tmp_path, test_model, errors):
     viewer, dock, session = _ready_dock(make_napari_viewer, tmp_path, test_model)
     a = dock.add_object("a")
@@ -84,7 +97,7 @@ def test_clicks_and_boxes_never_block(make_napari_viewer, qtbot, tmp_path, test_
     assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
 
 
-@not_yet
+@scrubbing_not_yet
 def test_fast_scrubbing_with_prefetch_never_blocks(make_napari_viewer, qtbot, tmp_path, test_model, errors):
     viewer, dock, session = _ready_dock(make_napari_viewer, tmp_path, test_model)
     ready: list[int] = []
@@ -102,19 +115,27 @@ def test_fast_scrubbing_with_prefetch_never_blocks(make_napari_viewer, qtbot, tm
     assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
 
 
-@not_yet
+@opening_not_yet
 def test_opening_a_10000_frame_video_never_blocks(make_napari_viewer, qtbot, tmp_path, errors):
     viewer = make_napari_viewer()
     _, dock = _docks(viewer)
     frame = (np.random.default_rng(0).integers(0, 255, (64, 64))).astype(np.uint8)
     video = np.broadcast_to(frame, (10_000, 64, 64))  # lazy: one frame in memory
     with heartbeat() as gaps:
-        viewer.add_image(video, name="long")
+        # contrast limits as the video reader gives them for 8-bit frames (napari would
+        # otherwise scan the data for its range)
+        viewer.add_image(video, name="long", contrast_limits=[0, 255])
         _pump(qtbot, 0.05)
-        session = dock.open_project(tmp_path / "long.zarr", layer=viewer.layers["long"])
+        dock.select_image("long")
+        dock.project_box.path_edit.setText(str(tmp_path / "long.zarr"))
+        dock.project_box.open_btn.click()  # the project is created on a worker
+        assert not dock.project_box.open_btn.isEnabled()
+        qtbot.waitUntil(lambda: dock.session is not None, timeout=120_000)
         _pump(qtbot, 0.2)
         viewer.dims.set_current_step(0, 9_999)
         _pump(qtbot, 0.2)
+    session = dock.session
     assert session is not None and session.num_frames == 10_000, errors
+    assert dock.project_box.open_btn.isEnabled() and dock.labels_layer is not None
     print(f"\n10,000 frames: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats")
     assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"

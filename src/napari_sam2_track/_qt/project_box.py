@@ -42,6 +42,15 @@ def source_for_layer(layer: Any):
     return open_source(layer.data, axes="tyxc" if layer.rgb else "tyx")
 
 
+def _open_session(source: Any, path: Path, **options: Any) -> AnnotationSession:
+    """(Worker thread.) Open the project; also import what the project's layers need
+    (pandas for their features), so that adding them later does not pay for it on the GUI
+    thread."""
+    import pandas  # noqa: F401
+
+    return AnnotationSession.open(source, path, **options)
+
+
 class ProjectBox(QGroupBox):
     """Image layer + project path -> *Open project* -> ``hub.set_session``."""
 
@@ -52,6 +61,8 @@ class ProjectBox(QGroupBox):
         self.on_error = on_error
         #: the image layer of the open project
         self.image_layer = None
+        #: the worker opening a project in the background, while it runs
+        self.worker = None
         form = QFormLayout(self)
         self.image_combo = QComboBox()
         self.image_combo.currentIndexChanged.connect(self._on_image_choice)
@@ -66,7 +77,7 @@ class ProjectBox(QGroupBox):
         row.addWidget(browse)
         form.addRow("Project", row)
         self.open_btn = QPushButton("Open project")
-        self.open_btn.clicked.connect(lambda: self.open_project())
+        self.open_btn.clicked.connect(lambda: self.open_project(background=True))
         form.addRow(self.open_btn)
         viewer.layers.events.inserted.connect(self.refresh_image_choices)
         viewer.layers.events.removed.connect(self.refresh_image_choices)
@@ -105,10 +116,20 @@ class ProjectBox(QGroupBox):
         if path:
             self.path_edit.setText(path)
 
-    def open_project(self, path: str | Path | None = None, layer: Any = None) -> AnnotationSession | None:
-        """Open (or create) the project of the chosen image layer; ``None`` if refused."""
+    def open_project(
+        self, path: str | Path | None = None, layer: Any = None, *, background: bool = False
+    ) -> AnnotationSession | None:
+        """Open (or create) the project of the chosen image layer; ``None`` if refused.
+
+        With ``background`` (the *Open project* button), the project is created or read on a
+        worker thread and the session arrives through ``hub.session_changed``; this returns
+        ``None`` at once.
+        """
         if self.hub.session is not None and self.hub.session.running:
             self.on_error(PromptError("cannot open another project while a propagation runs"))
+            return None
+        if self.worker is not None:
+            self.on_error(PromptError("a project is being opened; wait for it"))
             return None
         layer = layer if layer is not None else self.chosen_image()
         if layer is None:
@@ -120,11 +141,36 @@ class ProjectBox(QGroupBox):
                 text = self.path_edit.text().strip()
                 path = Path(text) if text else default_store_path(layer_path(layer), name=layer.name)
             schema = schema_for_layer(self.hub.schema, layer_metadata(layer))
+            if background:
+                self._open_in_background(source, Path(path), schema, layer)
+                return None
             session = AnnotationSession.open(source, path, schema=schema, model=self.hub.model)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.on_error(exc)
             return None
+        self._opened(session, Path(path), layer)
+        return session
+
+    def _open_in_background(self, source: Any, path: Path, schema: Any, layer: Any) -> None:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(
+            _open_session, source, path, schema=schema, model=self.hub.model, _start_thread=False
+        )
+        worker.returned.connect(lambda session: self._opened(session, path, layer))
+        worker.errored.connect(self.on_error)
+        worker.finished.connect(self._open_finished)
+        self.worker = worker
+        self.open_btn.setEnabled(False)
+        self.open_btn.setText("Opening project…")
+        worker.start()
+
+    def _open_finished(self) -> None:
+        self.worker = None
+        self.open_btn.setEnabled(True)
+        self.open_btn.setText("Open project")
+
+    def _opened(self, session: AnnotationSession, path: Path, layer: Any) -> None:
         self.path_edit.setText(str(path))
         self.image_layer = layer
         self.hub.set_session(session)
-        return session

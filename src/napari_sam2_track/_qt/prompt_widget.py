@@ -120,8 +120,10 @@ class PromptWidget(QWidget):
     def select_image(self, name: str) -> None:
         self.project_box.select_image(name)
 
-    def open_project(self, path: str | Path | None = None, layer: Any = None) -> AnnotationSession | None:
-        return self.project_box.open_project(path, layer)
+    def open_project(
+        self, path: str | Path | None = None, layer: Any = None, *, background: bool = False
+    ) -> AnnotationSession | None:
+        return self.project_box.open_project(path, layer, background=background)
 
     def set_model(self, model: Any) -> None:
         self.model_box.set_model(model)
