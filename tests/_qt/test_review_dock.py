@@ -225,3 +225,20 @@ def test_report_table_shows_the_annotators_numbers(dock, qtbot):
     col = headers.index("clicks / clicked frame")
     assert rows["ana"][col] == "2.00" and rows["project"][col] == "2.00"
     assert "2.68" in [row[col] for row in rows.values()]  # the SAM 2 paper's row
+
+
+def test_crops_of_the_chosen_masklet(dock, qtbot):
+    from napari_sam2_track._qt.review_crops import OUTLINE, crop_around, sample_frames
+
+    assert sample_frames(10, 19, 4) == [10, 13, 16, 19]
+    dock.samples_spin.setValue(4)
+    dock.select_object(2)
+    dock.go_to_frame(12)
+    qtbot.waitUntil(lambda: [b.toolTip() for b in dock.crops.buttons] == [f"frame {t}" for t in (10, 13, 16, 19)],
+                    timeout=10000)
+    dock.crops.buttons[2].click()
+    assert int(dock.viewer.dims.current_step[0]) == 16
+    mask = np.zeros((H, W), bool)
+    mask[30:38, 30:38] = True
+    crop = crop_around(np.zeros((H, W, 3), np.uint8), mask, size=96)
+    assert max(crop.shape[:2]) == 96 and (crop == OUTLINE).all(axis=2).any()

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,6 +34,7 @@ from ..review import qc
 from ..review.analytics import log_event
 from ._gui_thread import SessionLink
 from ._hub import hub_for, report
+from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
 from .review_timeline import ReviewTimeline
 
@@ -130,6 +132,15 @@ class ReviewWidget(QWidget):
         form = QFormLayout(box)
         self.masklet_combo = QComboBox()
         self.masklet_combo.setToolTip("The masklet to decide on: by default the span under the current frame")
+        self.masklet_combo.currentIndexChanged.connect(lambda *_: self._update_crops())
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(0, 24)
+        self.samples_spin.setValue(6)
+        self.samples_spin.setToolTip("Frames sampled over the masklet, shown as crops around the object")
+        self.samples_spin.valueChanged.connect(lambda *_: self._update_crops())
+        self.crops = CropStrip()
+        self.crops.frame_clicked.connect(self.go_to_frame)
+        self._crops_token = 0
         self.reviewer_edit = QLineEdit(qc.default_reviewer())
         self.comment_edit = QLineEdit()
         self.comment_edit.setPlaceholderText("comment (optional)")
@@ -150,6 +161,8 @@ class ReviewWidget(QWidget):
         queue.addWidget(self.next_correction_button)
         queue.addWidget(self.queue_label)
         form.addRow("masklet", self.masklet_combo)
+        form.addRow("samples", self.samples_spin)
+        form.addRow(self.crops)
         form.addRow("reviewer", self.reviewer_edit)
         form.addRow("comment", self.comment_edit)
         form.addRow(buttons)
@@ -322,6 +335,24 @@ class ReviewWidget(QWidget):
                 combo.addItem(f"object {track.id}: frames {s.start}-{s.end}", (s.start, s.end))
             self._choose_masklet_at(self.current_frame)
         combo.blockSignals(False)
+        self._update_crops()
+
+    def _update_crops(self) -> None:
+        """Crops of the chosen masklet on sampled frames, read on a worker."""
+        from napari.qt.threading import thread_worker
+
+        self._crops_token += 1
+        masklet, session = self.chosen_masklet(), self.session
+        if masklet is None or session is None or self.samples_spin.value() == 0:
+            self.crops.set_crops([])
+            return
+        token = self._crops_token
+        worker = thread_worker(masklet_crops, start_thread=False)(
+            session.source, session.store, *masklet, count=self.samples_spin.value())
+        worker.returned.connect(lambda crops: token == self._crops_token and self.crops.set_crops(crops))
+        worker.errored.connect(self._error)
+        self._crops_worker = worker
+        worker.start()
 
     def _choose_masklet_at(self, frame: int) -> None:
         for i in range(self.masklet_combo.count()):
