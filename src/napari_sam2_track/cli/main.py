@@ -15,7 +15,7 @@ from ..errors import Sam2TrackError
 from ._registry import COMMANDS, EXIT_USER_ERROR
 
 #: Subcommand modules, each with ``add_parsers(subparsers)`` and ``@command`` handlers.
-SUBCOMMAND_MODULES = ("track", "info", "export", "annotate")
+SUBCOMMAND_MODULES = ("track", "info", "export", "annotate", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
