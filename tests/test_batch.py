@@ -162,3 +162,26 @@ def test_manifests_read_csv_and_yaml_and_refuse_what_is_not_one(tmp_path):
     (tmp_path / "r.csv").write_text("video,start,end\na.mp4,9,3\n")
     assert "end 3 is before start 9" in load_manifest(tmp_path / "r.csv", tmp_path)[0].error
     assert np.all([r.error is None for r in load_manifest(tmp_path / "m.yaml", tmp_path)])
+
+
+def test_the_local_example_script_runs_a_manifest(tmp_path, videos, checkpoint):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    folders, prompts = videos
+    manifest = tmp_path / "videos.yaml"
+    manifest.write_text(f"defaults: {{prompts: {prompts}}}\nvideos:\n  - {folders[1]}\n")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "batch_local.py"), str(manifest),
+         str(tmp_path / "out"), "--model", str(checkpoint), "--image-size", "256", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 videos in" in done.stdout and "completed" in done.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"] == {"completed": 1}
+    assert ProjectStore.open(tmp_path / "out" / f"{folders[1].name}.zarr", "r").meta["runs"][-1][
+        "status"] == "completed"
