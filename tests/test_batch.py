@@ -22,8 +22,6 @@ from napari_sam2_track.project import STATE_NOT_RUN, ProjectStore
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.sources import open_source
 
-pytestmark = pytest.mark.slow
-
 PROMPTS = {
     "objects": [{"id": 1}, {"id": 2}],
     "prompts": [
@@ -48,6 +46,7 @@ def reference(tmp_path, video, prompts, test_model, **options):
     return out, runs[-1].computed
 
 
+@pytest.mark.slow
 def test_batch_projects_equal_track_and_a_second_run_skips(
     tmp_path, videos, dask_client, model_spec, test_model
 ):
@@ -77,6 +76,7 @@ def _frames_done(path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_stop_the_batch_and_the_project_is_resumed(
     tmp_path, dask_client, model_spec, test_model
 ):
@@ -104,6 +104,7 @@ def test_a_killed_worker_does_not_stop_the_batch_and_the_project_is_resumed(
     dask_client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
 
 
+@pytest.mark.slow
 def test_a_bad_row_fails_alone_with_its_one_line_error(
     tmp_path, videos, dask_client, checkpoint, capsys
 ):
@@ -164,6 +165,7 @@ def test_manifests_read_csv_and_yaml_and_refuse_what_is_not_one(tmp_path):
     assert np.all([r.error is None for r in load_manifest(tmp_path / "m.yaml", tmp_path)])
 
 
+@pytest.mark.slow
 def test_the_local_example_script_runs_a_manifest(tmp_path, videos, checkpoint):
     import subprocess
     import sys

@@ -26,7 +26,10 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
         help="workers of the local cluster (default: one per GPU; on CPU one using all cores)",
     )
     p.add_argument(
-        "--retries", type=int, default=2, help="tries again after a crash before failing (default 2)"
+        "--retries",
+        type=int,
+        default=2,
+        help="tries again after a crash before failing (default 2)",
     )
 
 
@@ -91,7 +94,9 @@ def track_segments(args: argparse.Namespace) -> int:
         raise StoreError("--schema cannot be combined with --segments; store it with a plain "
                          "'track' run or in the napari dock first")
     if out.exists() and not (args.resume or args.overwrite):
-        raise StoreError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
+        raise StoreError(
+            f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
+        )
     item = BatchItem(
         video=str(Path(args.video).resolve()),
         prompts=str(Path(args.prompts).resolve()) if args.prompts else None,

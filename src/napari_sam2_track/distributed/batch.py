@@ -26,7 +26,8 @@ SUMMARY_COLUMNS = ("name", "status", "frames", "seconds", "fps", "attempts", "er
 
 @dataclass
 class BatchSummary:
-    """One row per video: name, video, out, status, frames, seconds, fps, attempts, worker, error."""
+    """One row per video: name, video, out, status, frames, seconds, fps, attempts, worker,
+    error."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -68,7 +69,8 @@ class BatchSummary:
                 r["error"] or "",
             ])
         widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLUMNS) - 1)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in cells]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+                 for row in cells]
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
         lines.append(f"{len(self.rows)} videos in {self.seconds:.1f} s: {counts}")
         return "\n".join(line.rstrip() for line in lines)
@@ -185,7 +187,8 @@ def run_batch(
         dask_client.subscribe_topic(topic, bar.on_event)
         try:
             results.update(
-                _run_tasks(dask_client, todo, spec, topic, retries, overwrite, segments, bar, attempts)
+                _run_tasks(dask_client, todo, spec, topic, retries, overwrite, segments, bar,
+                           attempts)
             )
         finally:
             dask_client.unsubscribe_topic(topic)

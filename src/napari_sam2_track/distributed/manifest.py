@@ -73,7 +73,9 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         if "video" not in header:
-            raise ManifestError(f"{path}: the first line must name the columns, with at least 'video'")
+            raise ManifestError(
+                f"{path}: the first line must name the columns, with at least 'video'"
+            )
         unknown = sorted(set(header) - CSV_COLUMNS)
         if unknown:
             raise ManifestError(
@@ -96,13 +98,16 @@ def _read_yaml(path: Path) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+        problem = " ".join(str(exc).split())[:160]
+        raise ManifestError(f"{path}: not valid YAML ({problem})") from None
     defaults: dict = {}
     if isinstance(data, dict):
         defaults = data.get("defaults") or {}
         data = data.get("videos")
     if not isinstance(data, list) or not isinstance(defaults, dict):
-        raise ManifestError(f"{path}: expected a list of rows, or 'videos:' (a list) and 'defaults:'")
+        raise ManifestError(
+            f"{path}: expected a list of rows, or 'videos:' (a list) and 'defaults:'"
+        )
     rows = []
     for entry in data:
         if isinstance(entry, str):
@@ -126,7 +131,8 @@ def resolve_rows(
     out_dir, base = Path(out_dir), Path(base_dir) if base_dir is not None else Path.cwd()
     resolved: list[ManifestRow] = []
     for i, raw in enumerate(rows):
-        label = str((raw.video if isinstance(raw, BatchItem) else raw.get("video")) or f"row {i + 1}")
+        video = raw.video if isinstance(raw, BatchItem) else raw.get("video")
+        label = str(video or f"row {i + 1}")
         try:
             item = raw if isinstance(raw, BatchItem) else item_from_dict(dict(raw))
         except ManifestError as exc:

@@ -144,12 +144,15 @@ class PartWriter:
     def merge_labels(self, t: int, masks=None):
         return self.store.merge_labels(t, masks)
 
-    def write_row(self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int) -> None:
+    def write_row(
+        self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int
+    ) -> None:
         from ..project.store import mask_stats
 
         area, bbox = mask_stats(mask)
         x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self.part[self.row_of[obj_id], t - self.start] = [presence, area, x0, y0, x1, y1, state, run]
+        row = [presence, area, x0, y0, x1, y1, state, run]
+        self.part[self.row_of[obj_id], t - self.start] = row
 
     def done(self) -> dict[int, set[int]]:
         """Frames per object that this part (or the project's table) already holds."""
@@ -167,7 +170,7 @@ class PartWriter:
 
 def merge_parts(store) -> int:
     """Copy every part table's rows into ``objects/<id>/table`` and delete the parts (client
-    side, after the segments ended). Returns the number of frames merged."""
+    side, after the segments ended). Returns the number of rows (object-frames) merged."""
     from ..project.layout import COL
 
     if PARTS not in store.group:
@@ -185,7 +188,7 @@ def merge_parts(store) -> int:
                 block = table[start : start + rows.shape[1]]
                 block[have] = rows[i, have]
                 table[start : start + rows.shape[1]] = block
-                merged = max(merged, int(have.sum()))
+                merged += int(have.sum())
     del store.group[PARTS]
     return merged
 
@@ -228,7 +231,9 @@ def run_segment(
             min_visible_pixels=store.schema.min_visible_pixels,
             skip_frames=lambda obj, t: t in done.get(obj, ()),
         )
-        total = sum(len(order) for _, order, _ in tracker.plan(direction, segment.start, segment.end))
+        passes = tracker.plan(direction, segment.start, segment.end)
+        total = sum(len(order) for _, order, _ in passes)
+        task = f"{index}/{segment.index}"
         last = 0.0
         try:
             for result in tracker.propagate(direction, segment.start, segment.end):
@@ -236,11 +241,11 @@ def run_segment(
                 computed += 1
                 now = time.perf_counter()
                 if now - last >= 0.5:
-                    report(topic, {"index": f"{index}/{segment.index}", "done": computed, "total": total})
+                    report(topic, {"index": task, "done": computed, "total": total})
                     last = now
         finally:
             writer.close()
-        report(topic, {"index": f"{index}/{segment.index}", "done": computed, "total": total})
+        report(topic, {"index": task, "done": computed, "total": total})
     finally:
         tracker.close()
         source.close()
@@ -293,7 +298,8 @@ class SegmentedVideo:
         if prompts is not None:
             base = Path(self.item.prompts).parent
             masks = {(p.object, p.frame): p.load_mask(base, *store.shape[1:])
-                     for p in prompts.prompts if p.mask is not None and not p.mask.startswith("store:")}
+                     for p in prompts.prompts
+                     if p.mask is not None and not p.mask.startswith("store:")}
             store.set_prompts(prompts)
             for (obj, frame), mask in masks.items():
                 stored = next(p for p in prompts.prompts if p.object == obj and p.frame == frame)
