@@ -121,3 +121,15 @@ def test_segments_of_a_real_video_equal_track_from_their_own_keyframes(
                    start=seg.start, end=seg.end))
         assert_same_project(out, ref, frames=range(seg.start, seg.end + 1))
     assert np.isnan(store.table(1)[12:]).all()  # nothing outside the range
+
+
+def test_track_refuses_more_segments_than_split_points_before_starting(tmp_path, blob_jpegs, capsys):
+    prompts_file = tmp_path / "prompts.json"
+    prompts_file.write_text(json.dumps(every(8, 24).model_dump(mode="json")))
+    out = tmp_path / "p.zarr"
+    code = main(["track", str(blob_jpegs), "--prompts", str(prompts_file), "--out", str(out),
+                 "--segments", "4", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("error: 4 segments need 3 frames where every object has a prompt; there are 2")
+    assert not out.exists()

@@ -97,6 +97,15 @@ def track_segments(args: argparse.Namespace) -> int:
         raise StoreError(
             f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
         )
+    if args.prompts:  # refuse a bad split before starting a cluster
+        from ..distributed import plan_segments
+        from ..prompts import PromptSet
+        from ..sources import open_source
+
+        prompts = PromptSet.load(args.prompts)
+        with open_source(args.video, channel=args.channel, window=args.window) as source:
+            prompts.check_video(len(source), source.height, source.width)
+            plan_segments(prompts, len(source), args.segments, args.direction, args.start, args.end)
     item = BatchItem(
         video=str(Path(args.video).resolve()),
         prompts=str(Path(args.prompts).resolve()) if args.prompts else None,
