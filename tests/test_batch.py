@@ -99,7 +99,8 @@ def test_a_killed_worker_does_not_stop_the_batch_and_the_project_is_resumed(
     runner.join(timeout=300)
     summary = result["summary"]
     assert summary.rows[0]["status"] == "resumed", summary.table()
-    assert [r["status"] for r in ProjectStore.open(out, "r").meta["runs"]] == ["running", "completed"]
+    runs = [r["status"] for r in ProjectStore.open(out, "r").meta["runs"]]
+    assert runs[-1] == "completed" and runs[0] in ("running", "interrupted") and len(runs) == 2
     assert_same_project(out, reference(tmp_path, folder, prompts, test_model)[0])
     dask_client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
 

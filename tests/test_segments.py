@@ -80,7 +80,7 @@ def test_part_tables_merge_into_the_object_tables(tmp_path):
     seg = Segment(1, 1000, 2047)  # crosses a 1024-row table chunk
     run = store.begin_run(direction="forward")
     create_part(store, run, seg)
-    part = PartWriter(ProjectStore.open(tmp_path / "p.zarr"), run, seg)
+    part = PartWriter(tmp_path / "p.zarr", run, seg)
     mask = np.zeros((8, 8), bool)
     mask[2:4, 1:6] = True
     for t in (1000, 1500, 2047):

@@ -129,20 +129,37 @@ def create_part(store, run_id: int, segment: Segment) -> None:
 
 
 class PartWriter:
-    """The store as a segment task sees it: masks and labels go to the project (own frames
-    only), table rows to the segment's part table."""
+    """What a segment task writes, opened with plain zarr next to the client's lock: its own
+    frames' chunks of the masks and merged labels, and its part table's rows."""
 
-    def __init__(self, store, run_id: int, segment: Segment):
-        self.store = store
-        self.part = store.group[part_name(run_id, segment.index)]
+    def __init__(self, out: str | Path, run_id: int, segment: Segment):
+        import zarr
+
+        from ..project.layout import LABELS_PATH
+
+        # Chunk writes only, under the run the client (the lock holder) recorded for us.
+        self.group = zarr.open_group(str(out), mode="r+", zarr_format=3)
+        self.part = self.group[part_name(run_id, segment.index)]
         self.start = segment.start
-        self.row_of = {int(o): i for i, o in enumerate(self.part.attrs["objects"])}
+        self.ids = [int(o) for o in self.part.attrs["objects"]]
+        self.row_of = {o: i for i, o in enumerate(self.ids)}
+        self.masks = {o: self.group[f"objects/{o}/mask"] for o in self.ids}
+        self.labels = self.group[LABELS_PATH]
 
     def write_mask(self, obj_id: int, t: int, mask) -> None:
-        self.store.write_mask(obj_id, t, mask)
+        self.masks[obj_id][t] = mask
 
     def merge_labels(self, t: int, masks=None):
-        return self.store.merge_labels(t, masks)
+        """Write frame ``t``'s merged labels (lowest id wins), as the project store does."""
+        from ..project.labels import merge_lowest_id
+
+        masks = dict(masks or {})
+        for obj_id in self.ids:
+            if obj_id not in masks:
+                masks[obj_id] = self.masks[obj_id][t]
+        merged = merge_lowest_id(masks, self.labels.shape[1:])
+        self.labels[t] = merged
+        return merged
 
     def write_row(
         self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int
@@ -155,16 +172,17 @@ class PartWriter:
         self.part[self.row_of[obj_id], t - self.start] = row
 
     def done(self) -> dict[int, set[int]]:
-        """Frames per object that this part (or the project's table) already holds."""
-        from ..project import STATE_NOT_RUN
+        """Frames per object that this part or the project's table already holds."""
         from ..project.layout import COL
 
         rows = self.part[:]
+        stop = self.start + rows.shape[1]
         out = {}
         for obj_id, i in self.row_of.items():
-            in_part = np.flatnonzero(~np.isnan(rows[i, :, COL["state"]])) + self.start
-            in_table = self.store.frames_with_state(obj_id, exclude=(STATE_NOT_RUN,))
-            out[obj_id] = set(in_part.tolist()) | set(in_table)
+            in_part = ~np.isnan(rows[i, :, COL["state"]])
+            states = self.group[f"objects/{obj_id}/table"][self.start : stop, COL["state"]]
+            in_table = ~np.isnan(states) & (states != 0)
+            out[obj_id] = set((np.flatnonzero(in_part | in_table) + self.start).tolist())
         return out
 
 
@@ -212,7 +230,7 @@ def run_segment(
     from ..sources import open_source
 
     started = time.perf_counter()
-    store = ProjectStore.open(out)
+    store = ProjectStore.open(out, "r")  # prompts and schema; readers need no lock
     source = open_source(video, **source_options)
     model = cached_model(spec)
     tracker = StreamingTracker(model, source)
@@ -223,7 +241,7 @@ def run_segment(
                 tracker.add_mask(p.object, p.frame, store.prompt_mask(p))
             else:
                 tracker.add_prompt(p)
-        part = PartWriter(store, run_id, segment)
+        part = PartWriter(out, run_id, segment)
         done = part.done()
         writer = StoreWriter(
             part,  # type: ignore[arg-type]
@@ -287,13 +305,24 @@ class SegmentedVideo:
         source = open_source(self.item.video, **self.source_options())
         try:
             prompts = PromptSet.load(self.item.prompts) if self.item.prompts else None
-            if prompts is not None:
+            if prompts is not None:  # refuse bad prompts or an impossible split before writing
                 prompts.check_video(len(source), source.height, source.width)
+                plan_segments(prompts, len(source), self.n_segments, self.item.direction,
+                              self.item.start, self.item.end)
             store = open_or_create_store(self.out, source, resume=self.resumed,
                                          overwrite=self.overwrite and self.out.exists())
             num_frames = len(source)
         finally:
             source.close()
+        self.store = store  # holds the project's lock (where the store has one) until finish()
+        try:
+            self._start_run(store, prompts, num_frames)
+        except BaseException:
+            _close(store)
+            self.store = None
+            raise
+
+    def _start_run(self, store, prompts: PromptSet | None, num_frames: int) -> None:
         merge_parts(store)
         if prompts is not None:
             base = Path(self.item.prompts).parent
@@ -314,7 +343,6 @@ class SegmentedVideo:
         )
         for segment in self.segments:
             create_part(store, self.run_id, segment)
-        self.store = store
         self.results = {}
 
     def submit(self, client) -> dict:
@@ -350,6 +378,7 @@ class SegmentedVideo:
         frames = sum(r["frames"] for r in self.results.values())
         store.update_meta(model=next(iter(self.results.values()))["model"])
         store.end_run(self.run_id, "completed", frames=frames)
+        _close(store)
         seconds = time.perf_counter() - self.started
         return result_row(self.index, self.out, "resumed" if self.resumed else "completed",
                           frames=frames, seconds=seconds, fps=frames / seconds if seconds else 0.0,
@@ -360,5 +389,13 @@ class SegmentedVideo:
         if self.store is not None:
             merge_parts(self.store)
             self.store.end_run(self.run_id, "failed", frames=0)
+            _close(self.store)
         return result_row(self.index, self.out, "failed", error=error,
                           seconds=time.perf_counter() - self.started)
+
+
+def _close(store) -> None:
+    """Give back the project's write lock (stores without a lock have nothing to give back)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
