@@ -47,6 +47,12 @@ def test_annotate_sample_opens_docks(qtbot, tmp_path):
         assert dock.session.schema.category_names() == ["nucleus", "mitotic cell"]
         assert schema_dock.schema().category_names() == ["nucleus", "mitotic cell"]
         assert "Alt+click" in dock.toolTip()
+        # no "&" read as a keyboard mnemonic in the tab titles
+        from qtpy.QtWidgets import QDockWidget
+
+        titles = [d.windowTitle() for d in viewer.window._qt_window.findChildren(QDockWidget)]
+        assert any(t.startswith("Prompt and Propagate") for t in titles)
+        assert not any("&" in t for t in titles), titles
     finally:
         viewer.close()
 

@@ -1,7 +1,7 @@
 """``napari-sam2-track annotate [VIDEO | --sample cells|instruments]``: napari with the docks open.
 
 The video is opened lazily, its project (``<video stem>.zarr`` beside it by default, a
-temporary folder for samples) is created or reopened, and the Schema and Prompt & Propagate
+temporary folder for samples) is created or reopened, and the Schema and Prompt and Propagate
 docks are shown, ready to click.
 """
 
@@ -15,6 +15,7 @@ from ..errors import Sam2TrackError
 
 PLUGIN = "napari-sam2-track"
 SAMPLES = ("cells", "instruments")
+DOCK_WIDTH = 380  # pixels: the docks' column; the canvas takes the rest
 
 
 def add_parsers(subparsers) -> None:
@@ -22,7 +23,7 @@ def add_parsers(subparsers) -> None:
         "annotate",
         help="open napari with a video (or a sample) and the annotation docks",
         description="Open napari with the video loaded lazily, its project store and the "
-        "Schema and Prompt & Propagate docks.",
+        "Schema and Prompt and Propagate docks.",
     )
     p.add_argument("video", nargs="?", help="video file, TIFF stack, zarr array or image folder")
     p.add_argument("--sample", choices=SAMPLES, help="open a synthetic sample instead of a video")
@@ -78,11 +79,14 @@ def open_annotation_viewer(
     added = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layers]
     image = added[0]
     schema_dw, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
-    prompt_dw, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt & Propagate")
-    try:  # one tab per dock, Prompt & Propagate in front
+    prompt_dw, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt and Propagate")
+    try:  # one tab per dock, Prompt and Propagate in front, the canvas the main area
+        from qtpy.QtCore import Qt
+
         qt_window = viewer.window._qt_window
         qt_window.tabifyDockWidget(schema_dw, prompt_dw)
         prompt_dw.raise_()
+        qt_window.resizeDocks([prompt_dw], [DOCK_WIDTH], Qt.Orientation.Horizontal)
     except AttributeError:
         pass
     if loaded_schema is not None:
@@ -90,7 +94,18 @@ def open_annotation_viewer(
         schema_dock.hub.schema = loaded_schema
     prompt_dock.select_image(image.name)
     prompt_dock.open_project(project, layer=image)
+    fit_view_when_shown(viewer)
     return viewer, schema_dock, prompt_dock
+
+
+def fit_view_when_shown(viewer) -> None:
+    """Fit the image to the canvas now and again once the window has its final layout (the
+    docks take their width only when the window is shown)."""
+    from qtpy.QtCore import QTimer
+
+    viewer.reset_view()
+    QTimer.singleShot(0, viewer.reset_view)
+    QTimer.singleShot(200, viewer.reset_view)
 
 
 @command("annotate")

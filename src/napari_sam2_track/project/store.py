@@ -9,6 +9,7 @@ Layout (see ``docs/store.md``)::
                                  OME-Zarr 0.5 ``image-label`` metadata
       objects/<id>/mask          bool (t, y, x), one chunk per frame: the object's own mask
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
+      review/changes.jsonl       append-only record of hand edits, prompts and written runs
 
 Overlaps: every object keeps its full mask under ``objects/<id>/mask``; in the merged
 ``labels`` image a pixel claimed by several objects goes to the **lowest object id**.
@@ -23,17 +24,23 @@ merged labels; an interrupted edit is repaired by saving the frame again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
+import os
 import shutil
+import socket
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, describe_os_error, summarize_list
 from ..prompts import ObjectSpec, Prompt, PromptSet
+from . import placement
 from .labels import image_label_metadata, merge_lowest_id
 from .layout import (
     ATTR_KEY,
@@ -46,7 +53,11 @@ from .layout import (
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
+    CHANGES_LOG,
+    REVIEW_GROUP,
 )
+from .check import metadata_problem
+from .lock import ProjectLock, live_holder
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -67,6 +78,28 @@ def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]
     return int(mask.sum()), (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
+def _prompt_key(prompt: dict) -> str:
+    """A prompt without where its mask pixels are kept (a file, or the project)."""
+    return json.dumps({**prompt, "mask": prompt.get("mask") is not None}, sort_keys=True)
+
+
+def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[ObjectSpec]:
+    """``objects`` sorted by id, each with a category of ``schema`` (the first by default);
+    :class:`StoreError` for a category the schema does not define."""
+    names = schema.category_names()
+    checked = []
+    for obj in sorted(objects, key=lambda o: o.id):
+        if obj.category is None:
+            obj = obj.model_copy(update={"category": names[0]})
+        elif obj.category not in names:
+            raise StoreError(
+                f"object {obj.id} has category {obj.category!r}, which the schema does not "
+                f"define ({summarize_list(names)}); add it to the schema or pass --schema"
+            )
+        checked.append(obj)
+    return checked
+
+
 class ProjectStore:
     """Read and write a project store. Use :meth:`create` or :meth:`open`.
 
@@ -79,6 +112,7 @@ class ProjectStore:
         self.read_only = read_only
         self._meta_lock = threading.RLock()
         self._arrays: dict[str, Any] = {}  # opened arrays (opening one reads its zarr.json)
+        self._lock: ProjectLock | None = None
 
     def _array(self, name: str):
         """An array of the project, opened once."""
@@ -89,6 +123,56 @@ class ProjectStore:
 
     # --------------------------------------------------------------- create/open
     @classmethod
+    @contextlib.contextmanager
+    def building(
+        cls,
+        path: str | Path,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+        source: dict | None = None,
+        overwrite: bool = False,
+        command: str | None = None,
+    ) -> Iterator["ProjectStore"]:
+        """Build a new project beside ``path``; it appears at ``path`` when the block completes.
+
+        Everything written inside the ``with`` block goes to a staging folder. On normal exit
+        the project is moved into place in one rename (``overwrite``: exchanged with the
+        previous project, which is then deleted); on an exception the staging folder is
+        deleted and ``path`` is untouched. ``overwrite`` only replaces a napari-sam2-track
+        project, and only while no other process writes it. The store stays locked after the
+        block: :meth:`close` it when done.
+        """
+        path = Path(path)
+        replaced_lock = placement.check_destination(path, overwrite, command)
+        store = None
+        try:
+            placement.remove_leftovers(path)
+            staging = placement.make_staging_dir(path)
+            try:
+                store = cls._create_in(staging, num_frames, height, width, source, command)
+                yield store
+                store.update_meta(building=False)
+                try:
+                    placement.place(staging, path, replace=replaced_lock is not None)
+                except OSError as exc:
+                    raise StoreError(f"cannot move the new project into {path}: "
+                                     f"{describe_os_error(exc)}") from None
+                if replaced_lock is not None:
+                    replaced_lock.forget()  # its file went away with the old project
+                    replaced_lock = None
+                store._moved_to(path)
+            except BaseException:
+                if store is not None:
+                    store.close()
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        finally:
+            if replaced_lock is not None:
+                replaced_lock.release()
+
+    @classmethod
     def create(
         cls,
         path: str | Path,
@@ -98,68 +182,172 @@ class ProjectStore:
         width: int,
         source: dict | None = None,
         overwrite: bool = False,
+        command: str | None = None,
     ) -> "ProjectStore":
-        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``."""
-        import zarr
-        from zarr.codecs import ZstdCodec
+        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``.
 
-        path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise StoreError(
-                    f"{path} already exists; pass --resume to continue it or --overwrite to replace it"
-                )
-            if not (path / "zarr.json").is_file() and any(path.iterdir()):
-                raise StoreError(f"{path} exists and is not a project store; choose another --out")
-            shutil.rmtree(path)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        labels_group = root.create_group("labels")
-        labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
-        image_label = labels_group.create_group(LABELS_NAME)
-        image_label.create_array(
-            "0",
-            shape=(num_frames, height, width),
-            chunks=(1, height, width),
-            dtype="uint32",
-            fill_value=0,
-            compressors=ZstdCodec(level=3),
-            dimension_names=["t", "y", "x"],
-        )
-        root.create_group("objects")
-        store = cls(path, root)
-        store._write_meta(
-            {
-                "format_version": FORMAT_VERSION,
-                "package_version": _package_version(),
-                "created": _now(),
-                "shape": [num_frames, height, width],
-                "source": source or {},
-                "model": None,
-                "schema": None,
-                "objects": [],
-                "prompts": [],
-                "runs": [],
-                "review": {},
-            }
-        )
-        store._write_label_metadata()
+        The project appears at ``path`` complete or not at all (see :meth:`building`); the
+        returned store holds the project's write lock until :meth:`close`.
+        """
+        with cls.building(path, num_frames=num_frames, height=height, width=width,
+                          source=source, overwrite=overwrite, command=command) as store:
+            pass
         return store
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r+") -> "ProjectStore":
-        """Open an existing project (``mode`` ``"r"`` for read-only)."""
+    def _create_in(cls, path: Path, num_frames, height, width, source, command) -> "ProjectStore":
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        lock = ProjectLock(path, command).acquire()  # first: a staging folder is never ownerless
+        try:
+            root = zarr.open_group(str(path), mode="a", zarr_format=3)
+            labels_group = root.create_group("labels")
+            labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
+            image_label = labels_group.create_group(LABELS_NAME)
+            image_label.create_array(
+                "0",
+                shape=(num_frames, height, width),
+                chunks=(1, height, width),
+                dtype="uint32",
+                fill_value=0,
+                compressors=ZstdCodec(level=3),
+                dimension_names=["t", "y", "x"],
+            )
+            root.create_group("objects")
+            store = cls(path, root)
+            store._adopt_lock(lock)
+            store._write_meta(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "package_version": _package_version(),
+                    "created": _now(),
+                    "shape": [num_frames, height, width],
+                    "source": source or {},
+                    "model": None,
+                    "schema": None,
+                    "objects": [],
+                    "prompts": [],
+                    "runs": [],
+                    "review": {},
+                    "building": True,
+                }
+            )
+            store._write_label_metadata()
+        except OSError as exc:
+            lock.release()
+            raise StoreError(f"cannot create a project in {path.parent}: {describe_os_error(exc)}; "
+                             "choose a writable --out") from None
+        except BaseException:
+            lock.release()
+            raise
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r+", *, command: str | None = None) -> "ProjectStore":
+        """Open an existing project (``mode`` ``"r"`` for read-only).
+
+        ``"r+"`` takes the project's write lock (:class:`~.lock.ProjectLock`) and refuses with
+        :class:`~napari_sam2_track.errors.ProjectLockedError` while another live process holds
+        it; runs left ``running`` by a dead writer are marked ``interrupted``. Readers never
+        need the lock. :meth:`close` gives the lock back.
+        """
         import zarr
 
         path = Path(path)
+        if mode != "r":
+            placement.recover_interrupted_swap(path)
+        if not path.exists():
+            raise StoreError(f"{path} is not a project store (not found); create it with 'track'")
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path} is not a project store (no zarr.json); create it with 'track'")
         try:
             root = zarr.open_group(str(path), mode=mode, zarr_format=3)
-        except Exception as exc:
-            raise StoreError(f"cannot open project {path}: {exc}") from None
-        if ATTR_KEY not in root.attrs:
+            attrs = root.attrs.asdict()
+        except Exception as exc:  # noqa: BLE001 - any decoding failure of zarr.json
+            raise StoreError(f"cannot read the metadata of project {path} "
+                             f"({type(exc).__name__}: {exc}); restore zarr.json from a backup") from None
+        if ATTR_KEY not in attrs:
+            if placement.is_project_dir(path):
+                raise StoreError(f"{path} is an incomplete project (its creation was interrupted); "
+                                 "create it again with 'track --overwrite'")
             raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
-        return cls(path, root, read_only=(mode == "r"))
+        if isinstance(attrs[ATTR_KEY], dict) and attrs[ATTR_KEY].get("building"):
+            raise StoreError(f"{path} is an unfinished project (its creation or --overwrite was "
+                             "interrupted); run 'track' again to create it")
+        problem = metadata_problem(attrs[ATTR_KEY])
+        if problem:
+            raise StoreError(f"the metadata of project {path} is corrupt ({problem}); "
+                             "restore zarr.json from a backup or recreate it with 'track --overwrite'")
+        store = cls(path, root, read_only=(mode == "r"))
+        if mode != "r":
+            store._adopt_lock(ProjectLock(path, command).acquire())
+            if store._lock.first_hold:
+                store._mark_dead_runs()
+        return store
+
+    # ------------------------------------------------------------------- locking
+    def _adopt_lock(self, lock: ProjectLock) -> None:
+        self._lock = lock
+        self._finalizer = weakref.finalize(self, lock.release)
+
+    def lock(self, command: str | None = None) -> ProjectLock:
+        """Hold this project's write lock; use as ``with store.lock(): ...`` or release it.
+
+        Re-entrant within a process; raises
+        :class:`~napari_sam2_track.errors.ProjectLockedError` naming the other writer.
+        """
+        return ProjectLock(self.path, command).acquire()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this store holds its project's write lock."""
+        return self._lock is not None and self._lock.held
+
+    def close(self) -> None:
+        """Give back the write lock (reading still works; writing needs :meth:`open` again)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "ProjectStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _moved_to(self, path: Path) -> None:
+        import zarr
+
+        if self._lock is not None:
+            self._lock.moved(path)
+        self.path = path
+        self.group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        self._arrays.clear()
+
+    def _mark_dead_runs(self) -> None:
+        """Runs still ``running`` while nobody else holds the lock died: mark them interrupted."""
+        with self._meta_lock:
+            runs = self.meta["runs"]
+            if any(r.get("status") == "running" for r in runs):
+                self.update_meta(runs=[
+                    {**r, "status": "interrupted", "noticed": _now()}
+                    if r.get("status") == "running" else r
+                    for r in runs
+                ])
+
+    def run_statuses(self) -> dict[int, str]:
+        """Each run's status as a user should read it: ``running`` only while its writer lives."""
+        holder = live_holder(self.path)
+        statuses = {}
+        for run in self.meta["runs"]:
+            status = run.get("status", "?")
+            if status == "running":
+                alive = holder is not None and (
+                    "pid" not in run or (holder.pid, holder.host) == (run["pid"], run.get("host"))
+                )
+                status = "running" if alive else "interrupted"
+            statuses[run["id"]] = status
+        return statuses
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -214,18 +402,7 @@ class ProjectStore:
 
     def set_objects(self, objects: Iterable[ObjectSpec]) -> None:
         """Replace the object list (ids, names, categories, attributes)."""
-        names = self.schema.category_names()
-        checked = []
-        for obj in sorted(objects, key=lambda o: o.id):
-            if obj.category is None:
-                obj = obj.model_copy(update={"category": names[0]})
-            elif obj.category not in names:
-                raise StoreError(
-                    f"object {obj.id} has category {obj.category!r}, which the schema does not "
-                    f"define ({', '.join(names)}); add it to the schema or pass --schema"
-                )
-            checked.append(obj)
-        objects = checked
+        objects = check_object_categories(objects, self.schema)
         self.update_meta(objects=[o.model_dump(mode="json") for o in objects])
         for obj in objects:
             self._ensure_object_arrays(obj.id)
@@ -307,17 +484,26 @@ class ProjectStore:
 
     def set_prompts(self, prompts: PromptSet) -> None:
         """Store objects and prompts (masks given by path are read when tracking)."""
+        old = {(p["object"], p["frame"]): _prompt_key(p) for p in self.meta["prompts"]}
         self.set_objects(prompts.objects)
-        self.update_meta(prompts=[p.model_dump(mode="json") for p in prompts.prompts])
+        new_prompts = [p.model_dump(mode="json") for p in prompts.prompts]
+        self.update_meta(prompts=new_prompts)
+        new = {(p["object"], p["frame"]): _prompt_key(p) for p in new_prompts}
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        self.record_changes([(o, f, f) for o, f in changed], "prompts changed", "prompt")
 
     def put_prompt(self, prompt: Prompt, mask: np.ndarray | None = None) -> Prompt:
         """Add or replace the prompt of one object on one frame.
 
         A mask prompt's pixels are stored in the project (``prompt_masks/<id>/<frame>``).
         """
+        old = next((p for p in self.meta["prompts"]
+                    if p["object"] == prompt.object and p["frame"] == prompt.frame), None)
+        changed = old is None or _prompt_key(old) != _prompt_key(prompt.model_dump(mode="json"))
         if mask is not None:
             name = f"prompt_masks/{prompt.object}/{prompt.frame}"
             if name in self.group:
+                changed = changed or not np.array_equal(self.group[name][:], np.asarray(mask, bool))
                 del self.group[name]
             self.group.create_array(name, data=np.asarray(mask, dtype=bool))
             prompt = prompt.model_copy(update={"mask": f"store:{name}"})
@@ -327,14 +513,17 @@ class ProjectStore:
             if not (p["object"] == prompt.object and p["frame"] == prompt.frame)
         ]
         self.update_meta(prompts=[*others, prompt.model_dump(mode="json")])
+        if changed:
+            self.record_changes([(prompt.object, prompt.frame, prompt.frame)],
+                                f"prompt on frame {prompt.frame}", "prompt")
         return prompt
 
     def delete_prompt(self, obj_id: int, frame: int) -> None:
-        self.update_meta(
-            prompts=[
-                p for p in self.meta["prompts"] if not (p["object"] == obj_id and p["frame"] == frame)
-            ]
-        )
+        prompts = self.meta["prompts"]
+        kept = [p for p in prompts if not (p["object"] == obj_id and p["frame"] == frame)]
+        self.update_meta(prompts=kept)
+        if len(kept) != len(prompts):
+            self.record_changes([(obj_id, frame, frame)], f"prompt deleted on frame {frame}", "prompt")
 
     def prompt_mask(self, prompt: Prompt, base_dir: str | Path | None = None) -> np.ndarray:
         """Pixels of a mask prompt, from the project or from the file it names."""
@@ -349,18 +538,42 @@ class ProjectStore:
         with self._meta_lock:
             runs = list(self.meta["runs"])
             run_id = max((r["id"] for r in runs), default=0) + 1
-            runs.append({"id": run_id, "started": _now(), "status": "running", **info})
+            runs.append({"id": run_id, "started": _now(), "status": "running",
+                         "host": socket.gethostname(), "pid": os.getpid(), **info})
             self.update_meta(runs=runs)
         return run_id
 
     def end_run(self, run_id: int, status: str, **info: Any) -> None:
-        """Record how a run ended: ``completed``, ``cancelled`` or ``failed``."""
+        """Record how a run ended: ``completed``, ``cancelled`` or ``failed``.
+
+        (A run whose process died is shown as ``interrupted``: see :meth:`run_statuses`.)
+        """
         with self._meta_lock:
             runs = [
                 {**r, "status": status, "finished": _now(), **info} if r["id"] == run_id else r
                 for r in self.meta["runs"]
             ]
             self.update_meta(runs=runs)
+
+    def record_changes(
+        self, ranges: Iterable[tuple[int, int, int]], reason: str, source: str, **info: Any
+    ) -> None:
+        """Append one durable record per ``(object, start, end)`` to ``review/changes.jsonl``.
+
+        ``source`` is ``edit``, ``prompt``, ``propagation`` or ``undo``. A QC decision on a
+        frame range is no longer valid once a later change overlaps it (see ``docs/review.md``).
+        """
+        from ._jsonl import append_records, now_iso
+
+        time = now_iso()
+        append_records(
+            self.path / REVIEW_GROUP / CHANGES_LOG,
+            [
+                {"object": int(o), "start": int(a), "end": int(b), "source": source,
+                 "reason": reason, "time": time, **info}
+                for o, a, b in ranges
+            ],
+        )
 
     # ------------------------------------------------------------------- writing
     def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
@@ -414,6 +627,7 @@ class ProjectStore:
             self.write_row(obj_id, t, mask, presence=presence, state=STATE_EDITED, run=run)
             changed.append(int(obj_id))
         self.labels[t] = frame_labels
+        self.record_changes([(o, t, t) for o in changed], f"edited by hand on frame {t}", "edit")
         return changed
 
     def _write_label_metadata(self) -> None:
@@ -427,14 +641,18 @@ class ProjectStore:
     def summary(self) -> dict:
         """Objects, frame states and provenance, for ``napari-sam2-track info``."""
         meta = self.meta
+        statuses = self.run_statuses()
+        holder = live_holder(self.path)
         objects = []
         for obj in self.objects:
-            states = self.states(obj.id) if f"objects/{obj.id}" in self.group else np.zeros(0)
+            try:
+                table = self.table(obj.id)
+            except Exception:  # noqa: BLE001 - missing or damaged: 'info --check' says which
+                table = np.full((0, len(TABLE_COLUMNS)), np.nan)
+            col = table[:, COL["state"]]
+            states = np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
             counts = {STATE_NAMES[k]: int((states == k).sum()) for k in STATE_NAMES}
-            table = self.table(obj.id) if f"objects/{obj.id}" in self.group else None
-            visible = (
-                np.flatnonzero(table[:, COL["area"]] > 0) if table is not None else np.zeros(0)
-            )
+            visible = np.flatnonzero(table[:, COL["area"]] > 0)
             objects.append(
                 {
                     "id": obj.id,
@@ -455,5 +673,6 @@ class ProjectStore:
             "source": meta["source"],
             "model": meta["model"],
             "objects": objects,
-            "runs": meta["runs"],
+            "runs": [{**r, "status": statuses.get(r["id"], r.get("status"))} for r in meta["runs"]],
+            "lock": holder.__dict__ if holder is not None else None,
         }

