@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .batch import add_cluster_options
 from ._registry import EXIT_INTERRUPTED, add_model_options, add_source_options, command, load_model_from_args
 
 
@@ -25,10 +26,17 @@ def add_parsers(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue an existing project")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing project")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--segments", type=int, help="split at keyframes into N segments run in "
+                   "parallel on dask (see docs/distributed.md)")
+    add_cluster_options(p)
 
 
 @command("track")
 def cmd_track(args: argparse.Namespace) -> int:
+    if args.segments and args.segments > 1:
+        from .batch import track_segments
+
+        return track_segments(args)
     from tqdm import tqdm
 
     from ..pipeline import check_output, track
