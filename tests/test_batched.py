@@ -112,8 +112,8 @@ def test_three_objects_and_one_joining_later(test_model, blob_jpegs, batched):
     assert got.batch_sizes[0] == 2
 
 
-def test_default_is_batched_and_matches_upstream(test_model, blob_jpegs):
-    """Without arguments the tracker batches several objects; compared with upstream itself."""
+def test_batched_matches_upstream(test_model, blob_jpegs):
+    """The batched mode compared with upstream itself; on the CPU it is off by default."""
     from test_fidelity import Upstream
 
     up = Upstream(test_model, blob_jpegs)
@@ -121,8 +121,8 @@ def test_default_is_batched_and_matches_upstream(test_model, blob_jpegs):
     up.points(2, 0, points=[[90, 30]], labels=[1])
     up.points(3, 0, box=[60, 50, 110, 90])
     up.propagate()
-    got = Run(test_model, blob_jpegs)
-    assert got.tracker.batch_objects
+    assert not Run(test_model, blob_jpegs).tracker.batch_objects  # CPU default
+    got = Run(test_model, blob_jpegs, batch_objects=True)
     three_objects(got.tracker)
     got.propagate("forward")
     assert max(got.batch_sizes) == 3
@@ -196,7 +196,7 @@ def test_model_comparing_objects_refuses_batching(test_model, blob_jpegs):
     try:
         with pytest.raises(ModelError, match="batch_objects=False"):
             StreamingTracker(test_model, open_source(blob_jpegs), batch_objects=True)
-        tracker = StreamingTracker(test_model, open_source(blob_jpegs))
+        tracker = StreamingTracker(test_model, open_source(blob_jpegs), batch_objects=None)
         assert not tracker.batch_objects
     finally:
         p.non_overlap_masks_for_mem_enc = False

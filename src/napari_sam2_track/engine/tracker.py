@@ -93,8 +93,10 @@ class StreamingTracker:
             the model runs on a GPU; 0 (decode in turn) on the CPU, whose cores the model
             already keeps busy, so a reader thread would only contend with it.
         batch_objects: track all objects of a frame in one batched pass (:mod:`.batched`).
-            ``None`` (default): whenever the model allows it and several objects are tracked
-            on a frame; ``False``: one object at a time, exactly as upstream.
+            ``None`` (default): on a GPU, whenever the model allows it and several objects
+            are tracked on a frame; off on the CPU, where memory attention's arithmetic sets
+            the cost and batching measured no faster (docs/benchmarks.md). ``False``: one
+            object at a time, exactly as upstream.
         batch_heads: in batched mode, also run the mask decoder as one batch. By default on
             GPUs; on the CPU the decoder runs per object, which keeps masks bit-identical to
             the exact mode there (see docs/tracking.md).
@@ -132,7 +134,9 @@ class StreamingTracker:
                 "(non_overlap_masks_for_mem_enc), so objects cannot be batched; "
                 "use batch_objects=False"
             )
-        self.batch_objects: bool = batching_supported(p) if batch_objects is None else batch_objects
+        if batch_objects is None:
+            batch_objects = p.device.type != "cpu" and batching_supported(p)
+        self.batch_objects: bool = batch_objects
         self.batch_heads: bool = p.device.type != "cpu" if batch_heads is None else batch_heads
         self._lock = threading.RLock()
         self.state = self._init_state()
