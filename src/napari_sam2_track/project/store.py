@@ -25,11 +25,8 @@ merged labels; an interrupted edit is repaired by saving the frame again.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
-import os
 import shutil
-import socket
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -53,15 +50,10 @@ from .layout import (
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
-    CHANGES_LOG,
-    REVIEW_GROUP,
 )
 from .check import metadata_problem
 from .lock import ProjectLock, live_holder
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
+from .runs import RunRecords, _now
 
 def _package_version() -> str:
     from .. import __version__
@@ -100,7 +92,7 @@ def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[Objec
     return checked
 
 
-class ProjectStore:
+class ProjectStore(RunRecords):
     """Read and write a project store. Use :meth:`create` or :meth:`open`.
 
     Writes from several threads are not supported: use one :class:`StoreWriter` per store.
@@ -324,31 +316,6 @@ class ProjectStore:
         self.group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         self._arrays.clear()
 
-    def _mark_dead_runs(self) -> None:
-        """Runs still ``running`` while nobody else holds the lock died: mark them interrupted."""
-        with self._meta_lock:
-            runs = self.meta["runs"]
-            if any(r.get("status") == "running" for r in runs):
-                self.update_meta(runs=[
-                    {**r, "status": "interrupted", "noticed": _now()}
-                    if r.get("status") == "running" else r
-                    for r in runs
-                ])
-
-    def run_statuses(self) -> dict[int, str]:
-        """Each run's status as a user should read it: ``running`` only while its writer lives."""
-        holder = live_holder(self.path)
-        statuses = {}
-        for run in self.meta["runs"]:
-            status = run.get("status", "?")
-            if status == "running":
-                alive = holder is not None and (
-                    "pid" not in run or (holder.pid, holder.host) == (run["pid"], run.get("host"))
-                )
-                status = "running" if alive else "interrupted"
-            statuses[run["id"]] = status
-        return statuses
-
     # ------------------------------------------------------------------ metadata
     @property
     def meta(self) -> dict:
@@ -531,49 +498,6 @@ class ProjectStore:
             return self.group[prompt.mask.removeprefix("store:")][:]
         _, h, w = self.shape
         return prompt.load_mask(base_dir, h, w)
-
-    # ---------------------------------------------------------------------- runs
-    def begin_run(self, **info: Any) -> int:
-        """Record the start of a tracking run and return its id."""
-        with self._meta_lock:
-            runs = list(self.meta["runs"])
-            run_id = max((r["id"] for r in runs), default=0) + 1
-            runs.append({"id": run_id, "started": _now(), "status": "running",
-                         "host": socket.gethostname(), "pid": os.getpid(), **info})
-            self.update_meta(runs=runs)
-        return run_id
-
-    def end_run(self, run_id: int, status: str, **info: Any) -> None:
-        """Record how a run ended: ``completed``, ``cancelled`` or ``failed``.
-
-        (A run whose process died is shown as ``interrupted``: see :meth:`run_statuses`.)
-        """
-        with self._meta_lock:
-            runs = [
-                {**r, "status": status, "finished": _now(), **info} if r["id"] == run_id else r
-                for r in self.meta["runs"]
-            ]
-            self.update_meta(runs=runs)
-
-    def record_changes(
-        self, ranges: Iterable[tuple[int, int, int]], reason: str, source: str, **info: Any
-    ) -> None:
-        """Append one durable record per ``(object, start, end)`` to ``review/changes.jsonl``.
-
-        ``source`` is ``edit``, ``prompt``, ``propagation`` or ``undo``. A QC decision on a
-        frame range is no longer valid once a later change overlaps it (see ``docs/review.md``).
-        """
-        from ._jsonl import append_records, now_iso
-
-        time = now_iso()
-        append_records(
-            self.path / REVIEW_GROUP / CHANGES_LOG,
-            [
-                {"object": int(o), "start": int(a), "end": int(b), "source": source,
-                 "reason": reason, "time": time, **info}
-                for o, a, b in ranges
-            ],
-        )
 
     # ------------------------------------------------------------------- writing
     def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
