@@ -6,6 +6,7 @@ Workers build the test model from the checkpoint file, with the same options a u
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,19 @@ def model_spec(checkpoint):
     from napari_sam2_track.distributed import ModelSpec
 
     return ModelSpec(model=str(checkpoint), image_size=256, device="cpu")
+
+
+@contextmanager
+def one_torch_thread():
+    """Compute a reference as the workers do: CPU results depend on torch's thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from _distributed import assert_same_project, checkpoint, dask_client, model_spec  # noqa: F401
+from _distributed import (  # noqa: F401
+    assert_same_project, checkpoint, dask_client, model_spec, one_torch_thread,
+)
 from conftest import make_blob_video, write_jpeg_folder
 from napari_sam2_track.cli import main
 from napari_sam2_track.distributed import load_manifest, run_batch
@@ -42,7 +44,9 @@ def videos(tmp_path_factory):
 def reference(tmp_path, video, prompts, test_model, **options):
     """The project ``track`` makes, and the number of frames it computed."""
     out = tmp_path / f"ref_{video.name}.zarr"
-    runs = list(track(open_source(video), PromptSet.load(prompts), out, model=test_model, **options))
+    with one_torch_thread():
+        runs = list(track(open_source(video), PromptSet.load(prompts), out, model=test_model,
+                          **options))
     return out, runs[-1].computed
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from _distributed import assert_same_project, checkpoint, dask_client  # noqa: F401
+from _distributed import assert_same_project, checkpoint, dask_client, one_torch_thread  # noqa: F401
 from napari_sam2_track.cli import main
 from napari_sam2_track.distributed.segments import (
     PARTS,
@@ -117,8 +117,9 @@ def test_segments_of_a_real_video_equal_track_from_their_own_keyframes(
     source = open_source(video)
     for seg in plan_segments(prompts, len(source), 3, end=11):
         ref = tmp_path / f"ref{seg.index}.zarr"
-        list(track(source, segment_prompts(prompts, seg), ref, model=test_model,
-                   start=seg.start, end=seg.end))
+        with one_torch_thread():
+            list(track(source, segment_prompts(prompts, seg), ref, model=test_model,
+                       start=seg.start, end=seg.end))
         assert_same_project(out, ref, frames=range(seg.start, seg.end + 1))
     assert np.isnan(store.table(1)[12:]).all()  # nothing outside the range
 
