@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy_array import LazyArray
-from ..errors import SourceError
+from ..errors import SourceError, StoreError
 from ..project import ProjectStore
 
 __all__ = ["StoreLabelsArray", "check_layer_shape", "default_store_path"]
@@ -74,8 +74,12 @@ class StoreLabelsArray(LazyArray):
         on_edit: Callable[[int, np.ndarray], Any] | None = None,
         *,
         autoflush: bool = False,
+        read_only_reason: str | None = None,
     ):
         self.store = store
+        #: why edits cannot be saved (the project is open read-only); ``None`` when they can
+        self.read_only_reason = read_only_reason or (
+            "the project is open read-only" if store.read_only else None)
         self.on_edit = on_edit
         #: persist every write at once (when nothing calls :meth:`flush` at the end of a stroke)
         self.autoflush = autoflush
@@ -174,6 +178,9 @@ class StoreLabelsArray(LazyArray):
         )
 
     def __setitem__(self, key, value) -> None:
+        if self.read_only_reason is not None:
+            raise StoreError(f"this edit is not saved: {self.read_only_reason}; "
+                             "reopen the project when no other program writes it")
         key = self._key(key)
         with self._lock:
             if self._fancy(key):
