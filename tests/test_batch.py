@@ -117,14 +117,17 @@ def test_a_bad_row_fails_alone_with_its_one_line_error(
     bad_prompts = tmp_path / "bad.json"
     bad_prompts.write_text(json.dumps({"objects": [{"id": 1}], "prompts": [
         {"object": 1, "frame": 40, "points": [[3, 4]], "labels": [1]}]}))
+    bad_schema = tmp_path / "bad_schema.yaml"
+    bad_schema.write_text("categories: []\n")
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(
-        "video,prompts,out,direction,window_low,window_high\n"
-        f"{folders[1]},{prompts},good.zarr,forward,,\n"
-        f"{tmp_path / 'missing.mp4'},{prompts},,,,\n"
-        f"{folders[0]},{bad_prompts},bad_prompts.zarr,,,\n"
-        f"{folders[0]},{prompts},bad_window.zarr,,10,5\n"
-        f"{folders[2]},{prompts},good.zarr,,,\n"
+        "video,prompts,out,direction,window_low,window_high,schema\n"
+        f"{folders[1]},{prompts},good.zarr,forward,,,\n"
+        f"{tmp_path / 'missing.mp4'},{prompts},,,,,\n"
+        f"{folders[0]},{bad_prompts},bad_prompts.zarr,,,,\n"
+        f"{folders[0]},{prompts},bad_window.zarr,,10,5,\n"
+        f"{folders[2]},{prompts},good.zarr,,,,\n"
+        f"{folders[2]},{prompts},bad_schema.zarr,,,,{bad_schema.name}\n"
     )
     summary_file = tmp_path / "summary.json"
     code = main(["batch", str(manifest), "--out-dir", str(tmp_path / "out"), "--model",
@@ -135,15 +138,17 @@ def test_a_bad_row_fails_alone_with_its_one_line_error(
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(summary_file.read_text())
     rows = printed["videos"]
-    assert [r["status"] for r in rows] == ["completed", "failed", "failed", "failed", "failed"]
+    assert [r["status"] for r in rows] == ["completed"] + ["failed"] * 5
     errors = [r["error"] for r in rows]
     assert errors[0] is None
     assert "missing.mp4: file not found" in errors[1]
     assert "frame 40" in errors[2] and "5 frames" in errors[2]
     assert "window" in errors[3] and "high > low" in errors[3]
     assert "same project as row 1" in errors[4]
+    assert "bad_schema.yaml" in errors[5] and "categor" in errors[5]
     assert all("\n" not in e for e in errors[1:])
-    assert not (tmp_path / "out" / "bad_prompts.zarr").exists()  # refused before writing
+    for refused in ("bad_prompts.zarr", "bad_schema.zarr"):  # refused before writing
+        assert not (tmp_path / "out" / refused).exists()
     store = ProjectStore.open(tmp_path / "out" / "good.zarr", "r")
     assert store.meta["runs"][-1]["status"] == "completed"
 
@@ -151,7 +156,8 @@ def test_a_bad_row_fails_alone_with_its_one_line_error(
 def test_manifests_read_csv_and_yaml_and_refuse_what_is_not_one(tmp_path):
     (tmp_path / "m.yaml").write_text(
         "defaults: {prompts: p.json, direction: forward}\n"
-        "videos:\n  - a.mp4\n  - {video: b.tif, channel: 1, window: [100, 4000], out: /x/b.zarr}\n"
+        "videos:\n  - a.mp4\n  - {video: b.tif, channel: 1, window: [100, 4000], out: /x/b.zarr,"
+        " schema: s.yaml}\n"
     )
     rows = load_manifest(tmp_path / "m.yaml", tmp_path / "out")
     assert [r.error for r in rows] == [None, None]
@@ -159,6 +165,7 @@ def test_manifests_read_csv_and_yaml_and_refuse_what_is_not_one(tmp_path):
     assert rows[0].out == tmp_path / "out" / "a.zarr"
     assert rows[1].item.window == (100.0, 4000.0) and rows[1].item.direction == "forward"
     assert str(rows[1].out) == "/x/b.zarr"
+    assert rows[1].item.schema_ == str(tmp_path / "s.yaml") and rows[0].item.schema_ is None
     (tmp_path / "m.csv").write_text("video,promts\na.mp4,p.json\n")
     with pytest.raises(ManifestError, match="unknown columns \\['promts'\\]"):
         load_manifest(tmp_path / "m.csv", tmp_path)

@@ -21,7 +21,7 @@ from napari_sam2_track.distributed.segments import (
 )
 from napari_sam2_track.errors import PromptError
 from napari_sam2_track.pipeline import track
-from napari_sam2_track.project import COL, STATE_PROPAGATED, ProjectStore
+from napari_sam2_track.project import COL, STATE_ABSENT, STATE_PROPAGATED, ProjectStore
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.sources import open_source
 
@@ -133,4 +133,81 @@ def test_track_refuses_more_segments_than_split_points_before_starting(tmp_path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert err.startswith("error: 4 segments need 3 frames where every object has a prompt; there are 2")
+    assert not out.exists()
+
+
+SCHEMA = """
+version: 1
+categories:
+  - {name: cell, color: "#00ff00"}
+  - {name: debris, color: "#ff0000"}
+min_visible_pixels: 12289
+"""
+
+
+@pytest.mark.slow
+def test_track_segments_stores_the_schema_and_uses_it_as_track_does(
+    tmp_path, blob_jpegs, dask_client, checkpoint, test_model
+):
+    from napari_sam2_track.schema import Schema
+
+    prompts = PromptSet.model_validate({
+        "objects": [{"id": 1, "category": "debris"}, {"id": 2}],
+        "prompts": [p.model_dump(mode="json") for p in every(6, 12).prompts],
+    })
+    prompts_file = tmp_path / "prompts.json"
+    prompts_file.write_text(json.dumps(prompts.model_dump(mode="json")))
+    schema_file = tmp_path / "schema.yaml"
+    schema_file.write_text(SCHEMA)
+    out = tmp_path / "segmented.zarr"
+    code = main(["track", str(blob_jpegs), "--prompts", str(prompts_file), "--out", str(out),
+                 "--schema", str(schema_file), "--end", "11", "--segments", "2", "--model",
+                 str(checkpoint), "--image-size", "256", "--device", "cpu", "--quiet",
+                 "--scheduler", dask_client.scheduler_info()["address"]])
+    assert code == 0
+    plain = tmp_path / "plain.zarr"
+    with one_torch_thread():
+        assert main(["track", str(blob_jpegs), "--prompts", str(prompts_file), "--out", str(plain),
+                     "--schema", str(schema_file), "--end", "5", "--model", str(checkpoint),
+                     "--image-size", "256", "--device", "cpu", "--quiet"]) == 0
+    store, ref = ProjectStore.open(out, "r"), ProjectStore.open(plain, "r")
+    assert store.meta["schema"] == ref.meta["schema"]
+    assert store.schema == Schema.load(schema_file)
+    assert [(o.id, o.category) for o in store.objects] == [(1, "debris"), (2, "cell")]
+    assert store.objects == ref.objects
+    colours = "labels/masklets"  # label colours come from the schema's categories
+    assert store.group[colours].attrs["ome"] == ref.group[colours].attrs["ome"]
+    # the workers count a mask as visible with the schema's minimum size, as track does: each
+    # segment's frames equal a track run with that schema from the segment's own keyframes
+    source = open_source(blob_jpegs)
+    for seg in plan_segments(prompts, len(source), 2, end=11):
+        seg_ref = tmp_path / f"ref{seg.index}.zarr"
+        with one_torch_thread():
+            list(track(source, segment_prompts(prompts, seg), seg_ref, model=test_model,
+                       start=seg.start, end=seg.end, schema=Schema.load(schema_file)))
+        assert_same_project(out, seg_ref, frames=range(seg.start, seg.end + 1))
+    rows = np.concatenate([store.table(o)[:12] for o in (1, 2)])
+    present = (rows[:, COL["area"]] > 0) & (rows[:, COL["presence"]] > 0)
+    # masks a default schema would call propagated are absent under this one (too small)
+    assert (present & (rows[:, COL["state"]] == STATE_ABSENT)).any()
+    assert not (rows[:, COL["state"]] == STATE_PROPAGATED).any()
+
+
+def test_track_segments_refuses_a_category_the_schema_lacks_before_starting(
+    tmp_path, blob_jpegs, capsys
+):
+    prompts = PromptSet.model_validate({
+        "objects": [{"id": 1, "category": "nucleus"}, {"id": 2}],
+        "prompts": [p.model_dump(mode="json") for p in every(6, 12).prompts],
+    })
+    prompts_file = tmp_path / "prompts.json"
+    prompts_file.write_text(json.dumps(prompts.model_dump(mode="json")))
+    schema_file = tmp_path / "schema.yaml"
+    schema_file.write_text(SCHEMA)
+    out = tmp_path / "p.zarr"
+    code = main(["track", str(blob_jpegs), "--prompts", str(prompts_file), "--out", str(out),
+                 "--schema", str(schema_file), "--segments", "2", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "object 1 has category 'nucleus', which the schema does not define" in err
     assert not out.exists()

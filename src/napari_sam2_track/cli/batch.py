@@ -90,15 +90,18 @@ def track_segments(args: argparse.Namespace) -> int:
     from ..errors import StoreError
 
     out = Path(args.out)
-    if args.schema:
-        raise StoreError("--schema cannot be combined with --segments; store it with a plain "
-                         "'track' run or in the napari dock first")
     if out.exists() and not (args.resume or args.overwrite):
         raise StoreError(
             f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
         )
+    schema = None
+    if args.schema:  # a bad schema, or a category it lacks, is refused before the cluster starts
+        from ..schema import Schema
+
+        schema = Schema.load(args.schema)
     if args.prompts:  # refuse a bad split before starting a cluster
         from ..distributed import plan_segments
+        from ..project.store import check_object_categories
         from ..prompts import PromptSet
         from ..sources import open_source
 
@@ -106,6 +109,8 @@ def track_segments(args: argparse.Namespace) -> int:
         with open_source(args.video, channel=args.channel, window=args.window) as source:
             prompts.check_video(len(source), source.height, source.width)
             plan_segments(prompts, len(source), args.segments, args.direction, args.start, args.end)
+        if schema is not None:
+            check_object_categories(prompts.objects, schema)
     item = BatchItem(
         video=str(Path(args.video).resolve()),
         prompts=str(Path(args.prompts).resolve()) if args.prompts else None,
@@ -116,6 +121,7 @@ def track_segments(args: argparse.Namespace) -> int:
         channel=args.channel,
         window=tuple(args.window) if args.window else None,
         segments=args.segments,
+        schema=str(Path(args.schema).resolve()) if args.schema else None,
     )
     try:
         summary = run_batch(

@@ -3,12 +3,13 @@
 A manifest is a CSV file (one row per video, a header naming the columns) or a YAML file (a list
 of rows, or a mapping with ``videos:`` and optional ``defaults:`` applied to every row)::
 
-    video,prompts,out,start,end,direction,channel,window_low,window_high,segments
-    videos/a.mp4,prompts/a.json,,,,both,,,,
-    stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,
+    video,prompts,out,start,end,direction,channel,window_low,window_high,segments,schema
+    videos/a.mp4,prompts/a.json,,,,both,,,,,
+    stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,,cells.yaml
 
 Only ``video`` is required. ``prompts`` may be left out when the project already exists (its
-stored prompts are used). ``out`` defaults to ``OUT_DIR/<video name>.zarr``. Relative paths are
+stored prompts are used). ``schema`` is an annotation schema stored in the project as
+``track --schema`` does. ``out`` defaults to ``OUT_DIR/<video name>.zarr``. Relative paths are
 relative to the manifest's folder (``out``: to ``OUT_DIR``). A row with a problem (a bad value,
 two rows writing one project) is kept with its one-line error, so it fails alone in the summary.
 """
@@ -32,7 +33,7 @@ class ManifestError(Sam2TrackError):
 class BatchItem(BaseModel):
     """One video of a batch and its per-video options (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     video: str = Field(min_length=1)
     prompts: str | None = None
@@ -44,6 +45,7 @@ class BatchItem(BaseModel):
     channel: int | None = Field(default=None, ge=0)
     window: tuple[float, float] | None = None
     segments: int | None = Field(default=None, ge=1)
+    schema_: str | None = Field(default=None, alias="schema")
 
     @model_validator(mode="after")
     def _range(self) -> "BatchItem":
@@ -65,7 +67,8 @@ class ManifestRow:
     out: Path | None = None
 
 
-CSV_COLUMNS = set(BatchItem.model_fields) - {"window"} | {"window_low", "window_high"}
+CSV_COLUMNS = {field.alias or name for name, field in BatchItem.model_fields.items()} - {
+    "window"} | {"window_low", "window_high"}
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -124,6 +127,13 @@ def item_from_dict(data: dict[str, Any]) -> BatchItem:
         raise ManifestError(first_validation_problem(exc)) from None
 
 
+def _absolute(path: str | None, base: Path) -> str | None:
+    if not path:
+        return None
+    resolved = Path(path).expanduser()
+    return str(resolved if resolved.is_absolute() else base / resolved)
+
+
 def resolve_rows(
     rows: list[dict[str, Any] | BatchItem], out_dir: str | Path, base_dir: str | Path | None = None
 ) -> list[ManifestRow]:
@@ -140,14 +150,12 @@ def resolve_rows(
             continue
         video = Path(item.video).expanduser()
         video = video if video.is_absolute() else base / video
-        prompts = None
-        if item.prompts:
-            prompts = Path(item.prompts).expanduser()
-            prompts = str(prompts if prompts.is_absolute() else base / prompts)
+        prompts, schema = (_absolute(p, base) for p in (item.prompts, item.schema_))
         name = item.name or video.name.removesuffix(video.suffix) or f"video{i + 1}"
         out = Path(item.out).expanduser() if item.out else Path(f"{name}.zarr")
         out = out if out.is_absolute() else out_dir / out
-        item = item.model_copy(update={"video": str(video), "prompts": prompts, "name": name})
+        item = item.model_copy(update={"video": str(video), "prompts": prompts,
+                                      "schema_": schema, "name": name})
         resolved.append(ManifestRow(i, item.name or label, item, out=out))
     seen: dict[Path, int] = {}
     for row in resolved:

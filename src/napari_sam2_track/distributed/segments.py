@@ -293,8 +293,11 @@ class SegmentedVideo:
         return {"channel": self.item.channel, "window": self.item.window}
 
     def prepare(self) -> None:
-        """Create or open the project, store the prompts, plan the segments, record the run."""
+        """Create or open the project, store the schema and prompts, plan the segments, record
+        the run."""
         from ..pipeline import open_or_create_store
+        from ..project.store import check_object_categories
+        from ..schema import Schema
         from ..sources import open_source
 
         state = "missing" if self.overwrite else project_state(self.out)
@@ -302,6 +305,7 @@ class SegmentedVideo:
             self.skipped = True
             return
         self.resumed = state == "partial"
+        schema = Schema.load(self.item.schema_) if self.item.schema_ else None
         source = open_source(self.item.video, **self.source_options())
         try:
             prompts = PromptSet.load(self.item.prompts) if self.item.prompts else None
@@ -309,6 +313,8 @@ class SegmentedVideo:
                 prompts.check_video(len(source), source.height, source.width)
                 plan_segments(prompts, len(source), self.n_segments, self.item.direction,
                               self.item.start, self.item.end)
+                if schema is not None or not self.resumed:
+                    check_object_categories(prompts.objects, schema or Schema.default())
             store = open_or_create_store(self.out, source, resume=self.resumed,
                                          overwrite=self.overwrite and self.out.exists())
             num_frames = len(source)
@@ -316,14 +322,22 @@ class SegmentedVideo:
             source.close()
         self.store = store  # holds the project's lock (where the store has one) until finish()
         try:
-            self._start_run(store, prompts, num_frames)
+            self._start_run(store, prompts, schema, num_frames)
         except BaseException:
             _close(store)
             self.store = None
             raise
 
-    def _start_run(self, store, prompts: PromptSet | None, num_frames: int) -> None:
+    def _start_run(self, store, prompts: PromptSet | None, schema, num_frames: int) -> None:
+        """As ``track`` does: the schema first (it checks the objects' categories and sets what
+        counts as visible), then the prompts."""
+        from ..project.store import check_object_categories
+
         merge_parts(store)
+        objects = prompts.objects if prompts is not None else store.prompts.objects
+        check_object_categories(objects, schema or store.schema)
+        if schema is not None:
+            store.set_schema(schema)
         if prompts is not None:
             base = Path(self.item.prompts).parent
             masks = {(p.object, p.frame): p.load_mask(base, *store.shape[1:])

@@ -87,6 +87,7 @@ def track_video(
     """
     from ..pipeline import track
     from ..prompts import PromptSet
+    from ..schema import Schema
     from ..sources import open_source
 
     out_path = Path(out)
@@ -101,6 +102,7 @@ def track_video(
         prompts = PromptSet.load(prompts_path) if prompts_path else None
         if prompts is not None:
             prompts.check_video(len(source), source.height, source.width)
+        schema = Schema.load(item["schema_"]) if item.get("schema_") else None
         model = cached_model(spec)
         frames, last_sent, total = 0, 0.0, 0
         for progress in track(
@@ -114,6 +116,7 @@ def track_video(
             resume=state == "partial",
             overwrite=overwrite and out_path.exists(),
             prompts_dir=Path(prompts_path).parent if prompts_path else None,
+            schema=schema,
         ):
             frames, total = progress.computed, progress.total
             now = time.perf_counter()
