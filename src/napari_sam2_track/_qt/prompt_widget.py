@@ -1,6 +1,6 @@
 """Prompt and Propagate dock: the video and project, the model, objects, prompts and propagation.
 
-The dock is five boxes over one :class:`~napari_sam2_track.session.AnnotationSession` (shared
+The dock is six boxes over one :class:`~napari_sam2_track.session.AnnotationSession` (shared
 through the viewer's hub) and the project's layers:
 
 ========================  ========================================================
@@ -14,6 +14,8 @@ Prompts                   the clicks/boxes layers -> ``request_prompt``;
                           ``request_label_mask_prompt``, ``go_to_frame``,
                           ``delete_keyframe``
 Propagate                 ``propagate_iter`` on napari's ``thread_worker``
+Export                    the ``export`` command in a child process, watched by
+                          a ``thread_worker``
 ========================  ========================================================
 
 Each box redraws from the session's events; none calls another. The methods below are the
@@ -30,6 +32,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from ..session import AnnotationSession
 from ._gui_thread import SessionLink
 from ._hub import hub_for, report
+from .export_box import ExportBox
 from .model_box import ModelBox
 from .objects_box import ObjectsBox
 from .project_box import ProjectBox
@@ -64,14 +67,18 @@ class PromptWidget(QWidget):
         self.objects_box = ObjectsBox(self.hub, self._error)
         self.prompts_box = PromptsBox(self.hub, self.layers, self._error)
         self.propagate_box = PropagateBox(self.hub, self._error)
+        self.export_box = ExportBox(self.hub, self._error, before_export=self.layers.flush_edits)
         layout = QVBoxLayout(self)
-        for box in (self.project_box, self.model_box, self.objects_box, self.prompts_box, self.propagate_box):
+        for box in (self.project_box, self.model_box, self.objects_box, self.prompts_box, self.propagate_box,
+                    self.export_box):
             layout.addWidget(box)
         layout.addStretch(1)
         self._link = SessionLink()
         self.hub.session_changed.connect(self._on_session_changed)
         # Closing the viewer during a run stops the run within one frame.
         self.destroyed.connect(lambda *_, box=self.propagate_box: box.worker and box.worker.quit())
+        # ... and stops an export (nothing is left at its output)
+        self.destroyed.connect(lambda *_, box=self.export_box: box.worker and box.worker.quit())
         if self.hub.session is not None:
             self._on_session_changed(self.hub.session)
 
@@ -169,6 +176,13 @@ class PromptWidget(QWidget):
 
     def cancel(self) -> None:
         self.propagate_box.cancel()
+
+    def export(self, fmt: str | None = None, out: str | Path | None = None, *,
+               approved_only: bool | None = None, overwrite: bool | None = None):
+        return self.export_box.export(fmt, out, approved_only=approved_only, overwrite=overwrite)
+
+    def cancel_export(self) -> None:
+        self.export_box.cancel()
 
     def flush_edits(self) -> None:
         self.layers.flush_edits()
