@@ -21,6 +21,7 @@ from napari_sam2_track.distributed.manifest import ManifestError
 from napari_sam2_track.distributed.models import loads_in_this_process
 from napari_sam2_track.pipeline import track
 from napari_sam2_track.project import STATE_NOT_RUN, ProjectStore
+from napari_sam2_track.project.lock import LOCK_NAME, read_holder
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.sources import open_source
 
@@ -98,6 +99,8 @@ def test_a_killed_worker_does_not_stop_the_batch_and_the_project_is_resumed(
         time.sleep(0.05)
     busy = [w for w, keys in dask_client.processing().items() if keys]
     assert _frames_done(out) < 12 and busy, "the task ended before it could be interrupted"
+    holder = read_holder(out)  # the writer's lock names its dask worker and scheduler
+    assert holder.worker == busy[0] and holder.scheduler == dask_client.scheduler.address
     pid = dask_client.run(os.getpid, workers=busy)[busy[0]]
     os.kill(pid, signal.SIGKILL)
     runner.join(timeout=300)
@@ -199,3 +202,86 @@ def test_the_local_example_script_runs_a_manifest(tmp_path, videos, checkpoint):
     assert summary["counts"] == {"completed": 1}
     assert ProjectStore.open(tmp_path / "out" / f"{folders[1].name}.zarr", "r").meta["runs"][-1][
         "status"] == "completed"
+
+
+def interrupted_project(out, folder, prompts, test_model, frames: int = 2):
+    """A project whose run stopped after ``frames`` frames, as a killed writer leaves it."""
+    cancel = threading.Event()
+    with one_torch_thread():
+        for progress in track(open_source(folder), PromptSet.load(prompts), out, model=test_model,
+                              cancel=cancel):
+            if progress.computed >= frames:
+                cancel.set()
+    assert ProjectStore.open(out, "r").meta["runs"][-1]["status"] != "completed"
+
+
+def lock_from_another_host(out, worker: str, scheduler: str) -> str:
+    """The lock a dask task on another machine leaves when its worker is killed there."""
+    text = json.dumps({"host": "gpu-node-7.invalid", "pid": 4242, "started": "2026-11-25T08:00:00",
+                       "command": "dask worker", "process_start": 1.0, "worker": worker,
+                       "scheduler": scheduler})
+    (out / LOCK_NAME).write_text(text)
+    return text
+
+
+@pytest.mark.slow
+def test_a_lock_left_by_a_worker_lost_on_another_host_is_handed_over_to_the_retry(
+    tmp_path, videos, dask_client, model_spec, test_model
+):
+    import shutil
+
+    folders, prompts = videos
+    split = tmp_path / "split.json"  # both objects prompted on frames 0 and 3: two segments
+    split.write_text(json.dumps({"objects": [{"id": 1}, {"id": 2}], "prompts": [
+        {"object": o, "frame": t, "box": [20 * o, 20, 20 * o + 30, 60]}
+        for o in (1, 2) for t in (0, 3)]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    interrupted_project(out / "lost.zarr", folders[2], prompts, test_model)
+    for name in ("alive.zarr", "other_cluster.zarr"):
+        shutil.copytree(out / "lost.zarr", out / name)
+    interrupted_project(out / "lost_segmented.zarr", folders[2], split, test_model)
+    scheduler = dask_client.scheduler.address
+    gone = "tcp://10.255.0.7:39001"  # a worker this scheduler does not list (any more)
+    alive = sorted(dask_client.scheduler_info()["workers"])[0]
+    locks = {
+        "lost.zarr": lock_from_another_host(out / "lost.zarr", gone, scheduler),
+        "alive.zarr": lock_from_another_host(out / "alive.zarr", alive, scheduler),
+        "other_cluster.zarr": lock_from_another_host(out / "other_cluster.zarr", gone,
+                                                     "tcp://10.255.0.1:8786"),
+        "lost_segmented.zarr": lock_from_another_host(out / "lost_segmented.zarr", gone, scheduler),
+    }
+    rows = [{"video": str(folders[2]), "prompts": str(prompts), "out": name}
+            for name in ("lost.zarr", "alive.zarr", "other_cluster.zarr")]
+    rows.append({"video": str(folders[2]), "prompts": str(split), "out": "lost_segmented.zarr",
+                 "segments": 2})
+    summary = run_batch(rows, out, model=model_spec, client=dask_client, progress=False)
+    lost, live, other, segmented = summary.rows
+    # a lost worker's lock is taken over: the project is resumed as after a local crash
+    for row in (lost, segmented):
+        assert row["status"] == "resumed", summary.table()
+        assert "dask worker tcp://10.255.0.7:39001" in row["took_over_lock"]
+        assert read_holder(row["out"]) is None
+        assert ProjectStore.open(row["out"], "r").meta["runs"][-1]["status"] == "completed"
+    assert segmented["segments"] == 2
+    assert_same_project(lost["out"], reference(tmp_path, folders[2], prompts, test_model)[0])
+    # a live worker's lock, or one from another cluster, is respected with the one-line error
+    for row, name in ((live, "alive.zarr"), (other, "other_cluster.zarr")):
+        assert row["status"] == "failed" and "took_over_lock" not in row
+        assert row["error"].startswith(f"{out / name} is being written by PID 4242 on "
+                                       "gpu-node-7.invalid (dask worker tcp://")
+        assert "\n" not in row["error"]
+        assert (out / name / LOCK_NAME).read_text() == locks[name]
+    assert alive in live["error"]
+
+
+def test_lost_worker_needs_the_same_scheduler_and_an_unlisted_worker():
+    from napari_sam2_track.distributed.handover import lost_worker
+    from napari_sam2_track.project.lock import LockHolder
+
+    holder = LockHolder("node7", 42, "?", "dask worker", None, "tcp://a:1", "tcp://s:8786")
+    assert lost_worker(holder, {"tcp://s:8786"}, {"tcp://b:1"})
+    assert not lost_worker(holder, {"tcp://s:8786"}, {"tcp://a:1", "tcp://b:1"})
+    assert not lost_worker(holder, {"tcp://other:8786"}, {"tcp://b:1"})
+    plain = LockHolder("node7", 42, "?", "track")  # not a dask writer: never handed over
+    assert not lost_worker(plain, {"tcp://s:8786"}, set())

@@ -145,3 +145,34 @@ def test_explicit_lock_context(project, holder):
     with pytest.warns(StaleLockWarning), ProjectLock(project, command="napari") as lock:
         assert lock.held and read_holder(project).command == "napari"
     assert not (project / LOCK_NAME).exists()
+
+
+def test_a_lock_taken_outside_dask_names_no_worker_and_a_dask_holder_is_read_back(project):
+    from napari_sam2_track.project.lock import LockHolder
+
+    with ProjectStore.open(project):
+        data = json.loads((project / LOCK_NAME).read_text())
+        assert "worker" not in data and "scheduler" not in data
+        assert read_holder(project).worker is None
+    holder = LockHolder("node7", 4242, "2026-11-25T08:00:00", "dask worker", 1.0,
+                        "tcp://10.0.0.7:39001", "tcp://10.0.0.1:8786")
+    (project / LOCK_NAME).write_text(json.dumps(holder.as_json()))
+    assert read_holder(project) == holder
+    assert "PID 4242 on node7 (dask worker tcp://10.0.0.7:39001, 'dask worker'" in holder.describe()
+
+
+def test_take_over_removes_only_the_lock_it_was_told_about(project):
+    from napari_sam2_track.project.lock import LockHolder, take_over
+
+    gone = LockHolder("node7", 4242, "?", "dask worker", None, "tcp://10.0.0.7:1", "tcp://s:1")
+    (project / LOCK_NAME).write_text(json.dumps(gone.as_json()))
+    with pytest.raises(ProjectLockedError, match="PID 4242 on node7"):  # another host: respected
+        ProjectStore.open(project)
+    newer = LockHolder("node8", 77, "?", "dask worker", None, "tcp://10.0.0.8:1", "tcp://s:1")
+    assert not take_over(project, newer, "not the holder")
+    assert read_holder(project) == gone
+    with pytest.warns(StaleLockWarning, match="is gone \\(worker left\\)"):
+        assert take_over(project, gone, "worker left")
+    assert read_holder(project) is None
+    with ProjectStore.open(project) as store:
+        assert store.locked

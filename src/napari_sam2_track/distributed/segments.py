@@ -288,13 +288,15 @@ class SegmentedVideo:
         self.skipped = False
         self.attempts: dict[int, int] = {}
         self.error: str | None = None
+        self.took_over = None  # the holder of a lock taken from a worker that left the cluster
 
     def source_options(self) -> dict:
         return {"channel": self.item.channel, "window": self.item.window}
 
-    def prepare(self) -> None:
+    def prepare(self, client=None) -> None:
         """Create or open the project, store the schema and prompts, plan the segments, record
-        the run."""
+        the run. With ``client``, a lock left by a dask worker that has left the cluster is
+        taken over first (see :mod:`.handover`)."""
         from ..pipeline import open_or_create_store
         from ..project.store import check_object_categories
         from ..schema import Schema
@@ -305,6 +307,10 @@ class SegmentedVideo:
             self.skipped = True
             return
         self.resumed = state == "partial"
+        if client is not None and self.out.exists():
+            from .handover import take_over_from_lost_worker
+
+            self.took_over = take_over_from_lost_worker(self.out, client)
         schema = Schema.load(self.item.schema_) if self.item.schema_ else None
         source = open_source(self.item.video, **self.source_options())
         try:
@@ -361,7 +367,7 @@ class SegmentedVideo:
 
     def submit(self, client) -> dict:
         """Prepare the run and submit its segment tasks: ``{future: segment index}``."""
-        self.prepare()
+        self.prepare(client)
         if self.skipped:
             return {}
         return {self.submit_segment(client, s.index): s.index for s in self.segments}
@@ -396,7 +402,7 @@ class SegmentedVideo:
         seconds = time.perf_counter() - self.started
         return result_row(self.index, self.out, "resumed" if self.resumed else "completed",
                           frames=frames, seconds=seconds, fps=frames / seconds if seconds else 0.0,
-                          segments=len(self.segments))
+                          segments=len(self.segments), **self._notes())
 
     def failed(self, error: str) -> dict:
         """Close the run as failed, keeping what the segments wrote (a later run resumes it)."""
@@ -405,7 +411,10 @@ class SegmentedVideo:
             self.store.end_run(self.run_id, "failed", frames=0)
             _close(self.store)
         return result_row(self.index, self.out, "failed", error=error,
-                          seconds=time.perf_counter() - self.started)
+                          seconds=time.perf_counter() - self.started, **self._notes())
+
+    def _notes(self) -> dict:
+        return {"took_over_lock": self.took_over.describe()} if self.took_over else {}
 
 
 def _close(store) -> None:

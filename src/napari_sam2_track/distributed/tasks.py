@@ -83,7 +83,8 @@ def track_video(
     """Track one manifest row (``item``: a :class:`~.manifest.BatchItem` as a dict) into ``out``.
 
     Returns a summary row: ``status`` is ``completed``, ``resumed`` (completed after an
-    interrupted attempt), ``skipped`` (already complete) or ``failed`` (with ``error``).
+    interrupted attempt), ``skipped`` (already complete) or ``failed`` (with ``error``);
+    ``took_over_lock`` names the holder of a lock taken from a worker that left the cluster.
     """
     from ..pipeline import track
     from ..prompts import PromptSet
@@ -95,6 +96,13 @@ def track_video(
     state = "missing" if overwrite else project_state(out_path)
     if state == "completed":
         return result_row(index, out_path, "skipped")
+    notes = {}
+    if out_path.exists():  # a lock left by a worker that died, on whichever host: hand it over
+        from .handover import take_over_from_lost_worker
+
+        lost = take_over_from_lost_worker(out_path)
+        if lost is not None:
+            notes["took_over_lock"] = lost.describe()
     source = None
     try:
         source = open_source(item["video"], channel=item.get("channel"), window=item.get("window"))
@@ -126,7 +134,7 @@ def track_video(
         report(topic, {"index": index, "done": frames, "total": total})
     except Sam2TrackError as exc:
         return result_row(index, out_path, "failed", error=str(exc).splitlines()[0],
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, **notes)
     finally:
         if source is not None:
             source.close()
@@ -138,4 +146,5 @@ def track_video(
         frames=frames,
         seconds=seconds,
         fps=frames / seconds if seconds > 0 else 0.0,
+        **notes,
     )

@@ -5,7 +5,11 @@ process start time, lock time and command. It is created atomically (written und
 name, then hard-linked into place, which fails if a lock exists), removed on release, and
 released at interpreter exit. A lock whose holder is gone (same host, PID not running or reused
 by another process) is stale: the next writer takes it over and says so. A lock held on another
-host cannot be checked and is always respected.
+host cannot be checked and is respected.
+
+A writer running as a dask task also records its dask worker and that worker's scheduler. When a
+worker on another host dies, its scheduler stops listing it; the batch and segment runs of
+:mod:`napari_sam2_track.distributed` then hand its lock over to the retry (:func:`take_over`).
 
 Inside one process the lock is re-entrant: the napari session, its propagation worker and a
 labels layer saving into the same project share the process's hold (counted; the file goes away
@@ -61,6 +65,21 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
+def _dask_worker() -> tuple[str | None, str | None]:
+    """(worker address, scheduler address) when called from a dask task, else (None, None).
+
+    Only looks if dask.distributed is already imported: a plain ``track`` never imports it.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None, None
+    try:
+        worker = distributed.get_worker()
+        return str(worker.address), str(worker.scheduler.address)
+    except Exception:  # noqa: BLE001 - not inside a task, or a worker without a scheduler yet
+        return None, None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -74,17 +93,30 @@ class LockHolder:
     started: str  # when the lock was taken (ISO 8601 UTC)
     command: str
     process_start: float | None = None
+    worker: str | None = None  # address of the dask worker the writer runs in, if any
+    scheduler: str | None = None  # that worker's scheduler
 
     @classmethod
     def current(cls, command: str | None = None) -> "LockHolder":
         if command is None:
             command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "python"
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, _now(), command, _process_start(pid))
+        worker, scheduler = _dask_worker()
+        return cls(socket.gethostname(), pid, _now(), command, _process_start(pid), worker,
+                   scheduler)
+
+    def as_json(self) -> dict:
+        """The lock file's content (the dask fields only for a writer in a dask task)."""
+        data = asdict(self)
+        for key in ("worker", "scheduler"):
+            if data[key] is None:
+                del data[key]
+        return data
 
     def describe(self) -> str:
         command = self.command if len(self.command) <= 80 else self.command[:77] + "..."
-        return f"PID {self.pid} on {self.host} ({command!r}, since {self.started})"
+        worker = f"dask worker {self.worker}, " if self.worker else ""
+        return f"PID {self.pid} on {self.host} ({worker}{command!r}, since {self.started})"
 
     def is_alive(self) -> bool:
         """False only when the holder is provably gone (same host, PID not running or reused)."""
@@ -125,6 +157,8 @@ def read_holder(project: str | Path) -> LockHolder | None:
             started=str(data.get("started", "?")),
             command=str(data.get("command", "?")),
             process_start=data.get("process_start"),
+            worker=data.get("worker"),
+            scheduler=data.get("scheduler"),
         )
     except FileNotFoundError:
         return None
@@ -184,7 +218,7 @@ class ProjectLock:
 
     def _create(self) -> None:
         me = LockHolder.current(self.command)
-        data = json.dumps(asdict(me), indent=1).encode()
+        data = json.dumps(me.as_json(), indent=1).encode()
         for _attempt in range(20):
             try:
                 if self._link_new(data):
@@ -316,6 +350,23 @@ class ProjectLock:
 
 
 _live_locks: "set[ProjectLock]" = set()  # released at interpreter exit
+
+
+def take_over(project: str | Path, holder: LockHolder, reason: str) -> bool:
+    """Remove the lock of ``project`` if it still names ``holder``, whom the caller knows to be
+    gone (``reason`` says how); the next writer then takes the lock as usual.
+
+    For holders this module cannot check itself (another host): the distributed runs call it for
+    a dask worker that its scheduler no longer lists. Returns whether the lock was removed.
+    """
+    if not ProjectLock(project)._remove_if_unchanged(holder):
+        return False
+    warnings.warn(
+        f"took over the lock of {project}: {holder.describe()} is gone ({reason})",
+        StaleLockWarning,
+        stacklevel=2,
+    )
+    return True
 
 
 @atexit.register
