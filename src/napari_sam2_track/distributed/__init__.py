@@ -9,6 +9,7 @@ See ``docs/distributed.md``. The rest of the package imports and runs without da
 from __future__ import annotations
 
 from .batch import BatchSummary, run_batch
+from .handover import take_over_from_lost_worker
 from .manifest import BatchItem, ManifestError, load_manifest
 from .models import ModelSpec, PreloadModel, cached_model
 from .segments import Segment, plan_segments, split_points
@@ -25,4 +26,5 @@ __all__ = [
     "plan_segments",
     "run_batch",
     "split_points",
+    "take_over_from_lost_worker",
 ]
