@@ -242,3 +242,70 @@ def test_crops_of_the_chosen_masklet(dock, qtbot):
     mask[30:38, 30:38] = True
     crop = crop_around(np.zeros((H, W, 3), np.uint8), mask, size=96)
     assert max(crop.shape[:2]) == 96 and (crop == OUTLINE).all(axis=2).any()
+
+
+def test_correction_from_a_flagged_frame_with_undo(make_napari_viewer, qtbot, tmp_path, test_model):
+    """A click on the Prompt dock's layer on a flagged frame re-propagates the object's segment
+    on a worker while the GUI keeps beating; the dock outlines it; Undo restores it exactly."""
+    from test_heartbeat import LIMIT, heartbeat
+    from test_prompt_widget import _click, _docks, _viewer_with_cells
+    from test_review_segments import chunk_files, frame_files
+
+    from napari_sam2_track.samples import first_frame_prompts, make_cells
+
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, prompt_dock = _docks(viewer)
+    prompt_dock.set_model(test_model)
+    session = prompt_dock.open_project(tmp_path / "cells.zarr")
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review")
+    n = session.num_frames
+    x, y = first_frame_prompts(make_cells(n_frames=n, size=(96, 96)))[1]
+    a, b = prompt_dock.add_object("a"), prompt_dock.add_object("b")
+    for obj, frame in ((a, 0), (a, n - 1), (b, 0)):
+        prompt_dock.select_object(obj.id)
+        viewer.dims.set_current_step(0, frame)
+        _click(prompt_dock.points_layer, frame, y if obj is a else 10, x if obj is a else 10)
+    qtbot.waitUntil(lambda: session.wait_idle(0), timeout=120_000)
+    assert prompt_dock.propagate("forward") is not None
+    qtbot.waitUntil(lambda: not prompt_dock.running, timeout=300_000)
+    qtbot.waitUntil(lambda: review.data is not None and not review.loading
+                    and review.data.track(a.id).frames_present > 0, timeout=30_000)
+    assert review.correct_box.auto_check.isChecked() and session.auto_correct
+
+    review.select_object(a.id)
+    flagged = [f for f in review.track.flag_frames() if 0 < f < n - 1] or [n // 2]
+    frame = flagged[0]
+    review.go_to_frame(frame)
+    before = chunk_files(session.store)
+    tables = {o: session.store.table(o).copy() for o in (a.id, b.id)}
+    _click(prompt_dock.points_layer, frame, y + 4, x + 4)  # a click on the flagged frame
+    with heartbeat() as gaps:
+        with qtbot.waitSignal(review.correct_box.corrected, timeout=300_000) as done:
+            pass
+        qtbot.waitUntil(lambda: review.correct_box.undo_button.isEnabled(), timeout=30_000)
+    correction = done.args[0]
+    assert (correction.object, correction.frame, correction.start, correction.end) == (a.id, frame, 1, n - 2)
+    print(f"\ncorrection: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats")
+    assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
+    assert review.timeline.segment == (a.id, 1, n - 2, False)
+    assert review.timeline.segment_rect() is not None
+    assert "re-propagated" in review.correct_box.status_label.text()
+    after = chunk_files(session.store)
+    for t in (0, n - 1):  # outside the segment: byte-identical
+        assert frame_files(after, a.id, t) == frame_files(before, a.id, t) != {}
+        assert frame_files(after, None, t) == frame_files(before, None, t)
+        assert session.store.table(a.id)[t].tobytes() == tables[a.id][t].tobytes()
+    assert session.store.table(b.id).tobytes() == tables[b.id].tobytes()
+    assert any(frame_files(after, a.id, t) != frame_files(before, a.id, t) for t in range(1, n - 1))
+
+    assert review.correct_box.undo_button.isEnabled()
+    with qtbot.waitSignal(review.correct_box.corrected, timeout=120_000) as undone:
+        review.correct_box.undo_button.click()
+    assert undone.args[0].undone
+    assert chunk_files(session.store) == before  # undo: byte-identical
+    for o in (a.id, b.id):
+        assert session.store.table(o).tobytes() == tables[o].tobytes()
+    assert session.keyframes(a.id) == [0, n - 1]
+    qtbot.waitUntil(lambda: not review.loading and review.track.undo is None, timeout=30_000)
+    assert not review.correct_box.undo_button.isEnabled()

@@ -17,6 +17,7 @@ from ..prompts import ObjectSpec
 from ..review import Flag, Masklet, ReviewState, read_review
 from ..review.analytics import report, report_rows
 from ..review.flags import ReviewReport, find_flags
+from ..review.segments import segment_snapshot
 
 #: Flags that mark where to look, not a likely error: not used to pick an object's worst frame.
 MARKER_KINDS = ("span_start", "span_end", "unreviewed")
@@ -36,6 +37,7 @@ class ObjectTrack:
     approved: list[tuple[int, int]]
     rejected: list[tuple[int, int]]
     invalidated: list[str] = field(default_factory=list)  # "a-b: the change that ended it"
+    undo: tuple[int, int] | None = None  # frames an undo of the last correction restores
 
     @property
     def id(self) -> int:
@@ -168,6 +170,7 @@ def load_review_data(store: ProjectStore) -> ReviewData:
             approved=state.ranges(obj, "satisfactory"),
             rejected=state.ranges(obj, "unsatisfactory"),
             invalidated=_invalidated(state, obj),
+            undo=segment_snapshot(store, obj),
         ))
     for track in tracks:
         track.flag_ranges  # computed here, off the GUI thread

@@ -5,7 +5,9 @@ viewer's hub). The project is read by :func:`.review_data.load_review_data` on n
 ``thread_worker``; the GUI thread only draws the result. It is read again when the session
 says labels, objects, keyframes or a run changed (not during a run: once it has finished).
 
-Keys (on the viewer): ``.`` next flag, ``,`` previous flag of the selected object.
+Corrections (a prompt on a tracked frame re-propagates one segment; Undo) are in
+:mod:`.review_correct`. Keys (on the viewer): ``.`` next flag, ``,`` previous flag of the
+selected object.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..review import qc
-from ..review.analytics import log_event
 from ._gui_thread import SessionLink
 from ._hub import hub_for, report
+from .review_correct import CorrectBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
 from .review_timeline import ReviewTimeline
@@ -128,6 +130,12 @@ class ReviewWidget(QWidget):
         flags.addWidget(self.next_flag_button)
         layout.addLayout(flags)
 
+        self.correct_box = CorrectBox(self._error)
+        self.correct_box.segment_changed.connect(
+            lambda obj, a, b, running: self.timeline.set_segment(None if obj < 0 else obj, a, b, running))
+        self.correct_box.corrected.connect(lambda *_: self.schedule_refresh())
+        layout.addWidget(self.correct_box)
+
         box = QGroupBox("QC")
         form = QFormLayout(box)
         self.masklet_combo = QComboBox()
@@ -205,6 +213,7 @@ class ReviewWidget(QWidget):
 
     def _on_session_changed(self, session) -> None:
         self._link.disconnect_all()
+        self.correct_box.attach(session)
         self.data = None
         self.selected = None
         if session is None:
@@ -290,6 +299,11 @@ class ReviewWidget(QWidget):
         self.queue_label.setText(f"{len(data.queue)} to correct")
         self.timeline.set_current_frame(self.current_frame)
         self.timeline.set_selected(self.selected)
+        self._update_undo()
+
+    def _update_undo(self) -> None:
+        track = self.track
+        self.correct_box.set_selected(self.selected, track.undo if track is not None else None)
 
     def _fill_table(self) -> None:
         table = self.table
@@ -349,10 +363,17 @@ class ReviewWidget(QWidget):
         token = self._crops_token
         worker = thread_worker(masklet_crops, start_thread=False)(
             session.source, session.store, *masklet, count=self.samples_spin.value())
-        worker.returned.connect(lambda crops: token == self._crops_token and self.crops.set_crops(crops))
+        worker.returned.connect(lambda crops: self._show_crops(token, crops))
         worker.errored.connect(self._error)
         self._crops_worker = worker
         worker.start()
+
+    def _show_crops(self, token: int, crops: list) -> None:
+        try:
+            if token == self._crops_token:
+                self.crops.set_crops(crops)
+        except RuntimeError:  # the dock was closed while the crops were read
+            pass
 
     def _choose_masklet_at(self, frame: int) -> None:
         for i in range(self.masklet_combo.count()):
@@ -407,6 +428,7 @@ class ReviewWidget(QWidget):
         self.timeline.set_selected(obj_id)
         self._highlight_row()
         self._fill_masklets()
+        self._update_undo()
 
     def select_object(self, obj_id: int) -> None:
         """Select ``obj_id`` and show its worst flagged frame (else its first frame)."""
@@ -471,12 +493,8 @@ class ReviewWidget(QWidget):
         comment = self.comment_edit.text()
         store = session.store
 
-        def record():
-            decision = qc.decide(store, obj, a, b, status, reviewer=reviewer, comment=comment)
-            log_event(store, "review", annotator=decision.reviewer, object=obj, frames=(a, b), status=status)
-            return decision
-
-        worker = thread_worker(record, start_thread=False)()
+        worker = thread_worker(qc.decide, start_thread=False)(
+            store, obj, a, b, status, reviewer=reviewer, comment=comment)  # logs the review event
         worker.returned.connect(lambda _d: (self.comment_edit.clear(), self.refresh()))
         worker.errored.connect(self._error)
         self._decision_worker = worker
@@ -503,4 +521,5 @@ class ReviewWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self._link.disconnect_all()
+        self.correct_box.detach()
         super().closeEvent(event)

@@ -3,7 +3,8 @@
 Each row shows, from top to bottom: flags (red ticks), keyframes (yellow) and hand-edited
 frames (blue), the presence strip (the presence logit: green where the object is in a presence
 span, darker as the logit nears 0; grey where absent; black where never run), and the QC band
-(green approved, orange rejected). A column covers ``num_frames / width`` frames and shows the
+(green approved, orange rejected). The segment of the last correction is outlined (magenta
+while it is re-propagated, then white). A column covers ``num_frames / width`` frames and shows the
 worst of them (lowest logit, any flag), so drawing costs the same for 100 or 100,000 frames.
 """
 
@@ -68,6 +69,7 @@ class ReviewTimeline(QWidget):
         self.data: ReviewData | None = None
         self.current_frame = 0
         self.selected: int | None = None
+        self.segment: tuple[int, int, int, bool] | None = None  # (object, start, end, running)
         self._cache: tuple[int, int, QImage] | None = None
         self.setMinimumHeight(ROW_HEIGHT * 2)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -90,6 +92,26 @@ class ReviewTimeline(QWidget):
         if obj_id != self.selected:
             self.selected = obj_id
             self.update()
+
+    def set_segment(self, obj_id: int | None, start: int = 0, end: int = 0, running: bool = False) -> None:
+        """Outline frames ``start..end`` of ``obj_id``'s row (``None``: no outline)."""
+        segment = None if obj_id is None else (int(obj_id), int(start), int(end), bool(running))
+        if segment != self.segment:
+            self.segment = segment
+            self.update()
+
+    def segment_rect(self) -> QRect | None:
+        """Where the segment outline is drawn (``None`` when there is none to draw)."""
+        if self.segment is None or self.data is None:
+            return None
+        obj, start, end, _ = self.segment
+        row = next((i for i, t in enumerate(self.data.tracks) if t.id == obj), None)
+        if row is None:
+            return None
+        n = max(self.data.num_frames, 1)
+        x0 = LABEL_WIDTH + int(start * self.plot_width / n)
+        x1 = LABEL_WIDTH + int((end + 1) * self.plot_width / n) - 1
+        return QRect(x0, row * ROW_HEIGHT, max(x1 - x0, 1), ROW_HEIGHT - 1)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
         return QSize(400, self.height())
@@ -179,6 +201,10 @@ class ReviewTimeline(QWidget):
             if track.id == self.selected:
                 painter.fillRect(rect, QColor(70, 90, 140))
             painter.drawText(rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, str(track.id))
+        rect = self.segment_rect()
+        if rect is not None:
+            painter.setPen(QPen(QColor(255, 0, 255) if self.segment[3] else QColor(255, 255, 255), 2))
+            painter.drawRect(rect)
         painter.setPen(QPen(QColor(255, 255, 255), 1))
         x = self.x_of(self.current_frame)
         painter.drawLine(x, 0, x, self.height())

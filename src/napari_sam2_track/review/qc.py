@@ -44,8 +44,13 @@ def decide(
     *,
     reviewer: str | None = None,
     comment: str = "",
+    log: bool = True,
 ) -> QCDecision:
-    """Record a decision on object ``obj_id`` over frames ``start..end``; durable on return."""
+    """Record a decision on object ``obj_id`` over frames ``start..end``; durable on return.
+
+    With ``log`` a ``review`` event is appended to the interaction log as well (the reviewer
+    is its annotator), so decisions from the docks, scripts and the CLI all count in reports.
+    """
     store = _store(project)
     n = store.num_frames
     if obj_id not in store.object_ids():
@@ -61,6 +66,10 @@ def decide(
     decision = QCDecision(object=obj_id, start=start, end=end, status=status, reviewer=reviewer,
                           time=now_iso(), comment=" ".join(comment.split()))
     append_records(log_dir(store) / DECISIONS_LOG, [decision.model_dump(mode="json")])
+    if log:
+        from .analytics import log_event
+
+        log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status)
     return decision
 
 

@@ -4,11 +4,13 @@ between napari prompt layers and prompts. Nothing here imports Qt."""
 from __future__ import annotations
 
 from .core import AnnotationSession
+from .corrections import Correction
 from .events import KeyframePrompt, RunFinished, RunStarted, SessionEvents
 from .labels import StoreLabelsArray, check_layer_shape, default_store_path
 
 __all__ = [
     "AnnotationSession",
+    "Correction",
     "KeyframePrompt",
     "RunFinished",
     "RunStarted",

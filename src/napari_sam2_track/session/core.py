@@ -41,7 +41,9 @@ import numpy as np
 from ..errors import ModelError, PromptError, StoreError
 from ..project import STATE_PROMPTED, ProjectStore
 from ..prompts import Prompt
+from .activity import ActivityLog
 from .compute import ComputeThread
+from .corrections import CorrectionsMixin, keyframe_prompt
 from .events import Box, Click, KeyframePrompt, PromptKey, SessionEvents
 from .labels import StoreLabelsArray, default_store_path
 from .objects import ObjectsMixin
@@ -56,7 +58,7 @@ def _finished(result: Any) -> Future:
     return future
 
 
-class AnnotationSession(ObjectsMixin):
+class AnnotationSession(ObjectsMixin, CorrectionsMixin):
     """Objects, keyframe prompts, propagation and edits of one video's project.
 
     Args:
@@ -91,11 +93,10 @@ class AnnotationSession(ObjectsMixin):
         self._prompts: dict[PromptKey, KeyframePrompt] = {}  # as last requested
         self._versions: dict[PromptKey, int] = {}
         for p in store.prompts.prompts:
-            self._prompts[(p.object, p.frame)] = KeyframePrompt(
-                clicks=tuple((float(x), float(y), int(v)) for (x, y), v in zip(p.points, p.labels)),
-                box=None if p.box is None else tuple(float(b) for b in p.box),
-                mask=p.mask is not None,
-            )
+            self._prompts[(p.object, p.frame)] = keyframe_prompt(p)
+        self._init_corrections()
+        #: the interaction log of this session (``review/events.jsonl``; see :mod:`.activity`)
+        self.activity = ActivityLog(store, on_error=self._on_compute_error)
         self._compute = ComputeThread(self._on_compute_error, self.events.busy_changed.emit)
         ids = store.object_ids()
         self.active_id: int | None = ids[0] if ids else None
@@ -214,6 +215,7 @@ class AnnotationSession(ObjectsMixin):
         changed = frame != self._current_frame
         self._current_frame = frame
         if changed:
+            self.activity.log("navigate", frames=(frame, frame))
             self.events.current_frame_changed.emit(frame)
         if self.prefetch_enabled and self.has_model and not self.running and not self._closed:
             self._compute.prefetch(lambda: self._prefetch(frame))
@@ -281,10 +283,15 @@ class AnnotationSession(ObjectsMixin):
         (``prompts_changed``); its mask is computed on the compute thread, written to the
         project (state ``prompted``) and announced with ``labels_changed``. The returned future
         gives the mask, or ``None`` when a newer prompt replaced this one first. With neither
-        clicks nor box the keyframe is deleted.
+        clicks nor box the keyframe is deleted. With ``auto_correct`` on, a prompt on a frame a
+        propagation produced also re-propagates its segment (:mod:`.corrections`).
         """
+        return self._request_prompt(frame, clicks, box, obj_id)
+
+    def _request_prompt(self, frame: int, clicks: list[Click] | None, box: Box | None,
+                        obj_id: int | None, correct: bool | None = None, done: Future | None = None) -> Future:
         obj_id = self._obj(obj_id)
-        self._ensure_idle("change prompts")
+        self._ensure_idle("change prompts", prompts=True)
         self._check_frame(frame)
         clicks = [(float(x), float(y), int(v)) for x, y, v in (clicks or [])]
         if not clicks and box is None:
@@ -300,13 +307,25 @@ class AnnotationSession(ObjectsMixin):
         prompt.check_frame(len(self.source), self.source.height, self.source.width)
         self._require_model()
         state = KeyframePrompt(clicks=tuple(clicks), box=prompt.box, computed=False)
+        self._log_prompt(obj_id, frame, clicks, prompt.box)
 
         def compute(tracker):
             return tracker.add_points(
                 obj_id, frame, points=prompt.points or None, labels=prompt.labels or None, box=prompt.box
             )
 
-        return self._enqueue((obj_id, frame), state, compute, prompt, None)
+        return self._enqueue((obj_id, frame), state, compute, prompt, None, correct, done)
+
+    def _log_prompt(self, obj_id: int, frame: int, clicks: list[Click], box: Box | None) -> None:
+        """Log the clicks ``clicks`` adds to the object's prompt on ``frame``, and a new box."""
+        old = list(self.clicks(obj_id, frame))
+        for click in clicks:
+            if click in old:
+                old.remove(click)
+            else:
+                self.activity.log("click", object=obj_id, frames=(frame, frame), positive=bool(click[2]))
+        if box is not None and box != self.box(obj_id, frame):
+            self.activity.log("box", object=obj_id, frames=(frame, frame))
 
     def request_click(
         self, frame: int, x: float, y: float, positive: bool = True, obj_id: int | None = None
@@ -327,7 +346,7 @@ class AnnotationSession(ObjectsMixin):
         """Make the object's pixels on ``frame`` (from ``labels2d`` or the project) its mask
         prompt there (see :meth:`request_prompt`)."""
         obj_id = self._obj(obj_id)
-        self._ensure_idle("change prompts")
+        self._ensure_idle("change prompts", prompts=True)
         self._check_frame(frame)
         labels2d = np.asarray(self.store.labels[frame] if labels2d is None else labels2d)
         if labels2d.shape != (self.source.height, self.source.width):
@@ -342,6 +361,7 @@ class AnnotationSession(ObjectsMixin):
             )
         self._require_model()
         prompt = Prompt(object=obj_id, frame=frame, mask="store:pending")
+        self.activity.log("mask", object=obj_id, frames=(frame, frame))
         return self._enqueue(
             (obj_id, frame),
             KeyframePrompt(mask=True, computed=False),
@@ -391,8 +411,16 @@ class AnnotationSession(ObjectsMixin):
     def _current(self, key: PromptKey, version: int) -> bool:
         return self._versions.get(key) == version and not self._closed
 
-    def _enqueue(self, key: PromptKey, state: KeyframePrompt, compute, prompt: Prompt, region) -> Future:
+    def _enqueue(self, key: PromptKey, state: KeyframePrompt, compute, prompt: Prompt, region,
+                 correct: bool | None = None, done: Future | None = None) -> Future:
+        """Queue a prompt's job. ``correct``: re-propagate its segment (``None``: when
+        ``auto_correct`` is on and the frame was propagated); ``done`` gets the correction."""
         future: Future = Future()
+
+        def finish(result=None, exc: BaseException | None = None) -> None:
+            if done is not None and not done.done():
+                done.set_result(result) if exc is None else done.set_exception(exc)
+
         with self._state_lock:
             version = self._bump(key)
             new_keyframe = key not in self._prompts
@@ -405,15 +433,19 @@ class AnnotationSession(ObjectsMixin):
         def run() -> None:
             if not self._current(key, version):
                 future.set_result(None)
+                finish()
                 return
             self.events.prompt_started.emit(*key)
+            segment = None
             try:
                 tracker = self.tracker
+                segment = self._correction_start(key, correct)  # before the mask is written
                 tracker.prefetch_embedding(key[1])
                 mask = compute(tracker)
                 with self._store_lock:
                     if not self._current(key, version):  # a newer prompt or a deletion came
                         future.set_result(None)
+                        finish()
                         return
                     self.store.put_prompt(prompt, region)
                     self._write_keyframe(key[0], key[1], mask)
@@ -425,11 +457,21 @@ class AnnotationSession(ObjectsMixin):
             except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
                 self._revert(key, version, previous)
                 future.set_exception(exc)
+                finish(exc=exc)
                 self.events.error.emit(exc)
+                return
             finally:
                 self.events.prompt_finished.emit(*key)
+            if segment is None or not self._current(key, version):
+                finish()  # not a correction, or a newer prompt's job re-propagates
+                return
+            try:
+                finish(self._repropagate(key[0], key[1], *segment))
+            except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
+                finish(exc=exc)
+                self.events.error.emit(exc)
 
-        self._compute.submit(run, key=key, dropped=lambda: future.set_result(None))
+        self._compute.submit(run, key=key, dropped=lambda: (future.set_result(None), finish()))
         return future
 
     def _revert(self, key: PromptKey, version: int, previous: KeyframePrompt | None) -> None:
@@ -459,11 +501,18 @@ class AnnotationSession(ObjectsMixin):
         """Whether a propagation is in progress."""
         return self._running.locked()
 
-    def _ensure_idle(self, what: str) -> None:
+    def _ensure_idle(self, what: str, *, prompts: bool = False) -> None:
+        """Refuse ``what`` during a run; during a correction too, unless it is a prompt
+        (``prompts``: it waits on the compute thread behind the correction)."""
         if self._closed:
             raise StoreError("this project was closed; open it again")
         if self.running:
             raise PromptError(f"cannot {what} while a propagation runs; wait or press Cancel")
+        correcting = self._correcting
+        if correcting is not None and not prompts:
+            obj, a, b = correcting
+            raise PromptError(f"cannot {what} while object {obj} is re-propagated on frames {a}-{b}; "
+                              "try again in a moment")
 
     def propagate_iter(
         self,
@@ -512,6 +561,8 @@ class AnnotationSession(ObjectsMixin):
         before = self.store.object_ids()
         with self._store_lock:
             changed = self.store.write_edited_labels(frame, labels2d)
+        if changed:
+            self.activity.log("brush", frames=(frame, frame), objects=[int(o) for o in changed])
         if self.store.object_ids() != before:
             self.events.objects_changed.emit()
         self.events.labels_changed.emit(frame, frame)
@@ -531,6 +582,7 @@ class AnnotationSession(ObjectsMixin):
         if self._closed:
             return
         self._compute.close()
+        self.activity.flush(timeout=10.0)
         with self._store_lock:
             self._closed = True
         self._drop_tracker()

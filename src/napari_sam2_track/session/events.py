@@ -80,6 +80,10 @@ class SessionEvents(SignalGroup):
     running_changed(bool): a propagation was accepted / has ended (prompts and edits are
         refused meanwhile).
     run_started(RunStarted) / run_progressed(Progress) / run_finished(RunFinished).
+    correction_started(obj_id, start, end): a correction re-propagates the object on frames
+        ``start..end`` (after its prompt's mask was written).
+    correction_finished(Correction): the segment is re-propagated, or restored by an undo
+        (``undone``); ``labels_changed`` came first.
     error(exception): background work failed (the message is one line for user errors).
     closed(): the session was closed; its project is released.
     """
@@ -101,5 +105,7 @@ class SessionEvents(SignalGroup):
     run_started = Signal(object)
     run_progressed = Signal(object)
     run_finished = Signal(object)
+    correction_started = Signal(int, int, int)
+    correction_finished = Signal(object)
     error = Signal(object)
     closed = Signal()

@@ -65,6 +65,7 @@ def propagate(
     events = session.events
     first, last = check_request(session.prompts(), session.num_frames, direction, start, end, obj_ids)
     session.wait_idle(prefetch=True)
+    began = time.monotonic()
     order: list[int] = []  # frames in the order computed; the writer writes them in this order
     announced = 0
     last_event = time.monotonic()
@@ -110,6 +111,10 @@ def propagate(
         raise
     finally:
         announce(len(order))  # the writer has finished when track() ends
+        if order:
+            objects = sorted(obj_ids) if obj_ids is not None else sorted({o for o, _ in session.prompts()})
+            session.activity.log("propagate", frames=(min(order), max(order)), objects=objects,
+                                 seconds=time.monotonic() - began, direction=direction)
 
 
 class PropagationRun:
