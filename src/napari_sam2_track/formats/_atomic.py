@@ -20,8 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import os
 import re
@@ -33,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import Sam2TrackError, StoreError, describe_os_error
+from ..project.placement import exchange_paths
 
 #: Marker file written into every folder export: ``{"format": <kind>, "writer": "napari-sam2-track"}``.
 MARKER = ".napari_sam2_track_export.json"
@@ -189,30 +188,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
 def _replace(tmp: Path, dest: Path) -> None:
     """Move the complete ``tmp`` onto ``dest``, replacing what is there."""
     if not dest.exists():
         os.rename(tmp, dest)
     elif tmp.is_file() and dest.is_file():
         os.replace(tmp, dest)
-    elif _exchange(tmp, dest):
+    elif exchange_paths(tmp, dest):
         _remove(tmp)  # now holds the previous output
     else:
         old = _temp_name(dest, "replaced")

@@ -108,14 +108,15 @@ def make_staging_dir(path: Path) -> Path:
     return staging
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2``); False where unsupported."""
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     err = ctypes.get_errno()
@@ -136,7 +137,7 @@ def place(staging: Path, path: Path, *, replace: bool) -> None:
                 ) from None
             raise
         return
-    if _exchange(staging, path):
+    if exchange_paths(staging, path):
         shutil.rmtree(staging, ignore_errors=True)  # the old project, now under the staging name
         return
     replaced = path.parent / f".{path.name}.{REPLACED_TAG}-{uuid.uuid4().hex[:8]}"
