@@ -34,8 +34,10 @@ scrubbing_not_yet = pytest.mark.xfail(
 )
 opening_not_yet = pytest.mark.xfail(
     strict=False,
-    reason="napari's add_labels/add_points/add_shapes for the project's layers (about 1 s under load) "
-    "run on the GUI thread; the project itself is created on a worker",
+    reason="napari's own insertion of one layer into the viewer (vispy visuals, the labels layer's "
+    "overlays, Qt layer controls) blocks 210-360 ms at load 10-12, whatever the video's length, and "
+    "add_image 330-1,100 ms; the project and its layers are built on a worker and the layers "
+    "inserted one per event-loop turn (before: 660-1,010 ms in one block)",
 )
 
 
@@ -127,18 +129,24 @@ def test_opening_a_10000_frame_video_never_blocks(make_napari_viewer, qtbot, tmp
         # otherwise scan the data for its range)
         viewer.add_image(video, name="long", contrast_limits=[0, 255])
         _pump(qtbot, 0.05)
+        image_gaps = len(gaps)
         dock.select_image("long")
         dock.project_box.path_edit.setText(str(tmp_path / "long.zarr"))
-        dock.project_box.open_btn.click()  # the project is created on a worker
+        dock.project_box.open_btn.click()  # the project and its layers are made on a worker
         assert not dock.project_box.open_btn.isEnabled()
-        qtbot.waitUntil(lambda: dock.session is not None, timeout=120_000)
+        qtbot.waitUntil(lambda: dock.session is not None and dock.layers.complete, timeout=120_000)
         _pump(qtbot, 0.2)
         viewer.dims.set_current_step(0, 9_999)
         _pump(qtbot, 0.2)
     session = dock.session
     assert session is not None and session.num_frames == 10_000, errors
-    assert dock.project_box.open_btn.isEnabled() and dock.labels_layer is not None
-    print(f"\n10,000 frames: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats")
+    assert dock.project_box.open_btn.isEnabled()
+    assert [layer.name for layer in viewer.layers] == ["long", "long labels", "long boxes", "long clicks"]
+    assert viewer.layers.selection.active is dock.points_layer and dock.points_layer.mode == "add"
+    assert dock.labels_layer.data.shape == (10_000, 64, 64)
+    image, project = max(gaps[: image_gaps + 1]), max(gaps[image_gaps + 1:])
+    print(f"\n10,000 frames: max GUI gap {max(gaps) * 1000:.0f} ms over {len(gaps)} beats "
+          f"(napari's add_image {image * 1000:.0f} ms, opening the project {project * 1000:.0f} ms)")
     assert max(gaps) < LIMIT, f"GUI blocked for {max(gaps) * 1000:.0f} ms"
 
 

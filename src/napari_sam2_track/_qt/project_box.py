@@ -42,23 +42,34 @@ def source_for_layer(layer: Any):
     return open_source(layer.data, axes="tyxc" if layer.rgb else "tyx")
 
 
-def _open_session(source: Any, path: Path, **options: Any) -> AnnotationSession:
-    """(Worker thread.) Open the project; also import what the project's layers need
-    (pandas for their features), so that adding them later does not pay for it on the GUI
-    thread."""
-    import pandas  # noqa: F401
+def _open_session(source: Any, path: Path, prepare: Callable[[AnnotationSession], Any] | None = None,
+                  **options: Any) -> AnnotationSession:
+    """(Worker thread.) Open the project, then ``prepare(session)`` (builds its layers, so the
+    GUI thread only inserts them). A failed preparation is left to the GUI thread to redo."""
+    import pandas  # noqa: F401 - the layers' features need it; imported here, not on the GUI
 
-    return AnnotationSession.open(source, path, **options)
+    session = AnnotationSession.open(source, path, **options)
+    if prepare is not None:
+        try:
+            prepare(session)
+        except Exception:  # noqa: BLE001 - the layers are then built on the GUI thread
+            pass
+    return session
 
 
 class ProjectBox(QGroupBox):
     """Image layer + project path -> *Open project* -> ``hub.set_session``."""
 
-    def __init__(self, viewer: Any, hub: ProjectHub, on_error: Callable[[BaseException], Any]):
+    def __init__(self, viewer: Any, hub: ProjectHub, on_error: Callable[[BaseException], Any],
+                 prepare: Callable[[AnnotationSession, str], Any] | None = None):
         super().__init__("Video and project")
         self.viewer = viewer
         self.hub = hub
         self.on_error = on_error
+        #: called on the opening thread with the new session and the image layer's name
+        self.prepare = prepare
+        #: whether the open project was opened on the worker (its layers may come in steps)
+        self.opened_in_background = False
         #: the image layer of the open project
         self.image_layer = None
         #: the worker opening a project in the background, while it runs
@@ -154,10 +165,17 @@ class ProjectBox(QGroupBox):
     def _open_in_background(self, source: Any, path: Path, schema: Any, layer: Any) -> None:
         from napari.qt.threading import create_worker
 
+        prepare = None
+        if self.prepare is not None:
+            name, build = layer.name, self.prepare
+
+            def prepare(session: AnnotationSession) -> None:
+                build(session, name)
+
         worker = create_worker(
-            _open_session, source, path, schema=schema, model=self.hub.model, _start_thread=False
+            _open_session, source, path, prepare, schema=schema, model=self.hub.model, _start_thread=False
         )
-        worker.returned.connect(lambda session: self._opened(session, path, layer))
+        worker.returned.connect(lambda session: self._opened(session, path, layer, background=True))
         worker.errored.connect(self.on_error)
         worker.finished.connect(self._open_finished)
         self.worker = worker
@@ -170,7 +188,8 @@ class ProjectBox(QGroupBox):
         self.open_btn.setEnabled(True)
         self.open_btn.setText("Open project")
 
-    def _opened(self, session: AnnotationSession, path: Path, layer: Any) -> None:
+    def _opened(self, session: AnnotationSession, path: Path, layer: Any, background: bool = False) -> None:
         self.path_edit.setText(str(path))
         self.image_layer = layer
+        self.opened_in_background = background
         self.hub.set_session(session)

@@ -5,12 +5,20 @@ layers for a session and attaches every layer, mouse, key and dims callback;
 :meth:`~PromptLayers.disable` detaches them all and removes the layers. Both are idempotent.
 What a layer edit means is decided by :mod:`napari_sam2_track.session.layers`; this module
 only moves data between napari and the session, and redraws when the session says so.
+
+Adding a layer to the viewer costs napari a few tens of milliseconds or more on the GUI thread
+(its vispy visuals, overlays and layer controls), whatever the length of the video. So that
+opening a project never blocks the GUI for the sum of three, the layer objects can be built
+beforehand on the thread that opens the project (:meth:`PromptLayers.prepare`), and
+``enable(..., staged=True)`` inserts them one per turn of the event loop.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +32,68 @@ from ._gui_thread import SessionLink
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "red"
 KEYS = ("n", "k", "Shift-k")
+#: Milliseconds between two staged layer insertions: time for a repaint and due timers (a
+#: zero-delay timer may run before them).
+STAGE_MS = 15
+
+
+@dataclass
+class BuiltLayers:
+    """The layers of one session, built but not yet in a viewer."""
+
+    session: Any
+    name: str
+    labels_data: Any
+    colors: dict
+    labels: Any
+    shapes: Any
+    points: Any
+
+
+def build_layers(session: Any, name: str) -> BuiltLayers:
+    """(Any thread.) The labels, boxes and clicks layers of ``session``, named after the image
+    layer ``name``; napari layers are models, built without a viewer."""
+    import pandas as pd
+    from napari.layers import Labels, Points, Shapes
+
+    labels_data = session.labels_array()
+    colors = session.label_colors()
+    labels = Labels(
+        labels_data,
+        name=f"{name} labels",
+        opacity=0.6,
+        colormap=labels_colormap(colors),
+        metadata={META_KEY: {"kind": "project", "path": str(session.store.path)}},
+    )
+    prompts = session.prompts()
+    shapes_data = conv.shapes_from_boxes({k: p.box for k, p in prompts.items() if p.box is not None})
+    shapes = Shapes(
+        shapes_data.rectangles or None,
+        shape_type="rectangle",
+        ndim=3,
+        name=f"{name} boxes",
+        features=pd.DataFrame({"object": pd.Series(shapes_data.objects, dtype=int)}),
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=2,
+    )
+    points_data = conv.points_from_clicks({k: p.clicks for k, p in prompts.items() if p.clicks})
+    points = Points(
+        points_data.data,
+        ndim=3,
+        name=f"{name} clicks",
+        features=pd.DataFrame(
+            {
+                "positive": pd.Series(points_data.positive, dtype=bool),
+                "object": pd.Series(points_data.objects, dtype=int),
+            }
+        ),
+        face_color="positive",
+        face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
+        border_color="white",
+        size=max(4, min(session.source.height, session.source.width) // 40),
+    )
+    return BuiltLayers(session, name, labels_data, colors, labels, shapes, points)
 
 
 class PromptLayers:
@@ -63,19 +133,48 @@ class PromptLayers:
         # labels of the frames next to the shown one are read here, off the GUI thread
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labels-read-ahead")
         self._wanted: set[int] = set()
+        self._prepared: BuiltLayers | None = None  # built on the opening thread
+        self._prepared_lock = threading.Lock()
+        self._pending: list[Any] = []  # built layers still to be inserted (staged enable)
 
     # ================================================================ enable/disable
     @property
     def enabled(self) -> bool:
         return self.session is not None
 
-    def enable(self, session: Any, name: str) -> None:
-        """Add the layers of ``session`` (named after the image layer ``name``) and attach."""
+    def prepare(self, session: Any, name: str) -> None:
+        """(Any thread.) Build the layers of ``session`` now, for :meth:`enable` to insert."""
+        built = build_layers(session, name)
+        with self._prepared_lock:
+            self._prepared = built
+
+    def _take_prepared(self, session: Any, name: str) -> BuiltLayers:
+        with self._prepared_lock:
+            built, self._prepared = self._prepared, None
+        if built is None or built.session is not session or built.name != name:
+            built = build_layers(session, name)
+        return built
+
+    def enable(self, session: Any, name: str, *, staged: bool = False) -> None:
+        """Add the layers of ``session`` (named after the image layer ``name``) and attach.
+
+        With ``staged``, the labels layer is inserted now and the boxes and clicks layers on
+        the next turns of the event loop (each insertion is one short block of the GUI).
+        """
         if session is self.session:
             return
         self.disable()
         self.session = session
-        self._add_layers(session, name)
+        built = self._take_prepared(session, name)
+        self._shown_frame = self.frame()
+        self.labels_data = built.labels_data
+        self.labels_data.on_dirty = self._edit_timer.start  # undo/redo and scripted writes
+        self._colors = built.colors
+        self.labels_layer, self.shapes_layer, self.points_layer = built.labels, built.shapes, built.points
+        self.labels_layer.events.paint.connect(self._on_paint)
+        self.labels_layer.events.labels_update.connect(lambda *_: self._edit_timer.start())
+        self.shapes_layer.events.data.connect(self._on_shapes_changed)
+        self.points_layer.events.data.connect(self._on_points_changed)
         ev = session.events
         ev.labels_changed.connect(self._read_ahead)  # on the writing thread, before the redraw
         self._link.connect(ev.labels_changed, self._on_labels_changed)
@@ -92,6 +191,28 @@ class PromptLayers:
             layer.bind_key("Shift-k", self._key_previous_keyframe)
         self.points_layer.mouse_drag_callbacks.insert(0, self._on_points_press)
         self._update_feature_defaults()
+        self._pending = [self.labels_layer, self.shapes_layer, self.points_layer]
+        if staged:
+            self._insert_next(session)
+        else:
+            while self._pending:
+                self._insert_next(session, chain=False)
+
+    @property
+    def complete(self) -> bool:
+        """Whether all layers of the open session are in the viewer."""
+        return self.session is not None and not self._pending
+
+    def _insert_next(self, session: Any, chain: bool = True) -> None:
+        """Insert the next built layer; the clicks layer last, then made active."""
+        if session is not self.session or not self._pending:
+            return  # closed, or another project opened, meanwhile
+        layer = self._pending.pop(0)
+        self.viewer.layers.append(layer)
+        if self._pending:
+            if chain:
+                QTimer.singleShot(STAGE_MS, lambda: self._insert_next(session))
+            return
         self.viewer.layers.selection.active = self.points_layer
         self.points_layer.mode = "add"
         self._on_step()
@@ -100,6 +221,7 @@ class PromptLayers:
         """Save pending edits, detach every callback and remove the layers."""
         if self.session is None:
             return
+        self._pending = []
         self.flush_edits()
         self.session.events.labels_changed.disconnect(self._read_ahead)
         self._link.disconnect_all()
@@ -118,53 +240,6 @@ class PromptLayers:
         self.labels_layer = self.points_layer = self.shapes_layer = self.labels_data = None
         self._colors = self._defaults = None
         self.session = None
-
-    def _add_layers(self, session: Any, name: str) -> None:
-        import pandas as pd
-
-        self._shown_frame = self.frame()
-        self.labels_data = session.labels_array()
-        self.labels_data.on_dirty = self._edit_timer.start  # undo/redo and scripted writes
-        self._colors = session.label_colors()
-        self.labels_layer = self.viewer.add_labels(
-            self.labels_data,
-            name=f"{name} labels",
-            opacity=0.6,
-            colormap=labels_colormap(self._colors),
-            metadata={META_KEY: {"kind": "project", "path": str(session.store.path)}},
-        )
-        self.labels_layer.events.paint.connect(self._on_paint)
-        self.labels_layer.events.labels_update.connect(lambda *_: self._edit_timer.start())
-        prompts = session.prompts()
-        shapes = conv.shapes_from_boxes({k: p.box for k, p in prompts.items() if p.box is not None})
-        self.shapes_layer = self.viewer.add_shapes(
-            shapes.rectangles or None,
-            shape_type="rectangle",
-            ndim=3,
-            name=f"{name} boxes",
-            features=pd.DataFrame({"object": pd.Series(shapes.objects, dtype=int)}),
-            edge_color="yellow",
-            face_color="transparent",
-            edge_width=2,
-        )
-        self.shapes_layer.events.data.connect(self._on_shapes_changed)
-        points = conv.points_from_clicks({k: p.clicks for k, p in prompts.items() if p.clicks})
-        self.points_layer = self.viewer.add_points(
-            points.data,
-            ndim=3,
-            name=f"{name} clicks",
-            features=pd.DataFrame(
-                {
-                    "positive": pd.Series(points.positive, dtype=bool),
-                    "object": pd.Series(points.objects, dtype=int),
-                }
-            ),
-            face_color="positive",
-            face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
-            border_color="white",
-            size=max(4, min(session.source.height, session.source.width) // 40),
-        )
-        self.points_layer.events.data.connect(self._on_points_changed)
 
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value

@@ -62,7 +62,7 @@ class PromptWidget(QWidget):
         self.last_error: str | None = None
         self.setToolTip("Prompt keyframes and propagate with SAM 2.\n\n" + SHORTCUTS)
         self.layers = PromptLayers(napari_viewer, self._error)
-        self.project_box = ProjectBox(napari_viewer, self.hub, self._error)
+        self.project_box = ProjectBox(napari_viewer, self.hub, self._error, prepare=self.layers.prepare)
         self.model_box = ModelBox(self.hub, self._error)
         self.objects_box = ObjectsBox(self.hub, self._error)
         self.prompts_box = PromptsBox(self.hub, self.layers, self._error)
@@ -92,7 +92,8 @@ class PromptWidget(QWidget):
         if session is not None:
             self._link.connect(session.events.error, self._error)
             layer = self.project_box.image_layer
-            self.layers.enable(session, layer.name if layer is not None else "project")
+            self.layers.enable(session, layer.name if layer is not None else "project",
+                               staged=self.project_box.opened_in_background)
 
     # ---------------------------------------------------------------- state
     @property
