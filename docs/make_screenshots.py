@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     size = (192, 256)
 
     # 1. Schema dock on the instruments sample
-    viewer, schema_dock, dock = open_annotation_viewer(
+    viewer, schema_dock, dock, review_dock = open_annotation_viewer(
         sample="instruments", frames=args.frames, size=size, project=tmp / "instruments.zarr"
     )
     app = QApplication.instance()
