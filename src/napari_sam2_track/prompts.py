@@ -120,30 +120,18 @@ class Prompt(BaseModel):
                     f"outside the {width}x{height} frame"
                 )
 
+    def mask_path(self, base_dir: str | Path | None) -> Path:
+        """The mask file of a mask prompt (relative paths are relative to ``base_dir``)."""
+        path = Path(self.mask)
+        return Path(base_dir) / path if not path.is_absolute() and base_dir is not None else path
+
+    def _mask_owner(self, path: Path) -> str:
+        return f"mask file {path} for object {self.object} on frame {self.frame}"
+
     def load_mask(self, base_dir: str | Path | None, height: int, width: int) -> np.ndarray:
         """Read the mask image of a mask prompt as a bool (H, W) array."""
-        from PIL import Image
-
-        path = Path(self.mask)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        owner = f"mask file {path} for object {self.object} on frame {self.frame}"
-        if path.is_dir():
-            raise PromptError(f"{owner} is a directory; name an image file (PNG or TIFF)")
-        if not path.is_file():
-            raise PromptError(f"{owner} not found; paths are relative to the prompts file")
-        try:
-            if path.suffix.lower() in (".tif", ".tiff"):
-                import tifffile
-
-                data = tifffile.imread(path)
-            else:
-                with Image.open(path) as im:
-                    data = np.asarray(im)
-        except Exception as exc:  # unreadable, not an image, truncated, decompression bomb
-            raise PromptError(
-                f"{owner} is not a readable image ({first_line(exc)}); save the mask as PNG or TIFF"
-            ) from None
+        path = self.mask_path(base_dir)
+        data = _read_mask_image(path, self._mask_owner(path), header_only=False)
         if data.ndim == 3:
             data = data[..., 0]
         if data.ndim != 2 or data.shape != (height, width):
@@ -155,6 +143,32 @@ class Prompt(BaseModel):
         if not mask.any():
             raise PromptError(f"mask {path} for object {self.object} is empty")
         return mask
+
+
+def _read_mask_image(path: Path, owner: str, *, header_only: bool) -> np.ndarray | None:
+    """The pixels of a mask image (``None`` with ``header_only``: only its header is parsed);
+    :class:`PromptError` naming ``owner`` if it is missing, a directory or not an image."""
+    if path.is_dir():
+        raise PromptError(f"{owner} is a directory; name an image file (PNG or TIFF)")
+    if not path.is_file():
+        raise PromptError(f"{owner} not found; paths are relative to the prompts file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            if header_only:
+                with tifffile.TiffFile(path) as tif:
+                    tif.series[0].shape  # noqa: B018 - parses the header
+                return None
+            return tifffile.imread(path)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return None if header_only else np.asarray(im)
+    except Exception as exc:  # unreadable, not an image, truncated, decompression bomb
+        raise PromptError(
+            f"{owner} is not a readable image ({first_line(exc)}); save the mask as PNG or TIFF"
+        ) from None
 
 
 class PromptSet(BaseModel):
@@ -226,30 +240,8 @@ class PromptSet(BaseModel):
         for p in self.prompts:
             if p.mask is None or p.mask.startswith("store:"):
                 continue
-            path = Path(p.mask)
-            if not path.is_absolute() and base_dir is not None:
-                path = Path(base_dir) / path
-            owner = f"mask file {path} for object {p.object} on frame {p.frame}"
-            if path.is_dir():
-                raise PromptError(f"{owner} is a directory; name an image file (PNG or TIFF)")
-            if not path.is_file():
-                raise PromptError(f"{owner} not found; paths are relative to the prompts file")
-            try:
-                if path.suffix.lower() in (".tif", ".tiff"):
-                    import tifffile
-
-                    with tifffile.TiffFile(path) as tif:
-                        tif.series[0].shape  # noqa: B018 - parses the header
-                else:
-                    from PIL import Image
-
-                    with Image.open(path) as im:
-                        im.size  # noqa: B018
-            except Exception as exc:
-                raise PromptError(
-                    f"{owner} is not a readable image ({first_line(exc)}); save the mask as PNG "
-                    "or TIFF"
-                ) from None
+            path = p.mask_path(base_dir)
+            _read_mask_image(path, p._mask_owner(path), header_only=True)
 
     def save(self, path: str | Path) -> None:
         """Write the prompts as indented JSON."""
