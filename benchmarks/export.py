@@ -44,8 +44,6 @@ def build(path: Path, n_frames: int) -> None:
             if i == 2 and (t // 50) % 2:
                 m[:] = False
             masks[i] = m
-            if m.any():
-                store.write_mask(i, t, m)
             area, bbox = mask_stats(m)
             tables[i][t] = [1.0 if area else -1.0, area, *(bbox or (np.nan,) * 4),
                             STATE_EDITED if area else STATE_ABSENT, 1]

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     size = (192, 256)
 
     # 1. Schema dock on the instruments sample
-    viewer, schema_dock, dock = open_annotation_viewer(
+    viewer, schema_dock, dock, review_dock = open_annotation_viewer(
         sample="instruments", frames=args.frames, size=size, project=tmp / "instruments.zarr"
     )
     app = QApplication.instance()
@@ -108,10 +108,10 @@ def main(argv=None) -> int:
     docks["Schema (napari-sam2-track)"].raise_()
     _shot(viewer, app, "schema_dock.png")
 
-    # 2. Prompt & Propagate: clicks, a box, a mask keyframe
+    # 2. Prompt and Propagate: clicks, a box, a mask keyframe
     dock.set_model(model)
     sample = make_instruments(n_frames=args.frames, size=size)
-    docks["Prompt & Propagate (napari-sam2-track)"].raise_()
+    docks["Prompt and Propagate (napari-sam2-track)"].raise_()
     viewer.dims.set_current_step(0, 0)
     objects = {}
     for gt_id, name in ((1, "grasper"), (2, "scissors"), (3, "hook")):
@@ -138,6 +138,7 @@ def main(argv=None) -> int:
         )
         dock.flush_edits()
         dock.use_label_mask(0)
+    _wait(app, lambda: dock.session.wait_idle(0.01))  # masks are computed off the GUI thread
     dock.select_object(g.id)
     viewer.layers.selection.active = dock.points_layer
     _shot(viewer, app, "prompt_dock.png")
@@ -148,8 +149,9 @@ def main(argv=None) -> int:
         viewer.window._qt_window._activity_dialog.show()
     except AttributeError:
         pass
-    _wait(app, lambda: dock._pbar is not None and dock._pbar.n >= max(2, args.frames // 3))
-    viewer.dims.set_current_step(0, int(dock._pbar.n) - 1)
+    pbar = lambda: dock.propagate_box._pbar  # noqa: E731
+    _wait(app, lambda: pbar() is not None and pbar().n >= max(2, args.frames // 3))
+    viewer.dims.set_current_step(0, int(pbar().n) - 1)
     _shot(viewer, app, "propagation.png")
     _wait(app, lambda: not dock.running)
     assert worker is not None

@@ -230,3 +230,127 @@ def test_kill_minus_nine_then_resume(tmp_path, checkpoint):
     assert np.array_equal(resumed.labels[:], ref.labels[:])
     for t, mask in kept.items():
         assert np.array_equal(resumed.mask(1, t), mask)
+
+
+# ------------------------------------------------------------------ nothing already written is lost
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes (the lock file excluded: it is not data)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".napari_sam2_track.lock"}
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, video, checkpoint) -> Path:
+    """A project with both objects tracked over all 8 frames."""
+    folder = tmp_path_factory.mktemp("tracked")
+    out = folder / "p.zarr"
+    code = main(["track", str(video), "--prompts", str(prompts_file(folder, GOOD)), "--out", str(out),
+                 "--model", str(checkpoint), "--image-size", "256", "--device", "cpu", "--quiet"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def project_copy(tmp_path, tracked) -> Path:
+    import shutil
+
+    out = tmp_path / "p.zarr"
+    shutil.copytree(tracked, out)
+    return out
+
+
+def track_args(video, prompts, out, checkpoint, *extra):
+    return ["track", video, "--prompts", prompts, "--out", out, "--model", checkpoint,
+            "--image-size", 256, "--device", "cpu", "--quiet", *extra]
+
+
+def assert_kept(out: Path, before: dict):
+    assert snapshot(out) == before
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "match"),
+    [
+        ("end-past-video", ["--end", 30], "outside the video"),
+        ("start-after-end", ["--start", 5, "--end", 2], "outside the video"),
+        ("no-keyframe-in-range", ["--start", 5, "--end", 7, "--direction", "forward"], "no prompt for objects"),
+    ],
+)
+def test_overwrite_with_a_bad_range_keeps_the_project(project_copy, video, checkpoint, tmp_path, capsys,
+                                                      case, extra, match):
+    before = snapshot(project_copy)
+    assert_refused(track_args(video, prompts_file(tmp_path, GOOD), project_copy, checkpoint, "--overwrite",
+                              *extra), capsys, match)
+    assert_kept(project_copy, before)
+
+
+def test_overwrite_with_a_category_missing_from_the_schema_keeps_the_project(project_copy, video, checkpoint,
+                                                                            tmp_path, capsys):
+    before = snapshot(project_copy)
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("categories:\n- name: cell\n  color: '#ff0000'\n")
+    prompts = prompts_file(tmp_path, {**GOOD, "objects": [{"id": 1, "category": "tool"}, {"id": 2}]})
+    assert_refused(track_args(video, prompts, project_copy, checkpoint, "--overwrite", "--schema", schema),
+                   capsys, "category 'tool'")
+    assert_kept(project_copy, before)
+
+
+def test_overwrite_with_bad_prompts_keeps_the_project(project_copy, video, checkpoint, tmp_path, capsys):
+    before = snapshot(project_copy)
+    bad = {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "points": [[500, 40]], "labels": [1]}]}
+    assert_refused(track_args(video, prompts_file(tmp_path, bad), project_copy, checkpoint, "--overwrite"),
+                   capsys, "outside the 128x96 frame")
+    assert_kept(project_copy, before)
+
+
+def test_overwrite_replaces_the_project_when_the_run_is_complete(project_copy, video, checkpoint, tmp_path,
+                                                                 capsys):
+    one = {"objects": [{"id": 5, "name": "only"}],
+           "prompts": [{"object": 5, "frame": 0, "points": [[30, 40]], "labels": [1]}]}
+    code, err = run_cli(track_args(video, prompts_file(tmp_path, one), project_copy, checkpoint,
+                                   "--overwrite", "--direction", "forward"), capsys)
+    assert code == 0, err
+    store = ProjectStore.open(project_copy, "r")
+    assert store.object_ids() == [5] and store.meta["runs"][-1]["status"] == "completed"
+    assert set(np.unique(store.labels[:]).tolist()) <= {0, 5}
+    assert not (project_copy / ".napari_sam2_track.lock").exists()
+    assert [p.name for p in project_copy.parent.iterdir()] == ["p.zarr", "prompts.json"]
+
+
+@pytest.mark.parametrize("kind", ["zarr-group", "folder", "file"])
+def test_overwrite_never_replaces_something_else(tmp_path, video, checkpoint, capsys, kind):
+    import zarr
+
+    out = tmp_path / "data.zarr"
+    if kind == "zarr-group":
+        zarr.open_group(str(out), mode="w").create_array("image", data=np.arange(12).reshape(3, 4))
+    elif kind == "folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("precious")
+    else:
+        out.write_text("precious")
+    before = snapshot(out) if out.is_dir() else out.read_bytes()
+    assert_refused(track_args(video, prompts_file(tmp_path, GOOD), out, checkpoint, "--overwrite"),
+                   capsys, "only replaces a project made by napari-sam2-track")
+    assert (snapshot(out) if out.is_dir() else out.read_bytes()) == before
+
+
+def test_output_overlapping_the_input_is_refused(tmp_path, checkpoint, capsys):
+    folder = write_jpeg_folder(make_blob_video(4), tmp_path / "frames")
+    prompts = prompts_file(tmp_path, {"objects": [{"id": 1}],
+                                      "prompts": [{"object": 1, "frame": 0, "points": [[30, 40]], "labels": [1]}]})
+    before = snapshot(folder)
+    for out in (folder, folder / "p.zarr", tmp_path):
+        assert_refused(track_args(folder, prompts, out, checkpoint, "--overwrite"), capsys, "overlap the input")
+        assert snapshot(folder) == before
+
+
+def test_long_error_lines_are_capped(tmp_path, capsys):
+    from napari_sam2_track.errors import MAX_LINE
+
+    code, err = run_cli(["info", tmp_path / ("x" * 3000)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) <= MAX_LINE + len("error: ")
+    assert "more characters" in lines[0]

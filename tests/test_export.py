@@ -41,9 +41,10 @@ def build_project(path, n_frames=T, size=(H, W)):
             store.write_row(i, t, m, presence=2.0 if m.any() else -2.0,
                             state=STATE_EDITED if m.any() else STATE_ABSENT, run=1)
         store.merge_labels(t)
-    review = {"1": {"status": "satisfactory", "reviewer": "a", "time": "2025-01-01T00:00:00+00:00"},
-              "2": {"status": "unsatisfactory", "reviewer": "a", "time": "2025-01-01T00:00:00+00:00"}}
-    store.update_meta(review=review)
+    from napari_sam2_track.review.qc import approve, reject
+
+    approve(store, 1, 0, n_frames - 1, reviewer="a")
+    reject(store, 2, 0, n_frames - 1, reviewer="a")
     return store, masks, s
 
 

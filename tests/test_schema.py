@@ -227,3 +227,27 @@ def test_object_color_varies_per_id_but_keeps_hue():
         assert min(dh, 1 - dh) < 0.03
     # different categories stay apart
     assert abs(_hue(object_color(1, "scissors", s)) - _hue(base)) > 0.2
+
+
+def test_hostile_schema_text_gives_one_line(tmp_path):
+    """Python tags are refused (never run); nesting, huge numbers and long lists stay one line."""
+    witness = tmp_path / "ran"
+    cases = {
+        "tag.yaml": (f"!!python/object/apply:os.system ['touch {witness}']\n", "is refused"),
+        "deep.yaml": ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
+        "deep.json": ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        "huge.yaml": ("min_visible_pixels: " + "9" * 5000 + "\n", "more digits"),
+        "dupes.yaml": ("categories:\n" + "".join(f"  - name: c{i}\n  - name: c{i}\n" for i in range(500)),
+                       "... and 490 more"),
+    }
+    for name, (text, match) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(SchemaError, match=match) as info:
+            Schema.load(path)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 400, name
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SchemaError, match="is not UTF-8 text"):
+        Schema.load(bad)
+    assert not witness.exists()

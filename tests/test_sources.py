@@ -205,33 +205,45 @@ def _run_with_timeout(fn, timeout=30.0):
     return result
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv"])
-def test_truncated_video_errors_or_gives_fewer_frames(videos, reference, tmp_path, ext):
+@pytest.mark.parametrize("ext", list(VIDEO_KINDS))
+def test_truncated_video_is_refused_at_open(videos, reference, tmp_path, ext):
+    """Cut anywhere, a video is refused when opened, with one line, or it reads every frame
+    exactly (nothing past the data was cut); it never opens as fewer or broken frames."""
     data = videos[ext].read_bytes()
     cut = tmp_path / f"cut.{ext}"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    refused = 0
+    for size in sorted({0, 1, 100, *(int(len(data) * f) for f in np.linspace(0.05, 0.995, 24))}):
+        cut.write_bytes(data[:size])
+        result = _run_with_timeout(lambda: open_source(cut))
+        if "error" in result:
+            error = result["error"]
+            assert isinstance(error, SourceError), repr(error)
+            assert f"cut.{ext}" in str(error) and "\n" not in str(error)
+            refused += 1
+            continue
+        with result["value"] as src:
+            assert len(src) == N_FRAMES, size
+            for t in range(N_FRAMES):
+                np.testing.assert_array_equal(src.read(t), reference[ext][t])
+    assert refused >= 20
 
-    def read_all():
-        src = open_source(cut)
-        outcome = []
-        for t in list(range(len(src)))[::-1] + list(range(len(src))):
-            try:
-                outcome.append((t, src.read(t)))
-            except SourceError as exc:
-                outcome.append((t, exc))
-        return len(src), outcome
 
-    result = _run_with_timeout(read_all)
-    if "error" in result:
-        assert isinstance(result["error"], SourceError), repr(result["error"])
-        assert "cannot read video" in str(result["error"])
-        return
-    n, outcome = result["value"]
-    assert 0 < n < N_FRAMES
-    good = [(t, f) for t, f in outcome if isinstance(f, np.ndarray)]
-    assert good, "no frame of the truncated file could be read"
-    for t, frame in good:
-        np.testing.assert_array_equal(frame, reference[ext][t])
+def test_faststart_mp4_cut_short_is_refused(tmp_path):
+    """MP4 with its index first: the index lists every frame, the data stops early."""
+    path = tmp_path / "fast.mp4"
+    container = av.open(str(path), "w", options={"movflags": "faststart"})
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+    noise = np.random.default_rng(5).integers(0, 256, (N_FRAMES, H, W, 3), np.uint8)
+    for frame in noise:
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+    container.close()
+    data = path.read_bytes()
+    cut = tmp_path / "fast_cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    with pytest.raises(SourceError, match=r"fast_cut.mp4 is truncated or damaged \(the header lists 40"):
+        open_source(cut)
 
 
 def test_indexed_frame_that_cannot_be_decoded_raises(videos, reference):
@@ -247,6 +259,14 @@ def test_indexed_frame_that_cannot_be_decoded_raises(videos, reference):
 
 
 def test_bad_video_files(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(SourceError, match="empty.mp4 is an empty file"):
+        open_source(empty)
+    folder = tmp_path / "folder.mkv"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="folder.mkv"):
+        open_source(folder)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes())
     with pytest.raises(SourceError, match="cannot read video .*junk.mp4.*re-encode"):
@@ -335,6 +355,89 @@ def test_tiff_z_stack_is_rejected(tmp_path):
     tifffile.imwrite(path, np.zeros((3, 4, 8, 8), np.uint16), ome=True, metadata={"axes": "TZYX"})
     with pytest.raises(SourceError, match="z-plane"):
         open_source(path)
+
+
+def test_tiff_written_frame_by_frame_reads_all_frames(tmp_path, no_full_tiff_reads):
+    """One ``TiffWriter.write`` per frame (or per block of frames) makes one series each."""
+    data = _stack_u16(t=6)
+    per_frame, blocks = tmp_path / "per_frame.tif", tmp_path / "blocks.tif"
+    with tifffile.TiffWriter(per_frame) as w:
+        for frame in data:
+            w.write(frame)
+    with tifffile.TiffWriter(blocks) as w:
+        w.write(data[:2], photometric="minisblack")
+        w.write(data[2:], photometric="minisblack")
+    for path in (per_frame, blocks):
+        assert len(tifffile.TiffFile(path).series) > 1
+        with open_source(path) as src:
+            assert src.shape == data.shape
+            for t in (5, 0, 2, 3):
+                np.testing.assert_array_equal(src.read(t), data[t])
+            assert src.describe()["series"] == len(tifffile.TiffFile(path).series)
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 8, 10, 3)).astype(np.uint8)
+    rgb_path = tmp_path / "rgb.tif"
+    with tifffile.TiffWriter(rgb_path) as w:
+        for frame in rgb:
+            w.write(frame, photometric="rgb")
+    with open_source(rgb_path) as src:
+        assert src.shape == rgb.shape
+        np.testing.assert_array_equal(src.read(3), rgb[3])
+
+
+def test_tiff_series_of_different_sizes_are_refused(tmp_path):
+    data = _stack_u16(t=3)
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as w:
+        w.write(data[0])
+        w.write(data[1][:10])
+        w.write(data[2])
+    with pytest.raises(SourceError, match=r"series 1 holds 30x10 frames.*series 0 holds 30x20"):
+        open_source(path)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_truncated_tiff_is_refused_at_every_offset(tmp_path, compression, caplog):
+    data = _stack_u16(t=6)
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, data, compression=compression)
+    raw = full.read_bytes()
+    cut = tmp_path / "cut.tif"
+    refused = 0
+    for size in sorted({0, 1, 7, 8, 100, *range(200, len(raw), 97), len(raw) - 1}):
+        cut.write_bytes(raw[:size])
+        try:
+            src = open_source(cut)
+        except SourceError as exc:
+            assert "cut.tif" in str(exc) and "\n" not in str(exc)
+            refused += 1
+            continue
+        # what opens holds every frame, intact (only trailing metadata was cut)
+        with src:
+            assert src.shape == data.shape, size
+            for t in range(len(src)):
+                np.testing.assert_array_equal(src.read(t), data[t])
+    assert refused >= 60
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")]
+
+
+def test_tiff_empty_directory_junk_and_single_pixel(tmp_path):
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(SourceError, match="empty file"):
+        open_source(empty)
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="folder.tif"):
+        open_source(folder)
+    junk = tmp_path / "junk.tiff"
+    junk.write_bytes(np.random.default_rng(4).integers(0, 256, 5000, np.uint8).tobytes())
+    with pytest.raises(SourceError, match="cannot read TIFF .*junk.tiff"):
+        open_source(junk)
+    pixel = tmp_path / "pixel.tif"
+    tifffile.imwrite(pixel, np.array([[7]], np.uint16))
+    with open_source(pixel) as src:
+        assert src.shape == (1, 1, 1)
+        assert int(src.read(0)[0, 0]) == 7
 
 
 # -- zarr --------------------------------------------------------------------------------------
@@ -443,11 +546,11 @@ def test_folder_lexicographic_sizes_and_16bit(tmp_path):
     a.mkdir()
     for name, value in [("frame_b", 200), ("frame_a", 100), ("frame_c", 50)]:
         Image.fromarray(np.full((8, 8), value, np.uint8)).save(a / f"{name}.png")
-    Image.fromarray(np.zeros((9, 8), np.uint8)).save(a / "frame_d.png")
     with open_source(a) as src:
         assert [int(src.read(t)[0, 0, 0]) for t in range(3)] == [100, 200, 50]
-        with pytest.raises(SourceError, match="same size"):
-            src.read(3)
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(a / "frame_d.png")
+    with pytest.raises(SourceError, match=r"frame_d.png: image is 8x9 but frame_a.png is 8x8"):
+        open_source(a)  # refused when opened, not halfway through a run
     b = tmp_path / "deep"
     b.mkdir()
     planes = np.random.default_rng(7).integers(0, 65535, (3, 10, 6)).astype(np.uint16)
@@ -460,6 +563,62 @@ def test_folder_lexicographic_sizes_and_16bit(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         open_source(empty)
+
+
+def _gray_folder(folder: Path, n: int = 4, size=(8, 6)) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full(size, 20 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_folder_with_bad_entries_is_refused_at_open(tmp_path):
+    from PIL import Image
+
+    mixed = _gray_folder(tmp_path / "mixed")
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(mixed / "002.png")
+    with pytest.raises(SourceError, match="002.png: image is 6x6 but 000.png is 6x8"):
+        open_source(mixed)
+    depth = _gray_folder(tmp_path / "depth")
+    Image.fromarray(np.zeros((8, 6), np.uint16)).save(depth / "003.png")
+    with pytest.raises(SourceError, match="003.png: mode I;16 differs"):
+        open_source(depth)
+    junk = _gray_folder(tmp_path / "junk")
+    (junk / "001.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(SourceError, match="cannot read image .*001.png"):
+        open_source(junk)
+    truncated = _gray_folder(tmp_path / "truncated", size=(64, 48))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 48), np.uint8)).save(truncated / "003.png")
+    raw = (truncated / "003.png").read_bytes()
+    (truncated / "003.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SourceError, match="003.png"):
+        open_source(truncated)
+    broken = _gray_folder(tmp_path / "broken")
+    (broken / "004.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(SourceError, match="004.png is a broken link"):
+        open_source(broken)
+    nested = _gray_folder(tmp_path / "nested")
+    (nested / "004.png").mkdir()
+    with pytest.raises(SourceError, match="004.png is a directory"):
+        open_source(nested)
+    only_text = tmp_path / "text"
+    only_text.mkdir()
+    (only_text / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images found"):
+        open_source(only_text)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not apply to root")
+def test_unreadable_image_in_folder_is_refused(tmp_path):
+    folder = _gray_folder(tmp_path / "locked")
+    (folder / "002.png").chmod(0)
+    try:
+        with pytest.raises(SourceError, match="002.png: [Pp]ermission denied"):
+            open_source(folder)
+    finally:
+        (folder / "002.png").chmod(0o644)
 
 
 # -- arrays ------------------------------------------------------------------------------------

@@ -138,12 +138,28 @@ def get_project_reader(path):
     return None
 
 
+def _open_for_layers(path) -> tuple[Any, str | None]:
+    """The project for writing when possible, else read-only with the reason (a live writer
+    holds its lock, or the folder is read-only): viewing never needs the lock."""
+    import warnings
+
+    from .errors import StoreError
+    from .project import ProjectStore
+
+    try:
+        return ProjectStore.open(path, command="napari (project reader)"), None
+    except StoreError as exc:
+        store = ProjectStore.open(path, "r")  # fails as well if the project itself is unreadable
+        reason = str(exc)
+    warnings.warn(f"{Path(path).name} is open read-only: {reason}", stacklevel=2)
+    return store, reason
+
+
 def read_project(path) -> list[tuple]:
     """Layers of a project: the source video (lazy, when its file exists) and the labels."""
     from .session import StoreLabelsArray
-    from .project import ProjectStore
 
-    store = ProjectStore.open(path)
+    store, read_only_reason = _open_for_layers(path)
     layers = []
     src = store.meta.get("source", {})
     src_path = src.get("path")
@@ -165,9 +181,9 @@ def read_project(path) -> list[tuple]:
     colors = object_colors(store.objects, store.schema)
     layers.append(
         (
-            StoreLabelsArray(store, autoflush=True),
+            StoreLabelsArray(store, autoflush=True, read_only_reason=read_only_reason),
             {
-                "name": f"{Path(path).stem} labels",
+                "name": f"{Path(path).stem} labels" + (" (read-only)" if read_only_reason else ""),
                 "colormap": labels_colormap(colors),
                 "opacity": 0.6,
                 "metadata": {META_KEY: {"kind": "project", "path": str(Path(path))}},

@@ -18,20 +18,26 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import PromptError, first_validation_problem, repeated
+from ._input_files import first_line, parse_json, read_text, short_list, validation_problem
+from .errors import PromptError, repeated
 
 MAX_OBJECT_ID = 2**32 - 1
+#: Largest frame index a prompt may name (far beyond any video; keeps messages short).
+MAX_FRAME = 2**31 - 1
+_FORMAT_HINT = "see docs/prompts.md for the format"
 
 
 class ObjectSpec(BaseModel):
-    """An object (masklet) to track; ``id`` is the value it takes in the labels array."""
+    """An object (masklet) to track; ``id`` is the value it takes in the labels array.
+
+    ``parent`` is the lineage link: the id of the object this one divided from (CTC's ``P``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +45,7 @@ class ObjectSpec(BaseModel):
     name: str = ""
     category: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    parent: int | None = Field(default=None, ge=1, le=MAX_OBJECT_ID)
 
 
 class Prompt(BaseModel):
@@ -51,12 +58,12 @@ class Prompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     object: int = Field(ge=1, le=MAX_OBJECT_ID)
-    frame: int = Field(ge=0)
+    frame: int = Field(ge=0, le=MAX_FRAME)
     points: list[tuple[float, float]] = Field(default_factory=list)
     labels: list[Literal[0, 1]] = Field(default_factory=list)
     box: tuple[float, float, float, float] | None = None
     mask: str | None = None
-    mask_value: int | None = None
+    mask_value: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Prompt":
@@ -81,7 +88,7 @@ class Prompt(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            raise PromptError(f"invalid prompt: {first_validation_problem(exc)}") from None
+            raise PromptError(f"invalid prompt: {validation_problem(exc)}") from None
 
     @property
     def kind(self) -> str:
@@ -113,31 +120,55 @@ class Prompt(BaseModel):
                     f"outside the {width}x{height} frame"
                 )
 
+    def mask_path(self, base_dir: str | Path | None) -> Path:
+        """The mask file of a mask prompt (relative paths are relative to ``base_dir``)."""
+        path = Path(self.mask)
+        return Path(base_dir) / path if not path.is_absolute() and base_dir is not None else path
+
+    def _mask_owner(self, path: Path) -> str:
+        return f"mask file {path} for object {self.object} on frame {self.frame}"
+
     def load_mask(self, base_dir: str | Path | None, height: int, width: int) -> np.ndarray:
         """Read the mask image of a mask prompt as a bool (H, W) array."""
-        from PIL import Image
-
-        path = Path(self.mask)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        if not path.is_file():
-            raise PromptError(f"mask file {path} for object {self.object} not found")
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        else:
-            data = np.asarray(Image.open(path))
+        path = self.mask_path(base_dir)
+        data = _read_mask_image(path, self._mask_owner(path), header_only=False)
         if data.ndim == 3:
             data = data[..., 0]
-        if data.shape != (height, width):
+        if data.ndim != 2 or data.shape != (height, width):
             raise PromptError(
-                f"mask {path} is {data.shape[1]}x{data.shape[0]} but the video is {width}x{height}"
+                f"mask {path} has shape {tuple(data.shape)} but the video is {width}x{height}; "
+                "give a single-plane mask of the frame's size"
             )
         mask = data == self.mask_value if self.mask_value is not None else data != 0
         if not mask.any():
             raise PromptError(f"mask {path} for object {self.object} is empty")
         return mask
+
+
+def _read_mask_image(path: Path, owner: str, *, header_only: bool) -> np.ndarray | None:
+    """The pixels of a mask image (``None`` with ``header_only``: only its header is parsed);
+    :class:`PromptError` naming ``owner`` if it is missing, a directory or not an image."""
+    if path.is_dir():
+        raise PromptError(f"{owner} is a directory; name an image file (PNG or TIFF)")
+    if not path.is_file():
+        raise PromptError(f"{owner} not found; paths are relative to the prompts file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            if header_only:
+                with tifffile.TiffFile(path) as tif:
+                    tif.series[0].shape  # noqa: B018 - parses the header
+                return None
+            return tifffile.imread(path)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return None if header_only else np.asarray(im)
+    except Exception as exc:  # unreadable, not an image, truncated, decompression bomb
+        raise PromptError(
+            f"{owner} is not a readable image ({first_line(exc)}); save the mask as PNG or TIFF"
+        ) from None
 
 
 class PromptSet(BaseModel):
@@ -154,7 +185,7 @@ class PromptSet(BaseModel):
     def _unique_ids(cls, objects: list[ObjectSpec]) -> list[ObjectSpec]:
         dupes = repeated(o.id for o in objects)
         if dupes:
-            raise ValueError(f"object ids {dupes} are listed more than once")
+            raise ValueError(f"object ids {short_list(dupes)} are listed more than once")
         return objects
 
     @model_validator(mode="after")
@@ -162,10 +193,19 @@ class PromptSet(BaseModel):
         known = {o.id for o in self.objects}
         for p in self.prompts:
             if p.object not in known:
+                listed = f"known ids: {short_list(sorted(known))}" if known else "none is listed"
                 raise ValueError(
                     f"prompt on frame {p.frame} refers to unknown object id {p.object}; "
-                    f"add it to 'objects' (known ids: {sorted(known)})"
+                    f"add it to 'objects' ({listed})"
                 )
+        dupes = repeated((p.object, p.frame) for p in self.prompts)
+        if dupes:
+            obj, frame = dupes[0]
+            more = f" (and {len(dupes) - 1:,} more object/frame pairs)" if len(dupes) > 1 else ""
+            raise ValueError(
+                f"object {obj} has more than one prompt on frame {frame}{more}; merge them into "
+                "one prompt (one prompt holds all the clicks and the box of an object on a frame)"
+            )
         return self
 
     def check_video(self, num_frames: int, height: int, width: int) -> None:
@@ -177,23 +217,31 @@ class PromptSet(BaseModel):
     def load(cls, path: str | Path) -> "PromptSet":
         """Read and validate a prompts JSON file; errors are one-line :class:`PromptError`."""
         path = Path(path)
+        text = read_text(path, "prompts file", PromptError, _FORMAT_HINT)
+        data = parse_json(text, f"prompts file {path}", PromptError, _FORMAT_HINT)
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise PromptError(f"cannot read prompts file {path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PromptError(
-                f"prompts file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-                "see docs/prompts.md for the format"
-            ) from None
-        try:
-            return cls.model_validate(data)
+            prompts = cls.model_validate(data)
         except ValidationError as exc:
             raise PromptError(
-                f"prompts file {path}: {first_validation_problem(exc)} (see docs/prompts.md)"
+                f"prompts file {path}: {validation_problem(exc)} ({_FORMAT_HINT})"
             ) from None
+        except RecursionError:
+            raise PromptError(
+                f"prompts file {path} is nested too deeply to be valid; {_FORMAT_HINT}"
+            ) from None
+        prompts.check_mask_files(path.parent)
+        return prompts
+
+    def check_mask_files(self, base_dir: str | Path | None) -> None:
+        """Raise :class:`PromptError` unless every mask prompt names a readable image file.
+
+        Only the image headers are read; sizes are checked against the video when tracking.
+        """
+        for p in self.prompts:
+            if p.mask is None or p.mask.startswith("store:"):
+                continue
+            path = p.mask_path(base_dir)
+            _read_mask_image(path, p._mask_owner(path), header_only=True)
 
     def save(self, path: str | Path) -> None:
         """Write the prompts as indented JSON."""

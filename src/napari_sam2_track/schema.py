@@ -18,11 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SchemaError, first_validation_problem, repeated, stripped_name
+from ._input_files import parse_json, parse_yaml, read_text, short_list, validation_problem
+from .errors import SchemaError, repeated, stripped_name
 
 __all__ = [
     "AttributeSpec",
     "Category",
+    "ReviewThresholds",
     "Schema",
     "label_colors",
     "object_color",
@@ -35,6 +37,11 @@ DEFAULT_OCCLUDED = (
     "inside the field of view but hidden by another object or by smoke/debris; "
     "presence score <= 0 while the last visible bbox is away from the border"
 )
+#: Upper bound of pixel counts and margins (keeps values storable in any table or format).
+MAX_PIXELS = 2**31 - 1
+#: Range of ``int`` attribute values (64-bit signed, as stored in tables and exports).
+INT_ATTRIBUTE_RANGE = (-(2**63), 2**63 - 1)
+
 DEFAULT_OUT_OF_FRAME = "outside the field of view: last seen touching the image border"
 
 # Colours cycled by helpers that create categories without an explicit colour.
@@ -50,6 +57,15 @@ PALETTE = (
     "#008080",
     "#9a6324",
 )
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (values quoted in one-line errors)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number with thousands of digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _hex_to_rgb(color: str) -> tuple[float, float, float]:
@@ -132,24 +148,46 @@ class AttributeSpec(BaseModel):
             return None
         if self.kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: expected true/false, got {value!r}")
+                raise ValueError(f"{where}: expected true/false, got {_short_repr(value)}")
             return value
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{where}: expected an integer, got {value!r}")
+                raise ValueError(f"{where}: expected an integer, got {_short_repr(value)}")
+            low, high = INT_ATTRIBUTE_RANGE
+            if not low <= value <= high:
+                raise ValueError(f"{where}: {_short_repr(value)} is outside the 64-bit range")
             return value
         if self.kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{where}: expected a number, got {value!r}")
+                raise ValueError(f"{where}: expected a number, got {_short_repr(value)}")
             return float(value)
         if self.kind == "text":
             if not isinstance(value, str):
-                raise ValueError(f"{where}: expected text, got {value!r}")
+                raise ValueError(f"{where}: expected text, got {_short_repr(value)}")
             return value
         # choice
         if value not in self.choices:
-            raise ValueError(f"{where}: {value!r} is not one of {self.choices}")
+            raise ValueError(
+                f"{where}: {_short_repr(value)} is not one of {short_list(self.choices)}"
+            )
         return value
+
+
+class ReviewThresholds(BaseModel):
+    """Thresholds of the review flags and of the analytics' idle gaps (``docs/review.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    presence_band: float = Field(default=2.0, ge=0)
+    """Flag presence logits within this distance of 0 (tracked objects score about +6 to +8)."""
+    area_change: float = Field(default=0.4, ge=0)
+    """Flag area changes between adjacent visible frames above this fraction of the larger area."""
+    jump: float = Field(default=0.5, ge=0)
+    """Flag bounding-box centre moves above this multiple of the object's size (sqrt of area)."""
+    overlap: float = Field(default=0.2, ge=0, le=1)
+    """Flag overlaps with another object above this fraction of the object's area."""
+    idle_seconds: float = Field(default=60.0, gt=0)
+    """Analytics: gaps between interactions longer than this are idle, not active time."""
 
 
 def _default_categories() -> list[Category]:
@@ -169,18 +207,20 @@ class Schema(BaseModel):
     """When an object leaves the view and re-enters: keep its id, or a new id linked to the old."""
     occluded_definition: str = DEFAULT_OCCLUDED
     out_of_frame_definition: str = DEFAULT_OUT_OF_FRAME
-    min_visible_pixels: int = Field(default=0, ge=0)
+    min_visible_pixels: int = Field(default=0, ge=0, le=MAX_PIXELS)
     """Masks with fewer pixels than this count as absent."""
     edge_policy: Literal["keep", "drop", "flag"] = "keep"
     """Objects cut by the frame border: keep them, drop border-touching masks, or flag them."""
-    border_margin_px: int = Field(default=0, ge=0)
+    border_margin_px: int = Field(default=0, ge=0, le=MAX_PIXELS)
+    review: ReviewThresholds = Field(default_factory=ReviewThresholds)
+    """Thresholds of the review flags and analytics."""
 
     @field_validator("categories")
     @classmethod
     def _unique_categories(cls, v: list[Category]) -> list[Category]:
         dupes = repeated(c.name for c in v)
         if dupes:
-            raise ValueError(f"duplicate category names: {', '.join(dupes)}")
+            raise ValueError(f"duplicate category names: {short_list(dupes)}")
         return v
 
     @field_validator("attributes")
@@ -188,7 +228,7 @@ class Schema(BaseModel):
     def _unique_attributes(cls, v: list[AttributeSpec]) -> list[AttributeSpec]:
         dupes = repeated(a.name for a in v)
         if dupes:
-            raise ValueError(f"duplicate attribute names: {', '.join(dupes)}")
+            raise ValueError(f"duplicate attribute names: {short_list(dupes)}")
         return v
 
     # -- lookups -----------------------------------------------------------------------------
@@ -208,7 +248,7 @@ class Schema(BaseModel):
             if c.name == name:
                 return c
         raise KeyError(
-            f"unknown category {name!r}; known categories: {', '.join(self.category_names())}"
+            f"unknown category {name!r}; known categories: {short_list(self.category_names())}"
         )
 
     def category_for(self, category_name: str | None) -> str:
@@ -226,7 +266,7 @@ class Schema(BaseModel):
         for a in self.attributes:
             if a.name == name:
                 return a
-        known = ", ".join(a.name for a in self.attributes) or "(none)"
+        known = short_list(a.name for a in self.attributes) or "(none)"
         raise KeyError(f"unknown attribute {name!r}; known attributes: {known}")
 
     # -- serialisation -----------------------------------------------------------------------
@@ -262,11 +302,10 @@ class Schema(BaseModel):
             fmt_l = "yaml"
         if fmt_l not in ("yaml", "json"):
             raise SchemaError(f"{source}: unknown schema format {fmt!r} (use yaml or json); {hint}")
-        try:
-            data = json.loads(text) if fmt_l == "json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SchemaError(f"{source}: not valid {fmt_l.upper()} ({first}); {hint}") from None
+        if fmt_l == "json":
+            data = parse_json(text, source, SchemaError, hint)
+        else:
+            data = parse_yaml(text, source, SchemaError, hint)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -276,7 +315,9 @@ class Schema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SchemaError(f"{source}: {first_validation_problem(exc)}; {hint}") from None
+            raise SchemaError(f"{source}: {validation_problem(exc)}; {hint}") from None
+        except RecursionError:
+            raise SchemaError(f"{source} is nested too deeply to be a schema; {hint}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
@@ -288,12 +329,7 @@ class Schema(BaseModel):
             fmt = _fmt_from_suffix(path)
         except ValueError as exc:
             raise SchemaError(f"{path.name}: {exc}; {hint}") from None
-        if not path.is_file():
-            raise SchemaError(f"{path.name}: schema file not found at {path}; {hint}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SchemaError(f"{path.name}: cannot read file ({exc}); {hint}") from None
+        text = read_text(path, "schema file", SchemaError, hint)
         return cls.from_text(text, fmt, source=path.name)
 
 

@@ -35,10 +35,17 @@ def test_plugin_import_is_light():
 
 
 def test_annotate_sample_opens_docks(qtbot, tmp_path):
-    viewer, schema_dock, dock = open_annotation_viewer(
+    viewer, schema_dock, dock, review = open_annotation_viewer(
         sample="cells", frames=6, size=(64, 64), project=tmp_path / "c.zarr", show=False
     )
     try:
+        # the Review dock follows the same session, and shows its objects once read
+        assert review.session is dock.session
+        obj = dock.add_object("cell")
+        qtbot.waitUntil(lambda: review.data is not None and not review.loading
+                        and [t.id for t in review.data.tracks] == [obj.id], timeout=20_000)
+        assert review.table.rowCount() == 1 and review.correct_box.auto_check.isChecked()
+        assert dock.session.auto_correct
         names = [layer.name for layer in viewer.layers]
         assert names[:2] == ["cells", "cells ground truth"]
         assert {"cells labels", "cells clicks", "cells boxes"} <= set(names)
@@ -47,6 +54,13 @@ def test_annotate_sample_opens_docks(qtbot, tmp_path):
         assert dock.session.schema.category_names() == ["nucleus", "mitotic cell"]
         assert schema_dock.schema().category_names() == ["nucleus", "mitotic cell"]
         assert "Alt+click" in dock.toolTip()
+        # no "&" read as a keyboard mnemonic in the tab titles
+        from qtpy.QtWidgets import QDockWidget
+
+        titles = [d.windowTitle() for d in viewer.window._qt_window.findChildren(QDockWidget)]
+        assert any(t.startswith("Prompt and Propagate") for t in titles)
+        assert any(t.startswith("Review") for t in titles)
+        assert not any("&" in t for t in titles), titles
     finally:
         viewer.close()
 

@@ -1,4 +1,4 @@
-"""Prompt & Propagate and Schema docks on a real napari viewer (run under xvfb)."""
+"""Prompt and Propagate and Schema docks on a real napari viewer (run under xvfb)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _docks(viewer):
     schema_dock = SchemaWidget(viewer)
     dock = PromptWidget(viewer)
     viewer.window.add_dock_widget(schema_dock, name="Schema")
-    viewer.window.add_dock_widget(dock, name="Prompt & Propagate")
+    viewer.window.add_dock_widget(dock, name="Prompt and Propagate")
     return schema_dock, dock
 
 
@@ -129,8 +129,8 @@ def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, error
         dock.select_object(obj.id)
         x, y = clicks[gt_id]
         _click(points, 0, y, x)
-        assert session.keyframes(obj.id) == [0]
-        assert (session.store.labels[0] == obj.id).any(), "keyframe mask not shown at once"
+        assert session.keyframes(obj.id) == [0]  # recorded at once; the mask follows
+        qtbot.waitUntil(lambda obj=obj: (session.store.labels[0] == obj.id).any(), timeout=60_000)
     # Alt+click adds a negative click for the active object (b)
     _click(points, 0, 2, 2, modifiers=["Alt"])
     assert session.clicks(b.id, 0)[-1] == (2.0, 2.0, 0)
@@ -192,11 +192,12 @@ def test_end_to_end_cells(make_napari_viewer, qtbot, tmp_path, test_model, error
 
     # keyframes: list, jump, delete
     dock.select_object(b.id)
-    assert dock.keyframes_list.count() == 1
+    keyframes_list = dock.prompts_box.keyframes_list
+    assert keyframes_list.count() == 1
     dock.goto_keyframe(0)
     assert viewer.dims.current_step[0] == 0
     dock.delete_keyframe(0)
-    assert session.keyframes(b.id) == [] and dock.keyframes_list.count() == 0
+    assert session.keyframes(b.id) == [] and keyframes_list.count() == 0
     assert all(o != b.id for o in dock.points_layer.features["object"])
 
 
@@ -209,13 +210,14 @@ def test_box_and_label_mask_prompts(make_napari_viewer, qtbot, tmp_path, test_mo
     viewer.dims.set_current_step(0, 2)
     dock.add_box(20, 20, 50, 60)
     assert dock.session.box(obj.id, 2) == (20.0, 20.0, 50.0, 60.0)
-    assert (dock.session.store.labels[2] == obj.id).any()
+    qtbot.waitUntil(lambda: (dock.session.store.labels[2] == obj.id).any(), timeout=60_000)
     # a painted mask on another frame becomes a mask prompt
     viewer.dims.set_current_step(0, 5)
     dock.labels_layer.paint((5, 40, 40), obj.id)
     dock.use_label_mask()
     assert not errors, errors
     assert dock.session.keyframes(obj.id) == [2, 5]
+    assert dock.session.wait_idle(60)
     prompt = [p for p in dock.session.store.prompts.prompts if p.frame == 5][0]
     assert prompt.kind == "mask"
     # a second rectangle on the same frame replaces the first
@@ -224,10 +226,11 @@ def test_box_and_label_mask_prompts(make_napari_viewer, qtbot, tmp_path, test_mo
     assert dock.session.box(obj.id, 2) == (10.0, 10.0, 40.0, 40.0)
     assert len(dock.shapes_layer.data) == 1
     # propagate a frame range only
-    dock.whole_check.setChecked(False)
-    dock.start_spin.setValue(2)
-    dock.end_spin.setValue(4)
-    dock.direction_combo.setCurrentText("forward")
+    box = dock.propagate_box
+    box.whole_check.setChecked(False)
+    box.start_spin.setValue(2)
+    box.end_spin.setValue(4)
+    box.direction_combo.setCurrentText("forward")
     assert dock.propagate() is not None
     _wait_done(qtbot, dock)
     states = dock.session.store.states(obj.id)
@@ -413,10 +416,16 @@ def test_worker_error_is_notified_and_frames_stay(make_napari_viewer, qtbot, tmp
 def test_missing_weights_message(make_napari_viewer, qtbot, tmp_path, errors):
     viewer = make_napari_viewer()
     _, dock = _docks(viewer)
+    box = dock.model_box
     worker = dock.load_model(str(tmp_path / "missing.pt"), "cpu")
-    qtbot.waitUntil(lambda: not worker.is_running and dock.load_model_btn.isEnabled(), timeout=60_000)
+    qtbot.waitUntil(lambda: not worker.is_running and box.load_model_btn.isEnabled(), timeout=60_000)
     assert errors and "missing.pt" in errors[-1] and "\n" not in errors[-1]
-    assert dock.model_label.text() == "no model loaded" and dock.hub.model is None
+    # the one-line message stays in the dock until the next attempt
+    assert box.model_label.text() == f"no model loaded: {errors[-1]}" and dock.hub.model is None
+    worker = dock.load_model(str(tmp_path / "other.pt"), "cpu")
+    assert box.model_label.text().startswith("loading")
+    qtbot.waitUntil(lambda: not worker.is_running and box.load_model_btn.isEnabled(), timeout=60_000)
+    assert "other.pt" in box.model_label.text()
 
 
 def test_polarity_toggle_and_shortcut_docs(make_napari_viewer, tmp_path, test_model, errors):
@@ -426,7 +435,7 @@ def test_polarity_toggle_and_shortcut_docs(make_napari_viewer, tmp_path, test_mo
     session = dock.open_project(tmp_path / "p.zarr")
     obj = dock.add_object("a")
     dock.toggle_polarity()  # what N does
-    assert dock.negative_btn.isChecked() and not dock.positive
+    assert dock.prompts_box.negative_btn.isChecked() and not dock.positive
     _click(dock.points_layer, 0, 30, 30)
     _click(dock.points_layer, 0, 40, 40, modifiers=["Control"])
     dock.set_polarity(True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import sys
+import warnings
 
 from ._registry import command
 
@@ -36,7 +39,8 @@ def add_parsers(sub) -> None:
     p.add_argument("project", help="PROJECT.zarr")
     p.add_argument("--format", "-f", required=True, choices=sorted([*FORMATS, *FORMAT_ALIASES]))
     p.add_argument("--out", required=True, help="output file or folder")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous export of the same format at --out (never anything else)")
     _add_options(p)
     g = p.add_argument_group("format options")
     g.add_argument("--dtype", choices=["uint16", "uint32"], help="tiff: label dtype (default uint16)")
@@ -53,7 +57,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--keyframes", choices=["none", "first", "all"], default="none",
                    help="also store masks as keyframe prompts: each object's first frame, or every frame")
     p.add_argument("--schema", help="annotation schema (YAML/JSON) to store in the project")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing project")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous project at --out (never anything else)")
+    g = p.add_argument_group("SA-V JSON (sav-json)")
+    g.add_argument("--video", help="the video the annotations belong to: its frame count places "
+                   "each annotated frame on its real frame (SA-V annotates every 4th frame)")
+    g.add_argument("--video-frames", type=int, help="the video's frame count, instead of --video")
+    g.add_argument("--frame-stride", type=int, help="video frames between annotated frames "
+                   "(default: from the video's frame count, else the file's video_frame_count)")
 
     p = sub.add_parser("compare", help="J&F and CTC SEG/TRA between two label sets")
     p.add_argument("reference", help="reference labels: project or importable annotations")
@@ -64,6 +75,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-ctc", action="store_true", help="skip CTC SEG/TRA")
     p.add_argument("--skip-first-last", action="store_true", help="DAVIS protocol: leave out first and last frame")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show the warnings of a command that succeeded as ``warning: ...`` lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):
+            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
 
 
 @command("export")
@@ -82,9 +104,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         extra["image_path"] = args.image_path
     if args.video:
         extra["video"] = args.video
-    out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite, **extra)
+    with _warnings_as_lines():
+        out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite, **extra)
     print(f"wrote {out}")
     return 0
+
+
+def _sav_options(args: argparse.Namespace, fmt: str | None) -> dict:
+    given = {k: v for k, v in (("video", args.video), ("video_frames", args.video_frames),
+                               ("frame_stride", args.frame_stride)) if v is not None}
+    if not given:
+        return {}
+    from ..errors import Sam2TrackError
+    from ..formats import guess_format
+
+    if (fmt or guess_format(args.annotations)) != "sav-json":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise Sam2TrackError(f"{flags} apply to SA-V JSON annotations (--format sav-json) only")
+    return given
 
 
 @command("import")
@@ -93,10 +130,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..schema import Schema
 
     schema = Schema.load(args.schema) if args.schema else None
-    store = import_annotations(args.annotations, args.out, args.format, keyframes=args.keyframes,
-                               overwrite=args.overwrite, schema=schema)
+    kwargs = _sav_options(args, args.format)
+    with _warnings_as_lines():
+        store = import_annotations(args.annotations, args.out, args.format, keyframes=args.keyframes,
+                                   overwrite=args.overwrite, schema=schema, **kwargs)
     t, h, w = store.shape
-    print(f"wrote {args.out}: {len(store.objects)} objects, {t} frames, {w}x{h}")
+    src = store.meta.get("source") or {}
+    notes = [f"format {src['format']}"] if src.get("format") else []
+    if src.get("convention"):
+        notes.append(f"convention {src['convention']}")
+    if src.get("frame_stride"):
+        notes.append(f"frame stride {src['frame_stride']}")
+    if src.get("dropped"):
+        notes.append(f"dropped {len(src['dropped'])} kind(s) of content (see the warnings above)")
+    print(f"wrote {args.out}: {len(store.objects)} objects, {t} frames, {w}x{h}"
+          + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

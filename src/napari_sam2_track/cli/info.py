@@ -7,21 +7,32 @@ import json
 
 from ._registry import command
 
+MAX_SHOWN = 20  # problems listed by --check
+
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("info", help="summarise a project store")
     p.add_argument("project", help="PROJECT.zarr")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--check", action="store_true",
+                   help="read every chunk and table row and report what is damaged (exit 1 if any)")
 
 
 @command("info")
 def cmd_info(args: argparse.Namespace) -> int:
     from ..project import ProjectStore
 
-    summary = ProjectStore.open(args.project, mode="r").summary()
+    store = ProjectStore.open(args.project, mode="r")
+    summary = store.summary()
+    problems = None
+    if args.check:
+        from ..project.check import verify_project
+
+        problems, counts = verify_project(store)
+        summary["check"] = {"problems": problems, **counts}
     if args.json:
         print(json.dumps(summary, indent=2))
-        return 0
+        return 1 if problems else 0
     t, h, w = summary["shape"]
     print(f"project  {summary['path']}  ({t} frames, {w}x{h})")
     src = summary["source"]
@@ -43,10 +54,25 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  {obj['id']:>5}  {obj['name'] or '-':<16} {obj['category'] or '-':<14} {span}; "
             f"keyframes {obj['keyframes']}; {states}"
         )
+    lock = summary.get("lock")
+    if lock:
+        print(f"writer   PID {lock['pid']} on {lock['host']} since {lock['started']}: {lock['command']}")
     print(f"runs     {len(summary['runs'])}")
     for run in summary["runs"]:
         print(
             f"  #{run['id']} {run['status']:<9} {run.get('direction')} {run.get('started')} "
-            f"{run.get('frames', '?')} frames"
+            f"{run.get('frames', '?')} frames" + (f"  ({run['error']})" if run.get("error") else "")
         )
+    if problems is not None:
+        counts = summary["check"]
+        if not problems:
+            print(f"check    ok: {counts['frames']} frames x {counts['objects']} objects, "
+                  f"{counts['rows']} table rows verified")
+            return 0
+        print(f"check    {len(problems)} problems")
+        for line in problems[:MAX_SHOWN]:
+            print(f"  {line}")
+        if len(problems) > MAX_SHOWN:
+            print(f"  ... and {len(problems) - MAX_SHOWN:,} more")
+        return 1
     return 0

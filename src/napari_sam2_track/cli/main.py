@@ -1,21 +1,26 @@
 """The ``napari-sam2-track`` command: one module per subcommand, registered here.
 
-User errors (:class:`~napari_sam2_track.errors.Sam2TrackError`) print one line and exit with
-status 2; no traceback.
+User errors (:class:`~napari_sam2_track.errors.Sam2TrackError`) and failures of the file system
+(``OSError``: full disk, permissions, read-only folders) print one line of at most
+:data:`~napari_sam2_track.errors.MAX_LINE` characters and exit with status 2; no traceback.
+SIGTERM ends a command like Ctrl-C, so locks are given back and runs recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 
-from ..errors import Sam2TrackError
+from ..errors import Sam2TrackError, describe_os_error, one_line
 from ._registry import COMMANDS, EXIT_USER_ERROR
 
 #: Subcommand modules, each with ``add_parsers(subparsers)`` and ``@command`` handlers.
-SUBCOMMAND_MODULES = ("track", "info", "export", "annotate")
+SUBCOMMAND_MODULES = ("track", "info", "export", "review", "batch", "annotate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,11 +47,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
-    try:
-        return COMMANDS[args.command](args)
-    except Sam2TrackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return COMMANDS[args.command](args)
+        except Sam2TrackError as exc:
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except OSError as exc:
+            print(f"error: {one_line(describe_os_error(exc))}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the package as one ``note:`` line; others as usual."""
+    from ..project.lock import StaleLockWarning
+
+    if issubclass(category, StaleLockWarning):
+        print(f"note: {one_line(str(message))}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .batch import add_cluster_options
 from ._registry import EXIT_INTERRUPTED, add_model_options, add_source_options, command, load_model_from_args
 
 
@@ -25,13 +26,20 @@ def add_parsers(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue an existing project")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing project")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--segments", type=int, help="split at keyframes into N segments run in "
+                   "parallel on dask (see docs/distributed.md)")
+    add_cluster_options(p)
 
 
 @command("track")
 def cmd_track(args: argparse.Namespace) -> int:
+    if args.segments and args.segments > 1:
+        from .batch import track_segments
+
+        return track_segments(args)
     from tqdm import tqdm
 
-    from ..pipeline import track
+    from ..pipeline import check_output, track
     from ..prompts import PromptSet
     from ..schema import Schema
     from ..sources import open_source
@@ -39,9 +47,15 @@ def cmd_track(args: argparse.Namespace) -> int:
     source = open_source(args.video, channel=args.channel, window=args.window)
     prompts = PromptSet.load(args.prompts) if args.prompts else None
     schema = Schema.load(args.schema) if args.schema else None
-    if prompts is not None:
-        prompts.check_video(len(source), source.height, source.width)
-    model = load_model_from_args(args)
+    try:
+        if prompts is not None:
+            prompts.check_video(len(source), source.height, source.width)
+        check_output(args.out, source, has_prompts=prompts is not None, resume=args.resume,
+                     overwrite=args.overwrite)
+        model = load_model_from_args(args)
+    except BaseException:
+        source.close()
+        raise
     cancel = threading.Event()
     bar = None
     try:
@@ -66,8 +80,12 @@ def cmd_track(args: argparse.Namespace) -> int:
                 bar.set_postfix(fps=f"{progress.fps:.1f}", frame=progress.frame)
     except KeyboardInterrupt:
         cancel.set()
-        print(f"\ninterrupted; frames written so far are kept in {args.out} (use --resume)",
-              file=sys.stderr)
+        if args.overwrite:
+            print(f"\ninterrupted; {args.out} is unchanged (the replacement was discarded)",
+                  file=sys.stderr)
+        else:
+            print(f"\ninterrupted; frames written so far are kept in {args.out} (use --resume)",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if bar is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._input_files import first_line, parse_yaml, read_text
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ _TRUNK_TO_SIZE = {(96, 12): "t", (96, 16): "s", (112, 24): "b+", (144, 48): "l"}
 #: attends to all of them (-1), which makes cost grow with every keyframe; the closest frames
 #: before and after the current one are always kept (sam2's ``select_closest_cond_frames``).
 DEFAULT_MAX_COND_FRAMES = 8
+
+#: ``image_size`` must be a multiple of this (the image encoder's total stride) ...
+IMAGE_SIZE_MULTIPLE = 32
+#: ... and lie in this range (SAM 2 was trained at 1024).
+IMAGE_SIZE_RANGE = (32, 4096)
+
+#: Classes a model config may build: the ``_target_`` of every node must live in these packages.
+ALLOWED_TARGET_PREFIXES = ("sam2.",)
 
 # The same post-processing switches as sam2.build_sam.build_sam2_video_predictor.
 _VIDEO_OVERRIDES = [
@@ -128,8 +137,11 @@ def hf_cache_dir() -> str:
 def _sam2_config_path(config: str) -> Path:
     """Locate a config: a YAML file on disk, or a name relative to the sam2 package."""
     path = Path(config)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
+    if path.suffix in (".yaml", ".yml"):
+        if path.is_dir():
+            raise ModelError(f"config {config} is a directory; pass a sam2 config YAML file")
+        if path.is_file():
+            return path
     import importlib.util
 
     spec = importlib.util.find_spec("sam2")
@@ -147,15 +159,87 @@ def _sam2_config_path(config: str) -> Path:
     )
 
 
-def _compose(config: str, overrides: list[str]):
-    """Load a sam2 model config with overrides, without touching global Hydra state."""
-    from omegaconf import OmegaConf
+def _check_targets(node: Any, where: str, config: str) -> None:
+    """Refuse a config whose ``_target_`` entries name anything outside the sam2 package."""
+    from omegaconf import DictConfig, ListConfig
 
-    cfg = OmegaConf.load(_sam2_config_path(config))
-    dotlist = [o.lstrip("+") for o in overrides]
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    OmegaConf.resolve(cfg)
+    if isinstance(node, DictConfig):
+        target = node.get("_target_") if "_target_" in node else None
+        if target is not None and not (
+            isinstance(target, str) and target.startswith(ALLOWED_TARGET_PREFIXES)
+        ):
+            raise ModelError(
+                f"config {config} is refused: {where}._target_ is {first_line(str(target), 80)!r}; "
+                "a model config may only build sam2 classes (sam2.modeling...)"
+            )
+        for key in node.keys():
+            _check_targets(node._get_node(key), f"{where}.{key}", config)
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_targets(node._get_node(i), f"{where}[{i}]", config)
+
+
+def _compose(config: str, overrides: list[str]):
+    """Load a sam2 model config with overrides, without touching global Hydra state.
+
+    The YAML is read with a safe loader (tags naming Python objects are refused, never run)
+    and only ``sam2`` classes may be named as ``_target_``; every failure is a one-line
+    :class:`ModelError`.
+    """
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf._utils import get_yaml_loader
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = _sam2_config_path(config)
+    hint = "pass a sam2 model config YAML (see docs/models.md)"
+    text = read_text(path, "config", ModelError, hint)
+    data = parse_yaml(text, f"config {path}", ModelError, hint, loader=get_yaml_loader())
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ModelError(f"config {path} has no 'model' section; {hint}")
+    try:
+        cfg = OmegaConf.create(data)
+        dotlist = [o.lstrip("+") for o in overrides]
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+        OmegaConf.resolve(cfg)
+    except (OmegaConfBaseException, ValueError, TypeError, RecursionError) as exc:
+        raise ModelError(
+            f"config {path} cannot be read as a model config ({first_line(exc)}); {hint}"
+        ) from None
+    if not isinstance(cfg.get("model"), DictConfig):
+        raise ModelError(f"config {path} has no 'model' section; {hint}")
+    _check_targets(cfg.model, "model", str(path))
     return cfg
+
+
+def check_image_size(image_size: Any) -> int:
+    """``image_size`` as an int, or :class:`ModelError` if SAM 2 cannot run at that size."""
+    low, high = IMAGE_SIZE_RANGE
+    try:
+        size = int(image_size)
+        valid = size == image_size and low <= size <= high and size % IMAGE_SIZE_MULTIPLE == 0
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise ModelError(
+            f"image size {first_line(str(image_size), 40)} (--image-size) is not usable: SAM 2 needs "
+            f"a multiple of {IMAGE_SIZE_MULTIPLE} from {low} to {high}, e.g. 512 or 1024"
+        )
+    return size
+
+
+def check_max_cond_frames(max_cond_frames: Any) -> int:
+    """``max_cond_frames`` as an int: -1 (all) or at least 2 (sam2 keeps the two closest)."""
+    try:
+        value = int(max_cond_frames)
+        valid = value == max_cond_frames and (value == -1 or 2 <= value <= 1_000_000)
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise ModelError(
+            f"max conditioning frames {first_line(str(max_cond_frames), 40)} (--max-cond-frames) "
+            "is not usable: give -1 (all) or a number of at least 2"
+        )
+    return value
 
 
 def _cuda_extension_available() -> bool:
@@ -185,6 +269,9 @@ def build_predictor(
     """
     from hydra.utils import instantiate
 
+    max_cond_frames = check_max_cond_frames(max_cond_frames)
+    if image_size is not None:
+        image_size = check_image_size(image_size)
     target = "SAM2VideoPredictorVOS" if vos_optimized else "SAM2VideoPredictor"
     all_overrides = [f"model._target_=sam2.sam2_video_predictor.{target}"]
     if vos_optimized:
@@ -197,18 +284,26 @@ def build_predictor(
         all_overrides.append(f"model.image_size={int(image_size)}")
     all_overrides += list(overrides)
     cfg = _compose(config, all_overrides)
-    model = instantiate(cfg.model, _recursive_=True)
+    try:
+        model = instantiate(cfg.model, _recursive_=True)
+    except Exception as exc:  # wrong arguments or values in the config
+        reason = " ".join(ln.strip() for ln in str(exc).splitlines()[:2] if ln.strip())
+        raise ModelError(
+            f"config {config} does not build a SAM 2 model ({first_line(reason or exc)}); pass a sam2 "
+            "model config or leave --config out"
+        ) from None
     if state_dict is not None:
         try:
             missing, unexpected = model.load_state_dict(state_dict, strict=False)
         except RuntimeError as exc:  # shape mismatches
-            first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            first = first_line(lines[1] if len(lines) > 1 else exc)
             raise ModelError(
                 f"{checkpoint_label} does not fit config {config}: {first}; pass the matching "
                 "--config or leave it out to infer it from the checkpoint"
             ) from None
         if missing or unexpected:
-            sample = (missing or unexpected)[0]
+            sample = first_line((missing or unexpected)[0], 80)
             raise ModelError(
                 f"{checkpoint_label} does not fit config {config}: {len(missing)} missing and "
                 f"{len(unexpected)} unexpected weights (e.g. {sample}); pass the matching --config "
@@ -227,12 +322,12 @@ def infer_config(state_dict: dict) -> str:
     """Infer the sam2 config of a checkpoint from its tensor shapes."""
     try:
         embed = state_dict["image_encoder.trunk.patch_embed.proj.weight"].shape[0]
-    except KeyError:
+    except (KeyError, AttributeError, IndexError):
         raise ModelError(
             "the checkpoint has no SAM 2 image encoder weights; is it a SAM 2 checkpoint?"
         ) from None
     blocks = {
-        int(k.split(".")[3]) for k in state_dict if k.startswith("image_encoder.trunk.blocks.")
+        k.split(".")[3] for k in state_dict if k.startswith("image_encoder.trunk.blocks.")
     }
     size = _TRUNK_TO_SIZE.get((int(embed), len(blocks)))
     if size is None:
@@ -245,32 +340,96 @@ def infer_config(state_dict: dict) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a SAM 2 ``.pt`` checkpoint's state dict (``{"model": ...}`` or a bare dict)."""
+    """Read a SAM 2 ``.pt`` checkpoint's state dict (``{"model": ...}`` or a bare dict).
+
+    Only tensors and plain containers are unpickled (``weights_only``): a file that holds
+    other Python objects is refused, never run. Every failure is a one-line :class:`ModelError`.
+    """
+    import zipfile
+
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"checkpoint {path} is a directory; pass the .pt file to --model")
     if not path.is_file():
         raise ModelError(f"checkpoint {path} not found; check the path given to --model")
     try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as exc:
+        reason = exc.strerror or first_line(exc)
+        raise ModelError(f"cannot read checkpoint {path}: {reason}") from None
+    if empty:
+        raise ModelError(
+            f"cannot read checkpoint {path}: it is an empty file; download or copy it again"
+        )
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
+            raise ModelError(
+                f"checkpoint {path} holds Python objects besides weights, which are not loaded "
+                "for safety; save only its state dict (torch.save({'model': state_dict}, path))"
+            ) from None
+        detail = "" if "Weights only load failed" in str(exc) else f": {first_line(exc, 80)}"
         raise ModelError(
-            f"cannot read checkpoint {path} ({reason}); is it a complete PyTorch .pt file?"
+            f"cannot read checkpoint {path}: it is not a complete PyTorch checkpoint (truncated, "
+            f"damaged or another format{detail}); download or copy it again"
         ) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or not obj:
         raise ModelError(f"checkpoint {path} holds no state dict; expected a SAM 2 .pt file")
+    bad = next(
+        (k for k, v in obj.items() if not isinstance(k, str) or not torch.is_tensor(v)), None
+    )
+    if bad is not None:
+        raise ModelError(
+            f"checkpoint {path} is not a SAM 2 state dict: entry {first_line(str(bad), 60)!r} is not "
+            "a named tensor; expected a SAM 2 .pt file"
+        )
     return obj
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub can be asked at all: False at once under
+    ``HF_HUB_OFFLINE=1``, or when its host does not accept a connection within ``timeout``
+    seconds (so an offline machine is told in seconds, not after the hub client's retries).
+    Behind an HTTP(S) proxy the hub client is trusted to find its way."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def download_checkpoint(repo_id: str) -> tuple[str, str]:
-    """Download (once) and return ``(config, local_path)`` for a Hugging Face model id."""
+    """Download (once) and return ``(config, local_path)`` for a Hugging Face model id.
+
+    Offline (see :func:`hub_reachable`) only the local Hugging Face cache is used.
+    """
     from huggingface_hub import hf_hub_download
 
     config, filename = HF_FILES.get(repo_id, (None, None))
+    offline = not hub_reachable()
     try:
+        if offline and filename is None:
+            raise ModelError(
+                f"cannot look up {repo_id}: the Hugging Face Hub is not reachable (offline); "
+                "pass --model /path/to/file.pt (see docs/models.md)"
+            )
         if filename is None:
             # Unknown repositories: take the first .pt file they hold.
             from huggingface_hub import list_repo_files
@@ -279,11 +438,11 @@ def download_checkpoint(repo_id: str) -> tuple[str, str]:
             if not files:
                 raise ModelError(f"Hugging Face repository {repo_id} holds no .pt checkpoint")
             filename = files[0]
-        path = hf_hub_download(repo_id=repo_id, filename=filename)
+        path = hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=offline)
     except ModelError:
         raise
     except Exception as exc:
-        reason = type(exc).__name__
+        reason = "not in the local cache" if offline else type(exc).__name__
         raise ModelError(
             f"cannot download {repo_id} ({reason}: offline or not reachable); download "
             f"{filename or 'the .pt file'} elsewhere and pass --model /path/to/file.pt, or copy it "
@@ -314,6 +473,9 @@ def load_model(
         overrides: extra ``model.key=value`` config overrides.
     """
     device = pick_device(device)
+    if image_size is not None:
+        image_size = check_image_size(image_size)
+    max_cond_frames = check_max_cond_frames(max_cond_frames)
     repo_id = SIZES.get(model, model)
     local = Path(model).expanduser()
     if local.suffix == ".pt" or local.exists():

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import PromptError
+from ..errors import ModelError, PromptError
 from ..prompts import Prompt
 from .frames import ModelFrames
 from .models import LoadedModel
@@ -92,6 +92,14 @@ class StreamingTracker:
         read_ahead: frames decoded ahead of the model on a reader thread. By default 4 when
             the model runs on a GPU; 0 (decode in turn) on the CPU, whose cores the model
             already keeps busy, so a reader thread would only contend with it.
+        batch_objects: track all objects of a frame in one batched pass (:mod:`.batched`).
+            ``None`` (default): on a GPU, whenever the model allows it and several objects
+            are tracked on a frame; off on the CPU, where memory attention's arithmetic sets
+            the cost and batching measured no faster (docs/benchmarks.md). ``False``: one
+            object at a time, exactly as upstream.
+        batch_heads: in batched mode, also run the mask decoder as one batch. By default on
+            GPUs; on the CPU the decoder runs per object, which keeps masks bit-identical to
+            the exact mode there (see docs/tracking.md).
     """
 
     def __init__(
@@ -101,7 +109,11 @@ class StreamingTracker:
         *,
         retain_frames: int | Literal["window", "all"] = "window",
         read_ahead: int | None = None,
+        batch_objects: bool | None = None,
+        batch_heads: bool | None = None,
     ):
+        from .batched import batching_supported
+
         self.model = model
         self.predictor = model.predictor
         self.source = source
@@ -116,6 +128,16 @@ class StreamingTracker:
         if read_ahead is None:
             read_ahead = 0 if p.device.type == "cpu" else 4
         self.frames = ModelFrames(source, p.image_size, depth=read_ahead)
+        if batch_objects and not batching_supported(p):
+            raise ModelError(
+                "this model compares masks across objects in its memory encoder "
+                "(non_overlap_masks_for_mem_enc), so objects cannot be batched; "
+                "use batch_objects=False"
+            )
+        if batch_objects is None:
+            batch_objects = p.device.type != "cpu" and batching_supported(p)
+        self.batch_objects: bool = batch_objects
+        self.batch_heads: bool = p.device.type != "cpu" if batch_heads is None else batch_heads
         self._lock = threading.RLock()
         self.state = self._init_state()
 
@@ -392,44 +414,34 @@ class StreamingTracker:
 
     def _track_frame(self, t: int, obj_ids: list[int], reverse: bool) -> FrameResult:
         """Upstream ``propagate_in_video``'s body for one frame, for the chosen objects."""
-        import torch.nn.functional as F
-
         state = self.state
-        p = self.predictor
-        masks: dict[int, np.ndarray] = {}
-        presence: dict[int, float] = {}
+        outputs: dict[int, tuple[dict, object]] = {}  # obj -> (output, low-res mask logits)
         prompted: set[int] = set()
+        pending: list[int] = []
         for obj_id in obj_ids:
-            obj_idx = state["obj_id_to_idx"][obj_id]
-            out_dict = state["output_dict_per_obj"][obj_idx]
+            out_dict = self._out_dict(obj_id)
             if t in out_dict["cond_frame_outputs"]:
                 out = out_dict["cond_frame_outputs"][t]
-                pred_masks = out["pred_masks"].to(state["device"], non_blocking=True)
+                outputs[obj_id] = (out, out["pred_masks"].to(state["device"], non_blocking=True))
                 prompted.add(obj_id)
             else:
-                out, pred_masks = p._run_single_frame_inference(
-                    inference_state=state,
-                    output_dict=out_dict,
-                    frame_idx=t,
-                    batch_size=1,
-                    is_init_cond_frame=False,
-                    point_inputs=None,
-                    mask_inputs=None,
-                    reverse=reverse,
-                    run_mem_encoder=True,
-                )
-                out_dict["non_cond_frame_outputs"][t] = out
+                pending.append(obj_id)
+        if self.batch_objects and len(pending) > 1:
+            outputs.update(self._infer_batched(t, pending, reverse))
+        else:
+            for obj_id in pending:
+                outputs[obj_id] = self._infer_one(t, obj_id, reverse)
+        for obj_id in pending:
+            self._out_dict(obj_id)["non_cond_frame_outputs"][t] = outputs[obj_id][0]
+        for obj_id in obj_ids:
+            obj_idx = state["obj_id_to_idx"][obj_id]
             state["frames_tracked_per_obj"][obj_idx][t] = {"reverse": reverse}
-            if pred_masks.shape[-2:] != (self.height, self.width):
-                pred_masks = F.interpolate(
-                    pred_masks.float(),
-                    size=(self.height, self.width),
-                    mode="bilinear",
-                    align_corners=False,
-                )
-            masks[obj_id] = (pred_masks[0, 0] > 0).cpu().numpy()
-            presence[obj_id] = float(out["object_score_logits"].float().reshape(-1)[0])
-            self._prune(out_dict, t)
+        masks = self._video_masks(obj_ids, [outputs[o][1] for o in obj_ids])
+        presence = {
+            o: float(outputs[o][0]["object_score_logits"].float().reshape(-1)[0]) for o in obj_ids
+        }
+        for obj_id in obj_ids:
+            self._prune(self._out_dict(obj_id), t)
         return FrameResult(
             frame=t,
             direction="backward" if reverse else "forward",
@@ -437,6 +449,63 @@ class StreamingTracker:
             presence=presence,
             prompted=prompted,
         )
+
+    def _out_dict(self, obj_id: int) -> dict:
+        return self.state["output_dict_per_obj"][self.state["obj_id_to_idx"][obj_id]]
+
+    def _infer_one(self, t: int, obj_id: int, reverse: bool):
+        """Upstream's per-object inference (a batch of one)."""
+        return self.predictor._run_single_frame_inference(
+            inference_state=self.state,
+            output_dict=self._out_dict(obj_id),
+            frame_idx=t,
+            batch_size=1,
+            is_init_cond_frame=False,
+            point_inputs=None,
+            mask_inputs=None,
+            reverse=reverse,
+            run_mem_encoder=True,
+        )
+
+    def _infer_batched(self, t: int, obj_ids: list[int], reverse: bool) -> dict:
+        """All ``obj_ids`` in as few batches as their memory shapes allow."""
+        from .batched import group_by_shape, memory_plan, track_batch
+
+        p = self.predictor
+        plans = [
+            memory_plan(p, t, self._out_dict(o), self.num_frames, reverse) for o in obj_ids
+        ]
+        outputs = {}
+        for group in group_by_shape(plans):
+            if len(group) == 1:
+                outputs[obj_ids[group[0]]] = self._infer_one(t, obj_ids[group[0]], reverse)
+                continue
+            results = track_batch(
+                p, self.state, t, [plans[i] for i in group], batch_heads=self.batch_heads
+            )
+            for i, result in zip(group, results):
+                outputs[obj_ids[i]] = result
+        return outputs
+
+    def _video_masks(self, obj_ids: list[int], low_res: list) -> dict[int, np.ndarray]:
+        """Low-resolution mask logits -> bool masks at video resolution."""
+        import torch
+        import torch.nn.functional as F
+
+        if not obj_ids:
+            return {}
+        if self.batch_objects:  # one resize and one transfer for all objects
+            logits = [torch.cat(low_res, dim=0)]
+        else:
+            logits = low_res
+        masks = []
+        for pred in logits:
+            if pred.shape[-2:] != (self.height, self.width):
+                pred = F.interpolate(
+                    pred.float(), size=(self.height, self.width), mode="bilinear", align_corners=False
+                )
+            masks.extend((pred[:, 0] > 0).cpu().numpy())
+        return dict(zip(obj_ids, masks))
 
     def _prune(self, out_dict: dict, t: int) -> None:
         """Drop non-conditioning outputs that memory attention can no longer read."""
@@ -448,6 +517,49 @@ class StreamingTracker:
         for f in list(non_cond):
             if abs(f - t) > r and all(abs(f - c) > r for c in cond):
                 del non_cond[f]
+
+    # ------------------------------------------------------ embedding cache
+    #: image embeddings kept by :meth:`prefetch_embedding` (the most recently used frames);
+    #: about 100 MB each for SAM 2.1 at 1024 px, 6 MB at 256 px
+    embedding_cache_size: int = 3
+
+    def _embedding_cache(self) -> "OrderedDict[int, tuple]":
+        from collections import OrderedDict
+
+        cache = self.__dict__.get("_embeddings")
+        if cache is None:
+            cache = self.__dict__["_embeddings"] = OrderedDict()
+        return cache
+
+    def has_embedding(self, frame: int) -> bool:
+        """Whether the image embedding of ``frame`` is cached."""
+        return frame in self._embedding_cache() or frame in self.state["cached_features"]
+
+    def prefetch_embedding(self, frame: int) -> bool:
+        """Make the image embedding of ``frame`` ready for a prompt there.
+
+        It is computed (or taken from the ``embedding_cache_size`` most recent ones) and made
+        the inference state's cached feature, which upstream's prompt functions read first, so
+        the next prompt on ``frame`` runs only the prompt encoder, memory attention and mask
+        decoder. Returns whether it had to be computed.
+        """
+        if not (0 <= frame < self.num_frames):
+            raise PromptError(f"frame {frame} is outside the video (0..{self.num_frames - 1})")
+        cache = self._embedding_cache()
+        with self._lock:
+            entry = cache.get(frame) or self.state["cached_features"].get(frame)
+            computed = entry is None
+            if computed:
+                with self._context():
+                    device = self.state["device"]
+                    image = self.state["images"][frame].to(device).float().unsqueeze(0)
+                    entry = (image, self.predictor.forward_image(image))
+            cache[frame] = entry
+            cache.move_to_end(frame)
+            while len(cache) > max(1, int(self.embedding_cache_size)):
+                cache.popitem(last=False)
+            self.state["cached_features"] = {frame: entry}
+        return computed
 
     def close(self) -> None:
         """Stop the frame reader thread."""

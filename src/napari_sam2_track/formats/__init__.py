@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import Sam2TrackError, StoreError, one_line
 from ..project import ProjectStore
-from ._frames import ExportOptions, Frame, LabelSource, ProjectView, iter_frames, project_source
+from ._frames import (
+    DroppedWarning,
+    EmptyExportWarning,
+    ExportOptions,
+    Frame,
+    LabelSource,
+    ProjectView,
+    iter_frames,
+    project_source,
+)
 
 #: Export format -> (module, function, extra keyword arguments).
 FORMATS = {
@@ -75,6 +84,15 @@ def guess_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise StoreError(f"{p} does not exist")
+    try:
+        return _guess(p)
+    except Sam2TrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable input
+        raise _unreadable(p, "annotations", exc) from None
+
+
+def _guess(p: Path) -> str:
     if p.is_dir():
         if (p / "zarr.json").is_file():
             import json
@@ -102,9 +120,44 @@ def guess_format(path: str | Path) -> str:
     if suffix == ".txt":
         return "mots"
     if suffix == ".json":
-        head = p.read_text()[:2000000] if p.stat().st_size < 2_000_000 else ""
-        return "sav-json" if '"masklet"' in head else "youtube-vis"
+        with open(p, "rb") as f:
+            head = f.read(1 << 20)
+        return "sav-json" if b'"masklet"' in head else "youtube-vis"
     raise StoreError(f"cannot tell the annotation format of {p}; pass --format")
+
+
+def _unreadable(path, fmt: str, exc: BaseException) -> StoreError:
+    """The one-line error for input a reader failed on (damaged, truncated, not that format)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        from ..errors import describe_os_error
+
+        reason = describe_os_error(exc)
+    elif isinstance(exc, (MemoryError, RecursionError)):
+        reason = f"{type(exc).__name__} (the file declares sizes or nesting far beyond real annotations)"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    return StoreError(one_line(f"cannot import {path} as {fmt}: {reason}; is it a complete {fmt} annotation?"))
+
+
+def _guarded(source: LabelSource, path, fmt: str) -> LabelSource:
+    """``source`` whose frame iterator turns reader failures into one-line errors."""
+    frames = source.frames
+
+    def guarded_frames():
+        it = frames()
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Sam2TrackError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - untrusted input: any failure is the input's
+                raise _unreadable(path, fmt, exc) from None
+            yield item
+
+    source.frames = guarded_frames
+    return source
 
 
 def read_labels(path: str | Path, fmt: str | None = None, options: ExportOptions | None = None,
@@ -122,17 +175,52 @@ def read_labels(path: str | Path, fmt: str | None = None, options: ExportOptions
     if fmt == "mots" and str(kwargs.get("convention", "")).lower() == "":
         kwargs.pop("convention", None)
     mod, func = READERS[fmt]
-    return getattr(_module(mod), func)(path, **kwargs)
+    reader = getattr(_module(mod), func)
+    try:
+        source = reader(path, **kwargs)
+    except Sam2TrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted input: any failure is the input's
+        raise _unreadable(path, fmt, exc) from None
+    check_shape(source.shape, path)
+    source.info.setdefault("format", fmt)
+    return _guarded(source, path, fmt)
+
+
+#: Largest label set an importer accepts (far beyond real annotations; guards against sizes
+#: declared by damaged or hostile files).
+MAX_FRAMES = 10_000_000
+MAX_SIDE = 65_535
+MAX_PIXELS = 2**28
+
+
+def check_shape(shape, path) -> None:
+    """Refuse label sets with no frames or with sizes no real annotation has."""
+    n, h, w = (int(v) for v in shape)
+    if n < 1 or h < 1 or w < 1:
+        raise StoreError(f"{path} holds no frames (size {n}x{h}x{w}); nothing was written")
+    if n > MAX_FRAMES or h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise StoreError(
+            f"{path} declares {n:,} frames of {w:,}x{h:,} pixels, beyond what can be imported "
+            f"(at most {MAX_FRAMES:,} frames of {MAX_SIDE:,} pixels a side); is the file damaged?"
+        )
 
 
 def import_annotations(path: str | Path, out: str | Path, fmt: str | None = None, *,
                        keyframes: str = "none", overwrite: bool = False, schema=None, **kwargs) -> ProjectStore:
-    """Turn existing annotations into a project store (masks, and optionally keyframes)."""
+    """Turn existing annotations into a project store (masks, and optionally keyframes).
+
+    All or nothing: the project is written beside ``out`` and renamed when complete; ``out`` may
+    not be, lie inside or contain ``path``, and ``overwrite`` replaces only a previous project.
+    """
+    from ._atomic import check_separate
     from ._write import write_project
 
+    check_separate(Path(out), [path], "the annotations")
     source = read_labels(path, fmt, **kwargs)
-    return write_project(source, out, keyframes=keyframes, overwrite=overwrite, schema=schema)
+    return write_project(source, out, keyframes=keyframes, overwrite=overwrite, schema=schema,
+                         inputs=(path,))
 
 
-__all__ = ["ExportOptions", "FORMATS", "Frame", "LabelSource", "ProjectView", "READERS", "export",
+__all__ = ["DroppedWarning", "EmptyExportWarning", "ExportOptions", "FORMATS", "Frame", "LabelSource", "ProjectView", "READERS", "export",
            "guess_format", "import_annotations", "iter_frames", "project_source", "read_labels"]

@@ -8,16 +8,20 @@ visible pixels, occlusion handling). Per-object tables are read in blocks of
 
 from __future__ import annotations
 
+import bisect
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from ..errors import StoreError
-from ..prompts import ObjectSpec
+from ..errors import NothingApprovedWarning, Sam2TrackError, StoreError, one_line
 from ..project import COL, TABLE_CHUNK, ProjectStore
 from ..project.labels import merge_lowest_id
+from ..prompts import ObjectSpec
+from ..review.models import read_review
+from ..review.visibility import OCCLUDED, VISIBLE, VisibilityRule, iter_visibility, store_row_reader
 
 Occlusion = Literal["absent", "occluded"]
 
@@ -31,13 +35,16 @@ class ExportOptions:
         occlusion: ``"occluded"`` flags frames where an object is hidden inside the view as
             occluded (formats with an occlusion flag keep the track alive there);
             ``"absent"`` treats them like any other absence.
-        approved_only: keep only objects whose review status is ``satisfactory``.
+        approved_only: keep only masklets approved as ``satisfactory`` by a valid QC
+            decision, on the frames the decision covers.
         every: keep every Nth frame of the range.
         start, end: first and last frame (inclusive); ``None`` for the video's ends.
         categories: keep only objects of these categories (``None``: all).
 
-    The schema's ``edge_policy: drop`` also applies: masks touching the image border (within
-    ``border_margin_px``) count as absent, and such an object is out of frame, not occluded.
+    Visible, occluded and out-of-frame follow :mod:`napari_sam2_track.review.visibility`, the
+    rule the review flags use too: under the schema's ``edge_policy: drop`` masks touching the
+    image border (within ``border_margin_px``) count as absent, and such an object is out of
+    frame, not occluded.
     """
 
     min_visible_pixels: int | None = None
@@ -70,10 +77,45 @@ class Frame:
         return merge_lowest_id(self.masks, self.shape, dtype)
 
 
+class EmptyExportWarning(UserWarning):
+    """The export options leave no object to export (the result holds no masks)."""
+
+
+class DroppedWarning(UserWarning):
+    """An importer could not represent part of its input and left it out."""
+
+
+def damaged(store: ProjectStore, name: str, frames: str, exc: BaseException) -> StoreError:
+    """The one-line error for a chunk or array of a project that cannot be read."""
+    return StoreError(one_line(
+        f"{store.path} is damaged: {name} cannot be read at {frames} ({type(exc).__name__}: {exc}); "
+        "nothing was exported — re-track or edit those frames, or export a range without them "
+        "(--start/--end)"
+    ))
+
+
+def read_frames(store: ProjectStore, name: str, lo: int, hi: int, step: int = 1) -> np.ndarray:
+    """Frames ``lo:hi:step`` of a project array; a damaged chunk is reported by frame and array."""
+    try:
+        array = store.group[name]
+    except Sam2TrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a damaged store
+        raise damaged(store, name, "its metadata", exc) from None
+    try:
+        return array[lo:hi:step]
+    except Exception:  # noqa: BLE001 - find the frame that fails
+        for t in range(lo, hi, step):
+            try:
+                array[t]
+            except Exception as exc:  # noqa: BLE001
+                raise damaged(store, name, f"frame {t}", exc) from None
+        raise
+
+
 def approved_ids(store: ProjectStore) -> set[int]:
-    """Objects whose review status is ``satisfactory``."""
-    review = store.meta.get("review") or {}
-    return {int(k) for k, v in review.items() if isinstance(v, dict) and v.get("status") == "satisfactory"}
+    """Objects with frames approved as ``satisfactory`` by a valid QC decision."""
+    return set(read_review(store).approved_ranges())
 
 
 class _Tables:
@@ -94,7 +136,7 @@ class _Tables:
             for i in self.ids:
                 name = f"objects/{i}/table"
                 if name in self.store.group:
-                    self._rows[i] = self.store.group[name][lo:hi]
+                    self._rows[i] = read_frames(self.store, name, lo, hi)
                 else:
                     self._rows[i] = np.full((hi - lo, 8), np.nan)
         return self._rows[obj_id][t - block * TABLE_CHUNK]
@@ -106,8 +148,17 @@ class ProjectView:
     def __init__(self, store: ProjectStore, options: ExportOptions | None = None):
         self.store = store
         self.options = opts = options or ExportOptions()
-        self.schema = store.schema
-        n, self.height, self.width = store.shape
+        try:
+            self.schema = store.schema
+            objects = store.objects
+            n, self.height, self.width = store.shape
+        except Sam2TrackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - metadata edited by hand or damaged
+            raise StoreError(one_line(
+                f"{store.path} is damaged: its metadata (zarr.json) cannot be read "
+                f"({type(exc).__name__}: {exc}); nothing was exported"
+            )) from None
         if opts.every < 1:
             raise StoreError(f"--every must be 1 or more, got {opts.every}")
         self.start = 0 if opts.start is None else int(opts.start)
@@ -119,7 +170,6 @@ class ProjectView:
         self.min_visible = (
             self.schema.min_visible_pixels if opts.min_visible_pixels is None else opts.min_visible_pixels
         )
-        objects = store.objects
         if opts.categories:
             known = set(self.schema.category_names())
             unknown = sorted(set(opts.categories) - known)
@@ -128,9 +178,16 @@ class ProjectView:
                     f"unknown categories {', '.join(unknown)}; the schema has {', '.join(sorted(known))}"
                 )
             objects = [o for o in objects if o.category in opts.categories]
+        self.approved: dict[int, list[tuple[int, int]]] | None = None
         if opts.approved_only:
-            ok = approved_ids(store)
-            objects = [o for o in objects if o.id in ok]
+            self.approved = read_review(store).approved_ranges()
+            objects = [o for o in objects if o.id in self.approved]
+            if not objects:
+                warnings.warn(NothingApprovedWarning(
+                    f"--approved-only: no object of {store.path.name} is exported because no "
+                    "masklet is approved; approve masklets first ('napari-sam2-track review "
+                    "approve ...')"),
+                    stacklevel=2)
         self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
         self.frames = range(self.start, self.end + 1, opts.every)
 
@@ -146,51 +203,51 @@ class ProjectView:
         category = next((o.category for o in self.objects if o.id == obj_id), None)
         return self.schema.category_for(category)
 
-    def _touches_border(self, row: np.ndarray) -> bool:
-        m = self.schema.border_margin_px
-        x0, y0, x1, y1 = row[COL["x0"]], row[COL["y0"]], row[COL["x1"]], row[COL["y1"]]
-        return x0 <= m or y0 <= m or x1 >= self.width - m or y1 >= self.height - m
+    def _kept(self, obj_id: int, t: int) -> bool:
+        """With ``approved_only``: frame ``t`` of the object lies in an approved range."""
+        if self.approved is None:
+            return True
+        ranges = self.approved.get(obj_id, ())
+        i = bisect.bisect_right(ranges, (t, float("inf"))) - 1
+        return i >= 0 and ranges[i][0] <= t <= ranges[i][1]
 
     def walk(self, read_masks: bool = True) -> Iterator[Frame]:
         """Exported frames; with ``read_masks=False`` the masks dict maps ids to ``None``."""
         ids = self.ids
-        tables = _Tables(self.store, ids)
-        last_visible_row: dict[int, np.ndarray] = {}
+        rule = VisibilityRule.from_schema(self.schema, self.height, self.width, self.min_visible)
         every = self.options.every
+        with_occluded = self.options.occlusion == "occluded"
         index = 0
-        threshold = max(1, self.min_visible)
-        drop_at_edge = self.schema.edge_policy == "drop"
-        for t in range(self.start, self.end + 1):
-            visible, occluded, presence = [], set(), {}
-            for obj_id in ids:
-                row = tables.row(obj_id, t)
-                area = row[COL["area"]]
-                cut_by_edge = drop_at_edge and area > 0 and self._touches_border(row)
-                if not np.isnan(area) and area >= threshold and not cut_by_edge:
-                    visible.append(obj_id)
-                    last_visible_row[obj_id] = row.copy()
-                    presence[obj_id] = float(row[COL["presence"]])
-                elif cut_by_edge:  # at the border: leaving the view, not hidden in it
-                    last_visible_row[obj_id] = row.copy()
-                elif (
-                    self.options.occlusion == "occluded"
-                    and obj_id in last_visible_row
-                    and not self._touches_border(last_visible_row[obj_id])
-                ):
-                    occluded.add(obj_id)
-            if (t - self.start) % every:
-                continue
-            masks = {obj_id: self._mask(obj_id, t) if read_masks else None for obj_id in visible}
-            yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
-            index += 1
+        blocks = iter_visibility(store_row_reader(self.store), ids, rule, self.start, self.end)
+        for lo, hi, rows, codes in blocks:
+            for t in range(lo, hi):
+                if (t - self.start) % every:
+                    continue
+                visible, occluded, presence = [], set(), {}
+                for obj_id in ids:
+                    code = codes[obj_id][t - lo]
+                    if (code == VISIBLE or code == OCCLUDED) and not self._kept(obj_id, t):
+                        continue
+                    if code == VISIBLE:
+                        visible.append(obj_id)
+                        presence[obj_id] = float(rows[obj_id][t - lo, COL["presence"]])
+                    elif code == OCCLUDED and with_occluded:
+                        occluded.add(obj_id)
+                masks = self._masks(t, visible) if read_masks else dict.fromkeys(visible)
+                yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
+                index += 1
 
-    def _mask(self, obj_id: int, t: int) -> np.ndarray:
-        """One object's mask; a frame's masks are read once for all its objects."""
-        cached_t, masks = self.__dict__.get("_frame_masks", (None, None))
-        if cached_t != t:
-            masks = self.store.frame_masks(t, self.ids)
-            self.__dict__["_frame_masks"] = (t, masks)
-        return masks[obj_id]
+    def _masks(self, t: int, ids: list[int]) -> dict[int, np.ndarray]:
+        """The masks of objects ``ids`` on frame ``t``, read once for all of them; a damaged
+        chunk is reported by frame and array."""
+        if not ids:
+            return {}
+        try:
+            return self.store.frame_masks(t, ids)
+        except Sam2TrackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a damaged store
+            raise damaged(self.store, self.store.unreadable_mask_array(t), f"frame {t}", exc) from None
 
     def __iter__(self) -> Iterator[Frame]:
         return self.walk(True)
@@ -214,6 +271,10 @@ class LabelSource:
     frames: Callable[[], Iterator[tuple[int, dict[int, np.ndarray]]]]
     categories: list[str] = field(default_factory=list)
     description: str = ""
+    #: Facts about the reading recorded in the project (``convention``, ``frame_stride``, ...).
+    info: dict = field(default_factory=dict)
+    #: What the input held that the project cannot represent (one line each).
+    dropped: list[str] = field(default_factory=list)
 
     def labels(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(t, merged uint32 labels)`` for every frame 0..T-1 (lowest id wins)."""

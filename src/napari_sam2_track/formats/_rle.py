@@ -53,3 +53,55 @@ def cvat_decode(rle: str, left: int, top: int, width: int, height: int, shape) -
     out = np.zeros(shape, bool)
     out[top : top + height, left : left + width] = flat.reshape(height, width)
     return out
+
+
+def coco_counts(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string; ``ValueError`` if it is malformed."""
+    out: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("the RLE string ends inside a number (truncated?)")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {counts[p]!r} is not part of a COCO RLE string")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        out.append(x)
+    return out
+
+
+def checked_rle(rle, height: int, width: int, where: str) -> dict:
+    """``rle`` if it is a COCO RLE of a ``height`` x ``width`` mask; ``ValueError`` naming ``where`` if not."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError(f"{where}: an RLE must be an object with 'size' and 'counts'")
+    size = rle["size"]
+    if not (isinstance(size, list) and len(size) == 2 and [type(v) for v in size] == [int, int]):
+        raise ValueError(f"{where}: RLE size must be [height, width]")
+    if tuple(size) != (height, width):
+        raise ValueError(f"{where}: RLE size {size} differs from the video's {[height, width]}")
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        runs = coco_counts(counts)
+    elif isinstance(counts, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        runs = counts
+    else:
+        raise ValueError(f"{where}: RLE counts must be a string or a list of integers")
+    if any(r < 0 for r in runs) or sum(runs) != height * width:
+        raise ValueError(f"{where}: RLE covers {sum(runs)} pixels, not {height}x{width} (damaged or truncated)")
+    return rle
+
+
+def json_int(value, where: str, minimum: int = 0) -> int:
+    """A JSON integer (not a bool, float or string); ``ValueError`` naming ``where`` if not."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{where} must be an integer of at least {minimum}, not {value!r:.40}")
+    return value

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec, Prompt
 from ..schema import PALETTE, Category, Schema
 from ..project import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, ProjectStore
-from ._frames import LabelSource
+from ._atomic import atomic_output
+from ._frames import DroppedWarning, LabelSource
 
 
-def prepare_out(path: str | Path, overwrite: bool = False, *, is_dir: bool = True) -> Path:
-    """Check an output path: refuse to replace existing output unless ``overwrite``."""
-    import shutil
-
-    path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise StoreError(f"{path} already exists; choose another --out or pass --overwrite")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    if is_dir:
-        path.mkdir(parents=True)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def export_target(store: ProjectStore, out: str | Path, kind: str, overwrite: bool = False, *,
+                  is_dir: bool = True):
+    """The context manager every exporter writes through (see :func:`._atomic.atomic_output`)."""
+    return atomic_output(out, kind, overwrite=overwrite, is_dir=is_dir, inputs=[store.path],
+                         input_name="the project")
 
 
 def schema_for(categories: list[str], base: Schema | None = None) -> Schema:
@@ -50,44 +40,93 @@ def write_project(
     keyframes: str = "none",
     overwrite: bool = False,
     schema: Schema | None = None,
+    inputs: tuple[str | Path, ...] = (),
 ) -> ProjectStore:
-    """Write imported annotations as a project store.
+    """Write imported annotations as a project store, all or nothing.
 
     ``keyframes``: ``"none"`` stores every frame as an edited mask; ``"first"`` additionally
     stores each object's first frame as a mask prompt (a keyframe SAM 2 can track from);
     ``"all"`` stores every frame as a mask prompt (state ``prompted``).
+
+    The project is written beside ``out`` and renamed when complete; ``overwrite`` replaces only
+    a previous project. Annotations without any object are refused; whatever the source could
+    not represent (``source.dropped``) is reported as a :class:`DroppedWarning` and recorded in
+    the project's ``source.dropped``.
     """
     if keyframes not in ("none", "first", "all"):
         raise StoreError(f"unknown keyframes mode {keyframes!r}; use none, first or all")
     n, h, w = source.shape
-    store = ProjectStore.create(out, num_frames=n, height=h, width=w, overwrite=overwrite,
-                                source={"path": source.description, "kind": "import"})
-    cats = source.categories or sorted({o.category for o in source.objects if o.category}) or ["object"]
-    store.set_schema(schema_for(cats, schema))
-    store.set_objects(source.objects)
-    ids = store.object_ids()
+    if not source.objects:
+        raise StoreError(f"found no objects in {source.description}; nothing was written")
+    objects = _checked_parents(source)
+    meta = {"path": source.description, "kind": "import", **source.info}
+    with atomic_output(out, "project", overwrite=overwrite, create=False, inputs=inputs,
+                       input_name="the annotations") as tmp:
+        store = ProjectStore.create(tmp, num_frames=n, height=h, width=w, source=meta)
+        cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
+        store.set_schema(schema_for(cats, schema))
+        store.set_objects(objects)
+        seen = _write_frames(store, source, keyframes)
+        if not seen:
+            raise StoreError(f"found no masks in {source.description} (it lists objects, but no frame "
+                             "holds one); nothing was written")
+        unseen = sorted({o.id for o in objects} - seen)
+        if unseen:
+            source.dropped.append(f"objects listed without any mask (kept, empty): {summarize_list(unseen)}")
+        if source.dropped:
+            store.update_meta(source={**meta, "dropped": list(source.dropped)})
+        del store
+    for note in source.dropped:
+        warnings.warn(note, DroppedWarning, stacklevel=2)
+    return ProjectStore.open(out, "r+")
+
+
+def _checked_parents(source: LabelSource) -> list[ObjectSpec]:
+    """The source's objects; lineage links to objects that are not there are dropped (and said)."""
+    ids = {o.id for o in source.objects}
+    out, unknown = [], []
+    for o in source.objects:
+        parent = getattr(o, "parent", None)
+        if parent is not None and (parent not in ids or parent == o.id):
+            unknown.append(f"{o.id}->{parent}")
+            o = o.model_copy(update={"parent": None})
+        out.append(o)
+    if unknown:
+        source.dropped.append(f"lineage links to parents that are not in the annotation: {summarize_list(unknown)}")
+    return out
+
+
+def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> set[int]:
+    """Write every frame's masks and table rows; returns the objects that have a mask."""
+    n, h, w = source.shape
+    ids = set(store.object_ids())
     seen: set[int] = set()
     empty = np.zeros((h, w), bool)
-    last_written: dict[int, int] = {}
     for t, masks in source.frames():
+        if not 0 <= t < n:
+            raise StoreError(f"{source.description} has masks on frame {t}, outside its {n} frames")
+        masks = {obj_id: np.asarray(mask, bool) for obj_id, mask in masks.items()}
         for obj_id, mask in masks.items():
             if obj_id not in ids:
                 raise StoreError(f"frame {t} has object {obj_id}, which the annotation does not list")
-            mask = np.asarray(mask, bool)
-            store.write_mask(obj_id, t, mask)
+            if mask.shape != (h, w):
+                raise StoreError(
+                    f"frame {t} of {source.description} is {mask.shape[1]}x{mask.shape[0]}, but the "
+                    f"annotation is {w}x{h}; every frame must have the same size"
+                )
+        if masks:  # the frame's label layers first, then its rows
+            store.merge_labels(t, masks)
+        for obj_id, mask in masks.items():
             prompted = keyframes == "all" or (keyframes == "first" and obj_id not in seen)
             if prompted:
                 store.put_prompt(Prompt(object=obj_id, frame=t, mask="pending"), mask)
             seen.add(obj_id)
             state = STATE_PROMPTED if prompted else STATE_EDITED
             store.write_row(obj_id, t, mask, presence=10.0, state=state, run=0)
-            last_written[obj_id] = t
-        if masks:
-            store.merge_labels(t, masks)
         # Objects known but not in this frame: mark absent once they have appeared.
         for obj_id in seen - set(masks):
             store.write_row(obj_id, t, empty, presence=-10.0, state=STATE_ABSENT, run=0)
-    return store
+    return seen
 
 
 def objects_from_ids(ids, category: str = "object", names: dict | None = None) -> list[ObjectSpec]:

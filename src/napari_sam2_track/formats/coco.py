@@ -12,63 +12,62 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import StoreError
+from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
-from ._rle import bbox_xywh, coco_decode, coco_encode
-from ._write import prepare_out
+from ._rle import bbox_xywh, checked_rle, coco_decode, coco_encode, json_int
+from ._write import export_target
 
 
 def export_ytvis(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
                  video: str | None = None, overwrite: bool = False) -> Path:
     """Write a YouTube-VIS style JSON file (``segmentations`` null where the object is absent)."""
     view = ProjectView(store, options)
-    out = prepare_out(out, overwrite, is_dir=False)
-    cats = view.schema.category_names()
-    cat_id = {name: i + 1 for i, name in enumerate(cats)}
-    video = video or store.path.stem
-    spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
-    file_names = tempfile.TemporaryFile("w+")
-    for fr in view:
-        file_names.write(json.dumps(f"{video}/{fr.t:05d}.jpg") + "\n")
-        for obj_id in view.ids:
-            m = fr.masks.get(obj_id)
-            if m is None:
-                entry = [None, None, None, obj_id in fr.occluded]
-            else:
-                entry = [coco_encode(m), int(m.sum()), bbox_xywh(m), False]
-            spool[obj_id].write(json.dumps(entry) + "\n")
-    with open(out, "w") as f:
-        f.write("{" + f'"info": {json.dumps(_info(store))}, "licenses": [], ')
-        f.write(f'"categories": {json.dumps([_category(view, c, cat_id[c]) for c in cats])}, ')
-        f.write('"videos": [{"id": 1, "name": ' + json.dumps(video)
-                + f', "width": {view.width}, "height": {view.height}, "length": {view.num_frames}'
-                + ', "frame_numbers": ' + json.dumps(list(view.frames)) + ', "file_names": [')
-        file_names.seek(0)
-        for k, line in enumerate(file_names):
-            f.write(("," if k else "") + line.strip())
-        f.write("]}], \"annotations\": [")
-        for k, obj in enumerate(view.objects):
-            sp = spool[obj.id]
-            sp.seek(0)
-            f.write(("," if k else "") + "{" + f'"id": {obj.id}, "video_id": 1, '
-                    f'"category_id": {cat_id[view.category_of(obj.id)]}, "iscrowd": 0, '
-                    f'"width": {view.width}, "height": {view.height}, "length": 1, '
-                    f'"name": {json.dumps(obj.name)}, "attributes": {json.dumps(obj.attributes)}')
-            for key, col in (("segmentations", 0), ("areas", 1), ("bboxes", 2), ("occluded", 3)):
+    final = Path(out)
+    with export_target(store, final, "youtube-vis", overwrite, is_dir=False) as out:
+        cats = view.schema.category_names()
+        cat_id = {name: i + 1 for i, name in enumerate(cats)}
+        video = video or store.path.stem
+        spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
+        file_names = tempfile.TemporaryFile("w+")
+        for fr in view:
+            file_names.write(json.dumps(f"{video}/{fr.t:05d}.jpg") + "\n")
+            for obj_id in view.ids:
+                m = fr.masks.get(obj_id)
+                if m is None:
+                    entry = [None, None, None, obj_id in fr.occluded]
+                else:
+                    entry = [coco_encode(m), int(m.sum()), bbox_xywh(m), False]
+                spool[obj_id].write(json.dumps(entry) + "\n")
+        with open(out, "w") as f:
+            f.write("{" + f'"info": {json.dumps(_info(store))}, "licenses": [], ')
+            f.write(f'"categories": {json.dumps([_category(view, c, cat_id[c]) for c in cats])}, ')
+            f.write('"videos": [{"id": 1, "name": ' + json.dumps(video)
+                    + f', "width": {view.width}, "height": {view.height}, "length": {view.num_frames}'
+                    + ', "frame_numbers": ' + json.dumps(list(view.frames)) + ', "file_names": [')
+            file_names.seek(0)
+            for k, line in enumerate(file_names):
+                f.write(("," if k else "") + line.strip())
+            f.write("]}], \"annotations\": [")
+            for k, obj in enumerate(view.objects):
+                sp = spool[obj.id]
                 sp.seek(0)
-                f.write(f', "{key}": [')
-                for i, line in enumerate(sp):
-                    f.write(("," if i else "") + json.dumps(json.loads(line)[col]))
-                f.write("]")
-            f.write("}")
-            sp.close()
-        f.write("]}\n")
-    file_names.close()
-    return out
+                f.write(("," if k else "") + "{" + f'"id": {obj.id}, "video_id": 1, '
+                        f'"category_id": {cat_id[view.category_of(obj.id)]}, "iscrowd": 0, '
+                        f'"width": {view.width}, "height": {view.height}, "length": 1, '
+                        f'"name": {json.dumps(obj.name)}, "attributes": {json.dumps(obj.attributes)}')
+                for key, col in (("segmentations", 0), ("areas", 1), ("bboxes", 2), ("occluded", 3)):
+                    sp.seek(0)
+                    f.write(f', "{key}": [')
+                    for i, line in enumerate(sp):
+                        f.write(("," if i else "") + json.dumps(json.loads(line)[col]))
+                    f.write("]")
+                f.write("}")
+                sp.close()
+            f.write("]}\n")
+        file_names.close()
+    return final
 
 
 def _info(store: ProjectStore) -> dict:
@@ -87,26 +86,44 @@ def _category(view: ProjectView, name: str, i: int) -> dict:
 def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
     """Read a YouTube-VIS / COCO-video JSON file (one video; the first unless ``video`` names one)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path} as JSON: {exc}") from None
-    if "videos" not in data or "annotations" not in data:
+    if not isinstance(data, dict) or "videos" not in data or "annotations" not in data:
         raise StoreError(f"{path} is not a YouTube-VIS file (needs 'videos' and 'annotations')")
     videos = data["videos"]
+    if not isinstance(videos, list) or not all(isinstance(v, dict) for v in videos):
+        raise StoreError(f"{path}: 'videos' must be a list of objects")
     if not videos:
-        raise StoreError(f"{path} lists no videos")
+        raise StoreError(f"found no videos in {path}; nothing was written")
     vid = next((v for v in videos if video in (v.get("id"), v.get("name"))), None) if video else videos[0]
     if vid is None:
         raise StoreError(f"no video {video!r} in {path}")
     cats = {c["id"]: c["name"] for c in data.get("categories", [])}
-    anns = [a for a in data["annotations"] if a.get("video_id") == vid["id"]]
-    h, w = int(vid["height"]), int(vid["width"])
-    n = int(vid.get("length") or len(vid.get("file_names", [])))
+    if not isinstance(data["annotations"], list) or not isinstance(vid, dict):
+        raise StoreError(f"{path}: 'videos' and 'annotations' must be lists of objects")
+    anns = [a for a in data["annotations"] if not isinstance(a, dict) or a.get("video_id") == vid.get("id")]
+    h, w = json_int(vid.get("height"), "video height", 1), json_int(vid.get("width"), "video width", 1)
+    n = json_int(vid["length"], "video length", 1) if "length" in vid else len(vid.get("file_names") or [])
     objects = []
     for k, a in enumerate(anns):
-        objects.append(ObjectSpec(id=int(a.get("id", k + 1)), name=str(a.get("name", "")),
+        if not isinstance(a, dict):
+            raise StoreError(f"{path}: annotation {k} is not an object")
+        objects.append(ObjectSpec(id=json_int(a.get("id", k + 1), f"annotation {k} id", 1), name=str(a.get("name", "")),
                                   category=cats.get(a.get("category_id"), "object"),
                                   attributes=a.get("attributes") or {}))
+    if len({o.id for o in objects}) != len(objects):
+        raise StoreError(f"{path}: two annotations of video {vid['id']} have the same id")
+    for a in anns:
+        if not isinstance(a.get("segmentations"), list):
+            raise StoreError(f"{path}: annotation {a.get('id')} has no list of per-frame 'segmentations'")
+    dropped = []
+    if len(videos) > 1:
+        dropped.append(f"the other {len(videos) - 1} video(s) of {Path(path).name} and their annotations "
+                       "(import one video at a time)")
+    longer = [a.get("id") for a in anns if len(a.get("segmentations") or []) > n]
+    if longer:
+        dropped.append(f"segmentations after the video's {n} frames (annotations {summarize_list(longer)})")
 
     def frames():
         for t in range(n):
@@ -114,11 +131,12 @@ def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
             for obj, a in zip(objects, anns):
                 segs = a.get("segmentations") or []
                 rle = segs[t] if t < len(segs) else None
-                if rle:
-                    m = coco_decode(rle)
+                if rle is not None:
+                    m = coco_decode(checked_rle(rle, h, w, f"{path}: annotation {obj.id}, frame {t}"))
                     if m.any():
                         masks[obj.id] = m
             if masks:
                 yield t, masks
 
-    return LabelSource((n, h, w), objects, frames, categories=list(cats.values()), description=str(path))
+    return LabelSource((n, h, w), objects, frames, categories=list(cats.values()), description=str(path),
+                       dropped=dropped)

@@ -3,8 +3,9 @@
 Every line of ``res_track.txt`` is ``L B E P``: a track label, its first and last frame and its
 parent track (0 for none). A label must be present in every frame from ``B`` to ``E``, so an
 object that disappears and comes back is split into several tracks, each later one the child
-of the one before. An object whose ``attributes`` name a ``parent`` object id (a division)
-starts as a child of that object's last track. An object's first track keeps the object id
+of the one before. An object with a ``parent`` (the lineage field of the object; a division)
+starts as a child of that object's last track, and reading a folder back sets ``parent`` from
+``P``, so lineage survives import -> project -> export. An object's first track keeps the object id
 as its label; later tracks get labels above the largest object id.
 """
 
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, summarize_list
 from ..project import ProjectStore
 from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import objects_from_ids, prepare_out
+from ._write import export_target, objects_from_ids
 
 MAX_TRACKS = 65535
 
@@ -69,9 +70,10 @@ class _Tracks:
 
 
 def _parents(view: ProjectView) -> dict[int, int]:
+    """Object -> parent object: the lineage field, or a ``parent`` attribute of older projects."""
     out = {}
     for o in view.objects:
-        p = o.attributes.get("parent")
+        p = o.parent if o.parent is not None else o.attributes.get("parent")
         if isinstance(p, int) and not isinstance(p, bool):
             out[o.id] = p
     return out
@@ -87,15 +89,16 @@ def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | No
     counter = _Tracks(_parents(view), view.ids)
     for fr in view.walk(read_masks=False):
         counter.step(fr.index, sorted(fr.masks))
-    out = prepare_out(out, overwrite)
-    width = digits(view.num_frames)
-    tracks = _Tracks(_parents(view), view.ids)
-    for fr in view:
-        mapping = tracks.step(fr.index, sorted(fr.masks))
-        labels = merge_lowest_id(fr.masks, (view.height, view.width), np.uint16, mapping)
-        tifffile.imwrite(out / f"{prefix}{fr.index:0{width}d}.tif", labels, compression="zlib")
-    write_track_file(out / track_file, tracks.rows)
-    return out
+    final = Path(out)
+    with export_target(store, final, "ctc", overwrite) as out:
+        width = digits(view.num_frames)
+        tracks = _Tracks(_parents(view), view.ids)
+        for fr in view:
+            mapping = tracks.step(fr.index, sorted(fr.masks))
+            labels = merge_lowest_id(fr.masks, (view.height, view.width), np.uint16, mapping)
+            tifffile.imwrite(out / f"{prefix}{fr.index:0{width}d}.tif", labels, compression="zlib")
+        write_track_file(out / track_file, tracks.rows)
+    return final
 
 
 def write_track_file(path: Path, rows: dict[int, list[int]]) -> None:
@@ -106,14 +109,20 @@ def write_track_file(path: Path, rows: dict[int, list[int]]) -> None:
 
 
 def read_track_file(path: Path) -> dict[int, tuple[int, int, int]]:
-    out = {}
+    """``{label: (B, E, P)}`` of a ``res_track.txt``/``man_track.txt``; {} if there is none."""
+    out: dict[int, tuple[int, int, int]] = {}
     if not path.is_file():
         return out
-    for line in path.read_text().splitlines():
+    for k, line in enumerate(path.read_text(encoding="ascii").splitlines(), 1):
+        if not line.strip():
+            continue
         parts = line.split()
-        if len(parts) == 4:
-            label, b, e, p = map(int, parts)
-            out[label] = (b, e, p)
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise StoreError(f"{path} line {k} is not 'L B E P' (four non-negative integers)")
+        label, b, e, p = map(int, parts)
+        if label < 1 or b > e or label in out:
+            raise StoreError(f"{path} line {k}: track {label} from {b} to {e} is invalid or repeated")
+        out[label] = (b, e, p)
     return out
 
 
@@ -127,10 +136,11 @@ def _mask_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
-    """Read a CTC result or ``TRA`` folder.
+    """Read a CTC result or ``TRA`` folder, with its lineage.
 
     With ``merge_tracks`` a track that continues its parent after a gap (the parent ends before
-    the child begins and has no other child) is read back as the same object.
+    the child begins and has no other child) is read back as the same object. Every other
+    parent link (a division) becomes the child object's ``parent``.
     """
     import tifffile
 
@@ -139,8 +149,11 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
         folder = folder / "TRA"
     files = _mask_files(folder) if folder.is_dir() else []
     if not files:
-        raise StoreError(f"{path} has no CTC mask files (maskTTT.tif or man_trackTTT.tif)")
-    tracks = read_track_file(folder / "res_track.txt") or read_track_file(folder / "man_track.txt")
+        raise StoreError(f"found no CTC mask files (maskTTT.tif or man_trackTTT.tif) in {path}; nothing was written")
+    track_file = next((f for f in (folder / "res_track.txt", folder / "man_track.txt") if f.exists()), None)
+    tracks = read_track_file(track_file) if track_file is not None else {}
+    if track_file is not None and not tracks:
+        raise StoreError(f"{track_file} lists no tracks; it must have one 'L B E P' line per label")
     alias: dict[int, int] = {}
     if merge_tracks:
         children: dict[int, list[int]] = {}
@@ -152,17 +165,35 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
             if p and p in tracks and len(children[p]) == 1 and tracks[p][1] < b - 1:
                 alias[label] = alias.get(p, p)
     first = tifffile.imread(files[0][1])
+    if first.ndim != 2 or first.dtype.kind not in "ui":
+        raise StoreError(f"{files[0][1]} is not a label image ({first.dtype} pixels, shape {first.shape}); "
+                         "CTC masks are 2-D integer TIFFs")
     n = files[-1][0] + 1
-    if tracks:
+    parents: dict[int, int] = {}
+    dropped: list[str] = []
+    if track_file is not None:
         ids = {alias.get(label, label) for label in tracks}
+        missing = []
+        for label, (_b, _e, p) in tracks.items():
+            if p and label not in alias:
+                if p in tracks:
+                    parents[label] = alias.get(p, p)
+                else:
+                    missing.append(f"{label}->{p}")
+        if missing:
+            dropped.append(f"parent links to tracks the track file does not list: {summarize_list(missing)}")
     else:
         ids = set()
         for _, f in files:
             ids.update(int(i) for i in np.unique(tifffile.imread(f)) if i)
+        dropped.append(f"{path} has no res_track.txt or man_track.txt: each label is one object, without lineage")
 
     def frames():
         for t, f in files:
             labels = tifffile.imread(f)
+            if labels.shape != first.shape:
+                raise StoreError(f"{f} is {labels.shape[-1]}x{labels.shape[0]}, but {files[0][1].name} is "
+                                 f"{first.shape[-1]}x{first.shape[0]}; every mask must have the same size")
             masks: dict[int, np.ndarray] = {}
             for label, m in labels_to_masks(labels).items():
                 obj = alias.get(label, label)
@@ -170,19 +201,22 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
             if masks:
                 yield t, masks
 
-    return LabelSource((n, *first.shape[-2:]), objects_from_ids(ids), frames, description=str(path))
+    objects = [o.model_copy(update={"parent": parents.get(o.id)}) for o in objects_from_ids(ids)]
+    return LabelSource((n, *first.shape[-2:]), objects, frames, description=str(path),
+                       info={"lineage_links": len(parents)}, dropped=dropped)
 
 
 def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",
                      track_file: str = "res_track.txt") -> Path:
-    """Write any :class:`LabelSource` as CTC masks + track file (used by ``compare``)."""
+    """Write any :class:`LabelSource` as CTC masks + track file, with its lineage (used by ``compare``)."""
     import tifffile
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = source.shape[0]
     width = digits(n)
-    tracks = _Tracks({}, [o.id for o in source.objects])
+    parents = {o.id: o.parent for o in source.objects if o.parent is not None}
+    tracks = _Tracks(parents, [o.id for o in source.objects])
     for t, labels in source.labels():
         ids = [int(i) for i in np.unique(labels) if i]
         mapping = tracks.step(t, ids)

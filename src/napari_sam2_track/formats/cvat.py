@@ -20,7 +20,7 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import cvat_decode, cvat_encode
-from ._write import prepare_out
+from ._write import export_target
 
 
 def _mask_xml(frame, rle, box, *, outside=0, occluded=0, keyframe=1) -> str:
@@ -32,63 +32,64 @@ def _mask_xml(frame, rle, box, *, outside=0, occluded=0, keyframe=1) -> str:
 def export_cvat(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
                 overwrite: bool = False) -> Path:
     view = ProjectView(store, options)
-    out = prepare_out(out, overwrite, is_dir=False)
-    spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
-    last: dict[int, tuple] = {}  # object -> (rle, box) of its last visible mask
-    hidden: dict[int, bool] = {}
-    for fr in view:
-        for obj_id in view.ids:
-            m = fr.masks.get(obj_id)
-            if m is not None:
-                rle, *box = cvat_encode(m)
-                last[obj_id] = (rle, box)
-                hidden[obj_id] = False
-                spool[obj_id].write(_mask_xml(fr.index, rle, box))
-            elif obj_id in last and not hidden[obj_id]:
-                rle, box = last[obj_id]
-                occ = int(obj_id in fr.occluded)
-                spool[obj_id].write(_mask_xml(fr.index, rle, box, outside=1, occluded=occ))
-                hidden[obj_id] = True
-    schema = view.schema
-    attr_names = [a.name for a in schema.attributes]
-    with open(out, "w", encoding="utf-8") as f:
-        f.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n')
-        f.write("  <meta>\n    <task>\n      <id>0</id>\n")
-        f.write(f"      <name>{escape(store.path.stem)}</name>\n      <size>{view.num_frames}</size>\n")
-        f.write("      <mode>interpolation</mode>\n      <overlap>0</overlap>\n")
-        f.write(f"      <start_frame>{view.start}</start_frame>\n      <stop_frame>{view.frames[-1]}</stop_frame>\n")
-        f.write(f"      <frame_filter>{'step=' + str(view.options.every) if view.options.every > 1 else ''}</frame_filter>\n")
-        f.write("      <labels>\n")
-        for c in schema.categories:
-            f.write(f"        <label>\n          <name>{escape(c.name)}</name>\n          <color>{c.color}</color>\n"
-                    "          <type>mask</type>\n          <attributes>\n")
-            for a in schema.attributes:
-                values = "\n".join(a.choices) if a.kind == "choice" else ("false\ntrue" if a.kind == "bool" else "")
-                kind = {"choice": "select", "bool": "checkbox", "int": "number", "float": "number"}.get(a.kind, "text")
-                f.write(f"            <attribute>\n              <name>{escape(a.name)}</name>\n"
-                        f"              <mutable>False</mutable>\n              <input_type>{kind}</input_type>\n"
-                        f"              <default_value>{escape(str(a.default if a.default is not None else ''))}</default_value>\n"
-                        f"              <values>{escape(values)}</values>\n            </attribute>\n")
-            f.write("          </attributes>\n        </label>\n")
-        f.write("      </labels>\n")
-        f.write(f"      <original_size>\n        <width>{view.width}</width>\n        <height>{view.height}</height>\n"
-                "      </original_size>\n    </task>\n  </meta>\n")
-        for obj in view.objects:
-            sp = spool[obj.id]
-            sp.seek(0)
-            f.write(f'  <track id="{obj.id}" label={quoteattr(view.category_of(obj.id))} source="manual">\n')
-            attrs = "".join(
-                f"      <attribute name={quoteattr(k)}>{escape(str(obj.attributes[k]).lower() if isinstance(obj.attributes[k], bool) else str(obj.attributes[k]))}</attribute>\n"
-                for k in attr_names if k in obj.attributes
-            )
-            for line in sp:
-                if attrs and line.rstrip().endswith(">") and line.lstrip().startswith("</mask>"):
-                    f.write(attrs)
-                f.write(line)
-            f.write("  </track>\n")
-            sp.close()
-        f.write("</annotations>\n")
-    return out
+    final = Path(out)
+    with export_target(store, final, "cvat", overwrite, is_dir=False) as out:
+        spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
+        last: dict[int, tuple] = {}  # object -> (rle, box) of its last visible mask
+        hidden: dict[int, bool] = {}
+        for fr in view:
+            for obj_id in view.ids:
+                m = fr.masks.get(obj_id)
+                if m is not None:
+                    rle, *box = cvat_encode(m)
+                    last[obj_id] = (rle, box)
+                    hidden[obj_id] = False
+                    spool[obj_id].write(_mask_xml(fr.index, rle, box))
+                elif obj_id in last and not hidden[obj_id]:
+                    rle, box = last[obj_id]
+                    occ = int(obj_id in fr.occluded)
+                    spool[obj_id].write(_mask_xml(fr.index, rle, box, outside=1, occluded=occ))
+                    hidden[obj_id] = True
+        schema = view.schema
+        attr_names = [a.name for a in schema.attributes]
+        with open(out, "w", encoding="utf-8") as f:
+            f.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n')
+            f.write("  <meta>\n    <task>\n      <id>0</id>\n")
+            f.write(f"      <name>{escape(store.path.stem)}</name>\n      <size>{view.num_frames}</size>\n")
+            f.write("      <mode>interpolation</mode>\n      <overlap>0</overlap>\n")
+            f.write(f"      <start_frame>{view.start}</start_frame>\n      <stop_frame>{view.frames[-1]}</stop_frame>\n")
+            f.write(f"      <frame_filter>{'step=' + str(view.options.every) if view.options.every > 1 else ''}</frame_filter>\n")
+            f.write("      <labels>\n")
+            for c in schema.categories:
+                f.write(f"        <label>\n          <name>{escape(c.name)}</name>\n          <color>{c.color}</color>\n"
+                        "          <type>mask</type>\n          <attributes>\n")
+                for a in schema.attributes:
+                    values = "\n".join(a.choices) if a.kind == "choice" else ("false\ntrue" if a.kind == "bool" else "")
+                    kind = {"choice": "select", "bool": "checkbox", "int": "number", "float": "number"}.get(a.kind, "text")
+                    f.write(f"            <attribute>\n              <name>{escape(a.name)}</name>\n"
+                            f"              <mutable>False</mutable>\n              <input_type>{kind}</input_type>\n"
+                            f"              <default_value>{escape(str(a.default if a.default is not None else ''))}</default_value>\n"
+                            f"              <values>{escape(values)}</values>\n            </attribute>\n")
+                f.write("          </attributes>\n        </label>\n")
+            f.write("      </labels>\n")
+            f.write(f"      <original_size>\n        <width>{view.width}</width>\n        <height>{view.height}</height>\n"
+                    "      </original_size>\n    </task>\n  </meta>\n")
+            for obj in view.objects:
+                sp = spool[obj.id]
+                sp.seek(0)
+                f.write(f'  <track id="{obj.id}" label={quoteattr(view.category_of(obj.id))} source="manual">\n')
+                attrs = "".join(
+                    f"      <attribute name={quoteattr(k)}>{escape(str(obj.attributes[k]).lower() if isinstance(obj.attributes[k], bool) else str(obj.attributes[k]))}</attribute>\n"
+                    for k in attr_names if k in obj.attributes
+                )
+                for line in sp:
+                    if attrs and line.rstrip().endswith(">") and line.lstrip().startswith("</mask>"):
+                        f.write(attrs)
+                    f.write(line)
+                f.write("  </track>\n")
+                sp.close()
+            f.write("</annotations>\n")
+    return final
 
 
 def read_cvat(path: str | Path) -> LabelSource:
@@ -99,27 +100,42 @@ def read_cvat(path: str | Path) -> LabelSource:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
         raise StoreError(f"cannot read {path} as CVAT XML: {exc}") from None
-    task = root.find("meta/task") or root.find("meta/job") or root.find("meta/project")
+    meta = root.find("meta")
+    task = next((meta.find(k) for k in ("task", "job", "project") if meta is not None and meta.find(k) is not None), None)
     size = root.find(".//original_size")
     if size is None:
         raise StoreError(f"{path} has no <original_size>; is it a CVAT for video 1.1 file?")
     h, w = int(size.findtext("height")), int(size.findtext("width"))
     n = int(task.findtext("size")) if task is not None and task.findtext("size") else 0
     objects, by_frame = [], {}
+    other_shapes: dict[str, int] = {}
     for k, track in enumerate(root.iter("track")):
         obj_id = int(track.get("id", k)) + (1 if int(track.get("id", k)) == 0 else 0)
         if any(o.id == obj_id for o in objects):
             obj_id = max(o.id for o in objects) + 1
         shapes = track.findall("mask")
-        attrs = {a.get("name"): a.text for a in (shapes[0].findall("attribute") if shapes else [])}
+        for other in track:
+            if other.tag != "mask" and other.tag != "attribute":
+                other_shapes[other.tag] = other_shapes.get(other.tag, 0) + 1
+        if not shapes:
+            continue
+        attrs = {a.get("name"): a.text for a in shapes[0].findall("attribute")}
         objects.append(ObjectSpec(id=obj_id, category=track.get("label", "object"), attributes=attrs))
         for s in shapes:
             if s.get("outside") == "1":
                 continue
             t = int(s.get("frame"))
+            x, y, bw, bh = (int(float(s.get(k))) for k in ("left", "top", "width", "height"))
+            if t < 0 or x < 0 or y < 0 or bw < 1 or bh < 1 or x + bw > w or y + bh > h:
+                raise StoreError(f"{path}: track {track.get('id')} frame {t}: mask box {x},{y},{bw}x{bh} "
+                                 f"lies outside the {w}x{h} frame")
             n = max(n, t + 1)
-            by_frame.setdefault(t, []).append(
-                (obj_id, s.get("rle"), *(int(float(s.get(k))) for k in ("left", "top", "width", "height"))))
+            by_frame.setdefault(t, []).append((obj_id, s.get("rle") or "", x, y, bw, bh))
+    for image in root.iter("image"):
+        for shape in image:
+            other_shapes[f"{shape.tag} (per-image)"] = other_shapes.get(f"{shape.tag} (per-image)", 0) + 1
+    dropped = [f"{count} CVAT {tag} shape(s): only mask tracks are imported"
+               for tag, count in sorted(other_shapes.items())]
 
     def frames():
         for t in sorted(by_frame):
@@ -129,4 +145,4 @@ def read_cvat(path: str | Path) -> LabelSource:
             yield t, masks
 
     cats = [lab.findtext("name") for lab in root.iter("label") if lab.findtext("name")]
-    return LabelSource((n, h, w), objects, frames, categories=cats, description=str(path))
+    return LabelSource((n, h, w), objects, frames, categories=cats, description=str(path), dropped=dropped)

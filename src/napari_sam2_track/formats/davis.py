@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import prepare_out
+from ._write import export_target
 
 MAX_DAVIS_OBJECTS = 254
 
@@ -57,28 +57,29 @@ def export_davis(store: ProjectStore, out: str | Path, options: ExportOptions | 
             f"{len(view.ids)} objects, but DAVIS/YouTube-VOS PNGs hold at most {MAX_DAVIS_OBJECTS}; "
             "export a category subset (--categories) or use sav/ome-zarr"
         )
-    out = prepare_out(out, overwrite)
-    video = video or store.path.stem
-    folder = out / "Annotations" / video
-    folder.mkdir(parents=True)
-    remap = {obj_id: i + 1 for i, obj_id in enumerate(view.ids)}
-    # Frames where each object is visible, spooled to disk for meta.json.
-    spool = tempfile.TemporaryFile("w+") if flavour == "youtube-vos" else None
-    for fr in view:
-        values = merge_lowest_id(fr.masks, (view.height, view.width), np.uint8, remap)
-        save_palette_png(folder / f"{fr.t:05d}.png", values)
+    final = Path(out)
+    with export_target(store, final, "davis", overwrite) as out:
+        video = video or store.path.stem
+        folder = out / "Annotations" / video
+        folder.mkdir(parents=True)
+        remap = {obj_id: i + 1 for i, obj_id in enumerate(view.ids)}
+        # Frames where each object is visible, spooled to disk for meta.json.
+        spool = tempfile.TemporaryFile("w+") if flavour == "youtube-vos" else None
+        for fr in view:
+            values = merge_lowest_id(fr.masks, (view.height, view.width), np.uint8, remap)
+            save_palette_png(folder / f"{fr.t:05d}.png", values)
+            if spool is not None:
+                for obj_id in fr.masks:
+                    spool.write(f"{remap[obj_id]} {fr.t}\n")
+        mapping = {
+            str(remap[o.id]): {"id": o.id, "name": o.name, "category": view.category_of(o.id),
+                               "attributes": o.attributes}
+            for o in view.objects
+        }
+        (out / "object_ids.json").write_text(json.dumps({video: mapping}, indent=1))
         if spool is not None:
-            for obj_id in fr.masks:
-                spool.write(f"{remap[obj_id]} {fr.t}\n")
-    mapping = {
-        str(remap[o.id]): {"id": o.id, "name": o.name, "category": view.category_of(o.id),
-                           "attributes": o.attributes}
-        for o in view.objects
-    }
-    (out / "object_ids.json").write_text(json.dumps({video: mapping}, indent=1))
-    if spool is not None:
-        _write_meta(out / "meta.json", video, mapping, spool)
-    return out
+            _write_meta(out / "meta.json", video, mapping, spool)
+    return final
 
 
 def _write_meta(path: Path, video: str, mapping: dict, spool) -> None:
@@ -96,9 +97,12 @@ def _write_meta(path: Path, video: str, mapping: dict, spool) -> None:
 
 
 def read_davis(path: str | Path, video: str | None = None) -> LabelSource:
-    """Read a DAVIS/YouTube-VOS annotation folder (``Annotations/<video>/*.png`` or the video folder)."""
-    from PIL import Image
+    """Read a DAVIS/YouTube-VOS annotation folder (``Annotations/<video>/*.png`` or the video folder).
 
+    Two conventions are told apart: DAVIS-2017/YouTube-VOS (palette PNGs, one value per
+    object, 255 "void") and DAVIS-2016 (binary masks where 255 is the single object). A set of
+    frames holding only 0 and 255 is read as DAVIS-2016; the convention used is recorded.
+    """
     root = Path(path)
     folder = root
     if (root / "Annotations").is_dir():
@@ -111,10 +115,12 @@ def read_davis(path: str | Path, video: str | None = None) -> LabelSource:
         if not match:
             raise StoreError(f"no video {video!r} in {root}; found {', '.join(v.name for v in videos)}")
         folder = match[0]
+    else:
+        videos = []
     files = sorted((int(m.group(1)), f) for f in folder.glob("*.png")
                    if (m := re.fullmatch(r"(\d+)\.png", f.name)))
     if not files:
-        raise StoreError(f"{folder} has no numbered PNG files (00000.png, ...)")
+        raise StoreError(f"found no numbered PNG files (00000.png, ...) in {folder}; nothing was written")
     # Mapping back to project ids, if this came from our exporter.
     mapping: dict = {}
     for cand in (root / "object_ids.json", folder.parent.parent / "object_ids.json"):
@@ -126,10 +132,19 @@ def read_davis(path: str | Path, video: str | None = None) -> LabelSource:
     if meta.is_file():
         objs = json.loads(meta.read_text()).get("videos", {}).get(folder.name, {}).get("objects", {})
         categories = {k: v.get("category", "object") for k, v in objs.items()}
-    first = np.array(Image.open(files[0][1]))
-    values: set[int] = set()
-    for _, f in files:
-        values.update(int(v) for v in np.unique(np.array(Image.open(f))) if v not in (0, 255))
+    shape, values = _scan(files)
+    convention = _convention(values, bool(mapping))
+    dropped = []
+    others = [v.name for v in videos if v != folder]
+    if others:
+        dropped.append(f"the other videos of {root.name} ({summarize_list(others)}); import each "
+                       "Annotations/<video> folder on its own")
+    if convention == DAVIS_2016:
+        values = {1}
+    elif VOID in values:
+        dropped.append(f"pixels of value {VOID} in {folder.name}: DAVIS-2017 'void' (not an object)")
+    values.discard(VOID)
+    values.discard(0)
 
     def to_id(v: int) -> int:
         return int(mapping[str(v)]["id"]) if str(v) in mapping else v
@@ -139,16 +154,60 @@ def read_davis(path: str | Path, video: str | None = None) -> LabelSource:
         info = mapping.get(str(v), {})
         objects.append(ObjectSpec(id=to_id(v), name=info.get("name", ""),
                                   category=info.get("category") or categories.get(str(v), "object"),
-                                  attributes=info.get("attributes", {})))
+                                  attributes=info.get("attributes", {}), parent=info.get("parent")))
     cats = list(dict.fromkeys(o.category for o in objects))
 
     def frames():
         for t, f in files:
-            arr = np.array(Image.open(f))
-            arr[arr == 255] = 0  # DAVIS "void"
-            masks = {to_id(v): m for v, m in labels_to_masks(arr).items()}
+            arr = _read_png(f, shape)
+            if convention == DAVIS_2016:
+                masks = {1: arr == VOID} if (arr == VOID).any() else {}
+            else:
+                arr[arr == VOID] = 0
+                masks = {to_id(v): m for v, m in labels_to_masks(arr).items()}
             if masks:
                 yield t, masks
 
-    return LabelSource((files[-1][0] + 1, *first.shape[:2]), objects, frames, categories=cats,
-                       description=str(folder))
+    return LabelSource((files[-1][0] + 1, *shape), objects, frames, categories=cats,
+                       description=str(folder), info={"convention": convention}, dropped=dropped)
+
+
+VOID = 255
+DAVIS_2016 = "DAVIS-2016 (binary masks: 255 is the one object)"
+DAVIS_2017 = "DAVIS-2017 (one value per object, 255 is void)"
+
+
+def _convention(values: set[int], from_export: bool) -> str:
+    """DAVIS-2016 when every frame holds only 0 and 255 (an annotation of void alone means
+    nothing), else DAVIS-2017."""
+    if not from_export and VOID in values and values <= {0, VOID}:
+        return DAVIS_2016
+    return DAVIS_2017
+
+
+def _read_png(f: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The values of one annotation PNG: palette indices or 8-bit gray levels."""
+    from PIL import Image
+
+    with Image.open(f) as im:
+        if im.mode not in ("P", "L", "1"):
+            raise StoreError(
+                f"{f} is a {im.mode} image; DAVIS/YouTube-VOS annotations are palette (P) or 8-bit "
+                "grayscale PNGs holding one value per object — save the masks as indexed PNGs"
+            )
+        arr = np.array(im.convert("L") if im.mode == "1" else im)
+    if shape is not None and arr.shape != shape:
+        raise StoreError(f"{f} is {arr.shape[1]}x{arr.shape[0]}, but the first frame is {shape[1]}x{shape[0]}; "
+                         "every annotation PNG of a video must have the same size")
+    return arr
+
+
+def _scan(files: list[tuple[int, Path]]) -> tuple[tuple[int, int], set[int]]:
+    """The frame size (the same for every file) and the values used."""
+    shape = None
+    values: set[int] = set()
+    for _, f in files:
+        arr = _read_png(f, shape)
+        shape = arr.shape
+        values.update(int(v) for v in np.unique(arr))
+    return shape, values

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..project import ProjectStore
 from ._frames import ExportOptions, ProjectView
-from ._write import prepare_out
+from ._write import export_target
 
 
 def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
@@ -23,40 +23,41 @@ def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | N
     from geff_spec import Axis, GeffMetadata, PropMetadata, RelatedObject
 
     view = ProjectView(store, options)
-    out = prepare_out(out, overwrite)
-    cols = {k: [] for k in ("t", "y", "x", "area", "track_id", "frame")}
-    edges = []
-    last_node: dict[int, int] = {}
-    for fr in view:
-        for obj_id in sorted(fr.masks):
-            ys, xs = np.nonzero(fr.masks[obj_id])
-            node = len(cols["t"])
-            for k, v in (("t", fr.index), ("y", ys.mean()), ("x", xs.mean()), ("area", ys.size),
-                         ("track_id", obj_id), ("frame", fr.t)):
-                cols[k].append(v)
-            if obj_id in last_node:
-                edges.append((last_node[obj_id], node))
-            last_node[obj_id] = node
-    n = len(cols["t"])
-    node_ids = np.arange(n, dtype=np.uint64)
-    edge_ids = np.asarray(edges, dtype=np.uint64).reshape(-1, 2)
-    dtypes = {"t": np.int64, "y": np.float64, "x": np.float64, "area": np.int64, "track_id": np.int64,
-              "frame": np.int64}
-    props = {k: {"values": np.asarray(v, dtype=dtypes[k]), "missing": None} for k, v in cols.items()}
-    props["seg_id"] = {"values": props["track_id"]["values"].copy(), "missing": None}
-    related = [RelatedObject(type="labels", path="../labels.ome.zarr", label_prop="seg_id")] if labels else None
-    meta = GeffMetadata(
-        directed=True,
-        axes=[Axis(name="t", type="time"), Axis(name="y", type="space"), Axis(name="x", type="space")],
-        node_props_metadata={k: PropMetadata(identifier=k, dtype=np.dtype(p["values"].dtype).name)
-                             for k, p in props.items()},
-        edge_props_metadata={},
-        track_node_props={"tracklet": "track_id"},
-        related_objects=related,
-    )
-    write_arrays(str(out / "tracks.geff"), node_ids, props, edge_ids, {}, meta, zarr_format=2)
-    if labels:
-        from .omezarr import export_omezarr
+    final = Path(out)
+    with export_target(store, final, "geff", overwrite) as out:
+        cols = {k: [] for k in ("t", "y", "x", "area", "track_id", "frame")}
+        edges = []
+        last_node: dict[int, int] = {}
+        for fr in view:
+            for obj_id in sorted(fr.masks):
+                ys, xs = np.nonzero(fr.masks[obj_id])
+                node = len(cols["t"])
+                for k, v in (("t", fr.index), ("y", ys.mean()), ("x", xs.mean()), ("area", ys.size),
+                             ("track_id", obj_id), ("frame", fr.t)):
+                    cols[k].append(v)
+                if obj_id in last_node:
+                    edges.append((last_node[obj_id], node))
+                last_node[obj_id] = node
+        n = len(cols["t"])
+        node_ids = np.arange(n, dtype=np.uint64)
+        edge_ids = np.asarray(edges, dtype=np.uint64).reshape(-1, 2)
+        dtypes = {"t": np.int64, "y": np.float64, "x": np.float64, "area": np.int64, "track_id": np.int64,
+                  "frame": np.int64}
+        props = {k: {"values": np.asarray(v, dtype=dtypes[k]), "missing": None} for k, v in cols.items()}
+        props["seg_id"] = {"values": props["track_id"]["values"].copy(), "missing": None}
+        related = [RelatedObject(type="labels", path="../labels.ome.zarr", label_prop="seg_id")] if labels else None
+        meta = GeffMetadata(
+            directed=True,
+            axes=[Axis(name="t", type="time"), Axis(name="y", type="space"), Axis(name="x", type="space")],
+            node_props_metadata={k: PropMetadata(identifier=k, dtype=np.dtype(p["values"].dtype).name)
+                                 for k, p in props.items()},
+            edge_props_metadata={},
+            track_node_props={"tracklet": "track_id"},
+            related_objects=related,
+        )
+        write_arrays(str(out / "tracks.geff"), node_ids, props, edge_ids, {}, meta, zarr_format=2)
+        if labels:
+            from .omezarr import export_omezarr
 
-        export_omezarr(store, out / "labels.ome.zarr", options, version="0.4")
-    return out
+            export_omezarr(store, out / "labels.ome.zarr", options, version="0.4")
+    return final

@@ -20,7 +20,7 @@ from ..errors import StoreError
 from ..project import ProjectStore
 from ..project.labels import image_label_metadata, label_multiscale
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import objects_from_ids, prepare_out
+from ._write import export_target
 
 LABEL_NAME = "masklets"
 
@@ -65,31 +65,32 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
             source = open_source(src_path, window=tuple(window.values()) if isinstance(window, dict) else window)
         except Exception:
             source = open_source(src_path)
-    out = prepare_out(out, overwrite)
-    root = zarr.open_group(str(out), mode="w", zarr_format=3 if version == "0.5" else 2)
-    n, h, w = view.num_frames, view.height, view.width
-    if source is not None:
-        first = np.asarray(source.read_rgb(view.start))
-        c = first.shape[-1] if first.ndim == 3 else 1
-        arr = _array(root, "0", (n, c, h, w), (1, c, h, w), "uint8", version, ["t", "c", "y", "x"])
-        _put(root, {"multiscales": [label_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
-                                                          ("x", "space")], version)]}, version)
-        for i, t in enumerate(view.frames):
-            frame = np.asarray(source.read_rgb(t))
-            arr[i] = np.moveaxis(frame, -1, 0) if frame.ndim == 3 else frame[None]
-        source.close()
-    if image == "reference" and src_path:
-        root.attrs["napari_sam2_track"] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}
-    labels_group = root.create_group("labels")
-    _put(labels_group, {"labels": [LABEL_NAME]}, version)
-    lg = labels_group.create_group(LABEL_NAME)
-    arr = _array(lg, "0", (n, h, w), (1, h, w), "uint32", version, ["t", "y", "x"])
-    _put(lg, image_label_metadata(LABEL_NAME, view.objects, view.schema, version=version,
-                                  source_image="../../" if source is not None else None), version)
-    for fr in view:
-        if fr.masks:  # empty frames stay unwritten (fill value 0)
-            arr[fr.index] = fr.labels()
-    return out
+    final = Path(out)
+    with export_target(store, final, "ome-zarr", overwrite) as out:
+        root = zarr.open_group(str(out), mode="w", zarr_format=3 if version == "0.5" else 2)
+        n, h, w = view.num_frames, view.height, view.width
+        if source is not None:
+            first = np.asarray(source.read_rgb(view.start))
+            c = first.shape[-1] if first.ndim == 3 else 1
+            arr = _array(root, "0", (n, c, h, w), (1, c, h, w), "uint8", version, ["t", "c", "y", "x"])
+            _put(root, {"multiscales": [label_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
+                                                              ("x", "space")], version)]}, version)
+            for i, t in enumerate(view.frames):
+                frame = np.asarray(source.read_rgb(t))
+                arr[i] = np.moveaxis(frame, -1, 0) if frame.ndim == 3 else frame[None]
+            source.close()
+        if image == "reference" and src_path:
+            root.attrs["napari_sam2_track"] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}
+        labels_group = root.create_group("labels")
+        _put(labels_group, {"labels": [LABEL_NAME]}, version)
+        lg = labels_group.create_group(LABEL_NAME)
+        arr = _array(lg, "0", (n, h, w), (1, h, w), "uint32", version, ["t", "y", "x"])
+        _put(lg, image_label_metadata(LABEL_NAME, view.objects, view.schema, version=version,
+                                      source_image="../../" if source is not None else None), version)
+        for fr in view:
+            if fr.masks:  # empty frames stay unwritten (fill value 0)
+                arr[fr.index] = fr.labels()
+    return final
 
 
 def read_omezarr(path: str | Path, label: str | None = None) -> LabelSource:

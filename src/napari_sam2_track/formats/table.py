@@ -8,16 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
+from ..review.models import read_review
 from ..project import COL, STATE_NAMES, ProjectStore
 from ._frames import ExportOptions, ProjectView, _Tables
-from ._write import prepare_out
+from ._write import export_target
 
 COLUMNS = ("object_id", "name", "category", "frame", "visible", "occluded", "area", "x0", "y0", "x1", "y1",
-           "centroid_x", "centroid_y", "presence_logit", "state", "qc_status", "qc_reviewer")
+           "centroid_x", "centroid_y", "presence_logit", "state", "qc_status", "qc_reviewer",
+           "qc_time")
 
 
 def _rows(store: ProjectStore, view: ProjectView):
-    review = store.meta.get("review") or {}
+    review = read_review(store)
     tables = _Tables(store, view.ids)
     names = {o.id: o.name for o in view.objects}
     for fr in view:
@@ -26,7 +28,7 @@ def _rows(store: ProjectStore, view: ProjectView):
             m = fr.masks.get(obj_id)
             if m is None and obj_id not in fr.occluded and np.isnan(row[COL["state"]]):
                 continue  # not run on this frame
-            qc = review.get(str(obj_id), {})
+            qc = review.decision_at(obj_id, fr.t)
             state = row[COL["state"]]
             rec = {
                 "object_id": obj_id, "name": names[obj_id], "category": view.category_of(obj_id),
@@ -34,7 +36,8 @@ def _rows(store: ProjectStore, view: ProjectView):
                 "area": int(m.sum()) if m is not None else 0,
                 "presence_logit": None if np.isnan(row[COL["presence"]]) else float(row[COL["presence"]]),
                 "state": STATE_NAMES.get(int(state), "not_run") if not np.isnan(state) else "not_run",
-                "qc_status": qc.get("status", ""), "qc_reviewer": qc.get("reviewer", ""),
+                "qc_status": qc.status if qc else "", "qc_reviewer": qc.reviewer if qc else "",
+                "qc_time": qc.time.isoformat() if qc else "",
             }
             if m is not None:
                 ys, xs = np.nonzero(m)
@@ -54,14 +57,19 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
             import pyarrow.parquet as pq
         except ImportError:
             raise StoreError("Parquet output needs pyarrow (pip install pyarrow); or write a .csv") from None
-    out = prepare_out(out, overwrite, is_dir=False)
-    if not parquet:
-        with open(out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            for rec in _rows(store, view):
-                w.writerow(rec)
-        return out
+    with export_target(store, out, "table", overwrite, is_dir=False) as tmp:
+        if parquet:
+            _write_parquet(store, view, tmp, pa, pq)
+        else:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=COLUMNS)
+                w.writeheader()
+                for rec in _rows(store, view):
+                    w.writerow(rec)
+    return Path(out)
+
+
+def _write_parquet(store: ProjectStore, view: ProjectView, out: Path, pa, pq) -> None:
     writer, batch = None, []
 
     def flush():
@@ -72,11 +80,13 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
         writer.write_table(table.cast(writer.schema))
         batch.clear()
 
-    for rec in _rows(store, view):
-        batch.append(rec)
-        if len(batch) >= 10000:
+    try:
+        for rec in _rows(store, view):
+            batch.append(rec)
+            if len(batch) >= 10000:
+                flush()
+        if batch or writer is None:
             flush()
-    if batch or writer is None:
-        flush()
-    writer.close()
-    return out
+    finally:
+        if writer is not None:
+            writer.close()

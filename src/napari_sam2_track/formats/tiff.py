@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,7 @@ import numpy as np
 from ..errors import StoreError
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import objects_from_ids, prepare_out
+from ._write import export_target, objects_from_ids
 
 
 def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
@@ -31,45 +34,123 @@ def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | N
     view = ProjectView(store, options)
     if view.ids and max(view.ids) > np.iinfo(dt).max:
         raise StoreError(f"object id {max(view.ids)} does not fit in {dtype}; use --dtype uint32")
-    out = prepare_out(out, overwrite, is_dir=False)
     shape = (view.num_frames, view.height, view.width)
     pages = (fr.labels(dt) for fr in view)
     big = view.num_frames * view.height * view.width * dt.itemsize > 2**31
-    if flavour == "imagej":
-        tifffile.imwrite(out, data=pages, shape=shape, dtype=dt, imagej=True,
-                         metadata={"axes": "TYX"}, bigtiff=False)
-    else:
-        tifffile.imwrite(out, data=pages, shape=shape, dtype=dt, ome=True, bigtiff=big,
-                         metadata={"axes": "TYX", "Name": "masklets"}, compression="zlib")
-    return out
+    with export_target(store, out, "tiff", overwrite, is_dir=False) as tmp:
+        if flavour == "imagej":
+            tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, imagej=True,
+                             metadata={"axes": "TYX"}, bigtiff=False)
+        else:
+            tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, ome=True, bigtiff=big,
+                             metadata={"axes": "TYX", "Name": "masklets"}, compression="zlib")
+    return Path(out)
+
+
+class _TiffProblems(logging.Handler):
+    """Collects what tifffile logs about a damaged file (it reads on, with fewer pages)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _strict_tiff(path: Path):
+    """Open a TIFF with tifffile; raise a one-line error if tifffile reports damage."""
+    import tifffile
+
+    handler = _TiffProblems()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            yield tif, handler
+    finally:
+        logger.removeHandler(handler)
+    if handler.messages:
+        raise StoreError(f"{path} is damaged or truncated ({handler.messages[0]}); nothing was written")
+
+
+def _layout(tif, path: Path) -> list[tuple[int, int]]:
+    """``(series index, frames)`` of every series of label frames; all of one size and dtype."""
+    size = os.path.getsize(path)
+    for page in tif.pages:
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
+        if ends and max(ends) > size:
+            raise StoreError(f"{path} is truncated: its pixel data ends at byte {max(ends):,} of a "
+                             f"{size:,}-byte file; nothing was written")
+    layout, first = [], None
+    for k, series in enumerate(tif.series):
+        shape = tuple(int(v) for v in series.shape)
+        while len(shape) > 3 and shape[0] == 1:
+            shape = shape[1:]
+        if series.dtype.kind not in "ui":
+            raise StoreError(f"{path} holds {series.dtype} pixels, not integer labels")
+        if series.axes.endswith("S") and len(shape) >= 3:
+            raise StoreError(f"{path} is an RGB image (axes {series.axes}); label TIFFs hold one integer "
+                             "label per pixel — save the labels as a (t, y, x) stack")
+        if len(shape) not in (2, 3):
+            raise StoreError(f"{path} series {k} has shape {shape} (axes {series.axes}); expected "
+                             "(t, y, x) label frames, not RGB or multichannel images")
+        if first is None:
+            first = shape[-2:]
+        elif shape[-2:] != first:
+            raise StoreError(f"{path} series {k} is {shape[-1]}x{shape[-2]}, but series 0 is "
+                             f"{first[1]}x{first[0]}; every frame must have the same size")
+        layout.append((k, shape[0] if len(shape) == 3 else 1))
+    if not layout:
+        raise StoreError(f"found no images in {path}; nothing was written")
+    return layout
 
 
 def read_tiff(path: str | Path) -> LabelSource:
-    """Read a label TIFF stack (``TYX``), one page at a time."""
-    import tifffile
+    """Read a label TIFF stack (``TYX``), one page at a time.
 
+    Every series is read, in order: a stack written as one series, or as one series (or page)
+    per frame (e.g. one ``TiffWriter.write`` call per frame), gives all its frames.
+    """
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path} is not a file")
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        shape = series.shape
-        if series.dtype.kind not in "ui":
-            raise StoreError(f"{path} holds {series.dtype} pixels, not integer labels")
-    if len(shape) == 2:
-        shape = (1, *shape)
-    if len(shape) != 3:
-        raise StoreError(f"{path} has shape {shape}; expected a (t, y, x) label stack")
     ids: set[int] = set()
-    with tifffile.TiffFile(path) as tif:
-        for page in tif.series[0].pages:
-            ids.update(int(i) for i in np.unique(page.asarray()) if i)
+    cache: dict = {}
+    with _strict_tiff(path) as (tif, _):
+        layout = _layout(tif, path)
+        h, w = (int(v) for v in tif.series[0].shape[-2:])
+        for k, n in layout:
+            for i in range(n):
+                ids.update(int(v) for v in np.unique(_frame(tif, k, i, n, cache)) if v)
+    total = sum(n for _, n in layout)
 
     def frames():
-        with tifffile.TiffFile(path) as tif:
-            for t, page in enumerate(tif.series[0].pages):
-                masks = labels_to_masks(page.asarray())
-                if masks:
-                    yield t, masks
+        t, cache = 0, {}
+        with _strict_tiff(path) as (tif, _):
+            for k, n in layout:
+                for i in range(n):
+                    masks = labels_to_masks(_frame(tif, k, i, n, cache))
+                    if masks:
+                        yield t, masks
+                    t += 1
 
-    return LabelSource(tuple(shape), objects_from_ids(ids), frames, description=str(path))
+    info = {"series": len(layout)} if len(layout) > 1 else {}
+    return LabelSource((total, h, w), objects_from_ids(ids), frames, description=str(path), info=info)
+
+
+def _frame(tif, series: int, i: int, n: int, cache: dict) -> np.ndarray:
+    """Frame ``i`` of a series: one page at a time where each frame is a page; a series stored
+    in one page (e.g. ``imwrite`` of a short stack as samples) is read once."""
+    s = tif.series[series]
+    if n == 1:
+        arr = s.asarray()
+    elif len(s.pages) == n:
+        arr = s.asarray(key=i)
+    else:
+        if series not in cache:
+            cache.clear()
+            cache[series] = s.asarray().reshape(n, *s.shape[-2:])
+        arr = cache[series][i]
+    return np.asarray(arr).reshape(arr.shape[-2:])

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from .layout import (
     ATTR_KEY,
+    CHANGES_LOG,
     COL,
     FORMAT_VERSION,
     LABELS_NAME,
     LABELS_PATH,
+    REVIEW_GROUP,
     STATE_ABSENT,
     STATE_EDITED,
     STATE_NAMES,
@@ -20,15 +22,18 @@ from .layout import (
     TABLE_CHUNK,
     TABLE_COLUMNS,
 )
+from .lock import LockHolder, ProjectLock, StaleLockWarning
 from .store import ProjectStore, mask_stats
 from .writer import StoreWriter
 
 __all__ = [
     "ATTR_KEY",
+    "CHANGES_LOG",
     "COL",
     "FORMAT_VERSION",
     "LABELS_NAME",
     "LABELS_PATH",
+    "REVIEW_GROUP",
     "STATE_ABSENT",
     "STATE_EDITED",
     "STATE_NAMES",
@@ -37,7 +42,10 @@ __all__ = [
     "STATE_PROPAGATED",
     "TABLE_CHUNK",
     "TABLE_COLUMNS",
+    "LockHolder",
+    "ProjectLock",
     "ProjectStore",
+    "StaleLockWarning",
     "StoreWriter",
     "mask_stats",
 ]

@@ -210,3 +210,32 @@ class ShardIO(ChunkFiles):
 
             index_bytes += np.uint32(google_crc32c.value(index_bytes)).tobytes()
         return b"".join(parts) + index_bytes
+
+
+def write_table_rows(
+    io: ChunkIO | None, array, rows: list[tuple[int, list[float]]], lead: tuple[int, ...] = ()
+) -> None:
+    """Write ``(index, values)`` rows of a float table array, one write per chunk touched.
+
+    ``lead``: the indices of leading axes (a stack of tables, as a segment's part table);
+    ``io``: the array's :class:`ChunkIO`, or ``None`` to write through zarr (``array``).
+    """
+    if io is None:
+        for i, row in rows:
+            array[(*lead, i)] = row
+        return
+    chunk_rows = io.chunk_shape[-2]
+    lead_chunk = tuple(a // c for a, c in zip(lead, io.chunk_shape))
+    lead_in = tuple(a % c for a, c in zip(lead, io.chunk_shape))
+    by_block: dict[int, list[tuple[int, list[float]]]] = {}
+    for i, row in rows:
+        by_block.setdefault(i // chunk_rows, []).append((i, row))
+    for block, block_rows in by_block.items():
+        coords = (*lead_chunk, block, 0)
+        chunk = io.read(coords)
+        if chunk is None:
+            chunk = np.full(io.chunk_shape, io.fill, dtype=io.dtype)
+        table = chunk[lead_in]
+        for i, row in block_rows:
+            table[i - block * chunk_rows, : len(row)] = row
+        io.write(coords, io.encode(chunk))

@@ -29,12 +29,15 @@ class LayerArrays:
     """Frame-wise access to the label layers of one project store.
 
     Distinct frames may be written from several threads at once; one frame from one thread.
+    ``create_layers=False``: never create an overlap layer (a writer of some frames beside
+    others, which must not write the same array metadata; see ``distributed/segments.py``).
     """
 
-    def __init__(self, path: Path, group, shape: tuple[int, int, int]):
+    def __init__(self, path: Path, group, shape: tuple[int, int, int], *, create_layers: bool = True):
         self.path = Path(path)
         self.group = group
         self.shape = shape
+        self.create_layers = create_layers
         self._lock = threading.Lock()
         self._io: dict[str, ChunkIO | None] = {}
         self._shards: dict[int, ShardIO | None] = {}
@@ -68,9 +71,15 @@ class LayerArrays:
         self._io.pop(name, None)
         self._zarr.pop(name, None)
 
-    def _ensure_overlap_layers(self, count: int) -> None:
+    def ensure_overlap_layers(self, count: int) -> None:
+        """Create the overlap layers ``1..count`` that do not exist yet."""
         if count <= self.num_overlap_layers:
             return
+        if not self.create_layers:
+            from ..errors import StoreError
+
+            raise StoreError(f"{self.path} has {self.num_overlap_layers} overlap layers and a frame "
+                             f"needs {count}; track these objects again in one run")
         from zarr.codecs import ZstdCodec
 
         with self._lock:
@@ -129,7 +138,7 @@ class LayerArrays:
 
     def write(self, t: int, frame: FrameLayers) -> None:
         """Replace frame ``t``'s layers (overlaps first, then the merged labels)."""
-        self._ensure_overlap_layers(len(frame.overlaps))
+        self.ensure_overlap_layers(len(frame.overlaps))
         for k in range(self.num_overlap_layers, 0, -1):
             part = frame.overlaps[k - 1] if k <= len(frame.overlaps) else None
             io = self.shard_io(k)

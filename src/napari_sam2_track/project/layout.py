@@ -21,10 +21,14 @@ def overlap_path(layer: int) -> str:
     """Array of overlap layer ``layer`` (1, 2, ...); layer 0 is :data:`LABELS_PATH`."""
     return f"{OVERLAPS_GROUP}/{layer}"
 
+
 #: Columns of ``objects/<id>/table``.
 TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
 COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}
 TABLE_CHUNK = 1024
+#: Folder (an empty zarr group) of the append-only JSON-Lines logs, and the change log in it.
+REVIEW_GROUP = "review"
+CHANGES_LOG = "changes.jsonl"
 
 #: Frame states, as stored in the ``state`` column. A row of NaN means "not yet run".
 STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED, STATE_ABSENT = 0, 1, 2, 3, 4

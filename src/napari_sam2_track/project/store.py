@@ -8,56 +8,57 @@ Layout (see ``docs/store.md``)::
       labels/masklets/0          uint32 (t, y, x), one chunk per frame: the merged label image,
                                  OME-Zarr 0.5 ``image-label`` metadata
       overlaps/<k>               uint32 (t, y, x), k = 1, 2, ...: the k+1-th lowest id where
-                                 objects overlap (chunks only on frames with overlaps)
+                                 objects overlap (a shard per frame, 128-px tiles where needed)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
+      review/changes.jsonl       append-only record of hand edits, prompts and written runs
 
 Overlaps: in the merged ``labels`` image a pixel claimed by several objects goes to the
 **lowest object id**; the others claiming it are kept in the overlap layers, so an object's
-mask is the union over layers of ``layer == id`` (format 2; see :mod:`.layers`). Format-1
-projects (one full-frame bool array per object) are read as they are and migrated when
-opened for writing.
+mask is the union over layers of ``layer == id`` (format 2; see :mod:`.layers` and
+:mod:`.masks`). Format-1 projects (one full-frame bool array per object) are read as they are
+and upgraded when opened for writing (:mod:`.migrate`).
 
 Empty chunks are not written (zarr's default), so frames without objects cost nothing.
-Chunk files are replaced atomically by zarr's local store. The tracking writer
-(:class:`~.writer.StoreWriter`) writes a frame's table rows after its label layers, so a frame
-whose row says it was tracked is complete on disk. A hand edit
+Chunk files are replaced atomically (a temporary file renamed over the chunk). The tracking
+writer (:class:`~.writer.StoreWriter`) writes a frame's table rows after its label layers, so
+a frame whose row says it was tracked is complete on disk. A hand edit
 (:meth:`ProjectStore.write_edited_labels`) writes the frame's layers, then each changed
 object's row; an interrupted edit is repaired by saving the frame again.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import contextlib
+import json
 import shutil
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, describe_os_error, summarize_list
 from ..prompts import ObjectSpec, Prompt, PromptSet
+from . import placement
 from .labels import image_label_metadata
-from .layer_arrays import LAYER_ZSTD_LEVEL, LayerArrays
-from .layers import build_layers, mask_box, mask_from_layers, masks_from_layers
+from .layer_arrays import LAYER_ZSTD_LEVEL
+from .masks import MaskStore, mask_stats  # noqa: F401 - mask_stats is imported from here
 from .layout import (
     ATTR_KEY,
     COL,
     FORMAT_VERSION,
     LABELS_NAME,
     LABELS_PATH,
-    STATE_EDITED,
     STATE_NAMES,
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
-    V1_MASK_PATH,
 )
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
+from .check import metadata_problem
+from .lock import ProjectLock, live_holder
+from .runs import RunRecords, _now
 
 def _package_version() -> str:
     from .. import __version__
@@ -65,16 +66,29 @@ def _package_version() -> str:
     return __version__
 
 
-def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]:
-    """Area and bounding box ``(x0, y0, x1, y1)`` (end-exclusive) of a bool mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return 0, None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(mask.sum()), (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+def _prompt_key(prompt: dict) -> str:
+    """A prompt without where its mask pixels are kept (a file, or the project)."""
+    return json.dumps({**prompt, "mask": prompt.get("mask") is not None}, sort_keys=True)
 
 
-class ProjectStore:
+def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[ObjectSpec]:
+    """``objects`` sorted by id, each with a category of ``schema`` (the first by default);
+    :class:`StoreError` for a category the schema does not define."""
+    names = schema.category_names()
+    checked = []
+    for obj in sorted(objects, key=lambda o: o.id):
+        if obj.category is None:
+            obj = obj.model_copy(update={"category": names[0]})
+        elif obj.category not in names:
+            raise StoreError(
+                f"object {obj.id} has category {obj.category!r}, which the schema does not "
+                f"define ({summarize_list(names)}); add it to the schema or pass --schema"
+            )
+        checked.append(obj)
+    return checked
+
+
+class ProjectStore(RunRecords, MaskStore):
     """Read and write a project store. Use :meth:`create` or :meth:`open`.
 
     Writes from several threads are not supported: use one :class:`StoreWriter` per store.
@@ -86,17 +100,9 @@ class ProjectStore:
         self.read_only = read_only
         self._meta_lock = threading.RLock()
         self._arrays: dict[str, Any] = {}  # opened arrays (opening one reads its zarr.json)
+        self._lock: ProjectLock | None = None
         self.format_version = int(group.attrs.get(ATTR_KEY, {}).get("format_version", 1))
-        self._layer_arrays: LayerArrays | None = None
-
-    @property
-    def layers(self) -> LayerArrays:
-        """Chunk-level access to the label layers that hold the masks (format 2)."""
-        if self._layer_arrays is None:
-            with self._meta_lock:  # one instance, even when writer threads ask at once
-                if self._layer_arrays is None:
-                    self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
-        return self._layer_arrays
+        self._layer_arrays = None
 
     def _array(self, name: str):
         """An array of the project, opened once."""
@@ -107,6 +113,56 @@ class ProjectStore:
 
     # --------------------------------------------------------------- create/open
     @classmethod
+    @contextlib.contextmanager
+    def building(
+        cls,
+        path: str | Path,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+        source: dict | None = None,
+        overwrite: bool = False,
+        command: str | None = None,
+    ) -> Iterator["ProjectStore"]:
+        """Build a new project beside ``path``; it appears at ``path`` when the block completes.
+
+        Everything written inside the ``with`` block goes to a staging folder. On normal exit
+        the project is moved into place in one rename (``overwrite``: exchanged with the
+        previous project, which is then deleted); on an exception the staging folder is
+        deleted and ``path`` is untouched. ``overwrite`` only replaces a napari-sam2-track
+        project, and only while no other process writes it. The store stays locked after the
+        block: :meth:`close` it when done.
+        """
+        path = Path(path)
+        replaced_lock = placement.check_destination(path, overwrite, command)
+        store = None
+        try:
+            placement.remove_leftovers(path)
+            staging = placement.make_staging_dir(path)
+            try:
+                store = cls._create_in(staging, num_frames, height, width, source, command)
+                yield store
+                store.update_meta(building=False)
+                try:
+                    placement.place(staging, path, replace=replaced_lock is not None)
+                except OSError as exc:
+                    raise StoreError(f"cannot move the new project into {path}: "
+                                     f"{describe_os_error(exc)}") from None
+                if replaced_lock is not None:
+                    replaced_lock.forget()  # its file went away with the old project
+                    replaced_lock = None
+                store._moved_to(path)
+            except BaseException:
+                if store is not None:
+                    store.close()
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        finally:
+            if replaced_lock is not None:
+                replaced_lock.release()
+
+    @classmethod
     def create(
         cls,
         path: str | Path,
@@ -116,79 +172,156 @@ class ProjectStore:
         width: int,
         source: dict | None = None,
         overwrite: bool = False,
+        command: str | None = None,
     ) -> "ProjectStore":
-        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``."""
-        import zarr
-        from zarr.codecs import ZstdCodec
+        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``.
 
-        path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise StoreError(
-                    f"{path} already exists; pass --resume to continue it or --overwrite to replace it"
-                )
-            if not (path / "zarr.json").is_file() and any(path.iterdir()):
-                raise StoreError(f"{path} exists and is not a project store; choose another --out")
-            shutil.rmtree(path)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        labels_group = root.create_group("labels")
-        labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
-        image_label = labels_group.create_group(LABELS_NAME)
-        image_label.create_array(
-            "0",
-            shape=(num_frames, height, width),
-            chunks=(1, height, width),
-            dtype="uint32",
-            fill_value=0,
-            compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
-            dimension_names=["t", "y", "x"],
-        )
-        root.create_group("objects")
-        store = cls(path, root)
-        store.format_version = FORMAT_VERSION
-        store._write_meta(
-            {
-                "format_version": FORMAT_VERSION,
-                "package_version": _package_version(),
-                "created": _now(),
-                "shape": [num_frames, height, width],
-                "source": source or {},
-                "model": None,
-                "schema": None,
-                "objects": [],
-                "prompts": [],
-                "runs": [],
-                "review": {},
-            }
-        )
-        store._write_label_metadata()
+        The project appears at ``path`` complete or not at all (see :meth:`building`); the
+        returned store holds the project's write lock until :meth:`close`.
+        """
+        with cls.building(path, num_frames=num_frames, height=height, width=width,
+                          source=source, overwrite=overwrite, command=command) as store:
+            pass
         return store
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r+") -> "ProjectStore":
-        """Open an existing project (``mode`` ``"r"`` for read-only)."""
+    def _create_in(cls, path: Path, num_frames, height, width, source, command) -> "ProjectStore":
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        lock = ProjectLock(path, command).acquire()  # first: a staging folder is never ownerless
+        try:
+            root = zarr.open_group(str(path), mode="a", zarr_format=3)
+            labels_group = root.create_group("labels")
+            labels_group.attrs["ome"] = {"version": "0.5", "labels": [LABELS_NAME]}
+            image_label = labels_group.create_group(LABELS_NAME)
+            image_label.create_array(
+                "0",
+                shape=(num_frames, height, width),
+                chunks=(1, height, width),
+                dtype="uint32",
+                fill_value=0,
+                compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
+                dimension_names=["t", "y", "x"],
+            )
+            root.create_group("objects")
+            store = cls(path, root)
+            store.format_version = FORMAT_VERSION
+            store._adopt_lock(lock)
+            store._write_meta(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "package_version": _package_version(),
+                    "created": _now(),
+                    "shape": [num_frames, height, width],
+                    "source": source or {},
+                    "model": None,
+                    "schema": None,
+                    "objects": [],
+                    "prompts": [],
+                    "runs": [],
+                    "review": {},
+                    "building": True,
+                }
+            )
+            store._write_label_metadata()
+        except OSError as exc:
+            lock.release()
+            raise StoreError(f"cannot create a project in {path.parent}: {describe_os_error(exc)}; "
+                             "choose a writable --out") from None
+        except BaseException:
+            lock.release()
+            raise
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r+", *, command: str | None = None) -> "ProjectStore":
+        """Open an existing project (``mode`` ``"r"`` for read-only).
+
+        ``"r+"`` takes the project's write lock (:class:`~.lock.ProjectLock`) and refuses with
+        :class:`~napari_sam2_track.errors.ProjectLockedError` while another live process holds
+        it; runs left ``running`` by a dead writer are marked ``interrupted``. Readers never
+        need the lock. :meth:`close` gives the lock back.
+        """
         import zarr
 
         path = Path(path)
+        if mode != "r":
+            placement.recover_interrupted_swap(path)
+        if not path.exists():
+            raise StoreError(f"{path} is not a project store (not found); create it with 'track'")
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path} is not a project store (no zarr.json); create it with 'track'")
         try:
             root = zarr.open_group(str(path), mode=mode, zarr_format=3)
-        except Exception as exc:
-            raise StoreError(f"cannot open project {path}: {exc}") from None
-        if ATTR_KEY not in root.attrs:
+            attrs = root.attrs.asdict()
+        except Exception as exc:  # noqa: BLE001 - any decoding failure of zarr.json
+            raise StoreError(f"cannot read the metadata of project {path} "
+                             f"({type(exc).__name__}: {exc}); restore zarr.json from a backup") from None
+        if ATTR_KEY not in attrs:
+            if placement.is_project_dir(path):
+                raise StoreError(f"{path} is an incomplete project (its creation was interrupted); "
+                                 "create it again with 'track --overwrite'")
             raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
+        if isinstance(attrs[ATTR_KEY], dict) and attrs[ATTR_KEY].get("building"):
+            raise StoreError(f"{path} is an unfinished project (its creation or --overwrite was "
+                             "interrupted); run 'track' again to create it")
+        problem = metadata_problem(attrs[ATTR_KEY])
+        if problem:
+            raise StoreError(f"the metadata of project {path} is corrupt ({problem}); "
+                             "restore zarr.json from a backup or recreate it with 'track --overwrite'")
         store = cls(path, root, read_only=(mode == "r"))
         if store.format_version > FORMAT_VERSION:
-            raise StoreError(
-                f"{path} uses store format {store.format_version}, newer than this "
-                f"napari-sam2-track reads ({FORMAT_VERSION}); upgrade napari-sam2-track"
-            )
-        if not store.read_only:
-            from .migrate import upgrade_store
+            raise StoreError(f"{path} uses store format {store.format_version}, newer than this "
+                             f"napari-sam2-track reads ({FORMAT_VERSION}); upgrade napari-sam2-track")
+        if mode != "r":
+            store._adopt_lock(ProjectLock(path, command).acquire())
+            if store._lock.first_hold:
+                store._mark_dead_runs()
+            if store.format_version < FORMAT_VERSION:
+                from .migrate import upgrade_store
 
-            upgrade_store(store)
+                upgrade_store(store)  # under the write lock; resumable if interrupted
         return store
+
+    # ------------------------------------------------------------------- locking
+    def _adopt_lock(self, lock: ProjectLock) -> None:
+        self._lock = lock
+        self._finalizer = weakref.finalize(self, lock.release)
+
+    def lock(self, command: str | None = None) -> ProjectLock:
+        """Hold this project's write lock; use as ``with store.lock(): ...`` or release it.
+
+        Re-entrant within a process; raises
+        :class:`~napari_sam2_track.errors.ProjectLockedError` naming the other writer.
+        """
+        return ProjectLock(self.path, command).acquire()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this store holds its project's write lock."""
+        return self._lock is not None and self._lock.held
+
+    def close(self) -> None:
+        """Give back the write lock (reading still works; writing needs :meth:`open` again)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "ProjectStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _moved_to(self, path: Path) -> None:
+        import zarr
+
+        if self._lock is not None:
+            self._lock.moved(path)
+        self.path = path
+        self.group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        self._arrays.clear()
+        self._layer_arrays = None  # its chunk paths named the staging folder
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -243,18 +376,7 @@ class ProjectStore:
 
     def set_objects(self, objects: Iterable[ObjectSpec]) -> None:
         """Replace the object list (ids, names, categories, attributes)."""
-        names = self.schema.category_names()
-        checked = []
-        for obj in sorted(objects, key=lambda o: o.id):
-            if obj.category is None:
-                obj = obj.model_copy(update={"category": names[0]})
-            elif obj.category not in names:
-                raise StoreError(
-                    f"object {obj.id} has category {obj.category!r}, which the schema does not "
-                    f"define ({', '.join(names)}); add it to the schema or pass --schema"
-                )
-            checked.append(obj)
-        objects = checked
+        objects = check_object_categories(objects, self.schema)
         self.update_meta(objects=[o.model_dump(mode="json") for o in objects])
         for obj in objects:
             self._ensure_object_arrays(obj.id)
@@ -280,18 +402,11 @@ class ProjectStore:
             self.merge_labels(t)
         self._write_label_metadata()
 
-    def _require_current_format(self) -> None:
-        if self.format_version < FORMAT_VERSION:
-            raise StoreError(
-                f"{self.path} uses store format {self.format_version}; open it for writing "
-                f"(not read-only) to upgrade it to format {FORMAT_VERSION}"
-            )
-
     def _ensure_object_arrays(self, obj_id: int) -> None:
         name = f"objects/{obj_id}"
         if f"{name}/table" in self._arrays or name in self.group:
             return
-        t, h, w = self.shape
+        t = self.num_frames
         grp = self.group.require_group(name)
         table = grp.create_array(
             "table",
@@ -304,35 +419,6 @@ class ProjectStore:
         )
         table.attrs["columns"] = list(TABLE_COLUMNS)
         table.attrs["states"] = {str(k): v for k, v in STATE_NAMES.items()}
-
-    def mask(self, obj_id: int, t: int) -> np.ndarray:
-        """The bool mask of one object on one frame."""
-        if self.format_version < 2:
-            return self._array(V1_MASK_PATH.format(id=obj_id))[t]
-        return mask_from_layers(self.layers.read(t), obj_id)
-
-    def masks(self, obj_id: int, start: int, stop: int, step: int = 1) -> np.ndarray:
-        """One object's bool masks on frames ``start:stop:step``, ``(k, h, w)``."""
-        if self.format_version < 2:
-            return self._array(V1_MASK_PATH.format(id=obj_id))[start:stop:step]
-        frames = range(start, min(stop, self.num_frames), step)
-        out = np.zeros((len(frames), *self.shape[1:]), bool)
-        for i, t in enumerate(frames):
-            if self.layers.has_frame(t):
-                out[i] = mask_from_layers(self.layers.read(t), obj_id)
-        return out
-
-    def frame_masks(self, t: int, ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
-        """Bool masks of objects on frame ``t``: of ``ids`` (default: the project's objects).
-
-        Reading a frame once for all its objects is the fast way to walk a project.
-        """
-        ids = self.object_ids() if ids is None else [int(i) for i in ids]
-        if self.format_version < 2:
-            return {o: self.mask(o, t) for o in ids}
-        if not self.layers.has_frame(t):
-            return {o: np.zeros(self.shape[1:], bool) for o in ids}
-        return masks_from_layers(self.layers.read(t), ids)
 
     def table(self, obj_id: int) -> np.ndarray:
         """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
@@ -357,17 +443,26 @@ class ProjectStore:
 
     def set_prompts(self, prompts: PromptSet) -> None:
         """Store objects and prompts (masks given by path are read when tracking)."""
+        old = {(p["object"], p["frame"]): _prompt_key(p) for p in self.meta["prompts"]}
         self.set_objects(prompts.objects)
-        self.update_meta(prompts=[p.model_dump(mode="json") for p in prompts.prompts])
+        new_prompts = [p.model_dump(mode="json") for p in prompts.prompts]
+        self.update_meta(prompts=new_prompts)
+        new = {(p["object"], p["frame"]): _prompt_key(p) for p in new_prompts}
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        self.record_changes([(o, f, f) for o, f in changed], "prompts changed", "prompt")
 
     def put_prompt(self, prompt: Prompt, mask: np.ndarray | None = None) -> Prompt:
         """Add or replace the prompt of one object on one frame.
 
         A mask prompt's pixels are stored in the project (``prompt_masks/<id>/<frame>``).
         """
+        old = next((p for p in self.meta["prompts"]
+                    if p["object"] == prompt.object and p["frame"] == prompt.frame), None)
+        changed = old is None or _prompt_key(old) != _prompt_key(prompt.model_dump(mode="json"))
         if mask is not None:
             name = f"prompt_masks/{prompt.object}/{prompt.frame}"
             if name in self.group:
+                changed = changed or not np.array_equal(self.group[name][:], np.asarray(mask, bool))
                 del self.group[name]
             self.group.create_array(name, data=np.asarray(mask, dtype=bool))
             prompt = prompt.model_copy(update={"mask": f"store:{name}"})
@@ -377,14 +472,17 @@ class ProjectStore:
             if not (p["object"] == prompt.object and p["frame"] == prompt.frame)
         ]
         self.update_meta(prompts=[*others, prompt.model_dump(mode="json")])
+        if changed:
+            self.record_changes([(prompt.object, prompt.frame, prompt.frame)],
+                                f"prompt on frame {prompt.frame}", "prompt")
         return prompt
 
     def delete_prompt(self, obj_id: int, frame: int) -> None:
-        self.update_meta(
-            prompts=[
-                p for p in self.meta["prompts"] if not (p["object"] == obj_id and p["frame"] == frame)
-            ]
-        )
+        prompts = self.meta["prompts"]
+        kept = [p for p in prompts if not (p["object"] == obj_id and p["frame"] == frame)]
+        self.update_meta(prompts=kept)
+        if len(kept) != len(prompts):
+            self.record_changes([(obj_id, frame, frame)], f"prompt deleted on frame {frame}", "prompt")
 
     def prompt_mask(self, prompt: Prompt, base_dir: str | Path | None = None) -> np.ndarray:
         """Pixels of a mask prompt, from the project or from the file it names."""
@@ -392,88 +490,6 @@ class ProjectStore:
             return self.group[prompt.mask.removeprefix("store:")][:]
         _, h, w = self.shape
         return prompt.load_mask(base_dir, h, w)
-
-    # ---------------------------------------------------------------------- runs
-    def begin_run(self, **info: Any) -> int:
-        """Record the start of a tracking run and return its id."""
-        with self._meta_lock:
-            runs = list(self.meta["runs"])
-            run_id = max((r["id"] for r in runs), default=0) + 1
-            runs.append({"id": run_id, "started": _now(), "status": "running", **info})
-            self.update_meta(runs=runs)
-        return run_id
-
-    def end_run(self, run_id: int, status: str, **info: Any) -> None:
-        """Record how a run ended: ``completed``, ``cancelled`` or ``failed``."""
-        with self._meta_lock:
-            runs = [
-                {**r, "status": status, "finished": _now(), **info} if r["id"] == run_id else r
-                for r in self.meta["runs"]
-            ]
-            self.update_meta(runs=runs)
-
-    # ------------------------------------------------------------------- writing
-    def write_mask(self, obj_id: int, t: int, mask: np.ndarray) -> None:
-        """Write one object's mask on frame ``t`` (and the frame's merged labels).
-
-        To write several objects of a frame, :meth:`merge_labels` with all of them is faster.
-        """
-        self.merge_labels(t, {obj_id: mask})
-
-    def write_row(
-        self, obj_id: int, t: int, mask: np.ndarray, *, presence: float, state: int, run: int
-    ) -> None:
-        """Write one object's table row on frame ``t`` (area and bounding box from ``mask``)."""
-        area, bbox = mask_stats(mask)
-        x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self._array(f"objects/{obj_id}/table")[t] = [presence, area, x0, y0, x1, y1, state, run]
-
-    def merge_labels(self, t: int, masks: dict[int, np.ndarray] | None = None) -> np.ndarray:
-        """Write the masks ``masks`` of frame ``t`` and recompute its merged label image.
-
-        The other objects' masks are kept as stored. Where objects overlap, the lowest id
-        wins in the merged labels and the others are kept in the overlap layers. Returns the
-        merged labels.
-        """
-        masks = {int(o): np.asarray(m, bool) for o, m in (masks or {}).items()}
-        self._require_current_format()
-        for obj_id in masks:
-            self._ensure_object_arrays(obj_id)
-        others = [o for o in self.object_ids() if o not in masks]
-        if others and self.layers.has_frame(t):
-            masks.update(masks_from_layers(self.layers.read(t), others))
-        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
-        frame = build_layers(masks, boxes, self.shape[1:])
-        self.layers.write(t, frame)
-        return frame.labels
-
-    def write_edited_labels(self, t: int, frame_labels: np.ndarray, run: int = 0) -> list[int]:
-        """Persist a hand-edited label image of frame ``t``; returns the objects changed.
-
-        Each object's mask becomes its pixels in ``frame_labels``; changed objects are marked
-        ``edited`` in the table. Unknown ids become new objects.
-        """
-        frame_labels = np.asarray(frame_labels, dtype=np.uint32)
-        self._require_current_format()
-        for obj_id in sorted(set(np.unique(frame_labels).tolist()) - {0} - set(self.object_ids())):
-            self.add_object(ObjectSpec(id=int(obj_id)))
-        ids = self.object_ids()
-        layers = self.layers.read(t)
-        old = masks_from_layers(layers, ids)
-        # Pixels of an object hidden under a lower id stay in its mask where the user left the
-        # pixel alone; then the lowest-id merge of the masks is exactly ``frame_labels``.
-        untouched = frame_labels == layers[0]
-        masks, changed = {}, []
-        for obj_id in ids:
-            masks[obj_id] = (frame_labels == obj_id) | (old[obj_id] & untouched)
-            if not np.array_equal(masks[obj_id], old[obj_id]):
-                changed.append(obj_id)
-        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
-        self.layers.write(t, build_layers(masks, boxes, self.shape[1:]))
-        for obj_id in changed:
-            presence = self._array(f"objects/{obj_id}/table")[t, COL["presence"]]
-            self.write_row(obj_id, t, masks[obj_id], presence=presence, state=STATE_EDITED, run=run)
-        return changed
 
     def _write_label_metadata(self) -> None:
         """OME-Zarr 0.5 ``multiscales`` + ``image-label`` metadata with schema colours."""
@@ -486,14 +502,18 @@ class ProjectStore:
     def summary(self) -> dict:
         """Objects, frame states and provenance, for ``napari-sam2-track info``."""
         meta = self.meta
+        statuses = self.run_statuses()
+        holder = live_holder(self.path)
         objects = []
         for obj in self.objects:
-            states = self.states(obj.id) if f"objects/{obj.id}" in self.group else np.zeros(0)
+            try:
+                table = self.table(obj.id)
+            except Exception:  # noqa: BLE001 - missing or damaged: 'info --check' says which
+                table = np.full((0, len(TABLE_COLUMNS)), np.nan)
+            col = table[:, COL["state"]]
+            states = np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
             counts = {STATE_NAMES[k]: int((states == k).sum()) for k in STATE_NAMES}
-            table = self.table(obj.id) if f"objects/{obj.id}" in self.group else None
-            visible = (
-                np.flatnonzero(table[:, COL["area"]] > 0) if table is not None else np.zeros(0)
-            )
+            visible = np.flatnonzero(table[:, COL["area"]] > 0)
             objects.append(
                 {
                     "id": obj.id,
@@ -514,5 +534,6 @@ class ProjectStore:
             "source": meta["source"],
             "model": meta["model"],
             "objects": objects,
-            "runs": meta["runs"],
+            "runs": [{**r, "status": statuses.get(r["id"], r.get("status"))} for r in meta["runs"]],
+            "lock": holder.__dict__ if holder is not None else None,
         }

@@ -16,13 +16,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 import numpy as np
 
 from .._threads import lower_thread_priority
 from ..errors import StoreError
 from .layers import build_layers, mask_box, masks_from_layers
-from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED, TABLE_COLUMNS
+from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED
 from .store import ProjectStore
 
 
@@ -64,10 +65,13 @@ class StoreWriter:
         self.skip_frames = skip_frames
         self.on_done = on_done
         self.frames_written = 0
+        #: ``{object: [[first, last], ...]}``: contiguous frame ranges written so far.
+        self.written: dict[int, list[list[int]]] = {}
         self._error: BaseException | None = None
         self._failed = False  # after an error no later frame is committed
         self._slots = threading.Semaphore(max(1, max_pending))
-        self._futures: collections.deque[Future] = collections.deque()
+        self._futures: collections.deque[tuple[int, Future]] = collections.deque()
+        self._in_flight: dict[int, Future] = {}  # frame -> its latest queued encoding
         self._cv = threading.Condition()
         self._closing = False
         self._ensured: set[int] = set()
@@ -90,9 +94,13 @@ class StoreWriter:
                 self.store._ensure_object_arrays(obj_id)
                 self._ensured.add(obj_id)
         self._slots.acquire()
-        future = self._pool.submit(self._encode, result)
+        t = result.frame
         with self._cv:
-            self._futures.append(future)
+            # A frame already in flight (the two passes of ``both`` meet near the keyframes,
+            # with other objects) is encoded after it: its other objects are read from disk.
+            future = self._pool.submit(self._encode, result, self._in_flight.get(t))
+            self._in_flight[t] = future
+            self._futures.append((t, future))
             self._cv.notify()
 
     def close(self) -> None:
@@ -110,8 +118,14 @@ class StoreWriter:
             raise err
 
     # ------------------------------------------------------------- pool: frames
-    def _encode(self, result) -> tuple[int, dict[int, list[float]]]:
-        """Write one frame's label layers; return its table rows (not yet written)."""
+    def _encode(self, result, before: Future | None = None) -> tuple[int, dict[int, list[float]]]:
+        """Write one frame's label layers; return its table rows (not yet written).
+
+        ``before``: an earlier encoding of the same frame, waited for first (the pool runs
+        tasks in submission order, so it is running or done).
+        """
+        if before is not None:
+            futures_wait([before])
         t = result.frame
         if not 0 <= t < self.store.num_frames:
             raise StoreError(f"frame {t} is outside the project's {self.store.num_frames} frames")
@@ -164,9 +178,9 @@ class StoreWriter:
                 if not self._futures:
                     return
                 batch = [self._futures.popleft()]
-            batch[0].exception()  # wait for the oldest frame
+            batch[0][1].exception()  # wait for the oldest frame
             with self._cv:  # and take every later frame that is already encoded
-                while self._futures and self._futures[0].done():
+                while self._futures and self._futures[0][1].done():
                     batch.append(self._futures.popleft())
             try:
                 if not self._failed:
@@ -175,12 +189,16 @@ class StoreWriter:
                 self._failed = True
                 self._error = exc
             finally:
+                with self._cv:
+                    for t, future in batch:
+                        if self._in_flight.get(t) is future:
+                            del self._in_flight[t]
                 for _ in batch:
                     self._slots.release()
 
-    def _commit(self, batch: list[Future]) -> None:
+    def _commit(self, batch: list[tuple[int, Future]]) -> None:
         frames = []
-        for future in batch:
+        for _, future in batch:
             exc = future.exception()
             if exc is not None:
                 self._write_rows(frames)
@@ -189,29 +207,21 @@ class StoreWriter:
         self._write_rows(frames)
 
     def _write_rows(self, frames: list[tuple[int, dict[int, list[float]]]]) -> None:
-        """Write the rows of encoded frames, one write per table chunk, then report them."""
+        """Write the rows of encoded frames (one write per table chunk), then report them."""
         if not frames:
             return
-        by_chunk: dict[tuple[int, int], list[tuple[int, list[float]]]] = {}
+        by_object: dict[int, list[tuple[int, list[float]]]] = {}
         for t, rows in frames:
             for obj_id, row in rows.items():
-                io = self.store.layers.chunk_io(f"objects/{obj_id}/table")
-                block = t // io.chunk_shape[0] if io is not None else -1
-                by_chunk.setdefault((obj_id, block), []).append((t, row))
-        for (obj_id, block), rows in by_chunk.items():
-            name = f"objects/{obj_id}/table"
-            io = self.store.layers.chunk_io(name)
-            if io is None:  # a layout this writer does not write directly: through zarr
-                for t, row in rows:
-                    self.store._array(name)[t] = row
-                continue
-            chunk = io.read((block, 0))
-            if chunk is None:
-                chunk = np.full(io.chunk_shape, np.nan)
-            for t, row in rows:
-                chunk[t - block * io.chunk_shape[0], : len(TABLE_COLUMNS)] = row
-            io.write((block, 0), io.encode(chunk))
-        for t, _ in frames:
+                by_object.setdefault(obj_id, []).append((t, row))
+        self.store.write_rows(by_object)
+        for t, rows in frames:
+            for obj_id in rows:
+                ranges = self.written.setdefault(obj_id, [])
+                if ranges and ranges[-1][0] - 1 <= t <= ranges[-1][1] + 1:
+                    ranges[-1] = [min(ranges[-1][0], t), max(ranges[-1][1], t)]
+                else:
+                    ranges.append([t, t])
             self.frames_written += 1
             if self.on_done is not None:
                 self.on_done(t)

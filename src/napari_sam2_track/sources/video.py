@@ -33,6 +33,44 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _parse_duration_tag(text: str) -> float | None:
+    """Seconds of a Matroska ``DURATION`` tag such as ``00:01:02.500000000``."""
+    try:
+        h, m, sec = text.strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _missing_data(container: Any, stream: Any, packets: int,
+                  last_end: tuple[int, bool] | None, fps: float | None) -> str | None:
+    """Why the demuxed packets fall short of what the file's header declares, or None.
+
+    The header's frame count (MP4, MOV, AVI) or duration (Matroska/WebM tags, or the container
+    duration of a video-only file) is compared with what could be demuxed; a file cut short
+    keeps its header and loses the end of its data.
+    """
+    if stream.frames and stream.frames > 0:
+        if packets < stream.frames:
+            return f"the header lists {stream.frames} frames but the data holds {packets}"
+        return None
+    if last_end is None or stream.time_base is None:
+        return None
+    declared = _parse_duration_tag(stream.metadata.get("DURATION", ""))
+    if declared is None and len(container.streams) == 1 and container.duration:
+        declared = container.duration / 1_000_000
+    if declared is None:
+        return None
+    end, duration_known = last_end
+    frame_time = 1.0 / fps if fps else 0.04
+    found = float((end - (stream.start_time or 0)) * stream.time_base)
+    if not duration_known:
+        found += frame_time
+    if found < declared - max(0.5 * frame_time, 0.01):
+        return f"the header declares {declared:.2f} s but the data ends at {found:.2f} s"
+    return None
+
+
 class VideoSource(FrameSource):
     """RGB uint8 frames of the first video stream of a file, decoded on demand with PyAV.
 
@@ -59,6 +97,14 @@ class VideoSource(FrameSource):
         self._next_t: int | None = None  # frame the running decoder yields next
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = max(0, int(cache_frames))
+        if os.path.isdir(path):
+            raise self._open_error(path, "it is a directory, not a file")
+        try:
+            empty = os.path.getsize(path) == 0
+        except OSError as exc:
+            raise self._open_error(path, exc.strerror or _reason(exc)) from None
+        if empty:
+            raise SourceError(f"video {path} is an empty file; copy or export it again")
         try:
             container = av.open(path)
         except Exception as exc:
@@ -68,24 +114,35 @@ class VideoSource(FrameSource):
                 raise self._open_error(path, "no video stream")
             stream = container.streams.video[0]
             entries: dict[int, bool] = {}
+            packets = 0
+            last_end = None  # (end of the last frame in time-base units, its duration known)
             demux_error = None
             try:
                 for packet in container.demux(stream):
                     pts = packet.pts if packet.pts is not None else packet.dts
-                    if pts is None or packet.size == 0 or packet.is_discard:
+                    if pts is None:
+                        continue
+                    packets += 1
+                    if last_end is None or pts + (packet.duration or 0) > last_end[0]:
+                        last_end = (pts + (packet.duration or 0), bool(packet.duration))
+                    if packet.size == 0 or packet.is_discard:
                         continue
                     entries[pts] = entries.get(pts, False) or bool(packet.is_keyframe)
-            except Exception as exc:  # truncated/corrupt: keep what could be demuxed
+            except Exception as exc:  # truncated/corrupt
                 demux_error = _reason(exc)
             if not entries:
                 raise self._open_error(path, demux_error or "no video frames")
+            if demux_error is not None:
+                raise self._truncated_error(path, f"{demux_error} after {len(entries)} frames")
             self._pts = sorted(entries)
             self._pts_index = {p: i for i, p in enumerate(self._pts)}
             self._keyframes = [i for i, p in enumerate(self._pts) if entries[p]]
-            self._demux_error = demux_error
             self.fps = float(stream.average_rate) if stream.average_rate else None
             self.codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
+            missing = _missing_data(container, stream, packets, last_end, self.fps)
+            if missing is not None:
+                raise self._truncated_error(path, missing)
         except SourceError:
             container.close()
             raise
@@ -103,7 +160,23 @@ class VideoSource(FrameSource):
             channels=3,
             dtype=np.uint8,
         )
-        self._configure(channel, window)
+        try:
+            # A file cut inside its last frames is caught here, not halfway through a run.
+            for t in sorted({0, self.num_frames - 1}):
+                self.read(t)
+            self._drop_decoder()
+            self._cache.clear()
+            self._configure(channel, window)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _truncated_error(path: str, reason: str) -> SourceError:
+        return SourceError(
+            f"video {path} is truncated or damaged ({reason}); copy it again, or keep the "
+            "frames that remain by re-encoding it (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4)"
+        )
 
     @staticmethod
     def _open_error(path: str, reason: str) -> SourceError:

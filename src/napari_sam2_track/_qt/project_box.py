@@ -1,0 +1,195 @@
+"""The "Video and project" part of the Prompt and Propagate dock: which image layer, which project."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton
+
+from .._napari_io import META_KEY, FrameArray
+from ..errors import PromptError, SourceError
+from ..session import AnnotationSession, check_layer_shape, default_store_path
+from ..session.layers import schema_for_layer
+from ._hub import ProjectHub
+
+
+def layer_metadata(layer: Any) -> dict:
+    meta = getattr(layer, "metadata", None)
+    return meta.get(META_KEY, {}) if isinstance(meta, dict) else {}
+
+
+def layer_path(layer: Any) -> Path | None:
+    """The file an image layer was read from, if any."""
+    path = layer_metadata(layer).get("path") or getattr(layer.source, "path", None)
+    return Path(path) if path else None
+
+
+def source_for_layer(layer: Any):
+    """A frame source over an image layer's data; :class:`SourceError` for non-videos."""
+    from napari.layers import Image
+
+    from ..sources import open_source
+
+    if not isinstance(layer, Image):
+        raise SourceError(f"layer {getattr(layer, 'name', layer)!r} is not an image layer")
+    if layer.multiscale:
+        raise SourceError(f"layer {layer.name!r} is multiscale; open its full-resolution level")
+    check_layer_shape(layer.data.shape, layer.rgb, layer.name)
+    if isinstance(layer.data, FrameArray):
+        return layer.data.source
+    return open_source(layer.data, axes="tyxc" if layer.rgb else "tyx")
+
+
+def _open_session(source: Any, path: Path, prepare: Callable[[AnnotationSession], Any] | None = None,
+                  **options: Any) -> AnnotationSession:
+    """(Worker thread.) Open the project, then ``prepare(session)`` (builds its layers, so the
+    GUI thread only inserts them). A failed preparation is left to the GUI thread to redo."""
+    import pandas  # noqa: F401 - the layers' features need it; imported here, not on the GUI
+
+    session = AnnotationSession.open(source, path, **options)
+    if prepare is not None:
+        try:
+            prepare(session)
+        except Exception:  # noqa: BLE001 - the layers are then built on the GUI thread
+            pass
+    return session
+
+
+class ProjectBox(QGroupBox):
+    """Image layer + project path -> *Open project* -> ``hub.set_session``."""
+
+    def __init__(self, viewer: Any, hub: ProjectHub, on_error: Callable[[BaseException], Any],
+                 prepare: Callable[[AnnotationSession, str], Any] | None = None):
+        super().__init__("Video and project")
+        self.viewer = viewer
+        self.hub = hub
+        self.on_error = on_error
+        #: called on the opening thread with the new session and the image layer's name
+        self.prepare = prepare
+        #: whether the open project was opened on the worker (its layers may come in steps)
+        self.opened_in_background = False
+        #: the image layer of the open project
+        self.image_layer = None
+        #: the worker opening a project in the background, while it runs
+        self.worker = None
+        form = QFormLayout(self)
+        self.image_combo = QComboBox()
+        self.image_combo.currentIndexChanged.connect(self._on_image_choice)
+        form.addRow("Image layer", self.image_combo)
+        row = QHBoxLayout()
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("<video stem>.zarr beside the video")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse_project)
+        row.addWidget(self.path_edit)
+        row.addWidget(browse)
+        form.addRow("Project", row)
+        self.open_btn = QPushButton("Open project")
+        self.open_btn.clicked.connect(lambda: self.open_project(background=True))
+        form.addRow(self.open_btn)
+        viewer.layers.events.inserted.connect(self.refresh_image_choices)
+        viewer.layers.events.removed.connect(self.refresh_image_choices)
+        self.refresh_image_choices()
+
+    def refresh_image_choices(self, *_args: Any) -> None:
+        from napari.layers import Image
+
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        if current not in names:
+            self._on_image_choice()
+
+    def _on_image_choice(self, *_args: Any) -> None:
+        layer = self.chosen_image()
+        if layer is not None and self.hub.session is None:
+            path = layer_path(layer)
+            if path is not None:
+                self.path_edit.setText(str(default_store_path(path)))
+
+    def chosen_image(self):
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def select_image(self, name: str) -> None:
+        self.image_combo.setCurrentText(name)
+
+    def _browse_project(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Project store (.zarr)")
+        if path:
+            self.path_edit.setText(path)
+
+    def open_project(
+        self, path: str | Path | None = None, layer: Any = None, *, background: bool = False
+    ) -> AnnotationSession | None:
+        """Open (or create) the project of the chosen image layer; ``None`` if refused.
+
+        With ``background`` (the *Open project* button), the project is created or read on a
+        worker thread and the session arrives through ``hub.session_changed``; this returns
+        ``None`` at once.
+        """
+        if self.hub.session is not None and self.hub.session.running:
+            self.on_error(PromptError("cannot open another project while a propagation runs"))
+            return None
+        if self.worker is not None:
+            self.on_error(PromptError("a project is being opened; wait for it"))
+            return None
+        layer = layer if layer is not None else self.chosen_image()
+        if layer is None:
+            self.on_error(SourceError("no image layer: open a video or a sample first"))
+            return None
+        try:
+            source = source_for_layer(layer)
+            if path is None:
+                text = self.path_edit.text().strip()
+                path = Path(text) if text else default_store_path(layer_path(layer), name=layer.name)
+            schema = schema_for_layer(self.hub.schema, layer_metadata(layer))
+            if background:
+                self._open_in_background(source, Path(path), schema, layer)
+                return None
+            session = AnnotationSession.open(source, path, schema=schema, model=self.hub.model)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.on_error(exc)
+            return None
+        self._opened(session, Path(path), layer)
+        return session
+
+    def _open_in_background(self, source: Any, path: Path, schema: Any, layer: Any) -> None:
+        from napari.qt.threading import create_worker
+
+        prepare = None
+        if self.prepare is not None:
+            name, build = layer.name, self.prepare
+
+            def prepare(session: AnnotationSession) -> None:
+                build(session, name)
+
+        worker = create_worker(
+            _open_session, source, path, prepare, schema=schema, model=self.hub.model, _start_thread=False
+        )
+        worker.returned.connect(lambda session: self._opened(session, path, layer, background=True))
+        worker.errored.connect(self.on_error)
+        worker.finished.connect(self._open_finished)
+        self.worker = worker
+        self.open_btn.setEnabled(False)
+        self.open_btn.setText("Opening project…")
+        worker.start()
+
+    def _open_finished(self) -> None:
+        self.worker = None
+        self.open_btn.setEnabled(True)
+        self.open_btn.setText("Open project")
+
+    def _opened(self, session: AnnotationSession, path: Path, layer: Any, background: bool = False) -> None:
+        self.path_edit.setText(str(path))
+        self.image_layer = layer
+        self.opened_in_background = background
+        self.hub.set_session(session)

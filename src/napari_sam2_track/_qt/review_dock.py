@@ -1,0 +1,525 @@
+"""Review dock: the track table, the timeline, QC decisions, the correction queue and the report.
+
+A thin view over :mod:`napari_sam2_track.review` and the open session (shared through the
+viewer's hub). The project is read by :func:`.review_data.load_review_data` on napari's
+``thread_worker``; the GUI thread only draws the result. It is read again when the session
+says labels, objects, keyframes or a run changed (not during a run: once it has finished).
+
+Corrections (a prompt on a tracked frame re-propagates one segment; Undo) are in
+:mod:`.review_correct`. Keys (on the viewer): ``.`` next flag, ``,`` previous flag of the
+selected object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..review import qc
+from ._gui_thread import SessionLink
+from ._hub import hub_for, report
+from .review_correct import CorrectBox
+from .review_crops import CropStrip, masklet_crops
+from .review_data import ObjectTrack, ReviewData, load_review_data
+from .review_timeline import ReviewTimeline
+
+KEYS = """\
+.   next flag of the selected object
+,   previous flag of the selected object"""
+
+TABLE_COLUMNS = ("id", "name", "category", "frames present", "first", "last", "keyframes",
+                 "flags", "flags by kind", "QC status")
+REPORT_COLUMNS = (
+    ("who", "who"), ("seconds_per_frame", "s / frame"), ("percent_frames_edited", "% edited"),
+    ("clicks_per_clicked_frame", "clicks / clicked frame"),
+    ("corrections_per_object", "corrections / object"),
+    ("review_seconds_per_masklet", "review s / masklet"), ("frames_propagated_per_prompt", "frames / prompt"),
+)
+REFRESH_DELAY_MS = 300
+
+
+class _Item(QTableWidgetItem):
+    """A cell that sorts by its value (numbers as numbers)."""
+
+    def __init__(self, value: Any):
+        super().__init__("" if value is None else str(value))
+        self.value = value
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.value, getattr(other, "value", other.text())
+        try:
+            return (a is None, a) < (b is None, b)
+        except TypeError:
+            return str(a) < str(b)
+
+
+class ReviewWidget(QWidget):
+    """Review object tracks, record QC decisions and see the effort report.
+
+    Signals:
+        refreshed(): the dock shows freshly read data.
+    """
+
+    refreshed = Signal()
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.hub = hub_for(napari_viewer)
+        self.data: ReviewData | None = None
+        self.selected: int | None = None
+        self.last_error: str | None = None
+        self.loading = False
+        self._pending = False
+        self._worker = None
+        self._link = SessionLink()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REFRESH_DELAY_MS)
+        self._timer.timeout.connect(self.refresh)
+        self.setToolTip("Review tracks, approve or reject masklets.\n\nKeys:\n" + KEYS)
+        self._build()
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._bind_keys()
+        self.hub.session_changed.connect(self._on_session_changed)
+        self._on_session_changed(self.hub.session)
+
+    # --------------------------------------------------------------- layout
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.status_label = QLabel("open a project in the Prompt and Propagate dock")
+        layout.addWidget(self.status_label)
+
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.cellClicked.connect(self._on_cell_clicked)
+        layout.addWidget(self.table)
+
+        self.timeline = ReviewTimeline()
+        self.timeline.frame_clicked.connect(self._on_timeline_clicked)
+        layout.addWidget(self.timeline)
+
+        flags = QHBoxLayout()
+        self.prev_flag_button = QPushButton("◀ flag (,)")
+        self.next_flag_button = QPushButton("flag (.) ▶")
+        self.prev_flag_button.clicked.connect(lambda: self.next_flag(-1))
+        self.next_flag_button.clicked.connect(lambda: self.next_flag(1))
+        flags.addWidget(self.prev_flag_button)
+        flags.addWidget(self.next_flag_button)
+        layout.addLayout(flags)
+
+        self.correct_box = CorrectBox(self._error)
+        self.correct_box.segment_changed.connect(
+            lambda obj, a, b, running: self.timeline.set_segment(None if obj < 0 else obj, a, b, running))
+        self.correct_box.corrected.connect(lambda *_: self.schedule_refresh())
+        layout.addWidget(self.correct_box)
+
+        box = QGroupBox("QC")
+        form = QFormLayout(box)
+        self.masklet_combo = QComboBox()
+        self.masklet_combo.setToolTip("The masklet to decide on: by default the span under the current frame")
+        self.masklet_combo.currentIndexChanged.connect(lambda *_: self._update_crops())
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(0, 24)
+        self.samples_spin.setValue(6)
+        self.samples_spin.setToolTip("Frames sampled over the masklet, shown as crops around the object")
+        self.samples_spin.valueChanged.connect(lambda *_: self._update_crops())
+        self.crops = CropStrip()
+        self.crops.frame_clicked.connect(self.go_to_frame)
+        self._crops_token = 0
+        self.reviewer_edit = QLineEdit(qc.default_reviewer())
+        self.comment_edit = QLineEdit()
+        self.comment_edit.setPlaceholderText("comment (optional)")
+        buttons = QHBoxLayout()
+        self.approve_button = QPushButton("Approve")
+        self.reject_button = QPushButton("Reject")
+        self.approve_button.clicked.connect(lambda: self.decide("satisfactory"))
+        self.reject_button.clicked.connect(lambda: self.decide("unsatisfactory"))
+        buttons.addWidget(self.approve_button)
+        buttons.addWidget(self.reject_button)
+        queue = QHBoxLayout()
+        self.prev_correction_button = QPushButton("◀ correction")
+        self.next_correction_button = QPushButton("correction ▶")
+        self.prev_correction_button.clicked.connect(lambda: self.next_correction(-1))
+        self.next_correction_button.clicked.connect(lambda: self.next_correction(1))
+        self.queue_label = QLabel("")
+        queue.addWidget(self.prev_correction_button)
+        queue.addWidget(self.next_correction_button)
+        queue.addWidget(self.queue_label)
+        form.addRow("masklet", self.masklet_combo)
+        form.addRow("samples", self.samples_spin)
+        form.addRow(self.crops)
+        form.addRow("reviewer", self.reviewer_edit)
+        form.addRow("comment", self.comment_edit)
+        form.addRow(buttons)
+        form.addRow("queue", queue)
+        layout.addWidget(box)
+
+        report_box = QGroupBox("Report")
+        report_layout = QVBoxLayout(report_box)
+        self.report_table = QTableWidget(0, len(REPORT_COLUMNS))
+        self.report_table.setHorizontalHeaderLabels([title for _, title in REPORT_COLUMNS])
+        self.report_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.report_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        report_layout.addWidget(self.report_table)
+        layout.addWidget(report_box)
+        self._set_enabled(False)
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.approve_button, self.reject_button, self.next_flag_button, self.prev_flag_button,
+                  self.next_correction_button, self.prev_correction_button, self.masklet_combo):
+            w.setEnabled(on)
+
+    def _bind_keys(self) -> None:
+        """Bind the flag keys on the viewer (again replaces: idempotent)."""
+
+        def step(delta: int):
+            def on_key(_viewer) -> None:
+                try:
+                    self.next_flag(delta)
+                except RuntimeError:  # the dock was closed: the key does nothing
+                    pass
+            return on_key
+
+        self.viewer.bind_key(".", step(1), overwrite=True)
+        self.viewer.bind_key(",", step(-1), overwrite=True)
+
+    # -------------------------------------------------------------- session
+    @property
+    def session(self):
+        return self.hub.session
+
+    def _on_session_changed(self, session) -> None:
+        self._link.disconnect_all()
+        self.correct_box.attach(session)
+        self.data = None
+        self.selected = None
+        if session is None:
+            self._show(None)
+            return
+        ev = session.events
+        for signal in (ev.objects_changed, ev.keyframes_changed, ev.run_finished):
+            self._link.connect(signal, lambda *_: self.schedule_refresh())
+        self._link.connect(ev.labels_changed, self._on_labels_changed)
+        self._link.connect(ev.active_object_changed, self._on_active_changed)
+        self.selected = session.active_id
+        self.refresh()
+
+    def _on_labels_changed(self, *_: Any) -> None:
+        session = self.session
+        if session is not None and not session.running:  # a run refreshes once it has finished
+            self.schedule_refresh()
+
+    def _on_active_changed(self, obj_id: int | None) -> None:
+        if obj_id != self.selected:
+            self._select(obj_id)
+
+    def schedule_refresh(self) -> None:
+        """Read the project again shortly (changes in a burst cause one read)."""
+        self._timer.start()
+
+    def refresh(self) -> None:
+        """Read the project on a worker; the widgets are redrawn when it is done."""
+        session = self.session
+        if session is None:
+            return
+        if self.loading:
+            self._pending = True
+            return
+        from napari.qt.threading import thread_worker
+
+        self.loading = True
+        self.status_label.setText("reading the review state…")
+        store = session.store
+        worker = thread_worker(load_review_data, start_thread=False)(store)
+        worker.returned.connect(lambda data, s=session: self._on_loaded(s, data))
+        worker.errored.connect(self._on_load_error)
+        worker.finished.connect(self._on_load_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_loaded(self, session, data: ReviewData) -> None:
+        if session is not self.session:
+            return
+        self._show(data)
+        self.refreshed.emit()
+
+    def _on_load_error(self, exc: BaseException) -> None:
+        self._error(exc)
+        self.status_label.setText(f"could not read the review state: {exc}")
+
+    def _on_load_finished(self) -> None:
+        self.loading = False
+        self._worker = None
+        if self._pending:
+            self._pending = False
+            self.refresh()
+
+    def _error(self, exc: BaseException) -> None:
+        self.last_error = str(exc)
+        report(exc)
+
+    # --------------------------------------------------------------- drawing
+    def _show(self, data: ReviewData | None) -> None:
+        self.data = data
+        self.timeline.set_data(data)
+        self._fill_table()
+        self._fill_report()
+        self._fill_masklets()
+        self._set_enabled(data is not None and bool(data.tracks))
+        if data is None:
+            self.status_label.setText("open a project in the Prompt and Propagate dock")
+            self.queue_label.setText("")
+            return
+        n_flags = sum(len(t.flags) for t in data.tracks)
+        self.status_label.setText(
+            f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
+        self.queue_label.setText(f"{len(data.queue)} to correct")
+        self.timeline.set_current_frame(self.current_frame)
+        self.timeline.set_selected(self.selected)
+        self._update_undo()
+
+    def _update_undo(self) -> None:
+        track = self.track
+        self.correct_box.set_selected(self.selected, track.undo if track is not None else None)
+
+    def _fill_table(self) -> None:
+        table = self.table
+        table.setSortingEnabled(False)
+        tracks = self.data.tracks if self.data is not None else []
+        table.setRowCount(len(tracks))
+        for row, t in enumerate(tracks):
+            counts = t.flag_counts()
+            values = (t.id, t.spec.name, t.spec.category, t.frames_present, t.first_frame, t.last_frame,
+                      len(t.keyframes), len(t.flags),
+                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                      t.qc_status())
+            for col, value in enumerate(values):
+                item = _Item(value)
+                item.setData(Qt.ItemDataRole.UserRole, t.id)
+                if TABLE_COLUMNS[col] == "QC status" and t.invalidated:
+                    item.setToolTip("invalidated:\n" + "\n".join(t.invalidated))
+                table.setItem(row, col, item)
+        table.setSortingEnabled(True)
+        self._highlight_row()
+
+    def _fill_report(self) -> None:
+        rows = self.data.report_rows if self.data is not None else []
+        self.report_table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, (key, _) in enumerate(REPORT_COLUMNS):
+                value = row.get(key)
+                if isinstance(value, float):
+                    text = f"{value:.2f}"
+                else:
+                    text = "–" if value is None else str(value)
+                self.report_table.setItem(r, c, QTableWidgetItem(text))
+        if self.data is not None and self.data.report_error:
+            self.report_table.setToolTip(f"report unavailable: {self.data.report_error}")
+
+    def _fill_masklets(self) -> None:
+        combo = self.masklet_combo
+        combo.blockSignals(True)
+        combo.clear()
+        track = self.track
+        if track is not None:
+            for s in track.spans:
+                combo.addItem(f"object {track.id}: frames {s.start}-{s.end}", (s.start, s.end))
+            self._choose_masklet_at(self.current_frame)
+        combo.blockSignals(False)
+        self._update_crops()
+
+    def _update_crops(self) -> None:
+        """Crops of the chosen masklet on sampled frames, read on a worker."""
+        from napari.qt.threading import thread_worker
+
+        self._crops_token += 1
+        masklet, session = self.chosen_masklet(), self.session
+        if masklet is None or session is None or self.samples_spin.value() == 0:
+            self.crops.set_crops([])
+            return
+        token = self._crops_token
+        worker = thread_worker(masklet_crops, start_thread=False)(
+            session.source, session.store, *masklet, count=self.samples_spin.value())
+        worker.returned.connect(lambda crops: self._show_crops(token, crops))
+        worker.errored.connect(self._error)
+        self._crops_worker = worker
+        worker.start()
+
+    def _show_crops(self, token: int, crops: list) -> None:
+        try:
+            if token == self._crops_token:
+                self.crops.set_crops(crops)
+        except RuntimeError:  # the dock was closed while the crops were read
+            pass
+
+    def _choose_masklet_at(self, frame: int) -> None:
+        for i in range(self.masklet_combo.count()):
+            a, b = self.masklet_combo.itemData(i)
+            if a <= frame <= b:
+                self.masklet_combo.setCurrentIndex(i)
+                return
+
+    def _highlight_row(self) -> None:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == self.selected:
+                self.table.selectRow(row)
+                return
+        self.table.clearSelection()
+
+    # ------------------------------------------------------------ navigation
+    @property
+    def current_frame(self) -> int:
+        """The frame the viewer shows (the session's, while the viewer has no time axis)."""
+        if self.viewer.dims.ndim >= 3:
+            return int(self.viewer.dims.current_step[0])
+        return self.session.current_frame if self.session is not None else 0
+
+    @property
+    def track(self) -> ObjectTrack | None:
+        if self.data is None or self.selected is None:
+            return None
+        return self.data.track(self.selected)
+
+    def _on_step(self, *_: Any) -> None:
+        try:
+            self.timeline.isVisible()
+        except RuntimeError:  # the dock was deleted
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+            return
+        frame = self.current_frame
+        self.timeline.set_current_frame(frame)
+        self._choose_masklet_at(frame)
+
+    def go_to_frame(self, frame: int) -> None:
+        """Show ``frame`` in the viewer (and tell the session)."""
+        frame = int(frame)
+        if self.session is not None:
+            self.session.go_to_frame(frame)
+        if self.viewer.dims.ndim >= 3 and self.current_frame != frame:
+            self.viewer.dims.set_current_step(0, frame)
+
+    def _select(self, obj_id: int | None) -> None:
+        self.selected = obj_id
+        if self.session is not None and obj_id is not None and self.session.active_id != obj_id:
+            self.session.set_active(obj_id)
+        self.timeline.set_selected(obj_id)
+        self._highlight_row()
+        self._fill_masklets()
+        self._update_undo()
+
+    def select_object(self, obj_id: int) -> None:
+        """Select ``obj_id`` and show its worst flagged frame (else its first frame)."""
+        self._select(obj_id)
+        track = self.track
+        if track is None:
+            return
+        worst = track.worst_flag()
+        frame = worst.frame if worst is not None else track.first_frame
+        if frame is not None:
+            self.go_to_frame(frame)
+
+    def _on_cell_clicked(self, row: int, _col: int) -> None:
+        try:
+            self.select_object(int(self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)))
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._error(exc)
+
+    def _on_timeline_clicked(self, obj_id: int, frame: int) -> None:
+        try:
+            self._select(obj_id)
+            self.go_to_frame(frame)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._error(exc)
+
+    def next_flag(self, step: int = 1) -> int | None:
+        """Go to the next (``step`` 1) or previous (-1) flagged frame of the selected object,
+        wrapping around; returns the frame."""
+        track = self.track
+        if track is None or not track.flags:
+            return None
+        frames = track.flag_frames()
+        here = self.current_frame
+        if step > 0:
+            later = [f for f in frames if f > here]
+            frame = later[0] if later else frames[0]
+        else:
+            earlier = [f for f in frames if f < here]
+            frame = earlier[-1] if earlier else frames[-1]
+        self.go_to_frame(frame)
+        return frame
+
+    # ------------------------------------------------------------------ QC
+    def chosen_masklet(self) -> tuple[int, int, int] | None:
+        """``(object, start, end)`` of the masklet the QC buttons act on."""
+        if self.selected is None or self.masklet_combo.currentIndex() < 0:
+            return None
+        a, b = self.masklet_combo.currentData()
+        return self.selected, a, b
+
+    def decide(self, status: str) -> None:
+        """Record ``status`` on the chosen masklet and refresh. The decision is written (and
+        ``fsync``ed) on a worker, before the dock reads the project again."""
+        masklet = self.chosen_masklet()
+        session = self.session
+        if masklet is None or session is None:
+            return
+        from napari.qt.threading import thread_worker
+
+        obj, a, b = masklet
+        reviewer = self.reviewer_edit.text().strip() or None
+        comment = self.comment_edit.text()
+        store = session.store
+
+        worker = thread_worker(qc.decide, start_thread=False)(
+            store, obj, a, b, status, reviewer=reviewer, comment=comment)  # logs the review event
+        worker.returned.connect(lambda _d: (self.comment_edit.clear(), self.refresh()))
+        worker.errored.connect(self._error)
+        self._decision_worker = worker
+        worker.start()
+
+    def next_correction(self, step: int = 1) -> tuple[int, int, int] | None:
+        """Go to the next (or previous) masklet of the correction queue; returns it."""
+        if self.data is None or not self.data.queue:
+            return None
+        obj = self.selected if self.selected is not None else -1
+        frame = self.current_frame
+        keys = [(s.decision.object, s.decision.start) for s in self.data.queue]
+        if step > 0:
+            after = [i for i, k in enumerate(keys) if k > (obj, frame)]
+            pick = self.data.queue[after[0] if after else 0]
+        else:
+            before = [i for i, k in enumerate(keys) if k < (obj, frame)]
+            pick = self.data.queue[before[-1] if before else -1]
+        d = pick.decision
+        self._select(d.object)
+        self.go_to_frame(d.start)
+        self._choose_masklet_at(d.start)
+        return d.object, d.start, d.end
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._link.disconnect_all()
+        self.correct_box.detach()
+        super().closeEvent(event)

@@ -1,0 +1,147 @@
+"""``napari-sam2-track batch``: track the videos of a manifest on a dask cluster.
+
+Also the time-parallel path of ``track --segments``, which is a batch of one video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._registry import EXIT_INTERRUPTED, add_model_options, command
+
+EXIT_SOME_FAILED = 1
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask scheduler to submit to, e.g. tcp://head:8786 (default: a local cluster)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="workers of the local cluster (default: one per GPU; on CPU one using all cores)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="tries again after a crash before failing (default 2)",
+    )
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("batch", help="track the videos listed in a CSV/YAML manifest on dask")
+    p.add_argument("manifest", help="CSV or YAML: video, prompts, out, start, end, direction, ...")
+    p.add_argument("--out-dir", required=True, help="folder of the output projects")
+    add_model_options(p)
+    add_cluster_options(p)
+    p.add_argument(
+        "--segments", type=int, help="split every video into N time segments at keyframes"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="re-track videos whose project already exists"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--summary", metavar="FILE", help="also write the summary as JSON to FILE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _report(summary, args: argparse.Namespace) -> int:
+    if args.json:
+        print(summary.to_json())
+    else:
+        print(summary.table())
+    if getattr(args, "summary", None):
+        summary.to_json(args.summary)
+    return 0 if summary.ok else EXIT_SOME_FAILED
+
+
+@command("batch")
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ..distributed import ModelSpec, run_batch
+
+    try:
+        summary = run_batch(
+            args.manifest,
+            args.out_dir,
+            model=ModelSpec.from_args(args),
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            retries=args.retries,
+            overwrite=args.overwrite,
+            segments=args.segments,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; run the same command again to resume ({args.out_dir})",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _report(summary, args)
+
+
+def track_segments(args: argparse.Namespace) -> int:
+    """``track --segments N``: one video, split at keyframes, on a dask cluster."""
+    from ..distributed import BatchItem, ModelSpec, run_batch
+    from ..distributed.cluster import cpu_count
+    from ..errors import StoreError
+
+    out = Path(args.out)
+    if out.exists() and not (args.resume or args.overwrite):
+        raise StoreError(
+            f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
+        )
+    schema = None
+    if args.schema:  # a bad schema, or a category it lacks, is refused before the cluster starts
+        from ..schema import Schema
+
+        schema = Schema.load(args.schema)
+    if args.prompts:  # refuse a bad split before starting a cluster
+        from ..distributed import plan_segments
+        from ..project.store import check_object_categories
+        from ..prompts import PromptSet
+        from ..sources import open_source
+
+        prompts = PromptSet.load(args.prompts)
+        with open_source(args.video, channel=args.channel, window=args.window) as source:
+            prompts.check_video(len(source), source.height, source.width)
+            plan_segments(prompts, len(source), args.segments, args.direction, args.start, args.end)
+        if schema is not None:
+            check_object_categories(prompts.objects, schema)
+    item = BatchItem(
+        video=str(Path(args.video).resolve()),
+        prompts=str(Path(args.prompts).resolve()) if args.prompts else None,
+        out=str(out.resolve()),
+        start=args.start,
+        end=args.end,
+        direction=args.direction,
+        channel=args.channel,
+        window=tuple(args.window) if args.window else None,
+        segments=args.segments,
+        schema=str(Path(args.schema).resolve()) if args.schema else None,
+    )
+    try:
+        summary = run_batch(
+            [item],
+            out.resolve().parent,
+            model=ModelSpec.from_args(args),
+            scheduler=args.scheduler,
+            n_workers=args.workers or min(args.segments, cpu_count()),
+            retries=args.retries,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; frames written so far are kept in {out} (use --resume)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    row = summary.rows[0]
+    if row["status"] == "failed":
+        print(f"error: {row['error']}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(f"wrote {out} ({row['frames']} frames, {row.get('segments', 1)} segments, "
+          f"{row['seconds']:.1f} s)")
+    return 0

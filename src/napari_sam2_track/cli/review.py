@@ -1,0 +1,148 @@
+"""Command line: ``napari-sam2-track review ...`` and ``napari-sam2-track report ...``.
+
+``review PROJECT`` lists flags and masklets with their QC status; ``review approve|reject
+PROJECT OBJ [--frames A-B]`` records decisions; ``report PROJECT`` prints annotator analytics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from ._registry import command
+from ..errors import ReviewError
+
+ACTIONS = ("approve", "reject")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "review",
+        help="list flags and masklets with QC status, or approve/reject a masklet",
+        description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
+                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]",
+    )
+    p.add_argument("target", nargs="+", metavar="[approve|reject] PROJECT [OBJ]",
+                   help="a project to list, or approve/reject, a project and an object id")
+    p.add_argument("--frames", help="frame range A-B (default: each presence span of the object)")
+    p.add_argument("--reviewer", help="reviewer name (default: $NAPARI_SAM2_TRACK_REVIEWER or the OS user)")
+    p.add_argument("--comment", default="", help="comment stored with the decision")
+    p.add_argument("--object", type=int, help="list only this object")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("report", help="annotator analytics beside the SAM 2 paper's reference rows")
+    p.add_argument("project", help="PROJECT.zarr")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--idle", type=float, help="idle gap in seconds (default: the schema's review.idle_seconds)")
+
+
+def parse_frames(text: str) -> tuple[int, int]:
+    """``"A-B"`` (or ``"A"``) as a frame range."""
+    try:
+        parts = [int(x) for x in text.split("-")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise ReviewError(f"--frames {text!r} is not a range like 120-480")
+    return (parts[0], parts[-1])
+
+
+@command("review")
+def cmd_review(args: argparse.Namespace) -> int:
+    if args.target[0] in ACTIONS:
+        return _decide(args)
+    if len(args.target) != 1:
+        raise ReviewError("give one project to list, or: review approve|reject PROJECT OBJ --frames A-B")
+    return _list(args.target[0], args)
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from ..review.qc import decide, masklets
+    from ..project import ProjectStore
+
+    if len(args.target) != 3:
+        raise ReviewError(f"usage: review {args.target[0]} PROJECT OBJ [--frames A-B]")
+    action, project, obj = args.target
+    try:
+        obj_id = int(obj)
+    except ValueError:
+        raise ReviewError(f"object id {obj!r} is not a number") from None
+    store = ProjectStore.open(project)
+    if args.frames:
+        ranges = [parse_frames(args.frames)]
+    else:
+        ranges = [(m.start, m.end) for m in masklets(store, obj_id)]
+        if not ranges:
+            raise ReviewError(f"object {obj_id} has no visible frames; pass --frames A-B")
+    status = "satisfactory" if action == "approve" else "unsatisfactory"
+    for a, b in ranges:
+        d = decide(store, obj_id, a, b, status, reviewer=args.reviewer, comment=args.comment)
+        print(f"object {d.object} frames {d.frames}: {d.status} by {d.reviewer} at {d.time.isoformat()}")
+    return 0
+
+
+def _list(project: str, args: argparse.Namespace) -> int:
+    from ..review.flags import find_flags
+    from ..review.models import read_review
+    from ..review.qc import masklet_statuses
+    from ..project import ProjectStore
+
+    store = ProjectStore.open(project, mode="r")
+    state = read_review(store)
+    objects = None if args.object is None else [args.object]
+    result = find_flags(store, reviewed=state.reviewed_ranges(), objects=objects)
+    statuses = [m for m in masklet_statuses(store) if args.object is None or m["object"] == args.object]
+    if args.json:
+        print(json.dumps({
+            "project": str(store.path),
+            "masklets": statuses,
+            "flags": [f.model_dump() for f in result.flags],
+            "suggestions": [s.model_dump() for s in result.suggestions],
+        }, indent=2))
+        return 0
+    print(f"project  {store.path}  ({store.num_frames} frames)")
+    print(f"masklets {len(statuses)}")
+    for m in statuses:
+        who = f" by {m['reviewer']} at {m['time']}" if m["reviewer"] else ""
+        why = f"  ({m['invalidated_by']})" if m["invalidated_by"] else ""
+        comment = f"  \"{m['comment']}\"" if m["comment"] else ""
+        print(f"  object {m['object']:>4}  frames {m['start']}-{m['end']:<12} {m['status']}{who}{comment}{why}")
+    print(f"flags    {len(result.flags)}")
+    for f in result.flags:
+        print(f"  object {f.object:>4}  frames {f.frames:<14} {f.kind:<14} {f.score:6.2f}  {f.reason}")
+    print(f"check    {len(result.suggestions)} frames")
+    for s in result.suggestions:
+        print(f"  object {s.object:>4}  frame {s.frame:<8} {s.why}")
+    return 0
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..review.analytics import METRICS, report, report_rows
+    from ..project import ProjectStore
+
+    result = report(ProjectStore.open(args.project, mode="r"), idle_seconds=args.idle)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = report_rows(result)
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=["who", *METRICS], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        return 0
+    print(f"idle gaps over {result['idle_seconds']:g} s are not active time")
+    print(f"{'who':<40} {'s/frame':>8} {'% edited':>9} {'clicks/clicked frame':>21} "
+          f"{'corrections/object':>19} {'review s/masklet':>17} {'frames/prompt':>14}")
+    for row in rows:
+        cells = [row.get(k) for k in ("seconds_per_frame", "percent_frames_edited", "clicks_per_clicked_frame",
+                                      "corrections_per_object", "review_seconds_per_masklet",
+                                      "frames_propagated_per_prompt")]
+        text = ["-" if v is None else f"{v:.2f}" for v in cells]
+        print(f"{row['who']:<40} {text[0]:>8} {text[1]:>9} {text[2]:>21} {text[3]:>19} {text[4]:>17} {text[5]:>14}")
+    return 0

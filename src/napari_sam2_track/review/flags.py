@@ -1,0 +1,332 @@
+"""Review flags: pure functions over the per-frame tables, streamed in blocks.
+
+:func:`find_flags` walks each object's table rows (presence, area, bbox, state, run) in blocks
+of ``8 * TABLE_CHUNK`` frames, so memory does not grow with the video, and returns runs of
+flagged frames (:class:`~.models.Flag`), the presence spans (:class:`~.models.Masklet`) and
+frames to check or to add as keyframes (:class:`~.models.Suggestion`). Thresholds come from
+the schema's ``review`` section (:class:`~napari_sam2_track.schema.ReviewThresholds`);
+``docs/review.md`` defines every kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
+from .models import Flag, Masklet, Suggestion
+from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, store_row_reader
+
+#: Frames read per block: 8 table chunks (8,192 rows, 512 KiB per object).
+BLOCK = 8 * TABLE_CHUNK
+
+MaskReader = Callable[[int, int, int, slice, slice], np.ndarray]
+"""``read_masks(object, first, stop, rows, cols)``: crops of an object's bool masks on frames
+``[first, stop)``, shape ``(stop - first, rows, cols)``."""
+
+
+@dataclass
+class TableSource:
+    """What the flags read: the objects' table rows and, for overlaps, crops of their masks."""
+
+    ids: list[int]
+    num_frames: int
+    height: int
+    width: int
+    read_rows: RowReader
+    read_masks: MaskReader | None = None
+
+    @classmethod
+    def from_store(cls, store: ProjectStore) -> "TableSource":
+        n, h, w = store.shape
+        ids = store.object_ids()
+        last: dict = {}  # the latest request's crops: the overlap check asks for a pair
+
+        def read_masks(obj_id: int, first: int, stop: int, rows: slice, cols: slice) -> np.ndarray:
+            key = (first, stop, rows.start, rows.stop, cols.start, cols.stop)
+            if last.get("key") != key:  # every object's crops from one read of each frame
+                last["key"], last["crops"] = key, store.mask_crops(ids, first, stop, rows, cols)
+            return last["crops"][obj_id]
+
+        return cls(ids, n, h, w, store_row_reader(store), read_masks)
+
+    @classmethod
+    def from_arrays(
+        cls, tables: Mapping[int, np.ndarray], height: int, width: int,
+        masks: Mapping[int, np.ndarray] | None = None,
+    ) -> "TableSource":
+        """Tables (and optionally ``(t, h, w)`` masks) held in memory, e.g. for tests."""
+        ids = sorted(tables)
+        n = len(tables[ids[0]]) if ids else 0
+        read_masks = None
+        if masks is not None:
+            read_masks = lambda o, a, b, r, c: np.asarray(masks[o][a:b, r, c], bool)  # noqa: E731
+        return cls(ids, n, height, width, lambda o, lo, hi: np.asarray(tables[o][lo:hi], float),
+                   read_masks)
+
+
+@dataclass
+class ReviewReport:
+    """Flags, presence spans and suggested frames of a project (or of some objects)."""
+
+    flags: list[Flag] = field(default_factory=list)
+    spans: list[Masklet] = field(default_factory=list)
+    suggestions: list[Suggestion] = field(default_factory=list)
+
+    def flags_of(self, obj_id: int) -> list[Flag]:
+        return [f for f in self.flags if f.object == obj_id]
+
+    def counts(self, obj_id: int | None = None) -> dict[str, int]:
+        """Number of flagged runs by kind."""
+        out: dict[str, int] = {}
+        for f in self.flags:
+            if obj_id is None or f.object == obj_id:
+                out[f.kind] = out.get(f.kind, 0) + 1
+        return out
+
+
+def _reason(kind: str, score: float, detail: float, thresholds) -> str:
+    if kind == "low_presence":
+        return f"presence logit {detail:+.2f}, within ±{thresholds.presence_band:g} of 0"
+    if kind == "presence_flip":
+        return "presence turns on" if detail > 0 else "presence turns off"
+    if kind == "area_change":
+        return f"area {'grows' if detail > 0 else 'shrinks'} by {score:.0%} from the previous frame"
+    if kind == "jump":
+        return f"bounding-box centre moves {score:.2f}x the object's size from the previous frame"
+    if kind == "too_small":
+        return f"{detail:.0f} pixels, fewer than the schema's minimum"
+    if kind == "border":
+        return "touches the image border"
+    if kind == "overlap":
+        return f"{score:.0%} of its area overlaps object {int(detail)}"
+    if kind == "edited":
+        return "edited by hand after the last propagation; SAM 2's memory does not hold the edit"
+    if kind == "unreviewed":
+        return "not covered by a valid QC decision"
+    return kind
+
+
+class _Runs:
+    """Runs of consecutive flagged frames per (object, kind), merged across blocks."""
+
+    def __init__(self):
+        self.open: dict[tuple[int, str], list] = {}
+        self.closed: list[tuple[int, str, list]] = []
+
+    def add(self, obj: int, kind: str, frames: np.ndarray, scores: np.ndarray,
+            details: np.ndarray | None = None) -> None:
+        if frames.size == 0:
+            return
+        if details is None:
+            details = np.zeros(frames.size)
+        bounds = np.r_[0, np.flatnonzero(np.diff(frames) != 1) + 1, frames.size]
+        key = (obj, kind)
+        for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            k = s + int(np.argmax(scores[s:e]))
+            run = [int(frames[s]), int(frames[e - 1]), float(scores[k]), int(frames[k]), float(details[k])]
+            cur = self.open.get(key)
+            if cur is not None and run[0] == cur[1] + 1:
+                cur[1] = run[1]
+                if run[2] > cur[2]:
+                    cur[2:] = run[2:]
+                continue
+            if cur is not None:
+                self.closed.append((obj, kind, cur))
+            self.open[key] = run
+
+    def finish(self) -> list[tuple[int, str, list]]:
+        out = self.closed + [(o, k, r) for (o, k), r in self.open.items()]
+        self.open, self.closed = {}, []
+        return out
+
+
+def _covered(ranges: Sequence[tuple[int, int]], lo: int, hi: int) -> np.ndarray:
+    out = np.zeros(hi - lo, bool)
+    for a, b in ranges:
+        if b >= lo and a < hi:
+            out[max(a, lo) - lo : min(b, hi - 1) - lo + 1] = True
+    return out
+
+
+class _Carry:
+    """The previous frame of an object, for differences across block boundaries."""
+
+    __slots__ = ("presence", "visible", "area", "cx", "cy")
+
+    def __init__(self):
+        self.presence, self.visible, self.area, self.cx, self.cy = np.nan, False, np.nan, np.nan, np.nan
+
+
+def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray, codes: np.ndarray,
+                  carry: _Carry, rule: VisibilityRule, th, reviewed) -> None:
+    frames = np.arange(lo, lo + len(rows))
+    p, area, state = rows[:, COL["presence"]], rows[:, COL["area"]], rows[:, COL["state"]]
+    cx = (rows[:, COL["x0"]] + rows[:, COL["x1"]]) / 2
+    cy = (rows[:, COL["y0"]] + rows[:, COL["y1"]]) / 2
+    vis = codes == VISIBLE
+    ran = ~np.isnan(state)
+    has_p = ~np.isnan(p)
+    prev_p = np.r_[carry.presence, p[:-1]]
+    prev_vis = np.r_[carry.visible, vis[:-1]]
+    prev_area = np.r_[carry.area, area[:-1]]
+    prev_cx, prev_cy = np.r_[carry.cx, cx[:-1]], np.r_[carry.cy, cy[:-1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if th.presence_band > 0:
+            low = has_p & (np.abs(p) < th.presence_band)
+            runs.add(obj, "low_presence", frames[low], 1 - np.abs(p[low]) / th.presence_band, p[low])
+        flip = has_p & ~np.isnan(prev_p) & ((p > 0) != (prev_p > 0))
+        runs.add(obj, "presence_flip", frames[flip], np.abs(p - prev_p)[flip], p[flip])
+        pair = vis & prev_vis
+        larger = np.maximum(area, prev_area)
+        change = np.abs(area - prev_area) / larger
+        hit = pair & (change > th.area_change)
+        runs.add(obj, "area_change", frames[hit], change[hit], (area - prev_area)[hit])
+        move = np.hypot(cx - prev_cx, cy - prev_cy) / np.sqrt(larger)
+        hit = pair & (move > th.jump)
+        runs.add(obj, "jump", frames[hit], move[hit])
+        if rule.min_visible_pixels > 0:
+            small = ran & (area > 0) & (area < rule.min_visible_pixels)
+            runs.add(obj, "too_small", frames[small], 1 - area[small] / rule.min_visible_pixels, area[small])
+        if rule.edge_policy in ("flag", "drop"):
+            edge = ran & (area >= max(1, rule.min_visible_pixels)) & rule.touches_border(rows)
+            runs.add(obj, "border", frames[edge], np.ones(int(edge.sum())))
+    edited = state == STATE_EDITED
+    runs.add(obj, "edited", frames[edited], np.ones(int(edited.sum())))
+    if reviewed is not None:
+        todo = vis & ~_covered(reviewed.get(obj, ()), lo, lo + len(rows))
+        runs.add(obj, "unreviewed", frames[todo], np.ones(int(todo.sum())))
+    spans.add(obj, "span", frames[vis], np.zeros(int(vis.sum())))
+    if len(rows):
+        carry.presence, carry.visible, carry.area = p[-1], bool(vis[-1]), area[-1]
+        carry.cx, carry.cy = cx[-1], cy[-1]
+
+
+def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict, fraction: float) -> None:
+    """Overlap flags of one block. Pairs whose boxes never meet in the block are skipped; for
+    the others the boxes are compared frame by frame, and masks are read only where boxes
+    intersect enough (once per run of consecutive frames, cropped to the intersections)."""
+    if source.read_masks is None:
+        return
+    vis = {o: codes[o] == VISIBLE for o in source.ids}
+    ids = [o for o in source.ids if vis[o].any()]
+    x0, y0, x1, y1, area = COL["x0"], COL["y0"], COL["x1"], COL["y1"], COL["area"]
+    extent = {}
+    for o in ids:
+        seen = rows[o][vis[o]]
+        extent[o] = (seen[:, x0].min(), seen[:, y0].min(), seen[:, x1].max(), seen[:, y1].max())
+    best: dict[int, np.ndarray] = {}
+    partner: dict[int, np.ndarray] = {}
+    for k, i in enumerate(ids):
+        for j in ids[k + 1 :]:
+            a, b = extent[i], extent[j]
+            if a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3]:
+                continue  # their boxes never meet in this block
+            both_visible = np.flatnonzero(vis[i] & vis[j])
+            ri, rj = rows[i][both_visible], rows[j][both_visible]
+            ix0, iy0 = np.maximum(ri[:, x0], rj[:, x0]), np.maximum(ri[:, y0], rj[:, y0])
+            ix1, iy1 = np.minimum(ri[:, x1], rj[:, x1]), np.minimum(ri[:, y1], rj[:, y1])
+            inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+            cand = np.flatnonzero((inter > 0) & (inter > fraction * np.minimum(ri[:, area], rj[:, area])))
+            if cand.size == 0:
+                continue
+            bounds = np.r_[0, np.flatnonzero(np.diff(both_visible[cand]) != 1) + 1, cand.size]
+            for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                run = cand[s:e]  # positions in both_visible, consecutive frames
+                top, left = int(iy0[run].min()), int(ix0[run].min())
+                r, c = slice(top, int(iy1[run].max())), slice(left, int(ix1[run].max()))
+                first = lo + int(both_visible[run[0]])
+                stop = lo + int(both_visible[run[-1]]) + 1
+                shared_masks = source.read_masks(i, first, stop, r, c) & source.read_masks(j, first, stop, r, c)
+                for q in run.tolist():
+                    b_ = int(both_visible[q])
+                    crop = shared_masks[lo + b_ - first, int(iy0[q]) - top : int(iy1[q]) - top,
+                                        int(ix0[q]) - left : int(ix1[q]) - left]
+                    shared = int(np.count_nonzero(crop))
+                    for obj, other, own in ((i, j, ri[q, area]), (j, i, rj[q, area])):
+                        share = shared / own
+                        if share > fraction:
+                            scores = best.setdefault(obj, np.zeros(len(vis[obj])))
+                            if share > scores[b_]:
+                                scores[b_] = share
+                                partner.setdefault(obj, np.zeros(len(vis[obj])))[b_] = other
+    for obj in sorted(best):
+        hit = best[obj] > 0
+        runs.add(obj, "overlap", lo + np.flatnonzero(hit), best[obj][hit], partner[obj][hit])
+
+
+def find_flags(
+    source: TableSource | ProjectStore,
+    thresholds=None,
+    rule: VisibilityRule | None = None,
+    *,
+    reviewed: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+    objects: Sequence[int] | None = None,
+    block: int = BLOCK,
+) -> ReviewReport:
+    """Flags, presence spans and suggestions of a project or of in-memory tables.
+
+    Args:
+        source: a project store, or a :class:`TableSource`.
+        thresholds: a :class:`~napari_sam2_track.schema.ReviewThresholds` (default: the
+            project's schema, or the defaults).
+        rule: the visibility rule (default: the project's schema, or the defaults).
+        reviewed: ``{object: [(first, last), ...]}`` covered by valid QC decisions; frames of a
+            span outside them are flagged ``unreviewed`` (``None``: no such flags).
+        objects: only these objects.
+    """
+    from ..schema import Schema
+
+    if isinstance(source, ProjectStore):
+        schema = source.schema
+        source = TableSource.from_store(source)
+    else:
+        schema = Schema.default()
+    th = thresholds if thresholds is not None else schema.review
+    rule = rule or VisibilityRule.from_schema(schema, source.height, source.width)
+    ids = [o for o in source.ids if objects is None or o in objects]
+    runs, spans = _Runs(), _Runs()
+    carry = {o: _Carry() for o in ids}
+    if source.num_frames:
+        for lo, hi, rows, codes in iter_visibility(source.read_rows, ids, rule, 0, source.num_frames - 1, block):
+            for obj in ids:
+                _object_block(runs, spans, obj, lo, rows[obj], codes[obj], carry[obj], rule, th, reviewed)
+            _overlaps(runs, source if objects is None else _subset(source, ids), lo, rows, codes, th.overlap)
+    return _report(runs.finish(), spans.finish(), th)
+
+
+def _subset(source: TableSource, ids: list[int]) -> TableSource:
+    return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows, source.read_masks)
+
+
+def _report(runs, spans, th) -> ReviewReport:
+    flags = [
+        Flag.model_construct(object=o, start=r[0], end=r[1], kind=k, frame=r[3], score=r[2],
+                             reason=_reason(k, r[2], r[4], th))
+        for o, k, r in runs
+    ]
+    masklets = sorted((Masklet(object=o, start=r[0], end=r[1]) for o, _, r in spans),
+                      key=lambda m: (m.object, m.start))
+    suggestions: dict[tuple[int, int], list[str]] = {}
+    previous_end: dict[int, int] = {}
+    for m in masklets:
+        gap = m.start - previous_end[m.object] - 1 if m.object in previous_end else None
+        again = f", re-enters after {gap} frames" if gap is not None else ""
+        flags.append(Flag(object=m.object, start=m.start, end=m.start, kind="span_start", frame=m.start,
+                          score=1.0, reason=f"first frame of span {m.frames}{again}"))
+        flags.append(Flag(object=m.object, start=m.end, end=m.end, kind="span_end", frame=m.end,
+                          score=1.0, reason=f"last frame of span {m.frames}"))
+        previous_end[m.object] = m.end
+        suggestions.setdefault((m.object, (m.start + m.end) // 2), []).append(f"middle of span {m.frames}")
+        suggestions.setdefault((m.object, m.end), []).append(f"end of span {m.frames}")
+    flags.sort(key=lambda f: (f.object, f.start, f.kind))
+    for f in flags:
+        if f.kind not in ("span_start", "span_end", "unreviewed"):
+            suggestions.setdefault((f.object, f.frame), []).append(f"worst {f.kind} frame of {f.frames}")
+    return ReviewReport(
+        flags=flags,
+        spans=masklets,
+        suggestions=[Suggestion(object=o, frame=t, why="; ".join(w)) for (o, t), w in sorted(suggestions.items())],
+    )

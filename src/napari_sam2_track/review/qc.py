@@ -1,0 +1,143 @@
+"""QC verification: satisfactory/unsatisfactory decisions per masklet, and the correction queue.
+
+A decision is one line appended to ``review/decisions.jsonl`` and made durable (flush +
+``fsync``) before :func:`decide` returns, so a crash right after it loses nothing. Decisions
+are never rewritten: the latest valid one counts (:class:`~.models.ReviewState`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+from ..project._jsonl import append_records, now_iso
+from ..errors import ReviewError
+from ..project import ProjectStore
+from .models import DECISIONS_LOG, DecisionStatus, Masklet, QCDecision, QCStatus, log_dir, read_review
+
+#: Environment variable naming the reviewer (default: the OS user).
+REVIEWER_ENV = "NAPARI_SAM2_TRACK_REVIEWER"
+
+
+def default_reviewer() -> str:
+    """The reviewer's name: ``$NAPARI_SAM2_TRACK_REVIEWER``, else the OS user."""
+    name = os.environ.get(REVIEWER_ENV, "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "unknown"
+
+
+def _store(project: ProjectStore | str | Path) -> ProjectStore:
+    return project if isinstance(project, ProjectStore) else ProjectStore.open(project, mode="r")
+
+
+def decide(
+    project: ProjectStore | str | Path,
+    obj_id: int,
+    start: int,
+    end: int,
+    status: QCStatus,
+    *,
+    reviewer: str | None = None,
+    comment: str = "",
+    log: bool = True,
+) -> QCDecision:
+    """Record a decision on object ``obj_id`` over frames ``start..end``; durable on return.
+
+    With ``log`` a ``review`` event is appended to the interaction log as well (the reviewer
+    is its annotator), so decisions from the docks, scripts and the CLI all count in reports.
+    """
+    store = _store(project)
+    n = store.num_frames
+    if obj_id not in store.object_ids():
+        known = ", ".join(map(str, store.object_ids())) or "none"
+        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
+    if not (0 <= start <= end < n):
+        raise ReviewError(f"frames {start}-{end} are not a range inside the video (frames 0-{n - 1})")
+    if status not in ("satisfactory", "unsatisfactory"):
+        raise ReviewError(f"status must be satisfactory or unsatisfactory, not {status!r}")
+    reviewer = (reviewer or default_reviewer()).strip()
+    if not reviewer:
+        raise ReviewError("the reviewer name is empty; pass --reviewer NAME")
+    decision = QCDecision(object=obj_id, start=start, end=end, status=status, reviewer=reviewer,
+                          time=now_iso(), comment=" ".join(comment.split()))
+    append_records(log_dir(store) / DECISIONS_LOG, [decision.model_dump(mode="json")])
+    if log:
+        from .analytics import log_event
+
+        log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status)
+    return decision
+
+
+def approve(project, obj_id: int, start: int, end: int, **kw) -> QCDecision:
+    """Mark a masklet satisfactory (see :func:`decide`)."""
+    return decide(project, obj_id, start, end, "satisfactory", **kw)
+
+
+def reject(project, obj_id: int, start: int, end: int, **kw) -> QCDecision:
+    """Mark a masklet unsatisfactory: it joins the correction queue (see :func:`decide`)."""
+    return decide(project, obj_id, start, end, "unsatisfactory", **kw)
+
+
+def masklets(project: ProjectStore | str | Path, obj_id: int | None = None) -> list[Masklet]:
+    """The default masklets: each presence span of each object (or of one)."""
+    from .flags import find_flags
+
+    store = _store(project)
+    objects = None if obj_id is None else [obj_id]
+    return find_flags(store, objects=objects).spans
+
+
+def correction_queue(project: ProjectStore | str | Path) -> list[DecisionStatus]:
+    """Masklets whose latest decision is a still-valid ``unsatisfactory``, by object and frame."""
+    state = read_review(project)
+    latest: dict[tuple[int, int, int], DecisionStatus] = {}
+    for s in state.statuses:
+        d = s.decision
+        latest[(d.object, d.start, d.end)] = s
+    queue = [s for s in latest.values() if s.valid and s.decision.status == "unsatisfactory"]
+    return sorted(queue, key=lambda s: (s.decision.object, s.decision.start))
+
+
+def next_correction(project, obj_id: int, frame: int, *, backwards: bool = False) -> DecisionStatus | None:
+    """The queued masklet after (or before) position ``(obj_id, frame)``, wrapping around."""
+    queue = correction_queue(project)
+    if not queue:
+        return None
+    keys = [(s.decision.object, s.decision.start) for s in queue]
+    here = (obj_id, frame)
+    if backwards:
+        before = [i for i, k in enumerate(keys) if k < here]
+        return queue[before[-1] if before else -1]
+    after = [i for i, k in enumerate(keys) if k > here]
+    return queue[after[0] if after else 0]
+
+
+def previous_correction(project, obj_id: int, frame: int) -> DecisionStatus | None:
+    """The queued masklet before position ``(obj_id, frame)``, wrapping around."""
+    return next_correction(project, obj_id, frame, backwards=True)
+
+
+def masklet_statuses(project: ProjectStore | str | Path) -> list[dict]:
+    """Every default masklet and every decided range, with its latest decision and validity."""
+    store = _store(project)
+    state = read_review(store)
+    ranges = {(m.object, m.start, m.end) for m in masklets(store)}
+    ranges |= {(d.object, d.start, d.end) for d in state.decisions}
+    out = []
+    for o, a, b in sorted(ranges):
+        latest = state.latest(Masklet(object=o, start=a, end=b))
+        row = {"object": o, "start": a, "end": b, "status": "unreviewed", "reviewer": "", "time": "",
+               "comment": "", "invalidated_by": ""}
+        if latest is not None:
+            d = latest.decision
+            row.update(status=d.status if latest.valid else "invalidated", reviewer=d.reviewer,
+                       time=d.time.isoformat(), comment=d.comment)
+            if not latest.valid:
+                row["invalidated_by"] = latest.invalidated_by.describe()
+        out.append(row)
+    return out

@@ -1,0 +1,128 @@
+"""Objects of an :class:`~.core.AnnotationSession`: add, remove, rename, categorise, select."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from ..errors import PromptError
+from ..project import STATE_NOT_RUN
+from ..prompts import ObjectSpec
+
+__all__ = ["ObjectsMixin"]
+
+
+class ObjectsMixin:
+    """The object list of a session (mixed into :class:`~.core.AnnotationSession`, whose
+    store, locks, events, prompts and compute thread it uses)."""
+
+    def label_colors(self) -> dict[int, str]:
+        """Object id -> ``#rrggbb`` colour (its category's hue), for the Labels layer."""
+        from ..schema import object_colors
+
+        return object_colors(self.store.objects, self.schema)
+
+    # ---------------------------------------------------------------- objects
+    @property
+    def objects(self) -> list[ObjectSpec]:
+        return self.store.objects
+
+    def object(self, obj_id: int) -> ObjectSpec:
+        for o in self.store.objects:
+            if o.id == obj_id:
+                return o
+        raise PromptError(f"there is no object {obj_id}; add it first")
+
+    def add_object(self, name: str = "", category: str | None = None, obj_id: int | None = None) -> ObjectSpec:
+        """Add an object (next free id by default) and make it the active one."""
+        self._ensure_idle("add objects")
+        ids = self.store.object_ids()
+        if obj_id is None:
+            obj_id = max(ids, default=0) + 1
+        elif obj_id in ids:
+            raise PromptError(f"object {obj_id} already exists")
+        category = category or self.schema.category_names()[0]
+        obj = ObjectSpec(id=obj_id, name=name or f"object {obj_id}", category=category)
+        with self._store_lock:
+            self.store.add_object(obj)
+        self.events.objects_changed.emit()
+        self.set_active(obj_id)
+        return obj
+
+    def request_remove_object(self, obj_id: int) -> Future:
+        """Delete an object with its prompts, masks and pixels; returns at once.
+
+        Its prompts leave the session now; the store is changed on the compute thread (after
+        the prompts queued before), then ``objects_changed`` and ``labels_changed`` follow.
+        The future holds the frames that had pixels of the object.
+        """
+        self._ensure_idle("remove objects")
+        self.object(obj_id)
+        with self._state_lock:
+            keys = [k for k in self._prompts if k[0] == obj_id]
+            for key in keys:
+                self._bump(key)
+                del self._prompts[key]
+        for _, frame in keys:
+            self.events.prompts_changed.emit(obj_id, frame)
+        if keys:
+            self.events.keyframes_changed.emit(obj_id)
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                with self._store_lock:
+                    frames = self.store.frames_with_state(obj_id, exclude=(STATE_NOT_RUN,))
+                    self.store.remove_object(obj_id)
+                self._forget_in_tracker(obj_id)
+            except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
+                future.set_exception(exc)
+                self.events.error.emit(exc)
+                return
+            self.events.objects_changed.emit()
+            if frames:
+                self.events.labels_changed.emit(min(frames), max(frames))
+            if self.active_id == obj_id:
+                ids = self.store.object_ids()
+                self.set_active(ids[0] if ids else None)
+            future.set_result(frames)
+
+        self._compute.submit(run)
+        return future
+
+    def remove_object(self, obj_id: int) -> None:
+        """Delete an object with its prompts, masks and pixels (waits for the store)."""
+        self.request_remove_object(obj_id).result()
+
+    def _forget_in_tracker(self, obj_id: int) -> None:
+        tracker = self._tracker
+        if tracker is not None and obj_id in tracker.obj_ids:
+            tracker.remove_object(obj_id)
+
+    def rename_object(self, obj_id: int, name: str) -> None:
+        with self._store_lock:
+            self.store.add_object(self.object(obj_id).model_copy(update={"name": name}))
+        self.events.objects_changed.emit()
+
+    def set_category(self, obj_id: int, category: str) -> None:
+        if category not in self.schema.category_names():
+            raise PromptError(
+                f"unknown category {category!r}; the schema has {', '.join(self.schema.category_names())}"
+            )
+        with self._store_lock:
+            self.store.add_object(self.object(obj_id).model_copy(update={"category": category}))
+        self.events.objects_changed.emit()
+
+    def set_active(self, obj_id: int | None) -> None:
+        """Make ``obj_id`` the object new prompts belong to (``active_object_changed``)."""
+        if obj_id is not None:
+            self.object(obj_id)
+        if obj_id != self.active_id:
+            self.active_id = obj_id
+            self.events.active_object_changed.emit(obj_id)
+
+    def _obj(self, obj_id: int | None) -> int:
+        obj_id = self.active_id if obj_id is None else obj_id
+        if obj_id is None:
+            raise PromptError("no object selected: add an object first")
+        self.object(obj_id)
+        return obj_id

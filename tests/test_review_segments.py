@@ -1,0 +1,122 @@
+"""Segment-limited correction and its undo, with a real re-propagation by the test model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2_track.errors import ReviewError
+from napari_sam2_track.prompts import Prompt, PromptSet
+from napari_sam2_track.review import Masklet, read_review
+from napari_sam2_track.review.qc import approve
+from napari_sam2_track.review.segments import (
+    correction_segment,
+    has_undo,
+    segment_snapshot,
+    snapshot_segment,
+    undo_segment,
+)
+from napari_sam2_track.project import COL, ProjectStore
+
+from conftest import make_blob_video
+
+N = 12
+
+
+def chunk_files(store: ProjectStore) -> dict[str, bytes]:
+    """Every file of the masks, tables and merged labels, by path."""
+    out = {}
+    for folder in ("objects", "labels"):
+        for path in sorted((store.path / folder).rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(store.path))] = path.read_bytes()
+    return out
+
+
+def frame_files(files: dict[str, bytes], obj: int | None, t: int) -> dict[str, bytes]:
+    """The chunk file of one frame: an object's mask, or the merged labels (``obj=None``)."""
+    prefix = "labels/masklets/0/c/" if obj is None else f"objects/{obj}/mask/c/"
+    return {k: v for k, v in files.items() if k.startswith(f"{prefix}{t}/")}
+
+
+def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, test_model):
+    from napari_sam2_track.engine.tracker import StreamingTracker
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.sources import open_source
+
+    frames = make_blob_video(N)
+    source = open_source(frames)
+    prompts = PromptSet.model_validate({
+        "objects": [{"id": 1}, {"id": 2}],
+        "prompts": [{"object": 1, "frame": 0, "points": [[30, 40]], "labels": [1]},
+                    {"object": 1, "frame": N - 1, "points": [[52, 47]], "labels": [1]},
+                    {"object": 2, "frame": 0, "points": [[90, 30]], "labels": [1]}]})
+    out = tmp_path / "p.zarr"
+    list(track(source, prompts, out, model=test_model, direction="forward"))
+    store = ProjectStore.open(out)
+    tracker = StreamingTracker(test_model, source)
+    for p in store.prompts.prompts:
+        tracker.add_prompt(p)
+    list(track(source, None, store, model=test_model, direction="forward", tracker=tracker))
+
+    before = chunk_files(store)
+    tables = {o: store.table(o).copy() for o in (1, 2)}
+    prompts_before = store.meta["prompts"]
+    start, end = correction_segment(store, 1, 5)
+    assert (start, end) == (1, N - 2) == tracker.correction_range(1, 5)
+    snapshot_segment(store, 1, start, end)
+    assert segment_snapshot(store, 1) == (start, end)
+    approve(store, 1, 2, 3, reviewer="ann")
+
+    correction = Prompt(object=1, frame=5, points=[(60, 60)], labels=[0])
+    store.put_prompt(correction)
+    tracker.add_prompt(correction)
+    list(track(source, None, store, model=test_model, direction="both", start=start, end=end,
+               obj_ids=[1], tracker=tracker))
+    after = chunk_files(store)
+    # outside the segment nothing moved, to the byte: object 1's end frames, all of object 2
+    for t in (0, N - 1):
+        assert frame_files(after, 1, t) == frame_files(before, 1, t) != {}
+        assert frame_files(after, None, t) == frame_files(before, None, t) != {}
+        assert store.table(1)[t].tobytes() == tables[1][t].tobytes()
+    assert {k: v for k, v in after.items() if k.startswith("objects/2/")} == \
+        {k: v for k, v in before.items() if k.startswith("objects/2/")}
+    assert any(frame_files(after, 1, t) != frame_files(before, 1, t) for t in range(start, end + 1))
+    assert (store.table(1)[start : end + 1, COL["run"]] > tables[1][start : end + 1, COL["run"]]).all()
+
+    assert undo_segment(store, 1) == (start, end)
+    assert chunk_files(store) == before  # masks, table rows and merged labels, byte for byte
+    for o in (1, 2):
+        assert store.table(o).tobytes() == tables[o].tobytes()
+    assert sorted(map(str, store.meta["prompts"])) == sorted(map(str, prompts_before))
+    assert not has_undo(store, 1)
+    with pytest.raises(ReviewError, match="no correction to undo"):
+        undo_segment(store, 1)
+    # the approval inside the segment was invalidated; the undo is on the record
+    change = read_review(store).latest(Masklet(object=1, start=2, end=3)).invalidated_by
+    assert change is not None
+    assert read_review(store).changes[-1].source == "undo"
+
+
+def test_undo_restores_a_replaced_mask_prompt(tmp_path):
+    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=6, height=16, width=16)
+    from napari_sam2_track.prompts import ObjectSpec
+
+    store.set_objects([ObjectSpec(id=1)])
+    old = np.zeros((16, 16), bool)
+    old[2:6, 2:6] = True
+    store.put_prompt(Prompt(object=1, frame=0, mask="store:pending"), old)
+    store.put_prompt(Prompt(object=1, frame=3, mask="store:pending"), old)
+    assert correction_segment(store, 1, 3) == (1, 5)
+    assert correction_segment(store, 1, 0) == (0, 2)
+    snapshot_segment(store, 1, 1, 5)
+    new = np.zeros((16, 16), bool)
+    new[8:12, 8:12] = True
+    store.put_prompt(Prompt(object=1, frame=3, mask="store:pending"), new)
+    store.put_prompt(Prompt(object=1, frame=4, points=[(3, 3)], labels=[1]))
+    undo_segment(store, 1)
+    assert sorted(p.frame for p in store.prompts.prompts) == [0, 3]
+    restored = next(p for p in store.prompts.prompts if p.frame == 3)
+    assert np.array_equal(store.prompt_mask(restored), old)
+    with pytest.raises(ReviewError, match="inside the video"):
+        snapshot_segment(store, 1, 4, 6)
