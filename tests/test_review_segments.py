@@ -24,19 +24,19 @@ N = 12
 
 
 def chunk_files(store: ProjectStore) -> dict[str, bytes]:
-    """Every file of the masks, tables and merged labels, by path."""
+    """Every file of the label layers (which hold the masks) and the tables, by path."""
     out = {}
-    for folder in ("objects", "labels"):
+    for folder in ("objects", "labels", "overlaps"):
         for path in sorted((store.path / folder).rglob("*")):
             if path.is_file():
                 out[str(path.relative_to(store.path))] = path.read_bytes()
     return out
 
 
-def frame_files(files: dict[str, bytes], obj: int | None, t: int) -> dict[str, bytes]:
-    """The chunk file of one frame: an object's mask, or the merged labels (``obj=None``)."""
-    prefix = "labels/masklets/0/c/" if obj is None else f"objects/{obj}/mask/c/"
-    return {k: v for k, v in files.items() if k.startswith(f"{prefix}{t}/")}
+def frame_files(files: dict[str, bytes], t: int) -> dict[str, bytes]:
+    """The chunk files of one frame: its merged labels and overlap layers."""
+    return {k: v for k, v in files.items()
+            if k.startswith(f"labels/masklets/0/c/{t}/") or (k.startswith("overlaps/") and f"/c/{t}/" in k)}
 
 
 def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, test_model):
@@ -61,6 +61,7 @@ def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, tes
 
     before = chunk_files(store)
     tables = {o: store.table(o).copy() for o in (1, 2)}
+    masks_before = {o: store.masks(o, 0, N) for o in (1, 2)}
     prompts_before = store.meta["prompts"]
     start, end = correction_segment(store, 1, 5)
     assert (start, end) == (1, N - 2) == tracker.correction_range(1, 5)
@@ -74,18 +75,21 @@ def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, tes
     list(track(source, None, store, model=test_model, direction="both", start=start, end=end,
                obj_ids=[1], tracker=tracker))
     after = chunk_files(store)
-    # outside the segment nothing moved, to the byte: object 1's end frames, all of object 2
+    # outside the segment nothing moved, to the byte; object 2 kept every mask and row
     for t in (0, N - 1):
-        assert frame_files(after, 1, t) == frame_files(before, 1, t) != {}
-        assert frame_files(after, None, t) == frame_files(before, None, t) != {}
+        assert frame_files(after, t) == frame_files(before, t) != {}
         assert store.table(1)[t].tobytes() == tables[1][t].tobytes()
     assert {k: v for k, v in after.items() if k.startswith("objects/2/")} == \
         {k: v for k, v in before.items() if k.startswith("objects/2/")}
-    assert any(frame_files(after, 1, t) != frame_files(before, 1, t) for t in range(start, end + 1))
+    assert np.array_equal(store.masks(2, 0, N), masks_before[2])
+    assert not np.array_equal(store.masks(1, start, end + 1), masks_before[1][start : end + 1])
+    assert any(frame_files(after, t) != frame_files(before, t) for t in range(start, end + 1))
     assert (store.table(1)[start : end + 1, COL["run"]] > tables[1][start : end + 1, COL["run"]]).all()
 
     assert undo_segment(store, 1) == (start, end)
-    assert chunk_files(store) == before  # masks, table rows and merged labels, byte for byte
+    assert chunk_files(store) == before  # label layers (the masks) and table rows, byte for byte
+    for o in (1, 2):
+        assert np.array_equal(store.masks(o, 0, N), masks_before[o])
     for o in (1, 2):
         assert store.table(o).tobytes() == tables[o].tobytes()
     assert sorted(map(str, store.meta["prompts"])) == sorted(map(str, prompts_before))
@@ -120,3 +124,27 @@ def test_undo_restores_a_replaced_mask_prompt(tmp_path):
     assert np.array_equal(store.prompt_mask(restored), old)
     with pytest.raises(ReviewError, match="inside the video"):
         snapshot_segment(store, 1, 4, 6)
+
+
+def test_undo_restores_overlap_layers_byte_for_byte(tmp_path):
+    """Objects overlapping on every frame: the undo rebuilds the overlap layers exactly."""
+    from napari_sam2_track.prompts import ObjectSpec
+
+    from test_store import disc, write_frame
+
+    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=5, height=40, width=50)
+    store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2), ObjectSpec(id=3)])
+    for t in range(5):
+        write_frame(store, t, {1: disc(40, 50, 20 + t, 20, 8), 2: disc(40, 50, 24, 20, 7),
+                               3: disc(40, 50, 22, 18, 6)})
+    assert (store.path / "overlaps/2/c/2/0/0").is_file()  # three objects on one pixel
+    before = chunk_files(store)
+    masks_before = {o: store.masks(o, 0, 5) for o in (1, 2, 3)}
+    snapshot_segment(store, 2, 1, 3)
+    for t in (1, 2, 3):  # a correction of object 2 moves it away from the others
+        store.merge_labels(t, {2: disc(40, 50, 40, 30, 5)})
+    assert chunk_files(store) != before
+    assert undo_segment(store, 2) == (1, 3)
+    assert chunk_files(store) == before
+    for o in (1, 2, 3):
+        assert np.array_equal(store.masks(o, 0, 5), masks_before[o])
