@@ -162,8 +162,9 @@ def test_import_overwrite_refuses_a_project_being_written(project, tmp_path, cap
 
 
 # ------------------------------------------------------------------ failures leave nothing
-def damage_chunk(project: Path, obj: int, t: int) -> None:
-    chunk = project / "objects" / str(obj) / "mask" / "c" / str(t) / "0" / "0"
+def damage_chunk(project: Path, t: int) -> None:
+    """Damage frame ``t``'s chunk of the merged labels, which hold the objects' masks."""
+    chunk = project / "labels" / "masklets" / "0" / "c" / str(t) / "0" / "0"
     assert chunk.is_file()
     chunk.write_bytes(b"not zstd" * 3)
 
@@ -173,9 +174,9 @@ def test_damaged_chunk_names_frame_and_array_and_keeps_the_previous_export(work,
     out = tmp_path / name
     export(work, fmt, out)
     previous = tree(out)
-    damage_chunk(work, 2, 6)
+    damage_chunk(work, 6)
     rc, o, e = run_cli(capsys, "export", work, "-f", fmt, "--out", out, "--overwrite")
-    assert_one_line_error(rc, o, e, "objects/2/mask", "frame 6", "damaged")
+    assert_one_line_error(rc, o, e, "labels/masklets/0", "frame 6", "damaged")
     assert tree(out) == previous
     assert leftovers(tmp_path) == []
     rc, o, e = run_cli(capsys, "export", work, "-f", fmt, "--out", tmp_path / ("new-" + name))
