@@ -298,7 +298,8 @@ def make_v1_project(path: Path, frames: dict[int, dict[int, np.ndarray]], n: int
         for t, masks in frames.items():
             arr[t] = masks[obj]
             area, box = mask_box(masks[obj])
-            table[t] = [3.0, area, np.nan, np.nan, np.nan, np.nan, STATE_PROPAGATED, 1]
+            y0, y1, x0, x1 = box if box is not None else (np.nan,) * 4
+            table[t] = [3.0, area, x0, y0, x1, y1, STATE_PROPAGATED, 1]
     for t, masks in frames.items():
         lab[t] = merge_lowest_id(masks, (H, W))
     root.attrs[ATTR_KEY] = {
@@ -350,3 +351,35 @@ def test_writer_threads_create_the_first_overlap_layer_once(tmp_path):
         assert write(store, frames, workers=4) == list(range(8))
         for t in (0, 7):
             assert np.array_equal(store.mask(40, t), frames[t][40])
+
+
+def test_info_check_reads_format_1_as_is_and_format_2_after_migration(tmp_path):
+    from napari_sam2_track.project.check import verify_project
+
+    path = tmp_path / "old.zarr"
+    make_v1_project(path, {0: blobs(0), 2: blobs(2)})
+    assert verify_project(ProjectStore.open(path, mode="r")) == ([], {"frames": 4, "objects": 4, "rows": 8})
+    (path / "objects/5/mask/c/2/0/0").write_bytes(b"not zstd")
+    problems, _ = verify_project(ProjectStore.open(path, mode="r"))
+    assert [p.split(":")[0] for p in problems] == ["objects/5/mask frame 2"]
+    make_v1_project(path, {0: blobs(0), 2: blobs(2)})
+    with ProjectStore.open(path) as store:  # migrated
+        assert store.format_version == 2 and (path / "overlaps/1/c/0/0/0").is_file()
+        assert verify_project(store) == ([], {"frames": 4, "objects": 4, "rows": 8})
+
+
+def test_a_frame_submitted_again_while_in_flight_keeps_every_object(tmp_path):
+    """The passes of ``both`` meet near the keyframes with other objects on the same frame:
+    the second encoding of a frame reads the first one's objects back, never beside it."""
+    for attempt in range(3):
+        store = new_store(tmp_path / f"p{attempt}.zarr", n=4)
+        frames = blobs(1)
+        writer = StoreWriter(store, run_id=1, workers=4)
+        for t in range(4):
+            for obj in IDS:  # each object of the frame in a result of its own
+                writer.submit(FrameResult(t, "forward", {obj: frames[obj]}, {obj: 3.0}))
+        writer.close()
+        for t in range(4):
+            got = store.frame_masks(t)
+            for obj in IDS:
+                assert np.array_equal(got[obj], frames[obj]), (attempt, t, obj)

@@ -10,15 +10,13 @@ table rows and prompts on ``[a, b]`` into the project::
     undo/<o> attributes           {start, end, time, prompts, complete}
 
 :func:`undo_segment` writes them back: each frame's label layers are rebuilt from the snapshot
-mask and the other objects' masks as stored (:meth:`~napari_sam2_track.project.ProjectStore.merge_labels`),
-which the layers' deterministic encoding makes byte-identical to the chunks before the
-correction when the other objects did not change in between. One snapshot is kept per
+mask and the other objects' masks as stored (``ProjectStore.merge_labels``); the layers'
+deterministic encoding makes them byte-identical to the chunks before the correction when the
+other objects did not change in between. One snapshot is kept per
 object, until the next correction of that object replaces it or an undo uses it.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from ..project._jsonl import now_iso
 from ..errors import ReviewError
