@@ -95,6 +95,70 @@ def test_part_tables_merge_into_the_object_tables(tmp_path):
     assert PARTS not in store.group
 
 
+def test_segment_writers_write_only_their_own_frames_chunks(tmp_path):
+    """Segment writers, objects overlapping on every frame (three on one pixel): each writes
+    only its own frames' layer chunks, never creates an array, and, run at once, every
+    object's mask survives bit-exactly."""
+    import threading
+
+    from napari_sam2_track.engine.tracker import FrameResult
+    from napari_sam2_track.errors import StoreError
+    from napari_sam2_track.project import StoreWriter
+
+    n, h, w = 8, 40, 50
+    yy, xx = np.mgrid[:h, :w]
+
+    def masks(t: int) -> dict[int, np.ndarray]:
+        return {o: (yy - 20) ** 2 + (xx - 18 - 2 * o - t) ** 2 < (9 - o) ** 2 for o in (1, 2, 3)}
+
+    path = tmp_path / "p.zarr"
+    store = ProjectStore.create(path, num_frames=n, height=h, width=w)
+    store.set_prompts(every(4, n, objects=(1, 2, 3)))
+    run = store.begin_run(direction="forward")
+    segments = [Segment(0, 0, 3), Segment(1, 4, 7)]
+    for seg in segments:
+        create_part(store, run, seg)
+    with pytest.raises(StoreError, match="overlap layers"):  # the client has not created them yet
+        part = PartWriter(path, run, segments[0])
+        writer = StoreWriter(part, run)  # type: ignore[arg-type]
+        writer.submit(FrameResult(0, "forward", masks(0), {o: 1.0 for o in (1, 2, 3)}))
+        writer.close()
+    assert not (path / "overlaps").exists()
+    store.layers.ensure_overlap_layers(len(store.object_ids()) - 1)  # as the client does
+    arrays = sorted(p.parent.relative_to(path) for p in path.rglob("zarr.json"))
+    written: dict[int, set[str]] = {}
+
+    def run_segment(seg: Segment) -> None:
+        before = {p: p.stat().st_mtime_ns for p in path.rglob("c/*/0/0")}
+        writer = StoreWriter(PartWriter(path, run, seg), run, workers=2)  # type: ignore[arg-type]
+        for t in range(seg.start, seg.end + 1):
+            writer.submit(FrameResult(t, "forward", masks(t), {o: 1.0 for o in (1, 2, 3)}))
+        writer.close()
+        written[seg.index] = {str(p.relative_to(path)) for p in path.rglob("c/*/0/0")
+                              if before.get(p) != p.stat().st_mtime_ns}
+
+    for seg in segments:  # one after the other, to see which files each writes
+        run_segment(seg)
+    for seg in segments:  # its own frames' chunks of the layers and its part table, nothing else
+        own_part = f"{PARTS}/run-{run}/{seg.index}/"
+        layers = {name for name in written[seg.index] if not name.startswith(own_part)}
+        assert layers and all(name.startswith(("labels/masklets/0/", "overlaps/")) for name in layers)
+        frames = {int(name.split("/c/")[1].split("/")[0]) for name in layers}
+        assert frames <= set(range(seg.start, seg.end + 1))
+    threads = [threading.Thread(target=run_segment, args=(seg,)) for seg in segments]
+    for thread in threads:  # and both at once, as dask workers run them
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(p.parent.relative_to(path) for p in path.rglob("zarr.json")) == arrays
+    assert (path / "overlaps/2/c/5/0/0").is_file()
+    merge_parts(store)
+    for t in range(n):
+        for obj, mask in masks(t).items():
+            assert np.array_equal(store.mask(obj, t), mask), (t, obj)
+            assert store.table(obj)[t, COL["area"]] == mask.sum()
+
+
 @pytest.mark.slow
 def test_segments_of_a_real_video_equal_track_from_their_own_keyframes(
     tmp_path, shared_data, dask_client, checkpoint, test_model

@@ -177,6 +177,14 @@ class PartWriter:
 
             raise StoreError(f"object {obj_id} is not part of this run; add it and track again")
 
+    def write_row(self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int) -> None:
+        """Write one object's row on frame ``t`` into the part table (area and box from ``mask``)."""
+        from ..project.masks import mask_stats
+
+        area, bbox = mask_stats(mask)
+        x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
+        self.write_rows({obj_id: [(t, [presence, area, x0, y0, x1, y1, state, run])]})
+
     def write_rows(self, rows: dict[int, list[tuple[int, list[float]]]]) -> None:
         """Write table rows ``{object: [(frame, row), ...]}`` into the part table."""
         from ..project._chunks import write_table_rows
