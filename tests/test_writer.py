@@ -383,3 +383,20 @@ def test_a_frame_submitted_again_while_in_flight_keeps_every_object(tmp_path):
             got = store.frame_masks(t)
             for obj in IDS:
                 assert np.array_equal(got[obj], frames[obj]), (attempt, t, obj)
+
+
+def test_a_migration_killed_before_its_clean_up_is_finished_on_the_next_open(tmp_path):
+    import shutil
+
+    path = tmp_path / "old.zarr"
+    frames = {0: blobs(0), 2: blobs(2)}
+    make_v1_project(path, frames)
+    shutil.copytree(path / "objects", tmp_path / "v1-objects")
+    ProjectStore.open(path).close()  # migrated; the old arrays come back, as after a kill
+    shutil.copytree(tmp_path / "v1-objects", path / "objects", dirs_exist_ok=True)  # before clean-up
+    assert list(path.glob("objects/*/mask"))
+    with ProjectStore.open(path) as store:
+        assert not list(path.glob("objects/*/mask"))
+        for t, masks in frames.items():
+            for obj, mask in masks.items():
+                assert np.array_equal(store.mask(obj, t), mask)

@@ -278,10 +278,9 @@ class ProjectStore(RunRecords, MaskStore):
             store._adopt_lock(ProjectLock(path, command).acquire())
             if store._lock.first_hold:
                 store._mark_dead_runs()
-            if store.format_version < FORMAT_VERSION:
-                from .migrate import upgrade_store
+            from .migrate import upgrade_store
 
-                upgrade_store(store)  # under the write lock; resumable if interrupted
+            upgrade_store(store)  # under the write lock; finishes an interrupted migration too
         return store
 
     # ------------------------------------------------------------------- locking
