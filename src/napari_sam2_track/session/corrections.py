@@ -14,7 +14,8 @@ job on the compute thread then
    tracker, unless a newer prompt on ``(o, t)`` is already waiting (its job does it).
 
 Nothing outside ``[a, b]`` and no other object is written. :meth:`~CorrectionsMixin.request_undo`
-restores the segment byte for byte. All of it runs on the compute thread, never the caller's.
+restores the segment byte for byte; it refuses once the segment changed after the correction
+(undoing would lose that change). All of it runs on the compute thread, never the caller's.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ class CorrectionsMixin:
                     break
         finally:
             self._correcting = None
+        with self._store_lock:
+            segments.mark_corrected(self.store, obj_id)
         seconds = time.perf_counter() - began
         correction = Correction(obj_id, frame, start, end, seconds)
         self.last_correction = correction
