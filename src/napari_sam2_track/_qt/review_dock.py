@@ -117,6 +117,7 @@ class ReviewWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellClicked.connect(self._on_cell_clicked)
+        self.table.setMinimumHeight(130)  # the header and about four objects
         layout.addWidget(self.table)
 
         self.timeline = ReviewTimeline()
