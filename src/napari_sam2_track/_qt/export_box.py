@@ -1,12 +1,12 @@
 """The "Export" part of the Prompt and Propagate dock: the open project in any export format.
 
 *Export* runs the ``export`` command (:mod:`napari_sam2_track.cli.export`, the exporters of
-:mod:`napari_sam2_track.formats` with their checks and atomic writes) in a child process,
-watched by a napari generator worker: the GUI thread only updates the dock, and the export
-does not compete with it for the interpreter. The child runs at a lower priority (niceness :data:`EXPORT_NICENESS`). *Cancel* calls the
-worker's ``quit()``; the
-worker then stops the child with SIGTERM, which the command treats like Ctrl-C: the exporter
-removes its hidden temporary output and a previous export at the destination stays as it was.
+:mod:`napari_sam2_track.formats` with their checks and atomic writes) in a child process at a
+lower priority (niceness :data:`EXPORT_NICENESS`), watched by a napari generator worker: the
+GUI thread only updates the dock, and the export does not compete with it for the interpreter.
+*Cancel* calls the worker's ``quit()``; the worker then stops the child with SIGTERM, which the
+command treats like Ctrl-C: the exporter removes its hidden temporary output and a previous
+export at the destination stays as it was.
 """
 
 from __future__ import annotations
