@@ -77,6 +77,8 @@ def test_correction_rewrites_its_segment_only_and_undo_restores_it(tracked):
     assert session.undo_segment(1) is None
     with pytest.raises(PromptError, match="no correction to undo"):
         session.request_undo(1)
+    with pytest.raises(PromptError, match="needs clicks or a box"):
+        session.request_correction(5, [], obj_id=1)
     session.activity.flush()
     kinds = [e.kind for e in read_events(store)]
     assert kinds[-3:] == ["click", "propagate", "undo"]
