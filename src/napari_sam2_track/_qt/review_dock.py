@@ -38,7 +38,7 @@ from ._hub import hub_for, report
 from .review_correct import CorrectBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
-from .review_report import ReportBox, render_report_plot
+from .review_report import ReportBox, ReportPlot
 from .review_timeline import ReviewTimeline
 
 KEYS = """\
@@ -50,10 +50,10 @@ TABLE_COLUMNS = ("id", "name", "category", "frames present", "first", "last", "k
 REFRESH_DELAY_MS = 300
 
 
-def read_review_data(store) -> ReviewData:
+def read_review_data(store, plot: ReportPlot) -> ReviewData:
     """:func:`.review_data.load_review_data` with the report plot drawn (on a worker)."""
     data = load_review_data(store)
-    data.report_plot = render_report_plot(data.report_rows)
+    data.report_plot = plot.render(data.report_rows)
     return data
 
 
@@ -92,6 +92,7 @@ class ReviewWidget(QWidget):
         self._pending = False
         self._worker = None
         self._link = SessionLink()
+        self._plot = ReportPlot()  # used by one reading worker at a time
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_DELAY_MS)
@@ -251,7 +252,7 @@ class ReviewWidget(QWidget):
         self.loading = True
         self.status_label.setText("reading the review state…")
         store = session.store
-        worker = thread_worker(read_review_data, start_thread=False)(store)
+        worker = thread_worker(read_review_data, start_thread=False)(store, self._plot)
         worker.returned.connect(lambda data, s=session: self._on_loaded(s, data))
         worker.errored.connect(self._on_load_error)
         worker.finished.connect(self._on_load_finished)

@@ -48,40 +48,80 @@ def plot_values(rows: list[dict]) -> list[tuple[str, list[float | None]]]:
     return [(_short(str(r["who"])), [r.get(key) for key, _ in PLOT_MEASURES]) for r in rows]
 
 
-def render_report_plot(rows: list[dict], size: tuple[int, int] = PLOT_SIZE) -> np.ndarray | None:
-    """The report as bar charts, an RGBA ``(h, w, 4)`` uint8 image (``None`` without rows or
-    without matplotlib). Safe to call off the GUI thread: it uses no GUI backend."""
-    if not rows:
-        return None
-    try:
+class ReportPlot:
+    """Draws report rows as bar charts into an RGBA image (matplotlib's Agg renderer, no GUI
+    backend, so it may run on a worker; one thread at a time).
+
+    The figure is built once per set of rows (names) and only its bars and labels change
+    afterwards; an unchanged report returns the previous image. Building a figure creates tens
+    of thousands of Python objects, and on a large heap the collections they trigger hold the
+    interpreter lock long enough to stall the GUI thread: the reuse keeps refreshes cheap.
+    """
+
+    def __init__(self, size: tuple[int, int] = PLOT_SIZE):
+        self.size = size
+        self._values: list | None = None
+        self._image: np.ndarray | None = None
+        self._names: list[str] | None = None
+        self._fig = None
+        self._bars: list = []
+        self._labels: list = []
+
+    def render(self, rows: list[dict]) -> np.ndarray | None:
+        """The image of ``rows`` (``None`` without rows or without matplotlib)."""
+        if not rows:
+            return None
+        values = plot_values(rows)
+        if values == self._values:
+            return self._image
+        names = [who for who, _ in values]
+        try:
+            if names != self._names:
+                self._build(names)
+        except ImportError:
+            return None
+        for i, ax in enumerate(self._axes):
+            bars = np.array([np.nan if v[i] is None else float(v[i]) for _, v in values])
+            for bar, label, v in zip(self._bars[i], self._labels[i], bars):
+                bar.set_width(0.0 if np.isnan(v) else v)
+                label.set_text(" –" if np.isnan(v) else f" {v:.3g}")
+            top = np.nanmax(bars) if np.isfinite(bars).any() else 1.0
+            ax.set_xlim(0, max(top, 1e-9) * 1.05)
+        self._fig.canvas.draw()
+        self._values = values
+        self._image = np.asarray(self._fig.canvas.buffer_rgba()).copy()
+        return self._image
+
+    def _build(self, names: list[str]) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    values = plot_values(rows)
-    names = [who for who, _ in values]
-    colours = [REFERENCE_COLOUR if who.startswith("paper:") else
-               PROJECT_COLOUR if who == "project" else ANNOTATOR_COLOUR for who in names]
-    dpi = 100
-    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, facecolor="#262930")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(PLOT_MEASURES))
-    y = np.arange(len(names))
-    for i, (ax, (_, title)) in enumerate(zip(axes, PLOT_MEASURES)):
-        bars = [np.nan if v[i] is None else float(v[i]) for _, v in values]
-        ax.barh(y, np.nan_to_num(bars), color=colours)
-        for yy, v in zip(y, bars):
-            ax.text(0, yy, " –" if np.isnan(v) else f" {v:.3g}", va="center", fontsize=7, color="white")
-        ax.set_title(title, fontsize=8, color="white")
-        ax.set_yticks(y, names if i == 0 else [""] * len(names), fontsize=7, color="white")
-        ax.invert_yaxis()
-        ax.tick_params(axis="x", labelsize=6, colors="white")
-        ax.set_facecolor("#1e1f24")
-        for spine in ax.spines.values():
-            spine.set_color("#606060")
-    fig.subplots_adjust(left=0.2, right=0.98, top=0.86, bottom=0.12, wspace=0.12)
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+        colours = [REFERENCE_COLOUR if who.startswith("paper:") else
+                   PROJECT_COLOUR if who == "project" else ANNOTATOR_COLOUR for who in names]
+        dpi = 100
+        fig = Figure(figsize=(self.size[0] / dpi, self.size[1] / dpi), dpi=dpi, facecolor="#262930")
+        FigureCanvasAgg(fig)
+        self._axes = fig.subplots(1, len(PLOT_MEASURES))
+        y = np.arange(len(names))
+        self._bars, self._labels = [], []
+        for i, (ax, (_, title)) in enumerate(zip(self._axes, PLOT_MEASURES)):
+            self._bars.append(list(ax.barh(y, np.zeros(len(names)), color=colours)))
+            self._labels.append([ax.text(0, yy, "", va="center", fontsize=7, color="white") for yy in y])
+            ax.set_title(title, fontsize=8, color="white")
+            ax.set_yticks(y, names if i == 0 else [""] * len(names), fontsize=7, color="white")
+            ax.set_ylim(len(names) - 0.5, -0.5)
+            ax.tick_params(axis="x", labelsize=6, colors="white")
+            ax.set_facecolor("#1e1f24")
+            for spine in ax.spines.values():
+                spine.set_color("#606060")
+        fig.subplots_adjust(left=0.2, right=0.98, top=0.86, bottom=0.12, wspace=0.12)
+        self._fig, self._names = fig, names
+
+
+def render_report_plot(rows: list[dict], size: tuple[int, int] = PLOT_SIZE) -> np.ndarray | None:
+    """The report as bar charts, an RGBA ``(h, w, 4)`` uint8 image (``None`` without rows or
+    without matplotlib); see :class:`ReportPlot`, which keeps its figure between calls."""
+    return ReportPlot(size).render(rows)
 
 
 class ReportBox(QGroupBox):
