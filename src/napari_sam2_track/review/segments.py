@@ -19,8 +19,6 @@ undoing would silently lose that change.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..project._jsonl import now_iso
 from ..errors import ReviewError
 from ..project import TABLE_COLUMNS, ProjectStore
