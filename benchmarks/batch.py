@@ -21,9 +21,14 @@ two objects with box prompts every K frames, ``--frames`` frames.
   wall time, speed-up, and DAVIS J&F of the segment result against the sequential one over the
   range (1.0: identical).
 
+``--experiment malloc``: the ``loop`` above in child processes with and without
+``MALLOC_TRIM_THRESHOLD_=65536`` (the variable dask's nanny sets in its workers, which the
+embedded cluster removes), alternating, ``--repeats`` times each.
+
 Usage::
 
     python benchmarks/batch.py --experiment batch --videos 4 --frames 100
+    python benchmarks/batch.py --experiment malloc --videos 1 --frames 50 --repeats 3
     python benchmarks/batch.py --experiment segments --frames 100 --every 25
     python benchmarks/batch.py --experiment segments --video ../shared/data/video/cups.mp4
     # GPU machine: one worker per GPU, the real tiny model at 1024 px
@@ -98,35 +103,93 @@ def started_cluster(n_workers: int | None, spec, threads: int | None = None):
     return cluster, client, plan, time.perf_counter() - t0
 
 
-def batch_experiment(args, tmp: Path) -> None:
-    import torch
+def small_videos(args, tmp: Path) -> tuple[list[Path], Path]:
+    """``--videos`` JPEG folders of ``--frames`` 160x120 frames, one point prompt for all."""
     from conftest import make_blob_video, write_jpeg_folder
 
-    from napari_sam2_track.distributed import run_batch
-    from napari_sam2_track.distributed.cluster import cpu_count, gpu_count
-    from napari_sam2_track.distributed.models import cached_model
-    from napari_sam2_track.pipeline import track
-    from napari_sam2_track.prompts import PromptSet
-    from napari_sam2_track.sources import open_source
-
-    spec = model_spec(args, tmp)
     videos = [write_jpeg_folder(make_blob_video(args.frames, 120, 160, seed=i), tmp / f"v{i}")
               for i in range(args.videos)]
     prompts = tmp / "prompts.json"
     prompts.write_text(json.dumps({"objects": [{"id": 1}], "prompts": [
         {"object": 1, "frame": 0, "points": [[40, 50]], "labels": [1]}]}))
+    return videos, prompts
+
+
+def loop_wall(videos, prompts: Path, model, out: Path) -> float:
+    """Seconds to ``track`` the videos one after the other in this process."""
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.prompts import PromptSet
+    from napari_sam2_track.sources import open_source
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for i, v in enumerate(videos):
+        list(track(open_source(v), PromptSet.load(prompts), out / f"{i}.zarr", model=model))
+    return time.perf_counter() - t0
+
+
+def loop_experiment(args, tmp: Path) -> None:
+    """The loop alone, in this process (run by ``malloc`` in child processes)."""
+    import os
+
+    import torch
+
+    from napari_sam2_track.distributed.models import cached_model
+
+    torch.set_num_threads(args.threads or 1)
+    spec = model_spec(args, tmp)
+    videos, prompts = small_videos(args, tmp)
+    model = cached_model(spec)
+    loop_wall(videos[:1], prompts, model, tmp / "warm")  # first-run costs out of the figure
+    emit(config="loop", malloc_trim_threshold=os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+         wall_s=round(loop_wall(videos, prompts, model, tmp / "loop"), 3),
+         videos=args.videos, frames=args.frames)
+
+
+def malloc_experiment(args) -> None:
+    """The loop in child processes with and without dask's ``MALLOC_TRIM_THRESHOLD_=65536``
+    (which a nanny gives its workers), alternating, ``--repeats`` times each."""
+    import os
+    import subprocess
+
+    walls: dict[str, list[float]] = {}
+    for repeat in range(args.repeats):
+        for value in (None, "65536"):
+            env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+            if value is not None:
+                env["MALLOC_TRIM_THRESHOLD_"] = value
+            command = [sys.executable, __file__, "--experiment", "loop", "--videos",
+                       str(args.videos), "--frames", str(args.frames), "--threads",
+                       str(args.threads or 1), "--device", args.device]
+            if args.image_size:
+                command += ["--image-size", str(args.image_size)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            walls.setdefault(str(value), []).append(row["wall_s"])
+            emit(config="malloc", repeat=repeat, malloc_trim_threshold=value,
+                 wall_s=row["wall_s"], videos=args.videos, frames=args.frames)
+    emit(config="summary", default_s=min(walls["None"]), trim_65536_s=min(walls["65536"]),
+         slowdown=round(min(walls["65536"]) / min(walls["None"]), 3), videos=args.videos,
+         frames=args.frames)
+
+
+def batch_experiment(args, tmp: Path) -> None:
+    import torch
+
+    from napari_sam2_track.distributed import run_batch
+    from napari_sam2_track.distributed.cluster import cpu_count, gpu_count
+    from napari_sam2_track.distributed.models import cached_model
+
+    spec = model_spec(args, tmp)
+    videos, prompts = small_videos(args, tmp)
     rows = [{"video": str(v), "prompts": str(prompts)} for v in videos]
     common = {"videos": args.videos, "frames": args.frames, "device": args.device,
               "model": args.model, "cores": cpu_count(), "gpus": gpu_count()}
     walls = {}
     for repeat in range(args.repeats):
         torch.set_num_threads(args.threads or cpu_count())
-        model = cached_model(spec)
-        t0 = time.perf_counter()
-        for i, v in enumerate(videos):
-            list(track(open_source(v), PromptSet.load(prompts), tmp / f"loop{repeat}_{i}.zarr",
-                       model=model))
-        walls.setdefault("loop", []).append(time.perf_counter() - t0)
+        walls.setdefault("loop", []).append(
+            loop_wall(videos, prompts, cached_model(spec), tmp / f"loop{repeat}"))
         emit(config="loop", repeat=repeat, wall_s=round(walls["loop"][-1], 3), **common)
         for workers in args.workers:
             cluster, client, plan, startup = started_cluster(workers, spec, args.threads)
@@ -214,7 +277,8 @@ def segments_experiment(args, tmp: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--experiment", choices=["batch", "segments"], default="batch")
+    p.add_argument("--experiment", choices=["batch", "segments", "malloc", "loop"],
+                   default="batch")
     p.add_argument("--videos", type=int, default=4)
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -231,6 +295,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.experiment == "batch":
             batch_experiment(args, Path(tmp))
+        elif args.experiment == "malloc":
+            malloc_experiment(args)
+        elif args.experiment == "loop":
+            loop_experiment(args, Path(tmp))
         else:
             segments_experiment(args, Path(tmp))
 

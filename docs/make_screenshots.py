@@ -1,5 +1,9 @@
 """Render the napari docks in use to PNG files under docs/images/.
 
+Schema, Prompt and Propagate (prompts, a propagation, a hand edit) and Review (after a
+correction on a flagged frame and two QC decisions: table, timeline, Correct box, crops, report
+and its plot; the plot alone in review_report_plot.png).
+
 Run under a display (or ``xvfb-run -a``)::
 
     xvfb-run -a python docs/make_screenshots.py                 # random-init test model
@@ -79,6 +83,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--frames", type=int, default=12)
     args = p.parse_args(argv)
+
+    import os
+
+    os.environ["NAPARI_SAM2_TRACK_REVIEWER"] = "ana"  # the annotator the interaction log names
 
     import warnings
 
@@ -171,8 +179,49 @@ def main(argv=None) -> int:
         dock.labels_layer.paint((t, 150, x), s.id)
     dock.flush_edits()
     _shot(viewer, app, "edit_labels.png")
+
+    # 5. Review dock: a correction on a flagged frame, QC decisions, the report and its plot
+    review_shot(viewer, app, dock, review_dock, sample, g, s, h, docks)
     viewer.close()
     return 0
+
+
+def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected, docks) -> None:
+    """The Review dock after a correction of ``corrected`` on its worst flagged frame, with
+    ``approved`` / ``rejected`` masklets decided: its table, timeline, QC box and report plot."""
+    review.reviewer_edit.setText("ben")
+    docks["Review (napari-sam2-track)"].raise_()
+    try:
+        from qtpy.QtCore import Qt
+
+        wrapper = docks["Review (napari-sam2-track)"]
+        viewer.window._qt_window.resizeDocks([wrapper], [640], Qt.Orientation.Horizontal)
+    except (AttributeError, KeyError):
+        pass
+    _wait(app, lambda: review.data is not None and not review.loading)
+    for obj, status in ((approved, "satisfactory"), (rejected, "unsatisfactory")):
+        review.select_object(obj.id)
+        if review.chosen_masklet() is not None:
+            review.decide(status)
+            _settle(app, 0.5)
+            _wait(app, lambda: not review.loading)
+    review.select_object(corrected.id)  # shows its worst flagged frame
+    t = review.current_frame
+    gt_id = 1
+    ys, xs = np.nonzero(sample.labels[t] == gt_id)
+    if len(xs):
+        before = review.correct_box.last
+        dock.select_object(corrected.id)
+        dock.add_click(float(np.median(xs)), float(np.median(ys)), frame=t)
+        _wait(app, lambda: review.correct_box.last is not before)  # re-propagated on a worker
+    _settle(app, 1.0)
+    _wait(app, lambda: not review.loading)
+    review.select_object(corrected.id)
+    _shot(viewer, app, "review_dock.png")
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "review_report_plot.png"
+    review.report_box.grab().save(str(path))
+    print("wrote", path)
 
 
 if __name__ == "__main__":

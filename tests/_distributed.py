@@ -48,10 +48,14 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def dask_client():
-    """Two worker processes with one task slot and one torch thread each."""
+    """Two worker processes with one task slot and one torch thread each (glibc's malloc
+    defaults, as in the embedded cluster)."""
+    import dask
     from distributed import Client, LocalCluster
 
-    with LocalCluster(
+    from napari_sam2_track.distributed.cluster import WORKER_ENVIRON
+
+    with dask.config.set(WORKER_ENVIRON), LocalCluster(
         processes=True,
         n_workers=2,
         threads_per_worker=1,

@@ -77,6 +77,8 @@ def test_correction_rewrites_its_segment_only_and_undo_restores_it(tracked):
     assert session.undo_segment(1) is None
     with pytest.raises(PromptError, match="no correction to undo"):
         session.request_undo(1)
+    with pytest.raises(PromptError, match="needs clicks or a box"):
+        session.request_correction(5, [], obj_id=1)
     session.activity.flush()
     kinds = [e.kind for e in read_events(store)]
     assert kinds[-3:] == ["click", "propagate", "undo"]
@@ -110,6 +112,25 @@ def test_auto_correct_only_on_propagated_frames(tracked):
     session.add_click(6, 20, 20, obj_id=other.id)
     session.wait_idle()
     assert len(finished) == 1
+
+
+def test_undo_refuses_after_a_later_change_of_the_segment(tracked):
+    from napari_sam2_track.errors import ReviewError
+
+    session, store = tracked, tracked.store
+    session.correct(5, [(60.0, 60.0, 0)], obj_id=1)
+    labels = np.asarray(store.labels[3]).copy()
+    labels[:3, :3] = 1
+    session.persist_edit(3, labels)  # a hand edit inside the corrected segment, after it
+    edited = chunk_files(store)
+    with pytest.raises(ReviewError, match=r"changed on frames 3-3 after the correction .*edited by hand"):
+        session.undo_correction(1)
+    assert chunk_files(store) == edited and session.undo_segment(1) == (1, N - 2)
+    labels = np.asarray(store.labels[0]).copy()
+    labels[:3, :3] = 2  # object 2 and frames outside the segment do not stand in the way
+    session.persist_edit(0, labels)
+    with pytest.raises(ReviewError, match="frames 3-3"):
+        session.undo_correction(1)
 
 
 def test_edits_wait_while_a_correction_runs(tracked):

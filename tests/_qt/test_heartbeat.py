@@ -35,7 +35,7 @@ scrubbing_not_yet = pytest.mark.xfail(
 opening_not_yet = pytest.mark.xfail(
     strict=False,
     reason="napari's own insertion of one layer into the viewer (vispy visuals, the labels layer's "
-    "overlays, Qt layer controls) blocks 210-360 ms at load 10-12, whatever the video's length, and "
+    "overlays, Qt layer controls) blocks 190-570 ms at load 7-12, whatever the video's length, and "
     "add_image 330-1,100 ms; the project and its layers are built on a worker and the layers "
     "inserted one per event-loop turn (before: 660-1,010 ms in one block)",
 )

@@ -286,6 +286,37 @@ def test_wrong_dimensionality_and_rgb_mixups(make_napari_viewer, tmp_path, error
     assert dock.session.source.channels == 3
 
 
+def test_layers_of_a_project_opened_in_the_background_come_in_steps(make_napari_viewer, qtbot, tmp_path, errors):
+    """The button opens the project on a worker, which also builds its layers; they are then
+    inserted one per turn of the event loop. Opening another project meanwhile leaves none of
+    the first project's layers behind."""
+    from napari_sam2_track.session import AnnotationSession
+
+    viewer = _viewer_with_cells(make_napari_viewer)
+    _, dock = _docks(viewer)
+    images = [layer.name for layer in viewer.layers]
+    dock.project_box.path_edit.setText(str(tmp_path / "bg.zarr"))
+    dock.project_box.open_btn.click()
+    qtbot.waitUntil(lambda: dock.session is not None and dock.layers.complete, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == images + ["cells labels", "cells boxes", "cells clicks"]
+    assert viewer.layers.selection.active is dock.points_layer and dock.points_layer.mode == "add"
+
+    # staged: only the labels layer is in after enable(); the rest follow
+    first = AnnotationSession.open(dock.session.source, tmp_path / "first.zarr")
+    dock.layers.enable(first, "first", staged=True)
+    assert [layer.name for layer in viewer.layers] == images + ["first labels"]
+    assert not dock.layers.complete
+    second = AnnotationSession.open(dock.session.source, tmp_path / "second.zarr")
+    dock.layers.enable(second, "second", staged=True)  # before "first" is complete
+    qtbot.waitUntil(lambda: dock.layers.complete, timeout=10_000)
+    qtbot.wait(100)  # the first project's pending insertions have had their turn
+    assert [layer.name for layer in viewer.layers] == images + ["second labels", "second boxes", "second clicks"]
+    dock.layers.disable()
+    first.close()
+    second.close()
+    assert not errors, errors
+
+
 def test_prompt_outside_image_and_no_prompts(make_napari_viewer, tmp_path, test_model, errors):
     viewer = _viewer_with_cells(make_napari_viewer)
     _, dock = _docks(viewer)

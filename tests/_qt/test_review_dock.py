@@ -225,6 +225,28 @@ def test_report_table_shows_the_annotators_numbers(dock, qtbot):
     col = headers.index("clicks / clicked frame")
     assert rows["ana"][col] == "2.00" and rows["project"][col] == "2.00"
     assert "2.68" in [row[col] for row in rows.values()]  # the SAM 2 paper's row
+    # the plot: one bar per row and measure, drawn off the GUI thread, shown as an image
+    plotted = dict(dock.report_box.plotted)
+    assert plotted["ana"][2] == 2.0 and plotted["paper: SAM 2"] == [4.5, 19.0, 2.68]
+    assert plotted["paper: SAM 1"][2] == 4.80
+    pixmap = dock.report_box.plot.pixmap()
+    assert pixmap is not None and not pixmap.isNull() and pixmap.width() > 100
+    image = dock.data.report_plot
+    assert image.shape[2] == 4 and len(np.unique(image.reshape(-1, 4), axis=0)) > 10
+
+
+def test_report_plot_follows_the_numbers():
+    from napari_sam2_track._qt.review_report import render_report_plot
+    from napari_sam2_track.review.analytics import REFERENCE_ROWS
+
+    refs = [{"who": r["method"], **r} for r in REFERENCE_ROWS]
+    few = render_report_plot([{"who": "ana", "seconds_per_frame": 3.0, "percent_frames_edited": 10.0,
+                               "clicks_per_clicked_frame": 1.0}, *refs])
+    many = render_report_plot([{"who": "ana", "seconds_per_frame": 30.0, "percent_frames_edited": 90.0,
+                                "clicks_per_clicked_frame": 4.0}, *refs])
+    assert few.shape == many.shape and few.dtype == np.uint8
+    assert not np.array_equal(few, many)
+    assert render_report_plot([]) is None
 
 
 def test_crops_of_the_chosen_masklet(dock, qtbot):

@@ -1,11 +1,12 @@
 """The "Export" part of the Prompt and Propagate dock: the open project in any export format.
 
 *Export* runs the ``export`` command (:mod:`napari_sam2_track.cli.export`, the exporters of
-:mod:`napari_sam2_track.formats` with their checks and atomic writes) in a child process,
-watched by a napari generator worker: the GUI thread only updates the dock, and the export
-does not compete with it for the interpreter. *Cancel* calls the worker's ``quit()``; the
-worker then stops the child with SIGTERM, which the command treats like Ctrl-C: the exporter
-removes its hidden temporary output and a previous export at the destination stays as it was.
+:mod:`napari_sam2_track.formats` with their checks and atomic writes) in a child process at a
+lower priority (niceness :data:`EXPORT_NICENESS`), watched by a napari generator worker: the
+GUI thread only updates the dock, and the export does not compete with it for the interpreter.
+*Cancel* calls the worker's ``quit()``; the worker then stops the child with SIGTERM, which the
+command treats like Ctrl-C: the exporter removes its hidden temporary output and a previous
+export at the destination stays as it was.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ FILE_SUFFIXES = {"tiff": ".tif", "table": ".csv", "youtube-vis": ".json", "cvat"
 STOP_GRACE_S = 20.0
 #: Seconds between two progress reports of the worker.
 POLL_S = 0.1
+#: Niceness of the export process: on a busy machine the viewer gets the CPU first.
+EXPORT_NICENESS = 10
 
 
 def default_output(project: str | Path, fmt: str) -> Path:
@@ -104,7 +107,10 @@ def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | 
             yield ExportTick(time.perf_counter() - t0, "waiting")
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+        flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                                creationflags=flags)
+        _lower_priority(proc.pid)
         finished = False
         try:
             while proc.poll() is None:
@@ -128,6 +134,14 @@ def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | 
         message = errors[-1] if errors else last
         raise StoreError(one_line(f"export failed: {message}"))
     return ExportResult(out, seconds, _lines(err, "warning:"))
+
+
+def _lower_priority(pid: int) -> None:
+    """Let the viewer go first when the export and the GUI compete for the CPU (POSIX)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, EXPORT_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 def _stop(proc: subprocess.Popen) -> None:

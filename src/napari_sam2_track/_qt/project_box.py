@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +166,7 @@ class ProjectBox(QGroupBox):
     def _open_in_background(self, source: Any, path: Path, schema: Any, layer: Any) -> None:
         from napari.qt.threading import create_worker
 
-        prepare = None
-        if self.prepare is not None:
-            name, build = layer.name, self.prepare
-
-            def prepare(session: AnnotationSession) -> None:
-                build(session, name)
-
+        prepare = None if self.prepare is None else partial(self.prepare, name=layer.name)
         worker = create_worker(
             _open_session, source, path, prepare, schema=schema, model=self.hub.model, _start_thread=False
         )

@@ -120,6 +120,7 @@ class ReviewData:
     queue: list  # DecisionStatus of the correction queue
     report_rows: list[dict] = field(default_factory=list)
     report_error: str = ""
+    report_plot: np.ndarray | None = None  # RGBA image of the report, drawn off the GUI thread
 
     def track(self, obj_id: int) -> ObjectTrack | None:
         return next((t for t in self.tracks if t.id == obj_id), None)

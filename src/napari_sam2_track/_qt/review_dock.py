@@ -38,6 +38,7 @@ from ._hub import hub_for, report
 from .review_correct import CorrectBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
+from .review_report import ReportBox, ReportPlot
 from .review_timeline import ReviewTimeline
 
 KEYS = """\
@@ -46,13 +47,14 @@ KEYS = """\
 
 TABLE_COLUMNS = ("id", "name", "category", "frames present", "first", "last", "keyframes",
                  "flags", "flags by kind", "QC status")
-REPORT_COLUMNS = (
-    ("who", "who"), ("seconds_per_frame", "s / frame"), ("percent_frames_edited", "% edited"),
-    ("clicks_per_clicked_frame", "clicks / clicked frame"),
-    ("corrections_per_object", "corrections / object"),
-    ("review_seconds_per_masklet", "review s / masklet"), ("frames_propagated_per_prompt", "frames / prompt"),
-)
 REFRESH_DELAY_MS = 300
+
+
+def read_review_data(store, plot: ReportPlot) -> ReviewData:
+    """:func:`.review_data.load_review_data` with the report plot drawn (on a worker)."""
+    data = load_review_data(store)
+    data.report_plot = plot.render(data.report_rows)
+    return data
 
 
 class _Item(QTableWidgetItem):
@@ -90,6 +92,7 @@ class ReviewWidget(QWidget):
         self._pending = False
         self._worker = None
         self._link = SessionLink()
+        self._plot = ReportPlot()  # used by one reading worker at a time
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_DELAY_MS)
@@ -115,6 +118,7 @@ class ReviewWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellClicked.connect(self._on_cell_clicked)
+        self.table.setMinimumHeight(130)  # the header and about four objects
         layout.addWidget(self.table)
 
         self.timeline = ReviewTimeline()
@@ -177,14 +181,9 @@ class ReviewWidget(QWidget):
         form.addRow("queue", queue)
         layout.addWidget(box)
 
-        report_box = QGroupBox("Report")
-        report_layout = QVBoxLayout(report_box)
-        self.report_table = QTableWidget(0, len(REPORT_COLUMNS))
-        self.report_table.setHorizontalHeaderLabels([title for _, title in REPORT_COLUMNS])
-        self.report_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.report_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        report_layout.addWidget(self.report_table)
-        layout.addWidget(report_box)
+        self.report_box = ReportBox()
+        self.report_table = self.report_box.table
+        layout.addWidget(self.report_box)
         self._set_enabled(False)
 
     def _set_enabled(self, on: bool) -> None:
@@ -253,7 +252,7 @@ class ReviewWidget(QWidget):
         self.loading = True
         self.status_label.setText("reading the review state…")
         store = session.store
-        worker = thread_worker(load_review_data, start_thread=False)(store)
+        worker = thread_worker(read_review_data, start_thread=False)(store, self._plot)
         worker.returned.connect(lambda data, s=session: self._on_loaded(s, data))
         worker.errored.connect(self._on_load_error)
         worker.finished.connect(self._on_load_finished)
@@ -326,18 +325,11 @@ class ReviewWidget(QWidget):
         self._highlight_row()
 
     def _fill_report(self) -> None:
-        rows = self.data.report_rows if self.data is not None else []
-        self.report_table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, (key, _) in enumerate(REPORT_COLUMNS):
-                value = row.get(key)
-                if isinstance(value, float):
-                    text = f"{value:.2f}"
-                else:
-                    text = "–" if value is None else str(value)
-                self.report_table.setItem(r, c, QTableWidgetItem(text))
-        if self.data is not None and self.data.report_error:
-            self.report_table.setToolTip(f"report unavailable: {self.data.report_error}")
+        data = self.data
+        if data is None:
+            self.report_box.show_report([], None)
+        else:
+            self.report_box.show_report(data.report_rows, data.report_plot, data.report_error)
 
     def _fill_masklets(self) -> None:
         combo = self.masklet_combo

@@ -59,9 +59,23 @@ def plan_local_cluster(n_workers: int | None = None) -> ClusterPlan:
     return ClusterPlan(n, 0, max(1, cpu_count() // n))
 
 
+#: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
+#: dynamic mmap threshold: every large tensor is then mapped and unmapped again, and SAM 2 on
+#: the CPU ran 1.5-2x slower in a worker than in a plain process (``docs/benchmarks.md``).
+#: Embedded clusters keep glibc's default (``None`` removes the variable).
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 def start_local_cluster(plan: ClusterPlan):
     """A ``LocalCluster`` of worker processes with one task slot each; GPU workers are pinned
     to their device through ``CUDA_VISIBLE_DEVICES``."""
+    import dask
+
+    with dask.config.set(WORKER_ENVIRON):
+        return _start_local_cluster(plan)
+
+
+def _start_local_cluster(plan: ClusterPlan):
     from distributed import LocalCluster, Nanny
 
     if not plan.gpus:

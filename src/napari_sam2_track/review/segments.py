@@ -7,13 +7,16 @@ table rows and prompts on ``[a, b]`` into the project::
     undo/<o>/mask                 bool (b - a + 1, y, x), one chunk per frame
     undo/<o>/table                float64 (b - a + 1, 8)
     undo/<o>/prompt_masks/<t>     bool (y, x): mask prompts of the segment
-    undo/<o> attributes           {start, end, time, prompts, complete}
+    undo/<o> attributes           {start, end, time, prompts, complete, corrected}
 
 :func:`undo_segment` writes them back: each frame's label layers are rebuilt from the snapshot
 mask and the other objects' masks as stored (``ProjectStore.merge_labels``); the layers'
 deterministic encoding makes them byte-identical to the chunks before the correction when the
-other objects did not change in between. One snapshot is kept per
-object, until the next correction of that object replaces it or an undo uses it.
+other objects did not change in between. One snapshot is kept per object, until the next
+correction of that object replaces it or an undo uses it. Once the correction is written,
+:func:`mark_corrected` notes the time: a later change of the object on the segment (a hand
+edit, another prompt, a propagation) makes :func:`undo_segment` refuse, as undoing would
+silently lose that change.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from ..project._jsonl import now_iso
 from ..errors import ReviewError
 from ..project import TABLE_COLUMNS, ProjectStore
+from .models import Change, read_review
 
 UNDO_GROUP = "undo"
 
@@ -76,6 +80,29 @@ def segment_snapshot(store: ProjectStore, obj_id: int) -> tuple[int, int] | None
     return (int(attrs["start"]), int(attrs["end"])) if attrs.get("complete") else None
 
 
+def mark_corrected(store: ProjectStore, obj_id: int) -> None:
+    """Note that the correction of object ``obj_id``'s snapshot is written (now): changes of
+    the segment after this make :func:`undo_segment` refuse."""
+    if segment_snapshot(store, obj_id) is not None:
+        store.group[_name(obj_id)].attrs["corrected"] = now_iso()
+
+
+def change_since_correction(store: ProjectStore, obj_id: int) -> Change | None:
+    """The first change of object ``obj_id`` on its snapshot's segment after the correction
+    was written (``None``: none, or no correction marked)."""
+    span = segment_snapshot(store, obj_id)
+    if span is None:
+        return None
+    corrected = store.group[_name(obj_id)].attrs.get("corrected")
+    if not corrected:
+        return None
+    import datetime as _dt
+
+    since = _dt.datetime.fromisoformat(corrected)
+    probe = Change(object=obj_id, start=span[0], end=span[1], source="undo", reason="", time=since)
+    return next((c for c in read_review(store).changes if c.time > since and c.overlaps(probe)), None)
+
+
 def undo_segment(store: ProjectStore, obj_id: int) -> tuple[int, int]:
     """Restore object ``obj_id``'s segment from its snapshot; returns the frames restored.
 
@@ -87,6 +114,11 @@ def undo_segment(store: ProjectStore, obj_id: int) -> tuple[int, int]:
     if span is None:
         raise ReviewError(f"object {obj_id} has no correction to undo")
     start, end = span
+    later = change_since_correction(store, obj_id)
+    if later is not None:
+        raise ReviewError(
+            f"object {obj_id} changed on frames {later.frames} after the correction ({later.reason}); "
+            "undoing it would lose that change: correct the frame again instead")
     group = store.group[_name(obj_id)]
     table = group["table"][:]
     if table.shape != (end - start + 1, len(TABLE_COLUMNS)) or group["mask"].shape[0] != len(table):

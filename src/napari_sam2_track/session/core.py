@@ -580,7 +580,9 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         """Stop background work, free the model's state and give the project back."""
         if self._closed:
             return
-        self._compute.close()
+        correcting = self._correcting is not None
+        self._stop_correction.set()  # a correction stops after its current frame
+        self._compute.close(timeout=60.0 if correcting else 0.0)
         self.activity.flush(timeout=10.0)
         with self._store_lock:
             self._closed = True

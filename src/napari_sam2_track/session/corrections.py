@@ -14,11 +14,13 @@ job on the compute thread then
    tracker, unless a newer prompt on ``(o, t)`` is already waiting (its job does it).
 
 Nothing outside ``[a, b]`` and no other object is written. :meth:`~CorrectionsMixin.request_undo`
-restores the segment byte for byte. All of it runs on the compute thread, never the caller's.
+restores the segment byte for byte; it refuses once the segment changed after the correction
+(undoing would lose that change). All of it runs on the compute thread, never the caller's.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ class CorrectionsMixin:
     def _init_corrections(self) -> None:
         self._episodes: dict[int, tuple[int, int, int]] = {}  # obj -> (frame, a, b) snapshotted
         self._correcting: tuple[int, int, int] | None = None
+        self._stop_correction = threading.Event()  # set by close(): the run stops after a frame
         self.last_correction: Correction | None = None
 
     # ---------------------------------------------------------------- queries
@@ -93,6 +96,8 @@ class CorrectionsMixin:
         """Set the object's prompt on ``frame`` (as :meth:`request_prompt`) and re-propagate
         its segment. The future gives the :class:`Correction` once the segment is written, or
         ``None`` when a newer prompt on that frame replaced this one."""
+        if not clicks and box is None:
+            raise PromptError("a correction needs clicks or a box on the frame")
         done: Future = Future()
         self._request_prompt(frame, clicks, box, obj_id, correct=True, done=done)
         return done
@@ -165,11 +170,13 @@ class CorrectionsMixin:
         began = time.perf_counter()
         try:
             for _ in track(self.source, None, self.store, model=self.model, direction="both",
-                           start=start, end=end, obj_ids=[obj_id], tracker=self.tracker):
-                if self._closed:
-                    break
+                           start=start, end=end, obj_ids=[obj_id], tracker=self.tracker,
+                           cancel=self._stop_correction):
+                pass
         finally:
             self._correcting = None
+        with self._store_lock:
+            segments.mark_corrected(self.store, obj_id)
         seconds = time.perf_counter() - began
         correction = Correction(obj_id, frame, start, end, seconds)
         self.last_correction = correction
