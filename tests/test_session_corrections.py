@@ -46,6 +46,7 @@ def test_correction_rewrites_its_segment_only_and_undo_restores_it(tracked):
     session, store = tracked, tracked.store
     before = chunk_files(store)
     tables = {o: store.table(o).copy() for o in (1, 2)}
+    masks_before = {o: store.masks(o, 0, N) for o in (1, 2)}
     prompts = session.prompts()
     seen: list = []
     threads: set[str] = set()
@@ -57,12 +58,12 @@ def test_correction_rewrites_its_segment_only_and_undo_restores_it(tracked):
     assert seen[0] == (1, 1, N - 2) and seen[1] is correction
     assert threads == {"sam2-prompts"}  # the compute thread, not the caller's
     after = chunk_files(store)
-    for t in (0, N - 1):  # the neighbouring keyframes, to the byte
-        assert frame_files(after, 1, t) == frame_files(before, 1, t) != {}
-        assert frame_files(after, None, t) == frame_files(before, None, t) != {}
+    for t in (0, N - 1):  # the neighbouring keyframes' label layers, to the byte
+        assert frame_files(after, t) == frame_files(before, t) != {}
         assert store.table(1)[t].tobytes() == tables[1][t].tobytes()
     assert {k: v for k, v in after.items() if k.startswith("objects/2/")} == \
         {k: v for k, v in before.items() if k.startswith("objects/2/")}
+    assert np.array_equal(store.masks(2, 0, N), masks_before[2])  # object 2's masks kept
     assert store.table(2).tobytes() == tables[2].tobytes()
     assert (store.table(1)[1 : N - 1, COL["run"]] > tables[1][1 : N - 1, COL["run"]]).all()
     assert session.undo_segment(1) == (1, N - 2)
@@ -100,7 +101,7 @@ def test_auto_correct_only_on_propagated_frames(tracked):
     files = chunk_files(store)
     session.add_click(3, 40, 40, positive=False, obj_id=1)  # auto_correct is off: the prompt only
     assert session.undo_segment(1) is None
-    changed = [t for t in range(N) if frame_files(chunk_files(store), 1, t) != frame_files(files, 1, t)]
+    changed = [t for t in range(N) if frame_files(chunk_files(store), t) != frame_files(files, t)]
     assert changed == [3]
     session.auto_correct = True
     finished: list = []
