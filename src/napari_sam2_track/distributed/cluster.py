@@ -61,7 +61,7 @@ def plan_local_cluster(n_workers: int | None = None) -> ClusterPlan:
 
 #: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
 #: dynamic mmap threshold: every large tensor is then mapped and unmapped again, and SAM 2 on
-#: the CPU ran 1.5-2x slower in a worker than in a plain process (``docs/benchmarks.md``).
+#: the CPU ran 1.7-2x slower at 256 px with it (``docs/benchmarks.md``).
 #: Embedded clusters keep glibc's default (``None`` removes the variable).
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
