@@ -211,3 +211,45 @@ def test_run_events(session, cells):
             covered |= set(range(e[1], e[2] + 1))
     assert covered == set(range(8))
     assert not session.running and session.store.states(obj.id)[7] != 0
+
+
+EXIT_WHILE_COMPUTING = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from conftest import nudge_test_model
+from napari_sam2_track.engine.models import load_random_model
+from napari_sam2_track.samples import make_cells
+from napari_sam2_track.session import AnnotationSession
+
+model = load_random_model(image_size=256, seed=0, device="cpu")
+nudge_test_model(model.predictor)
+cells = make_cells(n_frames=4, size=(96, 96))
+session = AnnotationSession.open(cells.frames, sys.argv[1], model=model)
+session.add_object("a")
+started = threading.Event()
+session._compute.submit(started.set)  # runs first, then the click's model call
+session.request_click(0, 40, 40)
+started.wait(60)
+time.sleep(0.05)  # the click's model call (a fraction of a second or more) is under way
+print("exiting while the model computes", flush=True)
+"""  # the script ends without closing the session
+
+
+def test_the_process_exits_cleanly_while_a_prompt_computes(tmp_path):
+    """The compute thread finishes its model call at exit instead of being cut inside torch
+    (which aborts the process: "terminate called without an active exception")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_sam2_track.project import ProjectStore
+
+    tests = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-c", EXIT_WHILE_COMPUTING, str(tmp_path / "p.zarr"), str(tests)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "exiting while the model computes" in out.stdout
+    check = subprocess.run([sys.executable, "-m", "napari_sam2_track.cli", "info", str(tmp_path / "p.zarr"),
+                            "--check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr  # the project is left whole
+    assert ProjectStore.open(tmp_path / "p.zarr", "r").object_ids() == [1]

@@ -9,12 +9,24 @@ events are durable once written. :meth:`ActivityLog.flush` waits until all are o
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import queue
 import threading
+import weakref
 from typing import Any
 
 __all__ = ["ActivityLog"]
+
+
+#: Activity logs of this process; their queued events are written at interpreter exit.
+_LIVE: "weakref.WeakSet[ActivityLog]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for log in list(_LIVE):
+        log.flush(timeout=10.0)
 
 
 class ActivityLog:
@@ -36,6 +48,7 @@ class ActivityLog:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     def log(self, kind: str, *, object: int | None = None,  # noqa: A002 - the record's field
             frames: tuple[int, int] | None = None, **details: Any) -> None:

@@ -10,13 +10,28 @@ frame has stayed current for ``prefetch_delay`` seconds, and only the newest req
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["ComputeThread"]
+
+#: Compute threads alive in this process, stopped at interpreter exit (see ``_stop_all``).
+_LIVE: "weakref.WeakSet[ComputeThread]" = weakref.WeakSet()
+#: How long exit waits for the model call a compute thread is running.
+EXIT_TIMEOUT = 60.0
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Let each compute thread finish its model call before the interpreter goes away: a daemon
+    thread still inside torch when the process exits aborts it ("terminate called ...")."""
+    for compute in list(_LIVE):
+        compute.close(timeout=EXIT_TIMEOUT)
 
 
 @dataclass
@@ -47,6 +62,7 @@ class ComputeThread:
         self.on_error = on_error
         self.on_busy = on_busy
         self.prefetch_delay = prefetch_delay
+        _LIVE.add(self)
         self._name = name
         self._cond = threading.Condition()
         self._jobs: list[_Job] = []
