@@ -155,12 +155,13 @@ def main() -> None:
         return
     for name in args.case:
         cmd = [sys.executable, __file__, "--run", name, "--device", args.device, "--workdir", str(workdir)]
-        res = subprocess.run(cmd + (["--samples"] if args.samples else []), text=True,
-                             stdout=subprocess.PIPE)
-        for line in res.stdout.splitlines():
-            print(line, flush=True)
-        if res.returncode:
-            print(json.dumps({"case": name, "error": f"exit {res.returncode}"}), flush=True)
+        # lines are passed on as they come, so a long case stopped early keeps its samples
+        with subprocess.Popen(cmd + (["--samples"] if args.samples else []), text=True,
+                              stdout=subprocess.PIPE) as child:
+            for line in child.stdout:
+                print(line, end="", flush=True)
+        if child.returncode:
+            print(json.dumps({"case": name, "error": f"exit {child.returncode}"}), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ pytest.importorskip("pytestqt")
 from napari_sam2_track import _napari_io as io  # noqa: E402
 from napari_sam2_track._napari_io import sample_cells  # noqa: E402
 from napari_sam2_track._qt.prompt_widget import PromptWidget  # noqa: E402
+from test_prompt_widget import errors  # noqa: E402,F401 - the shown-errors fixture
 from napari_sam2_track.errors import StoreError  # noqa: E402
 from napari_sam2_track.project import ProjectStore  # noqa: E402
 from napari_sam2_track.project.lock import StaleLockWarning, read_holder  # noqa: E402
@@ -27,22 +28,6 @@ store = ProjectStore.open(sys.argv[1], command="track --resume (test holder)")
 print("locked", flush=True)
 time.sleep(120)
 """
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages shown with napari's show_error."""
-    import napari.utils.notifications as notifications
-
-    shown: list[str] = []
-    real = notifications.show_error
-
-    def record(message):
-        shown.append(str(message))
-        real(message)
-
-    monkeypatch.setattr(notifications, "show_error", record)
-    return shown
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
