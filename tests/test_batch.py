@@ -251,12 +251,21 @@ def test_a_lock_left_by_a_worker_lost_on_another_host_is_handed_over_to_the_retr
                                                      "tcp://10.255.0.1:8786"),
         "lost_segmented.zarr": lock_from_another_host(out / "lost_segmented.zarr", gone, scheduler),
     }
+    # a new project whose creation a lost worker had begun, and one begun under another cluster
+    staging = {}
+    for tag, owner in (("0badc0de", scheduler), ("5ca1ab1e", "tcp://10.255.0.1:8786")):
+        staging[tag] = out / f".fresh.zarr.incomplete-4242-{tag}"
+        staging[tag].mkdir()
+        lock_from_another_host(staging[tag], gone, owner)
     rows = [{"video": str(folders[2]), "prompts": str(prompts), "out": name}
-            for name in ("lost.zarr", "alive.zarr", "other_cluster.zarr")]
+            for name in ("lost.zarr", "alive.zarr", "other_cluster.zarr", "fresh.zarr")]
     rows.append({"video": str(folders[2]), "prompts": str(split), "out": "lost_segmented.zarr",
                  "segments": 2})
     summary = run_batch(rows, out, model=model_spec, client=dask_client, progress=False)
-    lost, live, other, segmented = summary.rows
+    lost, live, other, fresh, segmented = summary.rows
+    # the lost worker's staging folder is deleted; the other cluster's is not this run's to judge
+    assert fresh["status"] == "completed", summary.table()
+    assert not staging["0badc0de"].exists() and staging["5ca1ab1e"].exists()
     # a lost worker's lock is taken over: the project is resumed as after a local crash
     for row in (lost, segmented):
         assert row["status"] == "resumed", summary.table()

@@ -54,15 +54,6 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace):
     """Load the model named by ``--model``/``--config``/``--device`` options."""
-    from ..engine.models import DEFAULT_MAX_COND_FRAMES, load_model
+    from ..engine.spec import ModelSpec
 
-    return load_model(
-        args.model,
-        config=args.config,
-        device=args.device,
-        image_size=args.image_size,
-        vos_optimized=args.compile,
-        max_cond_frames=DEFAULT_MAX_COND_FRAMES
-        if args.max_cond_frames is None
-        else args.max_cond_frames,
-    )
+    return ModelSpec.from_args(args).load()

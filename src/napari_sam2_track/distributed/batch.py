@@ -152,7 +152,7 @@ def run_batch(
         manifest_or_rows: a CSV/YAML manifest path, or rows (dicts or
             :class:`~.manifest.BatchItem`; relative paths are relative to the current folder).
         out_dir: folder of the output projects (rows may name their own ``out``).
-        model: model options as for ``track``: a :class:`~.models.ModelSpec`, a model name or
+        model: model options as for ``track``: a :class:`~..engine.spec.ModelSpec`, a model name or
             checkpoint path, or a dict of ``ModelSpec`` fields.
         client: a ``distributed.Client`` to use (a notebook's own); left open.
         scheduler: address of an existing scheduler (when no ``client`` is given).

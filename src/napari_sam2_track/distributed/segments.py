@@ -329,7 +329,7 @@ class SegmentedVideo:
             self.skipped = True
             return
         self.resumed = state == "partial"
-        if client is not None and self.out.exists():
+        if client is not None:  # a lock or staging folder of a lost worker is handed over
             from .handover import take_over_from_lost_worker
 
             self.took_over = take_over_from_lost_worker(self.out, client)

@@ -97,12 +97,12 @@ def track_video(
     if state == "completed":
         return result_row(index, out_path, "skipped")
     notes = {}
-    if out_path.exists():  # a lock left by a worker that died, on whichever host: hand it over
-        from .handover import take_over_from_lost_worker
+    # a lock (or a staging folder) left by a worker that died, on whichever host: hand it over
+    from .handover import take_over_from_lost_worker
 
-        lost = take_over_from_lost_worker(out_path)
-        if lost is not None:
-            notes["took_over_lock"] = lost.describe()
+    lost = take_over_from_lost_worker(out_path)
+    if lost is not None:
+        notes["took_over_lock"] = lost.describe()
     source = None
     try:
         source = open_source(item["video"], channel=item.get("channel"), window=item.get("window"))
