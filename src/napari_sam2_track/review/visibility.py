@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import StoreError, one_line
 from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore
 from ..project._chunks import ChunkIO, read_table_rows
 
@@ -121,7 +122,13 @@ def store_row_reader(store: ProjectStore) -> RowReader:
         array = arrays[obj_id]
         if array is None:
             return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan)
-        return read_table_rows(array, lo, hi) if isinstance(array, ChunkIO) else array[lo:hi]
+        try:
+            return read_table_rows(array, lo, hi) if isinstance(array, ChunkIO) else array[lo:hi]
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged chunk raises
+            raise StoreError(one_line(
+                f"{store.path} is damaged: objects/{obj_id}/table cannot be read at frames "
+                f"{lo}-{hi - 1} ({type(exc).__name__}: {exc}); re-track or edit those frames"
+            )) from None
 
     return read_rows
 
