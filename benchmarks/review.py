@@ -4,10 +4,11 @@ Builds (and caches) a project of ``--frames`` frames x ``--objects`` objects who
 tables look like a tracked video: objects drift with jitter, leave the view now and then, a
 few presence logits sag toward 0, and neighbouring objects cross (their masks are written on
 the frames where their boxes meet, so the overlap check reads real chunks). Prints one JSON
-line per size with the wall and CPU seconds of the flags (best of ``--repeat``), the mask frames
-the overlap check read and the seconds it spent reading them, the Python heap peak (tracemalloc,
-which numpy reports to), the load average (the machine may be shared) and, for scale, the
-seconds of the exporters' frame walk over the same tables (``ProjectView.walk`` without masks)::
+line per size with the wall and CPU seconds of the flags (best of ``--repeat``), the frames
+the overlap check read (their overlap tiles, in store format 2) and the seconds it spent, the
+Python heap peak (tracemalloc, which numpy reports to), the load average (the machine may be
+shared) and, for scale, the seconds of the exporters' frame walk over the same tables
+(``ProjectView.walk`` without masks)::
 
     python benchmarks/review.py --frames 10000 100000 --objects 20
 """
@@ -84,22 +85,22 @@ def build(path: Path, n_frames: int, n_objects: int, seed: int = 0) -> None:
 
 
 def _source(path: Path, reads: list):
-    """The store's table source, with its mask reads counted and timed into ``reads``."""
+    """The store's table source, with the overlap check's frame reads counted and timed into
+    ``reads`` (format 2: :meth:`ProjectStore.shared_pixels`, once per frame)."""
     from napari_sam2_track.review.flags import TableSource
     from napari_sam2_track.project import ProjectStore
 
     store = ProjectStore.open(path, mode="r")
-    source = TableSource.from_store(store)
-    inner = source.read_masks
+    inner = store.shared_pixels
 
-    def read_masks(obj, first, stop, rows, cols):
+    def shared_pixels(t):
         started = time.perf_counter()
-        out = inner(obj, first, stop, rows, cols)
-        reads.append((stop - first, time.perf_counter() - started))
+        out = inner(t)
+        reads.append((1, time.perf_counter() - started))
         return out
 
-    source.read_masks = read_masks
-    return store, source
+    store.shared_pixels = shared_pixels
+    return store, TableSource.from_store(store)
 
 
 def measure(path: Path, repeat: int) -> dict:
@@ -133,8 +134,8 @@ def measure(path: Path, repeat: int) -> dict:
         "objects": len(store.object_ids()),
         "seconds": round(best, 3),
         "cpu_seconds": round(best_cpu, 3),
-        "mask_frames_read": sum(k for k, _ in best_reads),
-        "mask_read_seconds": round(sum(s for _, s in best_reads), 3),
+        "overlap_frames_read": sum(k for k, _ in best_reads),
+        "overlap_read_seconds": round(sum(s for _, s in best_reads), 3),
         "heap_peak_mib": round(peak / 2**20, 1),
         "flags": len(report.flags),
         "overlap_flags": report.counts().get("overlap", 0),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
 from napari_sam2_track.errors import StoreError
-from napari_sam2_track.formats import ExportOptions, export, iter_frames, read_labels
+from napari_sam2_track.formats import FORMATS, ExportOptions, export, iter_frames, read_labels
 from napari_sam2_track.prompts import ObjectSpec
 from napari_sam2_track.samples import make_cells
 from napari_sam2_track.schema import AttributeSpec, object_color
@@ -375,6 +376,59 @@ def test_table_parquet_matches_csv(project, tmp_path):
     for a, b in zip(rows, table):
         assert int(a["object_id"]) == int(b["object_id"]) and int(a["frame"]) == int(b["frame"])
         assert str(a["state"]) == str(b["state"])
+
+
+# --------------------------------------------------------------------------------- progress
+SUFFIXES = {"tiff": ".tif", "table": ".csv", "youtube-vis": ".json", "cvat": ".xml", "mots": ".txt",
+            "mots-kitti": ".txt"}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_progress_counts_each_exported_frame_once_up_to_the_total(project, tmp_path, fmt):
+    store = project[0]
+    calls = []
+    export(store, fmt, tmp_path / f"out{SUFFIXES.get(fmt, '')}", ExportOptions(start=1, every=2),
+           progress=lambda done, total: calls.append((done, total)))
+    frames = len(range(1, T, 2))
+    total = 2 * frames if fmt == "geff" else frames  # geff writes its labels in a second walk
+    assert calls == [(done, total) for done in range(1, total + 1)]
+
+
+def test_export_command_prints_progress_lines_and_a_bar_on_a_terminal(project, tmp_path, capsys,
+                                                                      monkeypatch):
+    from napari_sam2_track.cli import main
+    from napari_sam2_track.cli.export import parse_progress_line
+
+    def run(out, *flags):
+        capsys.readouterr()
+        assert main(["export", str(project[0].path), "-f", "mots", "--out", str(tmp_path / out), *flags]) == 0
+        return capsys.readouterr()
+
+    out, err = run("m.txt", "--progress")
+    *lines, last = out.splitlines()
+    counts = [parse_progress_line(line) for line in lines]
+    assert None not in counts and counts[-1] == (T, T) and last == f"wrote {tmp_path / 'm.txt'}"
+    done = [d for d, _ in counts]
+    assert done == sorted(set(done)) and {n for _, n in counts} == {T} and err == ""
+    assert parse_progress_line("wrote x") is None and parse_progress_line("{oops") is None
+
+    # on a terminal: a bar on stderr (and no JSON lines); --quiet: nothing
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    out, err = run("n.txt")
+    assert out == f"wrote {tmp_path / 'n.txt'}\n" and "exporting" in err and f"{T}/{T}" in err
+    assert run("q.txt", "--quiet").err == ""
+
+
+def test_progress_counts_the_included_image_as_a_first_pass(project, tmp_path):
+    import tifffile
+
+    store, _, sample = project
+    video = tmp_path / "video.tif"
+    tifffile.imwrite(video, np.stack([np.asarray(f) for f in sample.frames]))
+    calls = []
+    export(store, "ome-zarr", tmp_path / "o.ome.zarr", image="include", image_path=str(video),
+           progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(done, 2 * T) for done in range(1, 2 * T + 1)]
 
 
 def test_edge_policy_drop_removes_masks_cut_by_the_border(tmp_path):

@@ -186,6 +186,18 @@ def test_damaged_chunk_names_frame_and_array_and_keeps_the_previous_export(work,
     assert run_cli(capsys, "export", work, "-f", fmt, "--out", tmp_path / ("part-" + name), "--end", "5")[0] == 0
 
 
+def test_damaged_table_chunk_is_one_line_for_export_and_review_flags(work, tmp_path, capsys):
+    from napari_sam2_track.errors import StoreError
+    from napari_sam2_track.review.flags import find_flags
+
+    (work / "objects/1/table/c/0/0").write_bytes(b"not a table")
+    rc, o, e = run_cli(capsys, "export", work, "-f", "table", "--out", tmp_path / "t.csv")
+    assert_one_line_error(rc, o, e, "objects/1/table", "frames 0-", "damaged")
+    assert not (tmp_path / "t.csv").exists() and leftovers(tmp_path) == []
+    with pytest.raises(StoreError, match="objects/1/table cannot be read"):
+        find_flags(ProjectStore.open(work, "r"))
+
+
 def test_approved_only_with_nothing_approved_warns(work, tmp_path, capsys):
     from napari_sam2_track.review.qc import approve, reject
 

@@ -139,7 +139,7 @@ def test_schema_minimum_border_and_edited():
     assert flags_of(run({1: tab}, rule=VisibilityRule(H, W)), "too_small") == []
 
 
-def test_overlap_reads_masks_only_where_boxes_meet():
+def test_overlap_counts_shared_pixels_only_where_boxes_meet():
     n = 4
     masks = {1: np.zeros((n, H, W), bool), 2: np.zeros((n, H, W), bool), 3: np.zeros((n, H, W), bool)}
     masks[1][:, 10:30, 10:30] = True  # 400 px
@@ -159,8 +159,9 @@ def test_overlap_reads_masks_only_where_boxes_meet():
     reads = []
 
     source = TableSource.from_arrays(tables, H, W, masks)
-    inner = source.read_masks
-    source.read_masks = lambda o, a, b, r, c: reads.extend((o, t) for t in range(a, b)) or inner(o, a, b, r, c)
+    inner = source.read_shared
+    source.read_shared = lambda i, j, a, b, *crop: reads.extend((i, j, t) for t in range(a, b)) or inner(
+        i, j, a, b, *crop)
     report = find_flags(source, thresholds=ReviewThresholds(overlap=0.2))
     assert flags_of(report, "overlap", 2) == [(1, 2, 2)]
     assert flags_of(report, "overlap", 1) == [(2, 2, 2)]
@@ -168,7 +169,7 @@ def test_overlap_reads_masks_only_where_boxes_meet():
     f1 = next(f for f in report.flags if f.kind == "overlap" and f.object == 1)
     assert f1.score == pytest.approx(0.5) and f1.reason == "50% of its area overlaps object 2"
     # boxes of 1 and 2 meet on frames 1-3 only; object 3 never meets anyone
-    assert sorted(set(reads)) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert sorted(set(reads)) == [(1, 2, 1), (1, 2, 2), (1, 2, 3)]
 
 
 def test_unreviewed_frames_and_blocks_do_not_change_the_answer():

@@ -400,3 +400,29 @@ def test_a_migration_killed_before_its_clean_up_is_finished_on_the_next_open(tmp
         for t, masks in frames.items():
             for obj, mask in masks.items():
                 assert np.array_equal(store.mask(obj, t), mask)
+
+
+def test_shared_pixels_of_each_pair_match_the_masks_and_drive_the_overlap_flags(tmp_path):
+    from napari_sam2_track.review.flags import find_flags
+
+    def counted(masks):
+        ids = sorted(masks)
+        pairs = {(i, j): int(np.count_nonzero(masks[i] & masks[j]))
+                 for k, i in enumerate(ids) for j in ids[k + 1 :]}
+        return {p: n for p, n in pairs.items() if n}
+
+    frames = {t: blobs(t) for t in (0, 1, 3)}
+    store = new_store(tmp_path / "p.zarr", n=4)
+    write(store, frames)
+    assert store.layers.num_overlap_layers >= 3  # pixels of 3 and 4 objects: deep stacks
+    make_v1_project(tmp_path / "old.zarr", frames)
+    old = ProjectStore.open(tmp_path / "old.zarr", mode="r")
+    for t, masks in frames.items():
+        assert store.shared_pixels(t) == old.shared_pixels(t) == counted(masks), t
+    assert store.shared_pixels(2) == old.shared_pixels(2) == {}
+
+    def overlaps(s):
+        flags = find_flags(s).flags
+        return [(f.object, f.start, f.end, f.score, f.reason) for f in flags if f.kind == "overlap"]
+
+    assert overlaps(store) and overlaps(store) == overlaps(old)

@@ -48,10 +48,18 @@ def test_export_tiff_and_table_from_the_dock(make_napari_viewer, qtbot, tmp_path
     assert box.out_edit.text() == str(tmp_path / "cells-table.csv")
 
     box.format_combo.setCurrentText("tiff")
+    values, napari_counts = [], []
+    box.progress_bar.valueChanged.connect(lambda v: values.append((v, box.progress_bar.maximum())))
     box.export_btn.click()
     assert box.running and not box.export_btn.isEnabled() and not box.progress_bar.isHidden()
+    pbar = box._pbar  # napari's progress of this export
+    pbar.events.value.connect(lambda event: napari_counts.append((event.value, pbar.total)))
     _wait_export(qtbot, dock)
     assert not errors, errors
+    # the bar counted the command's frames up to the total
+    counted = values[: values.index((N_FRAMES, N_FRAMES)) + 1]
+    assert counted == sorted(counted) and {m for _, m in counted} == {N_FRAMES}
+    assert napari_counts[-1] == (N_FRAMES, N_FRAMES)
     out = tmp_path / "cells-tiff.tif"
     assert box.status_label.text().startswith(f"wrote {out}")
     assert box.export_btn.isEnabled() and not box.cancel_btn.isEnabled() and box.progress_bar.isHidden()

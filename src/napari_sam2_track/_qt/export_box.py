@@ -6,7 +6,9 @@ lower priority (niceness :data:`EXPORT_NICENESS`), watched by a napari generator
 GUI thread only updates the dock, and the export does not compete with it for the interpreter.
 *Cancel* calls the worker's ``quit()``; the worker then stops the child with SIGTERM, which the
 command treats like Ctrl-C: the exporter removes its hidden temporary output and a previous
-export at the destination stays as it was.
+export at the destination stays as it was. The command runs with ``--progress``: a thread of
+the worker reads its ``{"done": D, "total": N}`` lines, and the worker's ticks carry the
+latest count to the dock's progress bar (and napari's).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from ..cli.export import parse_progress_line
 from ..errors import PromptError, StoreError, one_line
 from ..formats import FORMATS, canonical_format
 from ._hub import ProjectHub
@@ -61,9 +65,9 @@ def default_output(project: str | Path, fmt: str) -> Path:
 
 def export_command(project: str | Path, fmt: str, out: str | Path, *, approved_only: bool = False,
                    overwrite: bool = False) -> list[str]:
-    """The ``napari-sam2-track export`` command line the dock runs."""
+    """The ``napari-sam2-track export`` command line the dock runs (with ``--progress``)."""
     argv = [sys.executable, "-m", "napari_sam2_track.cli", "export", str(project),
-            "--format", canonical_format(fmt), "--out", str(out)]
+            "--format", canonical_format(fmt), "--out", str(out), "--progress"]
     if approved_only:
         argv.append("--approved-only")
     if overwrite:
@@ -73,10 +77,13 @@ def export_command(project: str | Path, fmt: str, out: str | Path, *, approved_o
 
 @dataclass
 class ExportTick:
-    """What the export worker yields: seconds since it started, and what it is doing."""
+    """What the export worker yields: seconds since it started, what it is doing and the
+    frames done of ``total`` (0 of 0 until the command reports)."""
 
     elapsed: float
     phase: str  # "waiting" (for prompts still being computed) or "exporting"
+    done: int = 0
+    total: int = 0
 
 
 @dataclass
@@ -105,16 +112,17 @@ def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | 
     if wait_idle is not None:
         while not wait_idle(POLL_S):
             yield ExportTick(time.perf_counter() - t0, "waiting")
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+    with tempfile.TemporaryFile() as stderr:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                                creationflags=flags)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr,
+                                stdin=subprocess.DEVNULL, env=env, creationflags=flags)
         _lower_priority(proc.pid)
+        counts = _ProgressReader(proc.stdout)
         finished = False
         try:
             while proc.poll() is None:
-                yield ExportTick(time.perf_counter() - t0, "exporting")
+                yield ExportTick(time.perf_counter() - t0, "exporting", *counts.latest)
                 try:
                     proc.wait(POLL_S)
                 except subprocess.TimeoutExpired:
@@ -125,6 +133,9 @@ def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | 
                 _stop(proc)
             if exit_status is not None:
                 exit_status.append(proc.returncode)
+            counts.join(STOP_GRACE_S)
+        if proc.returncode == 0:  # the final count, before the result
+            yield ExportTick(time.perf_counter() - t0, "exporting", *counts.latest)
         stderr.seek(0)
         err = stderr.read().decode(errors="replace")
     seconds = time.perf_counter() - t0
@@ -134,6 +145,23 @@ def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | 
         message = errors[-1] if errors else last
         raise StoreError(one_line(f"export failed: {message}"))
     return ExportResult(out, seconds, _lines(err, "warning:"))
+
+
+class _ProgressReader(threading.Thread):
+    """Reads the command's stdout to its end, keeping the latest ``(done, total)``."""
+
+    def __init__(self, stream):
+        super().__init__(name="export-progress", daemon=True)
+        self.stream = stream
+        self.latest: tuple[int, int] = (0, 0)
+        self.start()
+
+    def run(self) -> None:
+        with self.stream:
+            for raw in self.stream:
+                counts = parse_progress_line(raw.decode(errors="replace"))
+                if counts is not None:
+                    self.latest = counts
 
 
 def _lower_priority(pid: int) -> None:
@@ -290,7 +318,7 @@ class ExportBox(QGroupBox):
         self._pbar = progress(total=0, desc=f"export to {fmt}")
         self.export_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.progress_bar.setRange(0, 0)  # busy: the exporters report no frame count
+        self.progress_bar.setRange(0, 0)  # busy until the command reports its frame count
         self.progress_bar.setVisible(True)
         self._show(f"exporting to {fmt}: {out}")
         worker.start()
@@ -306,8 +334,19 @@ class ExportBox(QGroupBox):
     def _on_tick(self, tick: ExportTick) -> None:
         if tick.phase == "waiting":
             self._show(f"waiting for prompts being computed… {tick.elapsed:.0f} s")
-        else:
+            return
+        if not tick.total:
             self._show(f"exporting to {self._fmt}… {tick.elapsed:.0f} s")
+            return
+        self._show(f"exporting to {self._fmt}… {tick.done}/{tick.total}, {tick.elapsed:.0f} s")
+        if self.progress_bar.maximum() != tick.total:
+            self.progress_bar.setRange(0, tick.total)
+        self.progress_bar.setValue(tick.done)
+        if self._pbar is not None:
+            if self._pbar.total != tick.total:
+                self._pbar.total = tick.total
+            if tick.done > self._pbar.n:
+                self._pbar.update(tick.done - self._pbar.n)
 
     def _on_returned(self, result: Any) -> None:
         if not isinstance(result, ExportResult):  # stopped by quit(): told when it finished

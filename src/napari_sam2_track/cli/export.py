@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import sys
+import time
 import warnings
 
 from ._registry import command
@@ -41,6 +42,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="output file or folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous export of the same format at --out (never anything else)")
+    p.add_argument("--progress", action="store_true",
+                   help='print progress on stdout as JSON lines {"done": D, "total": N} (at most '
+                   "10 a second, and always the last), before the final 'wrote OUT' line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown on a terminal)")
     _add_options(p)
     g = p.add_argument_group("format options")
     g.add_argument("--dtype", choices=["uint16", "uint32"], help="tiff: label dtype (default uint16)")
@@ -104,10 +109,63 @@ def cmd_export(args: argparse.Namespace) -> int:
         extra["image_path"] = args.image_path
     if args.video:
         extra["video"] = args.video
+    bar = sys.stderr.isatty() and not (args.quiet or args.progress)
+    progress = _Progress(lines=args.progress, bar=bar)
     with _warnings_as_lines():
-        out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite, **extra)
+        try:
+            out = export(args.project, fmt, args.out, _options(args), overwrite=args.overwrite,
+                         progress=progress, **extra)
+        finally:
+            progress.close()
     print(f"wrote {out}")
     return 0
+
+
+#: Seconds between two ``--progress`` lines (the last frame's is always printed).
+PROGRESS_INTERVAL_S = 0.1
+
+
+def progress_line(done: int, total: int) -> str:
+    """A line of ``export --progress``: ``{"done": D, "total": N}``."""
+    return json.dumps({"done": int(done), "total": int(total)})
+
+
+def parse_progress_line(line: str) -> tuple[int, int] | None:
+    """``(done, total)`` of an ``export --progress`` line; ``None`` for any other line."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+        return int(data["done"]), int(data["total"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class _Progress:
+    """An export's ``progress(done, total)``: JSON lines on stdout and/or a bar on stderr."""
+
+    def __init__(self, lines: bool, bar: bool):
+        self.lines, self.want_bar = lines, bar
+        self.bar = None
+        self.printed = -math.inf
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.lines:
+            now = time.monotonic()
+            if done >= total or now - self.printed >= PROGRESS_INTERVAL_S:
+                print(progress_line(done, total), flush=True)
+                self.printed = now
+        if self.want_bar:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="frame", desc="exporting")
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _sav_options(args: argparse.Namespace, fmt: str | None) -> dict:

@@ -7,6 +7,8 @@ reads any importable format (or a project) as a :class:`LabelSource`;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import Sam2TrackError, StoreError, one_line
@@ -72,8 +74,14 @@ def canonical_format(fmt: str) -> str:
 
 
 def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
-           options: ExportOptions | None = None, **kwargs) -> Path:
-    """Export a project; ``kwargs`` go to the format's function (e.g. ``dtype`` for tiff)."""
+           options: ExportOptions | None = None, *,
+           progress: Callable[[int, int], None] | None = None, **kwargs) -> Path:
+    """Export a project; ``kwargs`` go to the format's function (e.g. ``dtype`` for tiff).
+
+    ``progress(done, total)``: called as the frames are exported (``ExportOptions.progress``).
+    """
+    if progress is not None:
+        options = replace(options or ExportOptions(), progress=progress)
     store = project if isinstance(project, ProjectStore) else ProjectStore.open(project, "r")
     mod, func, extra = FORMATS[canonical_format(fmt)]
     return getattr(_module(mod), func)(store, out, options, **{**extra, **kwargs})

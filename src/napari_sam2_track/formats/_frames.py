@@ -40,6 +40,10 @@ class ExportOptions:
         every: keep every Nth frame of the range.
         start, end: first and last frame (inclusive); ``None`` for the video's ends.
         categories: keep only objects of these categories (``None``: all).
+        progress: called as ``progress(done, total)`` as the exporter goes through the frames
+            (see :meth:`ProjectView.walk`), ``done`` counting up to ``total``: the frames
+            exported, twice that for an export that goes through them twice (GEFF with its
+            labels, OME-Zarr with the image included). It runs on the exporting thread.
 
     Visible, occluded and out-of-frame follow :mod:`napari_sam2_track.review.visibility`, the
     rule the review flags use too: under the schema's ``edge_policy: drop`` masks touching the
@@ -54,6 +58,15 @@ class ExportOptions:
     start: int | None = None
     end: int | None = None
     categories: list[str] | None = None
+    progress: Callable[[int, int], None] | None = None
+
+
+def staged(progress: Callable[[int, int], None] | None, stage: int, stages: int):
+    """``progress`` for stage ``stage`` (0, 1, ...) of ``stages`` walks over the same frames:
+    each walk's ``(done, total)`` is reported as a part of one count up to ``stages * total``."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage * total + done, stages * total)
 
 
 @dataclass
@@ -190,6 +203,8 @@ class ProjectView:
                     stacklevel=2)
         self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
         self.frames = range(self.start, self.end + 1, opts.every)
+        #: ``progress(done, total)`` after each frame of a walk that reads masks (the options')
+        self.progress = opts.progress
 
     @property
     def ids(self) -> list[int]:
@@ -212,8 +227,14 @@ class ProjectView:
         return i >= 0 and ranges[i][0] <= t <= ranges[i][1]
 
     def walk(self, read_masks: bool = True) -> Iterator[Frame]:
-        """Exported frames; with ``read_masks=False`` the masks dict maps ids to ``None``."""
+        """Exported frames; with ``read_masks=False`` the masks dict maps ids to ``None``.
+
+        A walk that reads masks reports :attr:`progress` once the caller has finished a frame
+        (asks for the next one), and for the last frame as it is handed out.
+        """
         ids = self.ids
+        progress = self.progress if read_masks else None
+        total = self.num_frames
         rule = VisibilityRule.from_schema(self.schema, self.height, self.width, self.min_visible)
         every = self.options.every
         with_occluded = self.options.occlusion == "occluded"
@@ -234,8 +255,12 @@ class ProjectView:
                     elif code == OCCLUDED and with_occluded:
                         occluded.add(obj_id)
                 masks = self._masks(t, visible) if read_masks else dict.fromkeys(visible)
+                if progress is not None and index + 1 == total:
+                    progress(total, total)  # a consumer may stop asking after the last frame
                 yield Frame(t, index, masks, occluded, presence, (self.height, self.width))
                 index += 1
+                if progress is not None and index < total:
+                    progress(index, total)
 
     def _masks(self, t: int, ids: list[int]) -> dict[int, np.ndarray]:
         """The masks of objects ``ids`` on frame ``t``, read once for all of them; a damaged

@@ -7,12 +7,13 @@ as OME-Zarr (``labels.ome.zarr``) and linked as a geff related object.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..project import ProjectStore
-from ._frames import ExportOptions, ProjectView
+from ._frames import ExportOptions, ProjectView, staged
 from ._write import export_target
 
 
@@ -23,6 +24,9 @@ def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | N
     from geff_spec import Axis, GeffMetadata, PropMetadata, RelatedObject
 
     view = ProjectView(store, options)
+    progress = view.progress
+    if labels:  # the labels are a second walk over the frames
+        view.progress = staged(progress, 0, 2)
     final = Path(out)
     with export_target(store, final, "geff", overwrite) as out:
         cols = {k: [] for k in ("t", "y", "x", "area", "track_id", "frame")}
@@ -59,5 +63,6 @@ def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | N
         if labels:
             from .omezarr import export_omezarr
 
-            export_omezarr(store, out / "labels.ome.zarr", options, version="0.4")
+            labels_options = replace(view.options, progress=staged(progress, 1, 2))
+            export_omezarr(store, out / "labels.ome.zarr", labels_options, version="0.4")
     return final

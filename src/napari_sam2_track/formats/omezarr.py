@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import StoreError
 from ..project import ProjectStore
 from ..project.labels import image_label_metadata, label_multiscale
-from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
+from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks, staged
 from ._write import export_target
 
 LABEL_NAME = "masklets"
@@ -75,9 +75,13 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
             arr = _array(root, "0", (n, c, h, w), (1, c, h, w), "uint8", version, ["t", "c", "y", "x"])
             _put(root, {"multiscales": [label_multiscale("image", [("t", "time"), ("c", "channel"), ("y", "space"),
                                                               ("x", "space")], version)]}, version)
+            image_progress = staged(view.progress, 0, 2)
+            view.progress = staged(view.progress, 1, 2)  # the labels: a second pass
             for i, t in enumerate(view.frames):
                 frame = np.asarray(source.read_rgb(t))
                 arr[i] = np.moveaxis(frame, -1, 0) if frame.ndim == 3 else frame[None]
+                if image_progress is not None:
+                    image_progress(i + 1, n)
             source.close()
         if image == "reference" and src_path:
             root.attrs["napari_sam2_track"] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}

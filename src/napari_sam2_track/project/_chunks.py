@@ -39,12 +39,13 @@ def zstd_encode(data: np.ndarray, level: int) -> bytes:
     return Zstd(level=level).encode(data)
 
 
-def zstd_decode(data: bytes) -> bytes:
+def zstd_decode(data: bytes, out: bytearray | None = None) -> bytes | bytearray:
+    """Decompressed ``data``; into ``out`` (of the decompressed size) if given."""
     if _imagecodecs is not None:
-        return _imagecodecs.zstd_decode(data)
+        return _imagecodecs.zstd_decode(data, out=out)
     from numcodecs import Zstd
 
-    return Zstd().decode(data)
+    return Zstd().decode(data, out=out)
 
 
 class ChunkFiles:
@@ -120,18 +121,25 @@ class ChunkIO(ChunkFiles):
             return data.tobytes()
         return zstd_encode(data.view(np.uint8).reshape(-1), self.zstd_level)
 
-    def decode(self, raw: bytes) -> np.ndarray:
-        if self.zstd_level is not None:
-            raw = zstd_decode(raw)
-        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape).copy()
+    def decode(self, raw: bytes, out: bytearray | None = None) -> np.ndarray:
+        if self.zstd_level is None:
+            out = None
+        else:
+            raw = zstd_decode(raw, out)
+        chunk = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
+        return chunk if out is not None else chunk.copy()
 
-    def read(self, coords: tuple[int, ...]) -> np.ndarray | None:
-        """The chunk, or ``None`` where it is not stored (all fill value)."""
+    def read(self, coords: tuple[int, ...], out: bytearray | None = None) -> np.ndarray | None:
+        """The chunk, or ``None`` where it is not stored (all fill value).
+
+        ``out``: a buffer of the chunk's size in bytes to decode into (sparing the page faults
+        of a fresh array); a compressed chunk is then returned as a view of it.
+        """
         try:
             raw = self.path(coords).read_bytes()
         except FileNotFoundError:
             return None
-        return self.decode(raw)
+        return self.decode(raw, out)
 
 
 class ShardIO(ChunkFiles):
@@ -210,6 +218,37 @@ class ShardIO(ChunkFiles):
 
             index_bytes += np.uint32(google_crc32c.value(index_bytes)).tobytes()
         return b"".join(parts) + index_bytes
+
+    def read_tiles(self, coords: tuple[int, ...]) -> dict[tuple[int, int], np.ndarray]:
+        """The stored tiles of a shard, ``{(tile row, tile column): (th, tw) array}``; empty
+        where the shard is not stored (all zero). Tiles that are not stored are left out."""
+        try:
+            raw = self.path(coords).read_bytes()
+        except FileNotFoundError:
+            return {}
+        n = self.grid[0] * self.grid[1] * 16
+        end = len(raw) - (4 if self.crc else 0)
+        index = np.frombuffer(raw[end - n : end], dtype="<u8").reshape(*self.grid, 2)
+        shape = self.tile[1:]
+        out = {}
+        for ty, tx in zip(*np.nonzero(index[..., 0] != self.EMPTY)):
+            offset, size = (int(v) for v in index[ty, tx])
+            data = zstd_decode(raw[offset : offset + size])
+            out[int(ty), int(tx)] = np.frombuffer(data, dtype=self.dtype).reshape(shape)
+        return out
+
+
+def read_table_rows(io: ChunkIO, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of a 2-D array chunked by rows only (a per-object table), read chunk by
+    chunk; the fill value where a chunk is not stored."""
+    step = io.chunk_shape[0]
+    out = np.empty((max(hi - lo, 0), io.shape[1]), io.dtype)
+    for block in range(lo // step, -(-hi // step)):
+        a, b = max(lo, block * step), min(hi, (block + 1) * step)
+        chunk = io.read((block, 0))
+        a0 = block * step
+        out[a - lo : b - lo] = io.fill if chunk is None else chunk[a - a0 : b - a0]
+    return out
 
 
 def write_table_rows(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._chunks import ChunkIO, ShardIO, UnsupportedChunkLayout
-from .layers import FrameLayers
+from .layers import FrameLayers, shared_pixel_counts
 from .layout import LABELS_PATH, OVERLAPS_GROUP, V1_MASK_PATH, overlap_path
 
 #: zstd level of the label layers, chosen by ``benchmarks/writer.py --codecs``: on label
@@ -42,6 +42,7 @@ class LayerArrays:
         self._io: dict[str, ChunkIO | None] = {}
         self._shards: dict[int, ShardIO | None] = {}
         self._zarr: dict[str, object] = {}  # opened zarr arrays (opening reads zarr.json)
+        self._scratch = threading.local()  # a decoding buffer per thread
         self.num_overlap_layers = self._count_overlap_layers()
 
     def _zarr_array(self, name: str):
@@ -109,11 +110,19 @@ class LayerArrays:
         return self._shards[layer]
 
     # ------------------------------------------------------------------ access
-    def _read(self, name: str, t: int) -> np.ndarray:
+    def _read(self, name: str, t: int, scratch: bool = False) -> np.ndarray:
+        """Frame ``t`` of a layer; ``scratch``: decoded into this thread's buffer, valid until
+        its next scratch read."""
         io = self.chunk_io(name)
         if io is None:
             return np.asarray(self._zarr_array(name)[t])
-        chunk = io.read((t, 0, 0))
+        out = None
+        if scratch:
+            out = getattr(self._scratch, "buffer", None)
+            if out is None:
+                size = int(np.prod(io.chunk_shape)) * io.dtype.itemsize
+                out = self._scratch.buffer = bytearray(size)
+        chunk = io.read((t, 0, 0), out)
         return np.zeros(self.shape[1:], np.uint32) if chunk is None else chunk[0]
 
     def read(self, t: int) -> list[np.ndarray]:
@@ -128,6 +137,36 @@ class LayerArrays:
                 break
             layers.append(layer)
         return layers
+
+    def shared_pixels(self, t: int) -> dict[tuple[int, int], int]:
+        """Pixels each pair of objects shares on frame ``t``: ``{(lower id, higher id): count}``.
+
+        Shared pixels are where overlap layer 1 is non-zero, so only the overlap layers' stored
+        tiles and the matching parts of the merged labels are looked at; a frame without
+        overlaps costs one file lookup.
+        """
+        ios = [self.shard_io(k) for k in range(1, self.num_overlap_layers + 1)]
+        if not ios:
+            return {}
+        if any(io is None for io in ios):  # a layout zarr reads for us
+            return shared_pixel_counts(self.read(t))
+        tiles = []
+        for io in ios:
+            layer = io.read_tiles((t, 0, 0))
+            if not layer:
+                break  # layers fill bottom-up
+            tiles.append(layer)
+        if not tiles:
+            return {}
+        labels = self._read(LABELS_PATH, t, scratch=True)
+        th, tw = ios[0].tile[1:]
+        counts: dict[tuple[int, int], int] = {}
+        for ty, tx in tiles[0]:
+            part = labels[ty * th : (ty + 1) * th, tx * tw : (tx + 1) * tw]
+            h, w = part.shape  # tiles may overhang the frame
+            stack = [part] + [layer[ty, tx][:h, :w] for layer in tiles if (ty, tx) in layer]
+            shared_pixel_counts(stack, counts)
+        return counts
 
     def has_frame(self, t: int) -> bool:
         """Whether frame ``t`` holds any object pixel."""

@@ -122,6 +122,33 @@ def layers_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -
     return build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, shape).full()
 
 
+def shared_pixel_counts(
+    stack: Sequence[np.ndarray], counts: dict[tuple[int, int], int] | None = None
+) -> dict[tuple[int, int], int]:
+    """Pixels each pair of objects shares in aligned crops of a frame's layers (layer 0
+    first): ``{(lower id, higher id): count}``, added to ``counts`` if given.
+
+    A pixel is shared exactly where layer 1 is non-zero, and there the layers hold its
+    objects in increasing id order.
+    """
+    counts = {} if counts is None else counts
+    if len(stack) < 2:
+        return counts
+    where = stack[1] != 0
+    values = [layer[where].astype(np.uint64) for layer in stack]
+    for b in range(1, len(values)):
+        held = values[b] != 0  # then every layer below holds an id too
+        if not held.any():
+            break
+        for a in range(b):
+            pairs = (values[a][held] << np.uint64(32)) | values[b][held]
+            codes, n = np.unique(pairs, return_counts=True)
+            for code, count in zip(codes.tolist(), n.tolist()):
+                key = (code >> 32, code & 0xFFFFFFFF)
+                counts[key] = counts.get(key, 0) + count
+    return counts
+
+
 def mask_from_layers(layers: Sequence[np.ndarray], obj_id: int) -> np.ndarray:
     """One object's bool mask from a frame's layers."""
     mask = layers[0] == obj_id

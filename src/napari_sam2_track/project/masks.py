@@ -4,7 +4,8 @@ Store format 2 keeps every object's mask in label layers (see :mod:`.layers`): t
 labels ``labels/masklets/0`` plus the overlap layers ``overlaps/<k>``, one chunk (or shard)
 per frame each. Nothing outside this module and :mod:`.layer_arrays` needs to know that: read
 masks with :meth:`MaskStore.mask`, :meth:`~MaskStore.masks`, :meth:`~MaskStore.frame_masks`
-or :meth:`~MaskStore.mask_crops`, and write them with :meth:`~MaskStore.merge_labels`.
+or :meth:`~MaskStore.mask_crops` (:meth:`~MaskStore.shared_pixels` counts overlaps), and write
+them with :meth:`~MaskStore.merge_labels`.
 Format-1 projects (one full-frame bool array per object, ``objects/<id>/mask``) are read as
 they are; writing needs the project opened for writing, which upgrades it (:mod:`.migrate`).
 """
@@ -19,7 +20,14 @@ from ..errors import StoreError
 from ..prompts import ObjectSpec
 from ._chunks import write_table_rows
 from .layer_arrays import LayerArrays
-from .layers import build_layers, mask_box, mask_from_layers, masks_from_layers
+from .layers import (
+    build_layers,
+    layers_from_masks,
+    mask_box,
+    mask_from_layers,
+    masks_from_layers,
+    shared_pixel_counts,
+)
 from .layout import COL, FORMAT_VERSION, LABELS_PATH, STATE_EDITED, V1_MASK_PATH, overlap_path
 
 
@@ -87,6 +95,14 @@ class MaskStore:
             for o in ids:
                 out[o][i] = mask_from_layers(crops, o)
         return out or {o: np.zeros((0, 0, 0), bool) for o in ids}
+
+    def shared_pixels(self, t: int) -> dict[tuple[int, int], int]:
+        """Pixels each pair of objects shares on frame ``t``: ``{(lower id, higher id): count}``
+        (pairs sharing none left out). Format 2 reads only the overlap tiles; format 1 reads
+        every object's mask."""
+        if self.format_version < 2:
+            return shared_pixel_counts(layers_from_masks(self.frame_masks(t), self.shape[1:]))
+        return self.layers.shared_pixels(t)
 
     def frame_masks(self, t: int, ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
         """Bool masks of objects on frame ``t``: of ``ids`` (default: the project's objects).

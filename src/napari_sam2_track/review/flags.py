@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -22,35 +23,40 @@ from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, sto
 #: Frames read per block: 8 table chunks (8,192 rows, 512 KiB per object).
 BLOCK = 8 * TABLE_CHUNK
 
-MaskReader = Callable[[int, int, int, slice, slice], np.ndarray]
-"""``read_masks(object, first, stop, rows, cols)``: crops of an object's bool masks on frames
-``[first, stop)``, shape ``(stop - first, rows, cols)``."""
+SharedReader = Callable[[int, int, int, int, slice, slice], np.ndarray]
+"""``read_shared(i, j, first, stop, rows, cols)``: the pixels objects ``i`` and ``j`` share on
+each frame of ``[first, stop)``, shape ``(stop - first,)``; every shared pixel lies in the
+crop ``[rows, cols]``."""
 
 
 @dataclass
 class TableSource:
-    """What the flags read: the objects' table rows and, for overlaps, crops of their masks."""
+    """What the flags read: the objects' table rows and, for overlaps, their shared pixels."""
 
     ids: list[int]
     num_frames: int
     height: int
     width: int
     read_rows: RowReader
-    read_masks: MaskReader | None = None
+    read_shared: SharedReader | None = None
 
     @classmethod
     def from_store(cls, store: ProjectStore) -> "TableSource":
         n, h, w = store.shape
-        ids = store.object_ids()
-        last: dict = {}  # the latest request's crops: the overlap check asks for a pair
+        if store.format_version < 2:  # one bool array per object: count in crops
 
-        def read_masks(obj_id: int, first: int, stop: int, rows: slice, cols: slice) -> np.ndarray:
-            key = (first, stop, rows.start, rows.stop, cols.start, cols.stop)
-            if last.get("key") != key:  # every object's crops from one read of each frame
-                last["key"], last["crops"] = key, store.mask_crops(ids, first, stop, rows, cols)
-            return last["crops"][obj_id]
+            def read_shared(i: int, j: int, first: int, stop: int, rows: slice, cols: slice):
+                crops = store.mask_crops((i, j), first, stop, rows, cols)
+                return np.count_nonzero(crops[i] & crops[j], axis=(1, 2))
 
-        return cls(ids, n, h, w, store_row_reader(store), read_masks)
+        else:  # the overlap layers hold exactly the shared pixels; a frame is read for all pairs
+            pairs = lru_cache(maxsize=256)(store.shared_pixels)
+
+            def read_shared(i: int, j: int, first: int, stop: int, rows: slice, cols: slice):
+                key = (min(i, j), max(i, j))
+                return np.array([pairs(t).get(key, 0) for t in range(first, stop)], dtype=np.int64)
+
+        return cls(store.object_ids(), n, h, w, store_row_reader(store), read_shared)
 
     @classmethod
     def from_arrays(
@@ -60,11 +66,13 @@ class TableSource:
         """Tables (and optionally ``(t, h, w)`` masks) held in memory, e.g. for tests."""
         ids = sorted(tables)
         n = len(tables[ids[0]]) if ids else 0
-        read_masks = None
+        read_shared = None
         if masks is not None:
-            read_masks = lambda o, a, b, r, c: np.asarray(masks[o][a:b, r, c], bool)  # noqa: E731
+            def read_shared(i, j, first, stop, rows, cols):
+                a, b = (np.asarray(masks[o][first:stop, rows, cols], bool) for o in (i, j))
+                return np.count_nonzero(a & b, axis=(1, 2))
         return cls(ids, n, height, width, lambda o, lo, hi: np.asarray(tables[o][lo:hi], float),
-                   read_masks)
+                   read_shared)
 
 
 @dataclass
@@ -206,17 +214,16 @@ def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray
 
 def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict, fraction: float) -> None:
     """Overlap flags of one block. Pairs whose boxes never meet in the block are skipped; for
-    the others the boxes are compared frame by frame, and masks are read only where boxes
-    intersect enough (once per run of consecutive frames, cropped to the intersections)."""
-    if source.read_masks is None:
+    the others the boxes are compared frame by frame, and shared pixels are counted only where
+    boxes intersect enough (once per run of consecutive frames)."""
+    if source.read_shared is None:
         return
     vis = {o: codes[o] == VISIBLE for o in source.ids}
     ids = [o for o in source.ids if vis[o].any()]
     x0, y0, x1, y1, area = COL["x0"], COL["y0"], COL["x1"], COL["y1"], COL["area"]
-    extent = {}
-    for o in ids:
-        seen = rows[o][vis[o]]
-        extent[o] = (seen[:, x0].min(), seen[:, y0].min(), seen[:, x1].max(), seen[:, y1].max())
+    seen = {o: rows[o][vis[o]] for o in ids}
+    extent = {o: (s[:, x0].min(), s[:, y0].min(), s[:, x1].max(), s[:, y1].max())
+              for o, s in seen.items()}
     best: dict[int, np.ndarray] = {}
     partner: dict[int, np.ndarray] = {}
     for k, i in enumerate(ids):
@@ -232,26 +239,21 @@ def _overlaps(runs: _Runs, source: TableSource, lo: int, rows: dict, codes: dict
             cand = np.flatnonzero((inter > 0) & (inter > fraction * np.minimum(ri[:, area], rj[:, area])))
             if cand.size == 0:
                 continue
+            shared = np.zeros(cand.size)
             bounds = np.r_[0, np.flatnonzero(np.diff(both_visible[cand]) != 1) + 1, cand.size]
             for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                 run = cand[s:e]  # positions in both_visible, consecutive frames
-                top, left = int(iy0[run].min()), int(ix0[run].min())
-                r, c = slice(top, int(iy1[run].max())), slice(left, int(ix1[run].max()))
+                r = slice(int(iy0[run].min()), int(iy1[run].max()))
+                c = slice(int(ix0[run].min()), int(ix1[run].max()))
                 first = lo + int(both_visible[run[0]])
-                stop = lo + int(both_visible[run[-1]]) + 1
-                shared_masks = source.read_masks(i, first, stop, r, c) & source.read_masks(j, first, stop, r, c)
-                for q in run.tolist():
-                    b_ = int(both_visible[q])
-                    crop = shared_masks[lo + b_ - first, int(iy0[q]) - top : int(iy1[q]) - top,
-                                        int(ix0[q]) - left : int(ix1[q]) - left]
-                    shared = int(np.count_nonzero(crop))
-                    for obj, other, own in ((i, j, ri[q, area]), (j, i, rj[q, area])):
-                        share = shared / own
-                        if share > fraction:
-                            scores = best.setdefault(obj, np.zeros(len(vis[obj])))
-                            if share > scores[b_]:
-                                scores[b_] = share
-                                partner.setdefault(obj, np.zeros(len(vis[obj])))[b_] = other
+                shared[s:e] = source.read_shared(i, j, first, first + e - s, r, c)
+            at = both_visible[cand]
+            for obj, other, own in ((i, j, ri[cand, area]), (j, i, rj[cand, area])):
+                share = shared / own
+                scores = best.setdefault(obj, np.zeros(len(vis[obj])))
+                better = (share > fraction) & (share > scores[at])
+                scores[at[better]] = share[better]
+                partner.setdefault(obj, np.zeros(len(vis[obj])))[at[better]] = other
     for obj in sorted(best):
         hit = best[obj] > 0
         runs.add(obj, "overlap", lo + np.flatnonzero(hit), best[obj][hit], partner[obj][hit])
@@ -298,7 +300,8 @@ def find_flags(
 
 
 def _subset(source: TableSource, ids: list[int]) -> TableSource:
-    return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows, source.read_masks)
+    return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows,
+                       source.read_shared)
 
 
 def _report(runs, spans, th) -> ReviewReport:
