@@ -105,6 +105,23 @@ def test_masks_round_trip_bit_exactly_with_overlaps_and_empty_frames(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p.zarr/labels/masklets/0/c").iterdir()) == ["0", "1", "2", "4"]
 
 
+def test_one_encoding_thread_leaves_nothing_of_a_frame_in_the_next(tmp_path):
+    # one thread reuses its layer frames: a deep overlap, then small apart masks, then the
+    # deep overlap shifted must each read back exactly as written
+    store = new_store(tmp_path / "p.zarr", n=3)
+    apart = {o: np.zeros((H, W), bool) for o in IDS}
+    apart[2][:5, :5] = True
+    apart[40][-5:, -5:] = True
+    shifted = {o: np.roll(m, (60, -70), axis=(0, 1)) for o, m in blobs(2).items()}
+    frames = {0: blobs(2), 1: apart, 2: shifted}
+    write(store, frames, workers=1)
+    assert not any((tmp_path / "p.zarr/overlaps").glob("*/c/1/0/0"))
+    for t, masks in frames.items():
+        assert np.array_equal(store.labels[t], merge_lowest_id(masks, (H, W))), t
+        for obj, mask in masks.items():
+            assert np.array_equal(plain_zarr_mask(tmp_path / "p.zarr", obj, t), mask), (t, obj)
+
+
 def test_plain_zarr_reads_merged_labels_and_every_mask(tmp_path):
     store = new_store(tmp_path / "p.zarr")
     masks = blobs(2)

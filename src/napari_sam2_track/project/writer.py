@@ -22,7 +22,8 @@ import numpy as np
 
 from .._threads import lower_thread_priority
 from ..errors import StoreError
-from .layers import build_layers, mask_box, masks_from_layers
+from .layer_arrays import OVERLAP_TILE
+from .layers import LayerScratch, build_layers, mask_box, masks_from_layers
 from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED
 from .store import ProjectStore
 
@@ -75,7 +76,7 @@ class StoreWriter:
         self._cv = threading.Condition()
         self._closing = False
         self._ensured: set[int] = set()
-        self._local = threading.local()  # per encoding thread: a reusable label frame
+        self._local = threading.local()  # per encoding thread: reusable layer frames
         self._pool = ThreadPoolExecutor(
             max_workers=workers or default_workers(),
             thread_name_prefix="store-encode",
@@ -142,16 +143,14 @@ class StoreWriter:
             for o, m in masks_from_layers(self.store.layers.read(t), others).items():
                 masks[o] = m
                 boxes[o] = mask_box(m)[1]
-        shape = self.store.shape[1:]
-        buffer = getattr(self._local, "labels", None)
-        if buffer is None or buffer.shape != shape:
-            buffer = self._local.labels = np.zeros(shape, np.uint32)
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.shape != tuple(self.store.shape[1:]):
+            scratch = self._local.scratch = LayerScratch(self.store.shape[1:], OVERLAP_TILE)
+        frame = build_layers(masks, boxes, scratch.shape, scratch)
         try:
-            self.store.layers.write(t, build_layers(masks, boxes, shape, out=buffer))
-        finally:  # leave the buffer all zero for the next frame
-            for box in boxes.values():
-                if box is not None:
-                    buffer[box[0] : box[1], box[2] : box[3]] = 0
+            self.store.layers.write(t, frame)
+        finally:  # leave the scratch frames all zero for the next frame
+            scratch.clear(frame)
         rows = {}
         threshold = max(1, self.min_visible_pixels)
         for o in objs:
