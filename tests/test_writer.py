@@ -162,6 +162,19 @@ def test_a_partial_frame_keeps_the_other_objects(tmp_path):
     assert np.array_equal(store.mask(2, 3), first[2]) and np.array_equal(store.mask(5, 3), first[5])
 
 
+def test_table_rows_are_written_in_place_and_read_by_plain_zarr(tmp_path):
+    store = new_store(tmp_path / "p.zarr", n=1030)
+    store.write_rows({2: [(0, [1.0] * 8)]})  # creates the chunk file
+    chunk = tmp_path / "p.zarr/objects/2/table/c/0/0"
+    inode = chunk.stat().st_ino
+    store.write_rows({2: [(5, [2.0] * 8), (6, [3.0, 4.0]), (1027, [7.0] * 8)]})
+    assert chunk.stat().st_ino == inode  # rewritten in place, not replaced
+    table = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["objects/2/table"][:]
+    assert (table[0] == 1).all() and (table[5] == 2).all() and (table[1027] == 7).all()
+    assert list(table[6, :2]) == [3, 4] and np.isnan(table[6, 2:]).all()
+    assert np.isnan(np.delete(table, [0, 5, 6, 1027], axis=0)).all()
+
+
 def test_write_mask_and_merge_labels_keep_overlaps(tmp_path):
     store = new_store(tmp_path / "p.zarr", ids=[1, 2])
     a = np.zeros((H, W), bool)

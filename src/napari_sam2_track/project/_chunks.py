@@ -141,6 +141,31 @@ class ChunkIO(ChunkFiles):
             raw = zstd_decode(raw)
         return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape).copy()
 
+    def write_rows(self, coords: tuple[int, ...], lead: tuple[int, ...],
+                   rows: list[tuple[int, list[float]]]) -> bool:
+        """Overwrite rows ``[*lead, r, :len(values)]`` of a stored uncompressed chunk in place;
+        ``False`` (nothing written) where the chunk is compressed or not stored.
+
+        Each row is one ``pwrite`` of its bytes: no read, no rewrite of the chunk and no file
+        replaced (replacing a file on ext4 starts writing the new one out at once). A
+        ``kill -9`` cannot cut a row written this way; rows not yet written keep their values.
+        """
+        if self.zstd_level is not None:
+            return False
+        try:
+            fd = os.open(self.path(coords), os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.fstat(fd).st_size != self.dtype.itemsize * int(np.prod(self.chunk_shape)):
+                return False
+            for r, values in rows:
+                start = np.ravel_multi_index((*lead, r, 0), self.chunk_shape) * self.dtype.itemsize
+                os.pwrite(fd, np.asarray(values, self.dtype).tobytes(), start)
+        finally:
+            os.close(fd)
+        return True
+
     def read(self, coords: tuple[int, ...]) -> np.ndarray | None:
         """The chunk, or ``None`` where it is not stored (all fill value)."""
         try:
@@ -223,7 +248,8 @@ class ShardIO(ChunkFiles):
 def write_table_rows(
     io: ChunkIO | None, array, rows: list[tuple[int, list[float]]], lead: tuple[int, ...] = ()
 ) -> None:
-    """Write ``(index, values)`` rows of a float table array, one write per chunk touched.
+    """Write ``(index, values)`` rows of a float table array: in place where the chunk is
+    stored uncompressed (:meth:`ChunkIO.write_rows`), else one whole-chunk write per chunk.
 
     ``lead``: the indices of leading axes (a stack of tables, as a segment's part table);
     ``io``: the array's :class:`ChunkIO`, or ``None`` to write through zarr (``array``).
@@ -240,6 +266,8 @@ def write_table_rows(
         by_block.setdefault(i // chunk_rows, []).append((i, row))
     for block, block_rows in by_block.items():
         coords = (*lead_chunk, block, 0)
+        if io.write_rows(coords, lead_in, [(i - block * chunk_rows, row) for i, row in block_rows]):
+            continue
         chunk = io.read(coords)
         if chunk is None:
             chunk = np.full(io.chunk_shape, io.fill, dtype=io.dtype)
