@@ -233,6 +233,10 @@ def test_layers_hold_every_mask_and_the_lowest_id_merge(masks, ids):
     masks = dict(zip(ids, masks))
     frame = build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, (9, 11))
     layers = frame.full()
+    found = build_layers(masks, None, (9, 11))  # boxes and areas computed while drawing
+    assert found.stats == {o: mask_box(m) for o, m in masks.items()}
+    assert len(found.full()) == len(layers)
+    assert all(np.array_equal(a, b) for a, b in zip(found.full(), layers))
     assert np.array_equal(layers[0], merge_lowest_id(masks, (9, 11)))
     back = masks_from_layers(layers, list(masks))
     for obj, mask in masks.items():

@@ -94,6 +94,8 @@ class FrameLayers:
     regions: list[list[Box]] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     empty: bool = False
+    #: ``{object: (area, box)}`` of each mask, where :func:`build_layers` computed them.
+    stats: dict[int, tuple[int, Box | None]] = field(default_factory=dict)
 
     def full(self) -> list[np.ndarray]:
         """All layers as frame-sized arrays (views)."""
@@ -103,25 +105,36 @@ class FrameLayers:
 
 def build_layers(
     masks: Mapping[int, np.ndarray],
-    boxes: Mapping[int, Box | None],
+    boxes: Mapping[int, Box | None] | None,
     shape: tuple[int, int],
     scratch: LayerScratch | None = None,
 ) -> FrameLayers:
     """A frame's label layers from per-object bool masks and their bounding boxes.
 
-    Cost: one pass over each object's box, one over the pixels where boxes intersect, and
-    work in proportion to the overlapping pixels. ``scratch``: all-zero frames to build in
-    (a writer reuses one and :meth:`~LayerScratch.clear` s it after writing); fresh ones
-    otherwise.
+    ``boxes=None``: computed here, each right before its mask is drawn into layer 0 (the
+    mask is then read once from memory, not twice), and returned with the areas in
+    ``stats``. Cost: one pass over each mask, one over each object's box, one over the pixels
+    where boxes intersect, and work in proportion to the overlapping pixels. ``scratch``:
+    all-zero frames to build in (a writer reuses one and :meth:`~LayerScratch.clear` s it
+    after writing); fresh ones otherwise.
     """
     if scratch is None:
         scratch = LayerScratch(shape)
-    ids = sorted(o for o in masks if boxes[o] is not None)
     layer0 = scratch.labels
-    frame = FrameLayers(layer0, boxes=[boxes[o] for o in ids], empty=not ids)
-    for obj_id in reversed(ids):  # the lowest id is written last and wins
-        y0, y1, x0, x1 = boxes[obj_id]
-        np.copyto(layer0[y0:y1, x0:x1], obj_id, where=masks[obj_id][y0:y1, x0:x1])
+    frame = FrameLayers(layer0)
+    if boxes is None:
+        boxes = {}
+        for obj_id in sorted(masks, reverse=True):
+            frame.stats[obj_id] = area_box = mask_box(masks[obj_id])
+            boxes[obj_id] = area_box[1]
+            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+        ids = sorted(o for o in masks if boxes[o] is not None)
+    else:
+        ids = sorted(o for o in masks if boxes[o] is not None)
+        for obj_id in reversed(ids):  # the lowest id is written last and wins
+            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+    frame.boxes = [boxes[o] for o in ids]
+    frame.empty = not ids
     # Pixels of each object claimed by a lower id: looked for only where its box meets lower
     # ids' boxes; then stacked into the first overlap layer free there (ascending ids, so
     # ids rise with the layer).
@@ -152,10 +165,16 @@ def build_layers(
     return frame
 
 
+def _draw(layer0: np.ndarray, obj_id: int, mask: np.ndarray, box: Box | None) -> None:
+    if box is not None:
+        y0, y1, x0, x1 = box
+        np.copyto(layer0[y0:y1, x0:x1], obj_id, where=mask[y0:y1, x0:x1])
+
+
 def layers_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
     """Full-frame layers of :func:`build_layers`, computing the boxes."""
     masks = {o: np.asarray(m, bool) for o, m in masks.items()}
-    return build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, shape).full()
+    return build_layers(masks, None, shape).full()
 
 
 def mask_from_layers(layers: Sequence[np.ndarray], obj_id: int) -> np.ndarray:
