@@ -175,6 +175,9 @@ class ChunkIO(ChunkFiles):
         return self.decode(raw)
 
 
+_EMPTY_TILES: dict[tuple, bytes] = {}
+
+
 class ShardIO(ChunkFiles):
     """Writes whole shards (one per frame) of a local zarr v3 array with ``sharding_indexed``.
 
@@ -211,6 +214,14 @@ class ShardIO(ChunkFiles):
             raise UnsupportedChunkLayout("only (1, h, w) shards of (1, th, tw) tiles")
         self.grid = (self.shard_shape[1] // self.tile[1], self.shard_shape[2] // self.tile[2])
 
+    def _empty_tile(self) -> bytes:
+        """The encoding of an all-zero tile (encoding is deterministic)."""
+        key = (self.level, self.tile, self.dtype.str)
+        empty = _EMPTY_TILES.get(key)
+        if empty is None:
+            empty = _EMPTY_TILES[key] = zstd_encode(np.zeros(self.tile[1:], self.dtype), self.level)
+        return empty
+
     def encode(self, layer: np.ndarray, regions: list[tuple[int, int, int, int]]) -> bytes | None:
         """One frame's shard of ``layer`` (top left at the frame's; it may extend past the
         frame, e.g. padded to whole tiles); ``None`` if it is all zero. ``regions``: boxes
@@ -222,16 +233,17 @@ class ShardIO(ChunkFiles):
                 tiles.update((ty, tx) for tx in range(x0 // tw, (x1 - 1) // tw + 1))
         index = np.full((*self.grid, 2), self.EMPTY, dtype="<u8")
         parts, offset = [], 0
+        empty = self._empty_tile()
         for ty, tx in sorted(tiles):
             piece = layer[ty * th : (ty + 1) * th, tx * tw : (tx + 1) * tw]
-            if not piece.any():
-                continue
             if piece.shape == (th, tw):
                 tile = np.ascontiguousarray(piece, dtype=self.dtype)
             else:  # cut by the end of an unpadded layer
                 tile = np.zeros((th, tw), self.dtype)
                 tile[: piece.shape[0], : piece.shape[1]] = piece
             data = zstd_encode(tile, self.level)
+            if data == empty:  # an all-zero tile (cheaper to see so than to scan it first)
+                continue
             index[ty, tx] = (offset, len(data))
             parts.append(data)
             offset += len(data)
