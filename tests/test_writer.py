@@ -122,6 +122,23 @@ def test_one_encoding_thread_leaves_nothing_of_a_frame_in_the_next(tmp_path):
             assert np.array_equal(plain_zarr_mask(tmp_path / "p.zarr", obj, t), mask), (t, obj)
 
 
+def test_overlap_shards_hold_exactly_the_tiles_with_overlap_pixels(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    write(store, {0: blobs(0)})
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    for k in range(1, store.layers.num_overlap_layers + 1):
+        layer = root[f"overlaps/{k}"]
+        tile = layer.metadata.codecs[0].chunk_shape[1:]
+        grid = (-(-H // tile[0]), -(-W // tile[1]))
+        raw = (tmp_path / f"p.zarr/overlaps/{k}/c/0/0/0").read_bytes()
+        index = np.frombuffer(raw[-4 - 16 * grid[0] * grid[1] : -4], "<u8").reshape(*grid, 2)
+        stored = index[..., 0] != 2**64 - 1
+        frame = layer[0]
+        wanted = np.array([[frame[ty * tile[0] : (ty + 1) * tile[0], tx * tile[1] : (tx + 1) * tile[1]].any()
+                            for tx in range(grid[1])] for ty in range(grid[0])])
+        assert wanted.any() and np.array_equal(stored, wanted), k
+
+
 def test_plain_zarr_reads_merged_labels_and_every_mask(tmp_path):
     store = new_store(tmp_path / "p.zarr")
     masks = blobs(2)
