@@ -156,10 +156,15 @@ def build_layers(
             if k == len(frame.overlaps):
                 frame.overlaps.append(scratch.overlap(k + 1))
                 frame.regions.append([])
+            box = (y0, y1, x0, x1)
             view = frame.overlaps[k][y0:y1, x0:x1]
+            if not any(_intersect(box, r) for r in frame.regions[k]):  # layer k is free there
+                np.copyto(view, obj_id, where=rest)
+                frame.regions[k].append(box)
+                break
             free = view == 0
             np.copyto(view, obj_id, where=rest & free)
-            frame.regions[k].append((y0, y1, x0, x1))
+            frame.regions[k].append(box)
             rest = rest > free  # still unplaced: where this layer was taken
             k += 1
     return frame
