@@ -18,6 +18,7 @@ Usage::
     python benchmarks/writer.py                                  # 1080p x 1 and 8, 720p x 2
     python benchmarks/writer.py --frames 300 --baseline-frames 60 --repeats 2
     python benchmarks/writer.py --baseline none                  # ours only
+    python benchmarks/writer.py --workers 1                      # one encoding thread
     python benchmarks/writer.py --codecs                         # codec choice for layers
 """
 
@@ -94,7 +95,10 @@ def run_one(args) -> dict:
         # the writer alone, at normal priority: today's writer encodes in zarr's own (normal
         # priority) thread, ours in threads that tracking runs below the model's
         normal = "low_priority" in inspect.signature(StoreWriter).parameters
-        writer = StoreWriter(store, 1, **({"low_priority": False} if normal else {}))
+        extra = {"low_priority": False} if normal else {}
+        if args.workers and "workers" in inspect.signature(StoreWriter).parameters:
+            extra["workers"] = args.workers
+        writer = StoreWriter(store, 1, **extra)
         rss_start = rss_mb()
         cpu_start = time.process_time()
         start = time.perf_counter()
@@ -119,6 +123,7 @@ def run_one(args) -> dict:
         "width": w,
         "objects": n,
         "frames": args.frames,
+        "workers": args.workers or "default",
         "fps": round(args.frames / elapsed, 1),
         "ms_per_frame": round(1000 * elapsed / args.frames, 2),
         "cpu_ms_per_frame": round(1000 * cpu / args.frames, 2),
@@ -193,6 +198,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="main", help="git revision to compare with, or 'none'")
     parser.add_argument("--baseline-frames", type=int, default=60, help="frames for the (slow) baseline")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="encoding threads (default: the writer's)")
     parser.add_argument("--codecs", action="store_true", help="compare codecs for the label layers")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "nst-bench"))
     parser.add_argument("--tmp", default=None, help="folder for the stores written (default: temp)")
@@ -217,7 +223,8 @@ def main() -> None:
             for label, src, frames in writers:
                 env = {**os.environ, "PYTHONPATH": src}
                 cmd = [sys.executable, __file__, "--label", label, "--height", str(h), "--width", str(w),
-                       "--objects", str(n), "--frames", str(frames)] + (["--tmp", args.tmp] if args.tmp else [])
+                       "--objects", str(n), "--frames", str(frames), "--workers", str(args.workers)]
+                cmd += ["--tmp", args.tmp] if args.tmp else []
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
                 if out.returncode != 0 or not lines:

@@ -105,6 +105,40 @@ def test_masks_round_trip_bit_exactly_with_overlaps_and_empty_frames(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p.zarr/labels/masklets/0/c").iterdir()) == ["0", "1", "2", "4"]
 
 
+def test_one_encoding_thread_leaves_nothing_of_a_frame_in_the_next(tmp_path):
+    # one thread reuses its layer frames: a deep overlap, then small apart masks, then the
+    # deep overlap shifted must each read back exactly as written
+    store = new_store(tmp_path / "p.zarr", n=3)
+    apart = {o: np.zeros((H, W), bool) for o in IDS}
+    apart[2][:5, :5] = True
+    apart[40][-5:, -5:] = True
+    shifted = {o: np.roll(m, (60, -70), axis=(0, 1)) for o, m in blobs(2).items()}
+    frames = {0: blobs(2), 1: apart, 2: shifted}
+    write(store, frames, workers=1)
+    assert not any((tmp_path / "p.zarr/overlaps").glob("*/c/1/0/0"))
+    for t, masks in frames.items():
+        assert np.array_equal(store.labels[t], merge_lowest_id(masks, (H, W))), t
+        for obj, mask in masks.items():
+            assert np.array_equal(plain_zarr_mask(tmp_path / "p.zarr", obj, t), mask), (t, obj)
+
+
+def test_overlap_shards_hold_exactly_the_tiles_with_overlap_pixels(tmp_path):
+    store = new_store(tmp_path / "p.zarr")
+    write(store, {0: blobs(0)})
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    for k in range(1, store.layers.num_overlap_layers + 1):
+        layer = root[f"overlaps/{k}"]
+        tile = layer.metadata.codecs[0].chunk_shape[1:]
+        grid = (-(-H // tile[0]), -(-W // tile[1]))
+        raw = (tmp_path / f"p.zarr/overlaps/{k}/c/0/0/0").read_bytes()
+        index = np.frombuffer(raw[-4 - 16 * grid[0] * grid[1] : -4], "<u8").reshape(*grid, 2)
+        stored = index[..., 0] != 2**64 - 1
+        frame = layer[0]
+        wanted = np.array([[frame[ty * tile[0] : (ty + 1) * tile[0], tx * tile[1] : (tx + 1) * tile[1]].any()
+                            for tx in range(grid[1])] for ty in range(grid[0])])
+        assert wanted.any() and np.array_equal(stored, wanted), k
+
+
 def test_plain_zarr_reads_merged_labels_and_every_mask(tmp_path):
     store = new_store(tmp_path / "p.zarr")
     masks = blobs(2)
@@ -143,6 +177,19 @@ def test_a_partial_frame_keeps_the_other_objects(tmp_path):
     # the same through resume's skip: object 2 is done, object 5 is rewritten
     write(store, {3: {2: np.zeros((H, W), bool), 5: first[5]}}, skip_frames=lambda o, t: o == 2)
     assert np.array_equal(store.mask(2, 3), first[2]) and np.array_equal(store.mask(5, 3), first[5])
+
+
+def test_table_rows_are_written_in_place_and_read_by_plain_zarr(tmp_path):
+    store = new_store(tmp_path / "p.zarr", n=1030)
+    store.write_rows({2: [(0, [1.0] * 8)]})  # creates the chunk file
+    chunk = tmp_path / "p.zarr/objects/2/table/c/0/0"
+    inode = chunk.stat().st_ino
+    store.write_rows({2: [(5, [2.0] * 8), (6, [3.0, 4.0]), (1027, [7.0] * 8)]})
+    assert chunk.stat().st_ino == inode  # rewritten in place, not replaced
+    table = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["objects/2/table"][:]
+    assert (table[0] == 1).all() and (table[5] == 2).all() and (table[1027] == 7).all()
+    assert list(table[6, :2]) == [3, 4] and np.isnan(table[6, 2:]).all()
+    assert np.isnan(np.delete(table, [0, 5, 6, 1027], axis=0)).all()
 
 
 def test_write_mask_and_merge_labels_keep_overlaps(tmp_path):
@@ -203,6 +250,10 @@ def test_layers_hold_every_mask_and_the_lowest_id_merge(masks, ids):
     masks = dict(zip(ids, masks))
     frame = build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, (9, 11))
     layers = frame.full()
+    found = build_layers(masks, None, (9, 11))  # boxes and areas computed while drawing
+    assert found.stats == {o: mask_box(m) for o, m in masks.items()}
+    assert len(found.full()) == len(layers)
+    assert all(np.array_equal(a, b) for a, b in zip(found.full(), layers))
     assert np.array_equal(layers[0], merge_lowest_id(masks, (9, 11)))
     back = masks_from_layers(layers, list(masks))
     for obj, mask in masks.items():

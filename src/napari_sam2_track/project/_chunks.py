@@ -18,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # a compression context kept per thread: a frame's many small tiles cost ~1 us each, not
+    # the ~20 us of setting up a context per call; releases the GIL like imagecodecs
+    import zstandard as _zstandard
+except ImportError:  # pragma: no cover - optional
+    _zstandard = None
 try:  # releases the GIL, so chunks of several frames compress in parallel
     import imagecodecs as _imagecodecs
 
@@ -26,12 +31,23 @@ try:  # releases the GIL, so chunks of several frames compress in parallel
 except ImportError:  # pragma: no cover - optional
     _imagecodecs = None
 
+_local = threading.local()
+
 
 class UnsupportedChunkLayout(Exception):
     """The array uses codecs or a key encoding that :class:`ChunkIO` does not write."""
 
 
 def zstd_encode(data: np.ndarray, level: int) -> bytes:
+    """One zstd frame (content size in the header, no checksum) of a contiguous array."""
+    if _zstandard is not None:
+        compressors = getattr(_local, "zstd", None)
+        if compressors is None:
+            compressors = _local.zstd = {}
+        compressor = compressors.get(level)
+        if compressor is None:
+            compressor = compressors[level] = _zstandard.ZstdCompressor(level=level)
+        return compressor.compress(data)
     if _imagecodecs is not None:
         return _imagecodecs.zstd_encode(data, level=level)
     from numcodecs import Zstd
@@ -119,7 +135,7 @@ class ChunkIO(ChunkFiles):
             raise ValueError(f"chunk of shape {data.shape}, expected {self.chunk_shape}")
         if self.zstd_level is None:
             return data.tobytes()
-        return zstd_encode(data.view(np.uint8).reshape(-1), self.zstd_level)
+        return zstd_encode(data, self.zstd_level)
 
     def decode(self, raw: bytes, out: bytearray | None = None) -> np.ndarray:
         if self.zstd_level is None:
@@ -128,6 +144,31 @@ class ChunkIO(ChunkFiles):
             raw = zstd_decode(raw, out)
         chunk = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
         return chunk if out is not None else chunk.copy()
+
+    def write_rows(self, coords: tuple[int, ...], lead: tuple[int, ...],
+                   rows: list[tuple[int, list[float]]]) -> bool:
+        """Overwrite rows ``[*lead, r, :len(values)]`` of a stored uncompressed chunk in place;
+        ``False`` (nothing written) where the chunk is compressed or not stored.
+
+        Each row is one ``pwrite`` of its bytes: no read, no rewrite of the chunk and no file
+        replaced (replacing a file on ext4 starts writing the new one out at once). A
+        ``kill -9`` cannot cut a row written this way; rows not yet written keep their values.
+        """
+        if self.zstd_level is not None:
+            return False
+        try:
+            fd = os.open(self.path(coords), os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.fstat(fd).st_size != self.dtype.itemsize * int(np.prod(self.chunk_shape)):
+                return False
+            for r, values in rows:
+                start = np.ravel_multi_index((*lead, r, 0), self.chunk_shape) * self.dtype.itemsize
+                os.pwrite(fd, np.asarray(values, self.dtype).tobytes(), start)
+        finally:
+            os.close(fd)
+        return True
 
     def read(self, coords: tuple[int, ...], out: bytearray | None = None) -> np.ndarray | None:
         """The chunk, or ``None`` where it is not stored (all fill value).
@@ -140,6 +181,9 @@ class ChunkIO(ChunkFiles):
         except FileNotFoundError:
             return None
         return self.decode(raw, out)
+
+
+_EMPTY_TILES: dict[tuple, bytes] = {}
 
 
 class ShardIO(ChunkFiles):
@@ -178,35 +222,36 @@ class ShardIO(ChunkFiles):
             raise UnsupportedChunkLayout("only (1, h, w) shards of (1, th, tw) tiles")
         self.grid = (self.shard_shape[1] // self.tile[1], self.shard_shape[2] // self.tile[2])
 
-    def encode(
-        self, part: np.ndarray, box: tuple[int, int, int, int], regions: list | None = None
-    ) -> bytes | None:
-        """One frame's shard from the part ``part`` of a layer lying at ``box`` (``y0, y1,
-        x0, x1``) of the frame, zero elsewhere; ``None`` if it is all zero. ``regions``: boxes
-        (frame coordinates) outside which ``part`` is zero, to skip empty tiles."""
+    def _empty_tile(self) -> bytes:
+        """The encoding of an all-zero tile (encoding is deterministic)."""
+        key = (self.level, self.tile, self.dtype.str)
+        empty = _EMPTY_TILES.get(key)
+        if empty is None:
+            empty = _EMPTY_TILES[key] = zstd_encode(np.zeros(self.tile[1:], self.dtype), self.level)
+        return empty
+
+    def encode(self, layer: np.ndarray, regions: list[tuple[int, int, int, int]]) -> bytes | None:
+        """One frame's shard of ``layer`` (top left at the frame's; it may extend past the
+        frame, e.g. padded to whole tiles); ``None`` if it is all zero. ``regions``: boxes
+        ``(y0, y1, x0, x1)`` outside which ``layer`` is zero: only their tiles are looked at."""
         th, tw = self.tile[1:]
-        y0, y1, x0, x1 = box
         tiles: set[tuple[int, int]] = set()
-        for ry0, ry1, rx0, rx1 in regions or [box]:
-            for ty in range(ry0 // th, (ry1 - 1) // th + 1):
-                tiles.update((ty, tx) for tx in range(rx0 // tw, (rx1 - 1) // tw + 1))
+        for y0, y1, x0, x1 in regions:
+            for ty in range(y0 // th, (y1 - 1) // th + 1):
+                tiles.update((ty, tx) for tx in range(x0 // tw, (x1 - 1) // tw + 1))
         index = np.full((*self.grid, 2), self.EMPTY, dtype="<u8")
         parts, offset = [], 0
+        empty = self._empty_tile()
         for ty, tx in sorted(tiles):
-            # the tile's intersection with the part, in frame coordinates
-            a0, a1 = max(y0, ty * th), min(y1, (ty + 1) * th)
-            b0, b1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
-            if a0 >= a1 or b0 >= b1:
-                continue
-            piece = part[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
-            if not piece.any():
-                continue
+            piece = layer[ty * th : (ty + 1) * th, tx * tw : (tx + 1) * tw]
             if piece.shape == (th, tw):
                 tile = np.ascontiguousarray(piece, dtype=self.dtype)
-            else:
+            else:  # cut by the end of an unpadded layer
                 tile = np.zeros((th, tw), self.dtype)
-                tile[a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw] = piece
-            data = zstd_encode(tile.view(np.uint8).reshape(-1), self.level)
+                tile[: piece.shape[0], : piece.shape[1]] = piece
+            data = zstd_encode(tile, self.level)
+            if data == empty:  # an all-zero tile (cheaper to see so than to scan it first)
+                continue
             index[ty, tx] = (offset, len(data))
             parts.append(data)
             offset += len(data)
@@ -254,7 +299,8 @@ def read_table_rows(io: ChunkIO, lo: int, hi: int) -> np.ndarray:
 def write_table_rows(
     io: ChunkIO | None, array, rows: list[tuple[int, list[float]]], lead: tuple[int, ...] = ()
 ) -> None:
-    """Write ``(index, values)`` rows of a float table array, one write per chunk touched.
+    """Write ``(index, values)`` rows of a float table array: in place where the chunk is
+    stored uncompressed (:meth:`ChunkIO.write_rows`), else one whole-chunk write per chunk.
 
     ``lead``: the indices of leading axes (a stack of tables, as a segment's part table);
     ``io``: the array's :class:`ChunkIO`, or ``None`` to write through zarr (``array``).
@@ -271,6 +317,8 @@ def write_table_rows(
         by_block.setdefault(i // chunk_rows, []).append((i, row))
     for block, block_rows in by_block.items():
         coords = (*lead_chunk, block, 0)
+        if io.write_rows(coords, lead_in, [(i - block * chunk_rows, row) for i, row in block_rows]):
+            continue
         chunk = io.read(coords)
         if chunk is None:
             chunk = np.full(io.chunk_shape, io.fill, dtype=io.dtype)

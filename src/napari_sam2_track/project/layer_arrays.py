@@ -182,7 +182,7 @@ class LayerArrays:
             part = frame.overlaps[k - 1] if k <= len(frame.overlaps) else None
             io = self.shard_io(k)
             if io is not None:
-                io.write((t, 0, 0), None if part is None else io.encode(part, frame.box, frame.regions))
+                io.write((t, 0, 0), None if part is None else io.encode(part, frame.regions[k - 1]))
             else:
                 self.group[overlap_path(k)][t] = 0 if part is None else frame.full()[k]
         self._write(LABELS_PATH, t, frame.labels, frame.empty)

@@ -35,52 +35,109 @@ def _intersect(a: Box, b: Box) -> Box | None:
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
 
 
+def _tight(mask: np.ndarray) -> Box | None:
+    """Bounding box of a bool mask (no area: cheaper than :func:`mask_box`)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[y0:y1].any(axis=0))
+    return y0, y1, int(cols[0]), int(cols[-1]) + 1
+
+
+class LayerScratch:
+    """All-zero frames that :func:`build_layers` fills and :meth:`clear` zeroes again.
+
+    A writer thread keeps one, sparing the page faults of fresh 8 MB frames on every frame.
+    Overlap layers are padded to whole ``tile`` x ``tile`` tiles (the shards' grid), so every
+    tile of them is a plain view; they are allocated zeroed on first use, and only the pages a
+    frame touched ever become resident, so deep but small overlaps cost little memory.
+    """
+
+    def __init__(self, shape: tuple[int, int], tile: int = 1):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.padded = tuple(-(-n // tile) * tile for n in self.shape)
+        self.labels = np.zeros(self.shape, np.uint32)
+        self._overlaps: list[np.ndarray] = []
+
+    def overlap(self, k: int) -> np.ndarray:
+        """The all-zero buffer of overlap layer ``k`` (1, 2, ...)."""
+        while len(self._overlaps) < k:
+            self._overlaps.append(np.zeros(self.padded, np.uint32))
+        return self._overlaps[k - 1]
+
+    def clear(self, frame: FrameLayers) -> None:
+        """Zero what ``frame`` (built on this scratch) wrote."""
+        h, w = self.shape
+        if sum((b[1] - b[0]) * (b[3] - b[2]) for b in frame.boxes) >= h * w // 2:
+            self.labels.fill(0)  # one memset beats many overlapping box writes
+        else:
+            for y0, y1, x0, x1 in frame.boxes:
+                self.labels[y0:y1, x0:x1] = 0
+        for layer, regions in zip(frame.overlaps, frame.regions):
+            for y0, y1, x0, x1 in regions:
+                layer[y0:y1, x0:x1] = 0
+
+
 @dataclass
 class FrameLayers:
     """A frame's layers as built for writing.
 
-    ``labels`` is layer 0 (full frame); ``overlaps[k - 1]`` is layer ``k`` restricted to
-    ``box`` (the rectangle holding every overlap pixel; ``None`` without overlaps), and
-    ``regions`` are smaller boxes (frame coordinates) that together hold every overlap pixel.
+    ``labels`` is layer 0 (full frame); ``overlaps[k - 1]`` is layer ``k``, an array whose top
+    left is the frame's and which may extend past it (padding, all zero), and
+    ``regions[k - 1]`` are boxes (frame coordinates) that together hold every non-zero pixel
+    of layer ``k``. ``boxes`` hold every non-zero pixel of layer 0.
     """
 
     labels: np.ndarray
     overlaps: list[np.ndarray] = field(default_factory=list)
-    box: Box | None = None
-    regions: list[Box] = field(default_factory=list)
+    regions: list[list[Box]] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
     empty: bool = False
+    #: ``{object: (area, box)}`` of each mask, where :func:`build_layers` computed them.
+    stats: dict[int, tuple[int, Box | None]] = field(default_factory=dict)
 
     def full(self) -> list[np.ndarray]:
-        """All layers as full frames."""
-        out = [self.labels]
-        for part in self.overlaps:
-            layer = np.zeros_like(self.labels)
-            y0, y1, x0, x1 = self.box
-            layer[y0:y1, x0:x1] = part
-            out.append(layer)
-        return out
+        """All layers as frame-sized arrays (views)."""
+        h, w = self.labels.shape
+        return [self.labels, *(layer[:h, :w] for layer in self.overlaps)]
 
 
 def build_layers(
     masks: Mapping[int, np.ndarray],
-    boxes: Mapping[int, Box | None],
+    boxes: Mapping[int, Box | None] | None,
     shape: tuple[int, int],
-    out: np.ndarray | None = None,
+    scratch: LayerScratch | None = None,
 ) -> FrameLayers:
     """A frame's label layers from per-object bool masks and their bounding boxes.
 
-    Cost: one pass over each object's box, one over the pixels where boxes intersect, and
-    work in proportion to the overlapping pixels. ``out``: an all-zero uint32 frame to use
-    as layer 0 (a writer reuses one, sparing the page faults of a fresh 8 MB frame).
+    ``boxes=None``: computed here, each right before its mask is drawn into layer 0 (the
+    mask is then read once from memory, not twice), and returned with the areas in
+    ``stats``. Cost: one pass over each mask, one over each object's box, one over the pixels
+    where boxes intersect, and work in proportion to the overlapping pixels. ``scratch``:
+    all-zero frames to build in (a writer reuses one and :meth:`~LayerScratch.clear` s it
+    after writing); fresh ones otherwise.
     """
-    ids = sorted(o for o in masks if boxes[o] is not None)
-    layer0 = np.zeros(shape, np.uint32) if out is None else out
-    for obj_id in reversed(ids):  # the lowest id is written last and wins
-        y0, y1, x0, x1 = boxes[obj_id]
-        np.copyto(layer0[y0:y1, x0:x1], obj_id, where=masks[obj_id][y0:y1, x0:x1])
-    # Pixels of each object claimed in layer 0 by a lower id: looked for only where its box
-    # meets lower ids' boxes.
-    hidden: list[tuple[int, np.ndarray, Box]] = []
+    if scratch is None:
+        scratch = LayerScratch(shape)
+    layer0 = scratch.labels
+    frame = FrameLayers(layer0)
+    if boxes is None:
+        boxes = {}
+        for obj_id in sorted(masks, reverse=True):
+            frame.stats[obj_id] = area_box = mask_box(masks[obj_id])
+            boxes[obj_id] = area_box[1]
+            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+        ids = sorted(o for o in masks if boxes[o] is not None)
+    else:
+        ids = sorted(o for o in masks if boxes[o] is not None)
+        for obj_id in reversed(ids):  # the lowest id is written last and wins
+            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+    frame.boxes = [boxes[o] for o in ids]
+    frame.empty = not ids
+    # Pixels of each object claimed by a lower id: looked for only where its box meets lower
+    # ids' boxes; then stacked into the first overlap layer free there (ascending ids, so
+    # ids rise with the layer).
     for i, obj_id in enumerate(ids):
         meets = [r for r in (_intersect(boxes[obj_id], boxes[o]) for o in ids[:i]) if r is not None]
         if not meets:
@@ -88,38 +145,41 @@ def build_layers(
         y0, x0 = min(r[0] for r in meets), min(r[2] for r in meets)
         y1, x1 = max(r[1] for r in meets), max(r[3] for r in meets)
         rest = masks[obj_id][y0:y1, x0:x1] & (layer0[y0:y1, x0:x1] != obj_id)
-        _, tight = mask_box(rest)
-        if tight is not None:
-            ty0, ty1, tx0, tx1 = tight
-            hidden.append((obj_id, rest[ty0:ty1, tx0:tx1], (y0 + ty0, y0 + ty1, x0 + tx0, x0 + tx1)))
-    frame = FrameLayers(layer0, empty=not ids)
-    if not hidden:
-        return frame
-    uy0, ux0 = min(h[2][0] for h in hidden), min(h[2][2] for h in hidden)
-    uy1, ux1 = max(h[2][1] for h in hidden), max(h[2][3] for h in hidden)
-    frame.box = (uy0, uy1, ux0, ux1)
-    frame.regions = [h[2] for h in hidden]
-    for obj_id, rest, (y0, y1, x0, x1) in hidden:  # ascending ids: lower layers first
-        y0, y1, x0, x1 = y0 - uy0, y1 - uy0, x0 - ux0, x1 - ux0
-        rest = rest.copy()
         k = 0
         while True:
-            if k == len(frame.overlaps):
-                frame.overlaps.append(np.zeros((uy1 - uy0, ux1 - ux0), np.uint32))
-            view = frame.overlaps[k][y0:y1, x0:x1]
-            taken = view != 0
-            np.copyto(view, obj_id, where=rest > taken)  # rest and not taken
-            rest &= taken
-            if not rest.any():
+            tight = _tight(rest)
+            if tight is None:
                 break
+            ty0, ty1, tx0, tx1 = tight
+            rest = rest[ty0:ty1, tx0:tx1]
+            y0, y1, x0, x1 = y0 + ty0, y0 + ty1, x0 + tx0, x0 + tx1
+            if k == len(frame.overlaps):
+                frame.overlaps.append(scratch.overlap(k + 1))
+                frame.regions.append([])
+            box = (y0, y1, x0, x1)
+            view = frame.overlaps[k][y0:y1, x0:x1]
+            if not any(_intersect(box, r) for r in frame.regions[k]):  # layer k is free there
+                np.copyto(view, obj_id, where=rest)
+                frame.regions[k].append(box)
+                break
+            free = view == 0
+            np.copyto(view, obj_id, where=rest & free)
+            frame.regions[k].append(box)
+            rest = rest > free  # still unplaced: where this layer was taken
             k += 1
     return frame
+
+
+def _draw(layer0: np.ndarray, obj_id: int, mask: np.ndarray, box: Box | None) -> None:
+    if box is not None:
+        y0, y1, x0, x1 = box
+        np.copyto(layer0[y0:y1, x0:x1], obj_id, where=mask[y0:y1, x0:x1])
 
 
 def layers_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
     """Full-frame layers of :func:`build_layers`, computing the boxes."""
     masks = {o: np.asarray(m, bool) for o, m in masks.items()}
-    return build_layers(masks, {o: mask_box(m)[1] for o, m in masks.items()}, shape).full()
+    return build_layers(masks, None, shape).full()
 
 
 def shared_pixel_counts(

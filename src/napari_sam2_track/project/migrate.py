@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from .layers import build_layers, mask_box
+from .layers import build_layers
 from .layout import ATTR_KEY, FORMAT_VERSION, V1_MASK_PATH
 
 
@@ -38,8 +38,7 @@ def _migrate_v1(store) -> None:
     shape = store.shape[1:]
     for t in frames:
         masks = {o: arrays[o][t] for o in ids}
-        boxes = {o: mask_box(m)[1] for o, m in masks.items()}
-        store.layers.write(t, build_layers(masks, boxes, shape))
+        store.layers.write(t, build_layers(masks, None, shape))
     with store._meta_lock:
         meta = dict(store.group.attrs[ATTR_KEY])
         meta["format_version"] = FORMAT_VERSION

@@ -22,7 +22,8 @@ import numpy as np
 
 from .._threads import lower_thread_priority
 from ..errors import StoreError
-from .layers import build_layers, mask_box, masks_from_layers
+from .layer_arrays import OVERLAP_TILE
+from .layers import LayerScratch, build_layers, masks_from_layers
 from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED
 from .store import ProjectStore
 
@@ -75,7 +76,7 @@ class StoreWriter:
         self._cv = threading.Condition()
         self._closing = False
         self._ensured: set[int] = set()
-        self._local = threading.local()  # per encoding thread: a reusable label frame
+        self._local = threading.local()  # per encoding thread: reusable layer frames
         self._pool = ThreadPoolExecutor(
             max_workers=workers or default_workers(),
             thread_name_prefix="store-encode",
@@ -135,27 +136,21 @@ class StoreWriter:
         if not objs:
             return t, {}
         masks = {o: np.asarray(result.masks[o], dtype=bool) for o in objs}
-        stats = {o: mask_box(m) for o, m in masks.items()}
-        boxes = {o: s[1] for o, s in stats.items()}
         others = [o for o in self.store.object_ids() if o not in masks]
         if others and self.store.layers.has_frame(t):  # keep what other objects have there
-            for o, m in masks_from_layers(self.store.layers.read(t), others).items():
-                masks[o] = m
-                boxes[o] = mask_box(m)[1]
-        shape = self.store.shape[1:]
-        buffer = getattr(self._local, "labels", None)
-        if buffer is None or buffer.shape != shape:
-            buffer = self._local.labels = np.zeros(shape, np.uint32)
+            masks.update(masks_from_layers(self.store.layers.read(t), others))
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.shape != tuple(self.store.shape[1:]):
+            scratch = self._local.scratch = LayerScratch(self.store.shape[1:], OVERLAP_TILE)
+        frame = build_layers(masks, None, scratch.shape, scratch)  # areas and boxes too
         try:
-            self.store.layers.write(t, build_layers(masks, boxes, shape, out=buffer))
-        finally:  # leave the buffer all zero for the next frame
-            for box in boxes.values():
-                if box is not None:
-                    buffer[box[0] : box[1], box[2] : box[3]] = 0
+            self.store.layers.write(t, frame)
+        finally:  # leave the scratch frames all zero for the next frame
+            scratch.clear(frame)
         rows = {}
         threshold = max(1, self.min_visible_pixels)
         for o in objs:
-            area, box = stats[o]
+            area, box = frame.stats[o]
             presence = float(result.presence[o])
             if o in result.prompted:
                 state = STATE_PROMPTED
