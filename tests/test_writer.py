@@ -419,6 +419,17 @@ def test_info_check_reads_format_1_as_is_and_format_2_after_migration(tmp_path):
         assert verify_project(store) == ([], {"frames": 4, "objects": 4, "rows": 8})
 
 
+def test_info_check_reads_a_project_longer_than_one_block_of_frames(tmp_path):
+    from napari_sam2_track.project import check
+
+    n = 2 * check._frame_block(H, W) + 3
+    store = new_store(tmp_path / "long.zarr", n=n)
+    frames = {t: blobs(t % 6) for t in (0, n // 2, n - 1)}
+    write(store, frames)
+    problems, counts = check.verify_project(ProjectStore.open(tmp_path / "long.zarr", mode="r"))
+    assert problems == [] and counts["frames"] == n
+
+
 def test_a_frame_submitted_again_while_in_flight_keeps_every_object(tmp_path):
     """The passes of ``both`` meet near the keyframes with other objects on the same frame:
     the second encoding of a frame reads the first one's objects back, never beside it."""

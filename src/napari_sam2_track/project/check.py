@@ -51,7 +51,7 @@ def _frames(array, n: int, name: str, problems: list[str],
     for start in range(0, n, block):
         stop = min(n, start + block)
         try:
-            block = array[start:stop]
+            frames = array[start:stop]
         except Exception:  # noqa: BLE001 - corrupt chunk: find which frame
             for t in range(start, stop):
                 try:
@@ -60,7 +60,7 @@ def _frames(array, n: int, name: str, problems: list[str],
                     problems.append(f"{name} frame {t}: unreadable chunk ({_error(exc)})")
                     yield t, None
             continue
-        yield from ((start + i, block[i]) for i in range(stop - start))
+        yield from ((start + i, frames[i]) for i in range(stop - start))
 
 
 def _table(array, n: int, name: str, problems: list[str]) -> np.ndarray:
