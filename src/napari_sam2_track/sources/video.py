@@ -161,9 +161,14 @@ class VideoSource(FrameSource):
             dtype=np.uint8,
         )
         try:
-            # A file cut inside its last frames is caught here, not halfway through a run.
-            for t in sorted({0, self.num_frames - 1}):
-                self.read(t)
+            # A file cut inside its last frames is caught here, not halfway through a run;
+            # the frames decoded on the way are not converted (the cache is emptied anyway).
+            cache_frames, self._cache_frames = self._cache_frames, 0
+            try:
+                for t in sorted({0, self.num_frames - 1}):
+                    self.read(t)
+            finally:
+                self._cache_frames = cache_frames
             self._drop_decoder()
             self._cache.clear()
             self._configure(channel, window)
