@@ -89,9 +89,12 @@ class VideoSource(FrameSource):
         cache_frames: int = 16,
     ) -> None:
         import av
+        from av.video.reformatter import VideoReformatter
 
         path = os.fspath(path)
         self._av = av
+        # one conversion context for all frames (each frame's own costs milliseconds to set up)
+        self._reformatter = VideoReformatter()
         self._container: Any = None
         self._decoder: Any = None
         self._next_t: int | None = None  # frame the running decoder yields next
@@ -264,9 +267,12 @@ class VideoSource(FrameSource):
             first = False
             self._next_t = i + 1
             if i == t:
-                return self._remember(t, frame.to_ndarray(format="rgb24"))
+                return self._remember(t, self._rgb(frame))
             if i >= first_keep and i not in self._cache:
-                self._remember(i, frame.to_ndarray(format="rgb24"))
+                self._remember(i, self._rgb(frame))
+
+    def _rgb(self, frame: Any) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
 
     def _seek_and_decode(self, t: int) -> np.ndarray:
         pos = bisect.bisect_right(self._keyframes, t) - 1
