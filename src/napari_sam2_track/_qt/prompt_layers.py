@@ -8,17 +8,22 @@ only moves data between napari and the session, and redraws when the session say
 
 Adding a layer to the viewer costs napari a few tens of milliseconds or more on the GUI thread
 (its vispy visuals, overlays and layer controls), whatever the length of the video. So that
-opening a project never blocks the GUI for the sum of three, the layer objects can be built
+opening a project never blocks the GUI for the sum of these, the layer objects can be built
 beforehand on the thread that opens the project (:meth:`PromptLayers.prepare`), and
-``enable(..., staged=True)`` inserts them one per turn of the event loop.
+``enable(..., staged=True)`` shows them in short steps, one per turn of the event loop: each
+layer's insertion, the labels layer's two drawing overlays (napari makes an overlay's visuals
+when it becomes visible, so they are hidden while the layer is inserted and shown on later
+turns), the choice of the active layer, and the first read-ahead.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,9 +37,32 @@ from ._gui_thread import SessionLink
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "red"
 KEYS = ("n", "k", "Shift-k")
-#: Milliseconds between two staged layer insertions: time for a repaint and due timers (a
+#: Milliseconds between two steps of a staged enable: time for a repaint and due timers (a
 #: zero-delay timer may run before them).
 STAGE_MS = 15
+#: The labels layer's overlays whose visuals napari makes when they are first visible.
+LABELS_OVERLAYS = ("polygon", "brush_stroke")
+
+
+def _overlay(layer: Any, name: str) -> Any:
+    """One of a layer's own overlays (napari keeps them in ``_overlays``), or ``None``."""
+    overlays = getattr(layer, "_overlays", None)
+    return overlays.get(name) if overlays is not None and hasattr(overlays, "get") else None
+
+
+@contextmanager
+def _no_activation_on_insert(layers: Any) -> Iterator[None]:
+    """napari makes each inserted layer the active one (switching the layer controls); the
+    clicks layer is made active once, at the end."""
+    if not hasattr(layers, "_activate_on_insert"):
+        yield
+        return
+    before = layers._activate_on_insert
+    layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        layers._activate_on_insert = before
 
 
 @dataclass
@@ -48,11 +76,14 @@ class BuiltLayers:
     labels: Any
     shapes: Any
     points: Any
+    #: the clicks' polarity and object the layers' feature defaults are set to
+    defaults: tuple[bool, int]
 
 
-def build_layers(session: Any, name: str) -> BuiltLayers:
+def build_layers(session: Any, name: str, positive: bool = True) -> BuiltLayers:
     """(Any thread.) The labels, boxes and clicks layers of ``session``, named after the image
-    layer ``name``; napari layers are models, built without a viewer."""
+    layer ``name``, new points ``positive`` or not; napari layers are models, built without a
+    viewer."""
     import pandas as pd
     from napari.layers import Labels, Points, Shapes
 
@@ -93,7 +124,10 @@ def build_layers(session: Any, name: str) -> BuiltLayers:
         border_color="white",
         size=max(4, min(session.source.height, session.source.width) // 40),
     )
-    return BuiltLayers(session, name, labels_data, colors, labels, shapes, points)
+    obj = session.active_id or 0
+    points.feature_defaults = {"positive": positive, "object": obj}
+    shapes.feature_defaults = {"object": obj}
+    return BuiltLayers(session, name, labels_data, colors, labels, shapes, points, (positive, obj))
 
 
 class PromptLayers:
@@ -135,7 +169,7 @@ class PromptLayers:
         self._wanted: set[int] = set()
         self._prepared: BuiltLayers | None = None  # built on the opening thread
         self._prepared_lock = threading.Lock()
-        self._pending: list[Any] = []  # built layers still to be inserted (staged enable)
+        self._pending: list[Callable[[], Any]] = []  # steps still to run (staged enable)
 
     # ================================================================ enable/disable
     @property
@@ -144,7 +178,7 @@ class PromptLayers:
 
     def prepare(self, session: Any, name: str) -> None:
         """(Any thread.) Build the layers of ``session`` now, for :meth:`enable` to insert."""
-        built = build_layers(session, name)
+        built = build_layers(session, name, self.positive)
         with self._prepared_lock:
             self._prepared = built
 
@@ -152,7 +186,7 @@ class PromptLayers:
         with self._prepared_lock:
             built, self._prepared = self._prepared, None
         if built is None or built.session is not session or built.name != name:
-            built = build_layers(session, name)
+            built = build_layers(session, name, self.positive)
         return built
 
     def enable(self, session: Any, name: str, *, staged: bool = False) -> None:
@@ -171,6 +205,7 @@ class PromptLayers:
         self.labels_data.on_dirty = self._edit_timer.start  # undo/redo and scripted writes
         self._colors = built.colors
         self.labels_layer, self.shapes_layer, self.points_layer = built.labels, built.shapes, built.points
+        self._defaults = (*built.defaults, id(self.points_layer), id(self.shapes_layer))
         self.labels_layer.events.paint.connect(self._on_paint)
         self.labels_layer.events.labels_update.connect(lambda *_: self._edit_timer.start())
         self.shapes_layer.events.data.connect(self._on_shapes_changed)
@@ -191,31 +226,45 @@ class PromptLayers:
             layer.bind_key("Shift-k", self._key_previous_keyframe)
         self.points_layer.mouse_drag_callbacks.insert(0, self._on_points_press)
         self._update_feature_defaults()
-        self._pending = [self.labels_layer, self.shapes_layer, self.points_layer]
+        overlays = [o for o in (_overlay(self.labels_layer, n) for n in LABELS_OVERLAYS) if o is not None]
+        shown = [o for o in overlays if o.visible]
         if staged:
-            self._insert_next(session)
+            for overlay in shown:
+                overlay.visible = False
+        self._pending = [
+            partial(self._insert, self.labels_layer),
+            *(partial(setattr, o, "visible", True) for o in shown if staged),
+            partial(self._insert, self.shapes_layer),
+            partial(self._insert, self.points_layer),
+            self._activate_clicks,
+            self._on_step,
+        ]
+        if staged:
+            self._next_step(session)
         else:
             while self._pending:
-                self._insert_next(session, chain=False)
+                self._next_step(session, chain=False)
 
     @property
     def complete(self) -> bool:
-        """Whether all layers of the open session are in the viewer."""
+        """Whether all layers of the open session are in the viewer, the clicks layer active."""
         return self.session is not None and not self._pending
 
-    def _insert_next(self, session: Any, chain: bool = True) -> None:
-        """Insert the next built layer; the clicks layer last, then made active."""
+    def _next_step(self, session: Any, chain: bool = True) -> None:
+        """Run the next step of showing the layers (the next on a later turn, with ``chain``)."""
         if session is not self.session or not self._pending:
             return  # closed, or another project opened, meanwhile
-        layer = self._pending.pop(0)
-        self.viewer.layers.append(layer)
-        if self._pending:
-            if chain:
-                QTimer.singleShot(STAGE_MS, lambda: self._insert_next(session))
-            return
+        self._pending.pop(0)()
+        if self._pending and chain:
+            QTimer.singleShot(STAGE_MS, lambda: self._next_step(session))
+
+    def _insert(self, layer: Any) -> None:
+        with _no_activation_on_insert(self.viewer.layers):
+            self.viewer.layers.append(layer)
+
+    def _activate_clicks(self) -> None:
         self.viewer.layers.selection.active = self.points_layer
         self.points_layer.mode = "add"
-        self._on_step()
 
     def disable(self) -> None:
         """Save pending edits, detach every callback and remove the layers."""

@@ -89,9 +89,12 @@ class VideoSource(FrameSource):
         cache_frames: int = 16,
     ) -> None:
         import av
+        from av.video.reformatter import VideoReformatter
 
         path = os.fspath(path)
         self._av = av
+        # one conversion context for all frames (each frame's own costs milliseconds to set up)
+        self._reformatter = VideoReformatter()
         self._container: Any = None
         self._decoder: Any = None
         self._next_t: int | None = None  # frame the running decoder yields next
@@ -161,9 +164,14 @@ class VideoSource(FrameSource):
             dtype=np.uint8,
         )
         try:
-            # A file cut inside its last frames is caught here, not halfway through a run.
-            for t in sorted({0, self.num_frames - 1}):
-                self.read(t)
+            # A file cut inside its last frames is caught here, not halfway through a run;
+            # the frames decoded on the way are not converted (the cache is emptied anyway).
+            cache_frames, self._cache_frames = self._cache_frames, 0
+            try:
+                for t in sorted({0, self.num_frames - 1}):
+                    self.read(t)
+            finally:
+                self._cache_frames = cache_frames
             self._drop_decoder()
             self._cache.clear()
             self._configure(channel, window)
@@ -259,9 +267,12 @@ class VideoSource(FrameSource):
             first = False
             self._next_t = i + 1
             if i == t:
-                return self._remember(t, frame.to_ndarray(format="rgb24"))
+                return self._remember(t, self._rgb(frame))
             if i >= first_keep and i not in self._cache:
-                self._remember(i, frame.to_ndarray(format="rgb24"))
+                self._remember(i, self._rgb(frame))
+
+    def _rgb(self, frame: Any) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
 
     def _seek_and_decode(self, t: int) -> np.ndarray:
         pos = bisect.bisect_right(self._keyframes, t) - 1
