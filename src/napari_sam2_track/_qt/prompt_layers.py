@@ -19,9 +19,8 @@ turns), the choice of the active layer, and the first read-ahead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -48,21 +47,6 @@ def _overlay(layer: Any, name: str) -> Any:
     """One of a layer's own overlays (napari keeps them in ``_overlays``), or ``None``."""
     overlays = getattr(layer, "_overlays", None)
     return overlays.get(name) if overlays is not None and hasattr(overlays, "get") else None
-
-
-@contextmanager
-def _no_activation_on_insert(layers: Any) -> Iterator[None]:
-    """napari makes each inserted layer the active one (switching the layer controls); the
-    clicks layer is made active once, at the end."""
-    if not hasattr(layers, "_activate_on_insert"):
-        yield
-        return
-    before = layers._activate_on_insert
-    layers._activate_on_insert = False
-    try:
-        yield
-    finally:
-        layers._activate_on_insert = before
 
 
 @dataclass
@@ -259,8 +243,7 @@ class PromptLayers:
             QTimer.singleShot(STAGE_MS, lambda: self._next_step(session))
 
     def _insert(self, layer: Any) -> None:
-        with _no_activation_on_insert(self.viewer.layers):
-            self.viewer.layers.append(layer)
+        self.viewer.layers.append(layer)
 
     def _activate_clicks(self) -> None:
         self.viewer.layers.selection.active = self.points_layer
