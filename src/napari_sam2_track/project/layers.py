@@ -19,22 +19,6 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 
-def mask_box(mask: np.ndarray) -> tuple[int, Box | None]:
-    """Area and bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a bool mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return 0, None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    band = mask[y0:y1]
-    cols = np.flatnonzero(band.any(axis=0))
-    return int(np.count_nonzero(band)), (y0, y1, int(cols[0]), int(cols[-1]) + 1)
-
-
-def _intersect(a: Box, b: Box) -> Box | None:
-    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
-    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
-
-
 def _tight(mask: np.ndarray) -> Box | None:
     """Bounding box of a bool mask (no area: cheaper than :func:`mask_box`)."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -43,6 +27,17 @@ def _tight(mask: np.ndarray) -> Box | None:
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     cols = np.flatnonzero(mask[y0:y1].any(axis=0))
     return y0, y1, int(cols[0]), int(cols[-1]) + 1
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, Box | None]:
+    """Area and bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a bool mask."""
+    box = _tight(mask)
+    return (0, None) if box is None else (int(np.count_nonzero(mask[box[0] : box[1]])), box)
+
+
+def _intersect(a: Box, b: Box) -> Box | None:
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
 
 
 class LayerScratch:
@@ -94,7 +89,7 @@ class FrameLayers:
     regions: list[list[Box]] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     empty: bool = False
-    #: ``{object: (area, box)}`` of each mask, where :func:`build_layers` computed them.
+    #: ``{object: (area, box)}`` of each mask.
     stats: dict[int, tuple[int, Box | None]] = field(default_factory=dict)
 
     def full(self) -> list[np.ndarray]:
@@ -105,34 +100,27 @@ class FrameLayers:
 
 def build_layers(
     masks: Mapping[int, np.ndarray],
-    boxes: Mapping[int, Box | None] | None,
     shape: tuple[int, int],
     scratch: LayerScratch | None = None,
 ) -> FrameLayers:
-    """A frame's label layers from per-object bool masks and their bounding boxes.
+    """A frame's label layers from per-object bool masks, with each mask's area and box.
 
-    ``boxes=None``: computed here, each right before its mask is drawn into layer 0 (the
-    mask is then read once from memory, not twice), and returned with the areas in
-    ``stats``. Cost: one pass over each mask, one over each object's box, one over the pixels
-    where boxes intersect, and work in proportion to the overlapping pixels. ``scratch``:
-    all-zero frames to build in (a writer reuses one and :meth:`~LayerScratch.clear` s it
-    after writing); fresh ones otherwise.
+    Each mask's box is found right before it is drawn into layer 0 (so the mask is read once
+    from memory, not twice) and returned with its area in ``stats``. Cost: one pass over each
+    mask, one over each object's box, one over the pixels where boxes intersect, and work in
+    proportion to the overlapping pixels. ``scratch``: all-zero frames to build in (a writer
+    reuses one and :meth:`~LayerScratch.clear` s it after writing); fresh ones otherwise.
     """
     if scratch is None:
         scratch = LayerScratch(shape)
     layer0 = scratch.labels
     frame = FrameLayers(layer0)
-    if boxes is None:
-        boxes = {}
-        for obj_id in sorted(masks, reverse=True):
-            frame.stats[obj_id] = area_box = mask_box(masks[obj_id])
-            boxes[obj_id] = area_box[1]
-            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
-        ids = sorted(o for o in masks if boxes[o] is not None)
-    else:
-        ids = sorted(o for o in masks if boxes[o] is not None)
-        for obj_id in reversed(ids):  # the lowest id is written last and wins
-            _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+    boxes: dict[int, Box | None] = {}
+    for obj_id in sorted(masks, reverse=True):  # the lowest id is written last and wins
+        frame.stats[obj_id] = area_box = mask_box(masks[obj_id])
+        boxes[obj_id] = area_box[1]
+        _draw(layer0, obj_id, masks[obj_id], boxes[obj_id])
+    ids = sorted(o for o in masks if boxes[o] is not None)
     frame.boxes = [boxes[o] for o in ids]
     frame.empty = not ids
     # Pixels of each object claimed by a lower id: looked for only where its box meets lower
@@ -177,9 +165,9 @@ def _draw(layer0: np.ndarray, obj_id: int, mask: np.ndarray, box: Box | None) ->
 
 
 def layers_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
-    """Full-frame layers of :func:`build_layers`, computing the boxes."""
+    """Full-frame layers of :func:`build_layers`."""
     masks = {o: np.asarray(m, bool) for o, m in masks.items()}
-    return build_layers(masks, None, shape).full()
+    return build_layers(masks, shape).full()
 
 
 def shared_pixel_counts(

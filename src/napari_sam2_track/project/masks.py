@@ -166,7 +166,7 @@ class MaskStore:
         others = [o for o in self.object_ids() if o not in masks]
         if others and self.layers.has_frame(t):
             masks.update(masks_from_layers(self.layers.read(t), others))
-        frame = build_layers(masks, None, self.shape[1:])
+        frame = build_layers(masks, self.shape[1:])
         self.layers.write(t, frame)
         return frame.labels
 
@@ -192,7 +192,7 @@ class MaskStore:
             masks[obj_id] = (frame_labels == obj_id) | (old[obj_id] & untouched)
             if not np.array_equal(masks[obj_id], old[obj_id]):
                 changed.append(obj_id)
-        self.layers.write(t, build_layers(masks, None, self.shape[1:]))
+        self.layers.write(t, build_layers(masks, self.shape[1:]))
         for obj_id in changed:
             presence = self._array(f"objects/{obj_id}/table")[t, COL["presence"]]
             self.write_row(obj_id, t, masks[obj_id], presence=presence, state=STATE_EDITED, run=run)

@@ -38,7 +38,7 @@ def _migrate_v1(store) -> None:
     shape = store.shape[1:]
     for t in frames:
         masks = {o: arrays[o][t] for o in ids}
-        store.layers.write(t, build_layers(masks, None, shape))
+        store.layers.write(t, build_layers(masks, shape))
     with store._meta_lock:
         meta = dict(store.group.attrs[ATTR_KEY])
         meta["format_version"] = FORMAT_VERSION

@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import StoreError, describe_os_error, summarize_list
 from ..prompts import ObjectSpec, Prompt, PromptSet
 from . import placement
+from ._chunks import read_table_rows
 from .labels import image_label_metadata
 from .layer_arrays import LAYER_ZSTD_LEVEL
 from .masks import MaskStore, mask_stats  # noqa: F401 - mask_stats is imported from here
@@ -422,6 +423,19 @@ class ProjectStore(RunRecords, MaskStore):
     def table(self, obj_id: int) -> np.ndarray:
         """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
         return self._array(f"objects/{obj_id}/table")[:]
+
+    def table_rows(self, obj_id: int, lo: int, hi: int) -> np.ndarray | None:
+        """Rows ``lo:hi`` of an object's table (``None`` if it has none), read chunk by chunk
+        where the layout allows: for scans in blocks, zarr's indexing costs more than the rows."""
+        name = f"objects/{obj_id}/table"
+        try:
+            array = self._array(name)
+        except KeyError:
+            return None
+        io = self.layers.chunk_io(name)
+        if io is not None and io.chunk_shape[1:] == io.shape[1:]:
+            return read_table_rows(io, lo, hi)
+        return array[lo:hi]
 
     def states(self, obj_id: int) -> np.ndarray:
         """Per-frame state codes of an object (``STATE_*``; NaN rows read as not run)."""

@@ -142,7 +142,7 @@ class StoreWriter:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None or scratch.shape != tuple(self.store.shape[1:]):
             scratch = self._local.scratch = LayerScratch(self.store.shape[1:], OVERLAP_TILE)
-        frame = build_layers(masks, None, scratch.shape, scratch)  # areas and boxes too
+        frame = build_layers(masks, scratch.shape, scratch)  # areas and boxes too
         try:
             self.store.layers.write(t, frame)
         finally:  # leave the scratch frames all zero for the next frame

@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import StoreError, one_line
 from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore
-from ..project._chunks import ChunkIO, read_table_rows
 
 NOT_RUN, ABSENT, VISIBLE, OCCLUDED, OUT_OF_FRAME = 0, 1, 2, 3, 4
 VISIBILITY_NAMES = {
@@ -104,31 +103,17 @@ class VisibilityRule:
 
 
 def store_row_reader(store: ProjectStore) -> RowReader:
-    """Rows of a project's per-object tables (NaN rows for an object without a table), read
-    chunk by chunk where the layout allows (zarr's indexing costs more than the rows)."""
-    arrays: dict[int, object] = {}
+    """Rows of a project's per-object tables (NaN rows for an object without a table)."""
 
     def read_rows(obj_id: int, lo: int, hi: int) -> np.ndarray:
-        if obj_id not in arrays:
-            name = f"objects/{obj_id}/table"
-            try:
-                arrays[obj_id] = store.group[name]
-            except KeyError:
-                arrays[obj_id] = None
-            else:
-                io = store.layers.chunk_io(name)
-                if io is not None and io.chunk_shape[1:] == io.shape[1:]:
-                    arrays[obj_id] = io
-        array = arrays[obj_id]
-        if array is None:
-            return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan)
         try:
-            return read_table_rows(array, lo, hi) if isinstance(array, ChunkIO) else array[lo:hi]
+            rows = store.table_rows(obj_id, lo, hi)
         except Exception as exc:  # noqa: BLE001 - whatever a damaged chunk raises
             raise StoreError(one_line(
                 f"{store.path} is damaged: objects/{obj_id}/table cannot be read at frames "
                 f"{lo}-{hi - 1} ({type(exc).__name__}: {exc}); re-track or edit those frames"
             )) from None
+        return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if rows is None else rows
 
     return read_rows
 
