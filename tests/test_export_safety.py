@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from napari_sam2_track.cli import main
-from napari_sam2_track.formats import export, read_labels
-from napari_sam2_track.formats._atomic import MARKER
+from napari_sam2_track.formats import MARKER, export, read_labels
 from napari_sam2_track.project import ProjectStore
 
 from test_export import build_project
@@ -33,7 +32,9 @@ def tree(path: Path) -> dict[str, bytes]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith((".partial-", ".replaced-")))
+    """Staging and replaced entries (``.NAME.incomplete-…``, ``.NAME.replaced-…``) in ``folder``."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.name.startswith(".") and (".incomplete-" in p.name or ".replaced-" in p.name))
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -130,7 +131,7 @@ def test_import_overwrite_replaces_only_a_project(project, tmp_path, capsys):
     (target / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     before = tree(target)
     rc, o, e = run_cli(capsys, "import", ann, "--out", target, "--overwrite")
-    assert_one_line_error(rc, o, e, "not a previous project store")
+    assert_one_line_error(rc, o, e, "not a previous napari-sam2-track project")
     assert tree(target) == before
     other = tmp_path / "other.zarr"
     shutil.copytree(project, other)
@@ -263,7 +264,7 @@ def wait_for_partial(folder: Path, proc: subprocess.Popen, min_bytes: int, timeo
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         assert proc.poll() is None, "the export finished before it could be interrupted"
-        for p in folder.glob(".partial-*"):
+        for p in folder.glob(".*.incomplete-*"):
             size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
             if size >= min_bytes:
                 return p
@@ -285,7 +286,7 @@ def test_kill_9_mid_export_leaves_nothing_that_looks_complete(long_project, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    assert partial.exists() and partial.name.startswith(".partial-")  # hidden, named as unfinished
+    assert partial.exists() and partial.name.startswith(f".{name}.incomplete-")  # hidden, named as unfinished
     # The next export completes and removes what the killed one left.
     r = cli("export", long_project, "-f", fmt, "--out", out)
     assert r.returncode == 0, r.stderr

@@ -118,16 +118,10 @@ def get_tiff_reader(path):
 
 
 def is_project(path) -> bool:
-    """Whether ``path`` is a napari-sam2-track project store."""
-    import json
+    """Whether ``path`` is a napari-sam2-track project store (:func:`.project.is_project`)."""
+    from .project import is_project as project_at
 
-    zarr_json = Path(path) / "zarr.json"
-    if not zarr_json.is_file():
-        return False
-    try:
-        return META_KEY in json.loads(zarr_json.read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        return False
+    return project_at(path)
 
 
 def get_project_reader(path):

@@ -87,13 +87,11 @@ def track_segments(args: argparse.Namespace) -> int:
     """``track --segments N``: one video, split at keyframes, on a dask cluster."""
     from ..distributed import BatchItem, ModelSpec, run_batch
     from ..distributed.cluster import cpu_count
-    from ..errors import StoreError
+    from ..project.placement import already_exists
 
     out = Path(args.out)
     if out.exists() and not (args.resume or args.overwrite):
-        raise StoreError(
-            f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
-        )
+        raise already_exists(out)
     schema = None
     if args.schema:  # a bad schema, or a category it lacks, is refused before the cluster starts
         from ..schema import Schema

@@ -56,7 +56,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("import", help="turn existing annotations into a project store")
     p.add_argument("annotations", help="annotation file or folder")
-    p.add_argument("--format", "-f", choices=sorted(set(READERS) - {"project"}) + ["mots-kitti"],
+    p.add_argument("--format", "-f", choices=sorted(set(READERS) - {"project"}),
                    help="default: guessed from the path")
     p.add_argument("--out", required=True, help="project store to write (PROJECT.zarr)")
     p.add_argument("--keyframes", choices=["none", "first", "all"], default="none",

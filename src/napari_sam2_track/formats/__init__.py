@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import Sam2TrackError, StoreError, one_line
-from ..project import ProjectStore
+from ..project import ProjectStore, is_project
+from ..project.placement import check_separate
 from ._frames import (
     DroppedWarning,
     EmptyExportWarning,
@@ -24,53 +25,26 @@ from ._frames import (
     project_source,
 )
 
-#: Export format -> (module, function, extra keyword arguments).
-FORMATS = {
-    "ome-zarr": ("omezarr", "export_omezarr", {"version": "0.5"}),
-    "ome-zarr-0.4": ("omezarr", "export_omezarr", {"version": "0.4"}),
-    "ctc": ("ctc", "export_ctc", {}),
-    "tiff": ("tiff", "export_tiff", {}),
-    "davis": ("davis", "export_davis", {"flavour": "davis"}),
-    "youtube-vos": ("davis", "export_davis", {"flavour": "youtube-vos"}),
-    "sav": ("sav", "export_sav", {}),
-    "youtube-vis": ("coco", "export_ytvis", {}),
-    "cvat": ("cvat", "export_cvat", {}),
-    "mots": ("mots", "export_mots", {"convention": "motschallenge"}),
-    "mots-kitti": ("mots", "export_mots", {"convention": "kitti"}),
-    "geff": ("geff_graph", "export_geff", {}),
-    "table": ("table", "export_table", {}),
-}
-FORMAT_ALIASES = {"coco-video": "youtube-vis", "ytvis": "youtube-vis", "ytvos": "youtube-vos",
-                  "csv": "table", "parquet": "table", "label-tiff": "tiff", "omezarr": "ome-zarr"}
+# Each format module registers its record(s) when imported; this order is the order of FORMATS.
+from . import omezarr, ctc, tiff, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
+from ._registry import MARKER, FormatRecord, check_export_target, lookup, records  # noqa: E402
+from ._registry import aliases as _aliases  # noqa: E402
 
-#: Import format -> (module, reader function).
-READERS = {
-    "project": None,
-    "davis": ("davis", "read_davis"),
-    "youtube-vos": ("davis", "read_davis"),
-    "youtube-vis": ("coco", "read_ytvis"),
-    "sav": ("sav", "read_sav_pngs"),
-    "sav-json": ("sav", "read_sav_json"),
-    "ctc": ("ctc", "read_ctc"),
-    "ome-zarr": ("omezarr", "read_omezarr"),
-    "tiff": ("tiff", "read_tiff"),
-    "cvat": ("cvat", "read_cvat"),
-    "mots": ("mots", "read_mots"),
-}
-
-
-def _module(name: str):
-    import importlib
-
-    return importlib.import_module(f"{__name__}.{name}")
+#: Export format name -> its record.
+FORMATS: dict[str, FormatRecord] = {r.name: r for r in records() if r.exporter is not None}
+#: Other accepted names of formats.
+FORMAT_ALIASES: dict[str, str] = _aliases()
+#: Import format name -> its record (``project``: a project store, read directly).
+READERS: dict[str, FormatRecord | None] = {
+    "project": None, **{r.name: r for r in records() if r.importer is not None}}
 
 
 def canonical_format(fmt: str) -> str:
-    fmt = fmt.lower()
-    fmt = FORMAT_ALIASES.get(fmt, fmt)
-    if fmt not in FORMATS:
+    """The export format a name or alias stands for."""
+    record = lookup(fmt)
+    if record.exporter is None:
         raise StoreError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return fmt
+    return record.name
 
 
 def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
@@ -80,11 +54,11 @@ def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
 
     ``progress(done, total)``: called as the frames are exported (``ExportOptions.progress``).
     """
+    record = FORMATS[canonical_format(fmt)]
     if progress is not None:
         options = replace(options or ExportOptions(), progress=progress)
     store = project if isinstance(project, ProjectStore) else ProjectStore.open(project, "r")
-    mod, func, extra = FORMATS[canonical_format(fmt)]
-    return getattr(_module(mod), func)(store, out, options, **{**extra, **kwargs})
+    return record.exporter(store, out, options, **{**record.export_args, **kwargs})
 
 
 def guess_format(path: str | Path) -> str:
@@ -102,12 +76,9 @@ def guess_format(path: str | Path) -> str:
 
 def _guess(p: Path) -> str:
     if p.is_dir():
+        if is_project(p):
+            return "project"
         if (p / "zarr.json").is_file():
-            import json
-
-            attrs = json.loads((p / "zarr.json").read_text()).get("attributes", {})
-            if "napari_sam2_track" in attrs:
-                return "project"
             return "ome-zarr"
         if (p / ".zattrs").is_file() or (p / ".zgroup").is_file():
             return "ome-zarr"
@@ -172,18 +143,19 @@ def read_labels(path: str | Path, fmt: str | None = None, options: ExportOptions
                 **kwargs) -> LabelSource:
     """Read a project or any importable annotation as a :class:`LabelSource`."""
     fmt = (fmt or guess_format(path)).lower()
-    if fmt == "mots-kitti":
-        kwargs["convention"] = "kitti"
-    fmt = {"ytvis": "youtube-vis", "coco-video": "youtube-vis", "ome-zarr-0.4": "ome-zarr",
-           "label-tiff": "tiff", "mots-kitti": "mots"}.get(fmt, fmt)
-    if fmt not in READERS:
-        raise StoreError(f"cannot import format {fmt!r}; choose from {', '.join(READERS)}")
     if fmt == "project":
         return project_source(ProjectStore.open(path, "r"), options)
-    if fmt == "mots" and str(kwargs.get("convention", "")).lower() == "":
-        kwargs.pop("convention", None)
-    mod, func = READERS[fmt]
-    reader = getattr(_module(mod), func)
+    try:
+        record = lookup(fmt)
+    except StoreError:
+        record = None
+    if record is None or record.importer is None:
+        raise StoreError(f"cannot import format {fmt!r}; choose from {', '.join(READERS)}")
+    fmt = record.name
+    if str(kwargs.get("convention", "x")).lower() == "":
+        kwargs.pop("convention")
+    kwargs = {**kwargs, **record.import_args}
+    reader = record.importer
     try:
         source = reader(path, **kwargs)
     except Sam2TrackError:
@@ -221,14 +193,15 @@ def import_annotations(path: str | Path, out: str | Path, fmt: str | None = None
     All or nothing: the project is written beside ``out`` and renamed when complete; ``out`` may
     not be, lie inside or contain ``path``, and ``overwrite`` replaces only a previous project.
     """
-    from ._atomic import check_separate
     from ._write import write_project
 
-    check_separate(Path(out), [path], "the annotations")
+    check_separate(Path(out), [path], "the annotations")  # before the annotations are read
     source = read_labels(path, fmt, **kwargs)
     return write_project(source, out, keyframes=keyframes, overwrite=overwrite, schema=schema,
                          inputs=(path,))
 
 
-__all__ = ["DroppedWarning", "EmptyExportWarning", "ExportOptions", "FORMATS", "Frame", "LabelSource", "ProjectView", "READERS", "export",
-           "guess_format", "import_annotations", "iter_frames", "project_source", "read_labels"]
+__all__ = ["DroppedWarning", "EmptyExportWarning", "ExportOptions", "FORMATS", "FORMAT_ALIASES", "Frame",
+           "FormatRecord", "LabelSource", "MARKER", "ProjectView", "READERS", "canonical_format",
+           "check_export_target", "export", "guess_format", "import_annotations", "iter_frames", "lookup",
+           "project_source", "read_labels"]

@@ -11,15 +11,8 @@ from ..errors import StoreError, summarize_list
 from ..prompts import ObjectSpec, Prompt
 from ..schema import PALETTE, Category, Schema
 from ..project import STATE_ABSENT, STATE_EDITED, STATE_PROMPTED, ProjectStore
-from ._atomic import atomic_output
+from ..project.placement import CLI_NEW
 from ._frames import DroppedWarning, LabelSource
-
-
-def export_target(store: ProjectStore, out: str | Path, kind: str, overwrite: bool = False, *,
-                  is_dir: bool = True):
-    """The context manager every exporter writes through (see :func:`._atomic.atomic_output`)."""
-    return atomic_output(out, kind, overwrite=overwrite, is_dir=is_dir, inputs=[store.path],
-                         input_name="the project")
 
 
 def schema_for(categories: list[str], base: Schema | None = None) -> Schema:
@@ -60,9 +53,8 @@ def write_project(
         raise StoreError(f"found no objects in {source.description}; nothing was written")
     objects = _checked_parents(source)
     meta = {"path": source.description, "kind": "import", **source.info}
-    with atomic_output(out, "project", overwrite=overwrite, create=False, inputs=inputs,
-                       input_name="the annotations") as tmp:
-        store = ProjectStore.create(tmp, num_frames=n, height=h, width=w, source=meta)
+    with ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
+                               inputs=inputs, words=CLI_NEW) as store:
         cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
         store.set_schema(schema_for(cats, schema))
         store.set_objects(objects)
@@ -75,10 +67,9 @@ def write_project(
             source.dropped.append(f"objects listed without any mask (kept, empty): {summarize_list(unseen)}")
         if source.dropped:
             store.update_meta(source={**meta, "dropped": list(source.dropped)})
-        del store
     for note in source.dropped:
         warnings.warn(note, DroppedWarning, stacklevel=2)
-    return ProjectStore.open(out, "r+")
+    return store
 
 
 def _checked_parents(source: LabelSource) -> list[ObjectSpec]:

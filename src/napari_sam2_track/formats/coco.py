@@ -17,7 +17,7 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import bbox_xywh, checked_rle, coco_decode, coco_encode, json_int
-from ._write import export_target
+from ._registry import FormatRecord, export_target, head, register
 
 
 def export_ytvis(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
@@ -25,7 +25,7 @@ def export_ytvis(store: ProjectStore, out: str | Path, options: ExportOptions | 
     """Write a YouTube-VIS style JSON file (``segmentations`` null where the object is absent)."""
     view = ProjectView(store, options)
     final = Path(out)
-    with export_target(store, final, "youtube-vis", overwrite, is_dir=False) as out:
+    with export_target(store, final, "youtube-vis", overwrite) as out:
         cats = view.schema.category_names()
         cat_id = {name: i + 1 for i, name in enumerate(cats)}
         video = video or store.path.stem
@@ -140,3 +140,12 @@ def read_ytvis(path: str | Path, video: str | int | None = None) -> LabelSource:
 
     return LabelSource((n, h, w), objects, frames, categories=list(cats.values()), description=str(path),
                        dropped=dropped)
+
+
+def _is_ytvis(path: Path) -> bool:
+    text = head(path, 1 << 20).lstrip()
+    return text.startswith(b"{") and b'"videos"' in text
+
+
+register(FormatRecord("youtube-vis", "YouTube-VIS JSON export", (".json",), _is_ytvis, export_ytvis,
+                      importer=read_ytvis, aliases=("coco-video", "ytvis")))

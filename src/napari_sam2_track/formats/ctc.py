@@ -20,7 +20,8 @@ from ..errors import StoreError, summarize_list
 from ..project import ProjectStore
 from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import export_target, objects_from_ids
+from ._registry import FormatRecord, export_target, register
+from ._write import objects_from_ids
 
 MAX_TRACKS = 65535
 
@@ -226,3 +227,6 @@ def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",
         tifffile.imwrite(out / f"{prefix}{t:0{width}d}.tif", lut[labels], compression="zlib")
     write_track_file(out / track_file, tracks.rows)
     return out
+
+
+register(FormatRecord("ctc", "CTC export", exporter=export_ctc, importer=read_ctc))

@@ -20,7 +20,7 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import cvat_decode, cvat_encode
-from ._write import export_target
+from ._registry import FormatRecord, export_target, head, register
 
 
 def _mask_xml(frame, rle, box, *, outside=0, occluded=0, keyframe=1) -> str:
@@ -33,7 +33,7 @@ def export_cvat(store: ProjectStore, out: str | Path, options: ExportOptions | N
                 overwrite: bool = False) -> Path:
     view = ProjectView(store, options)
     final = Path(out)
-    with export_target(store, final, "cvat", overwrite, is_dir=False) as out:
+    with export_target(store, final, "cvat", overwrite) as out:
         spool = {obj_id: tempfile.TemporaryFile("w+") for obj_id in view.ids}
         last: dict[int, tuple] = {}  # object -> (rle, box) of its last visible mask
         hidden: dict[int, bool] = {}
@@ -146,3 +146,11 @@ def read_cvat(path: str | Path) -> LabelSource:
 
     cats = [lab.findtext("name") for lab in root.iter("label") if lab.findtext("name")]
     return LabelSource((n, h, w), objects, frames, categories=cats, description=str(path), dropped=dropped)
+
+
+def _is_cvat(path: Path) -> bool:
+    text = head(path, 4096)
+    return text.lstrip().startswith(b"<?xml") and b"<annotations>" in text
+
+
+register(FormatRecord("cvat", "CVAT XML export", (".xml",), _is_cvat, export_cvat, importer=read_cvat))

@@ -19,7 +19,7 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import export_target
+from ._registry import FormatRecord, export_target, register
 
 MAX_DAVIS_OBJECTS = 254
 
@@ -58,7 +58,7 @@ def export_davis(store: ProjectStore, out: str | Path, options: ExportOptions | 
             "export a category subset (--categories) or use sav/ome-zarr"
         )
     final = Path(out)
-    with export_target(store, final, "davis", overwrite) as out:
+    with export_target(store, final, flavour, overwrite) as out:
         video = video or store.path.stem
         folder = out / "Annotations" / video
         folder.mkdir(parents=True)
@@ -211,3 +211,12 @@ def _scan(files: list[tuple[int, Path]]) -> tuple[tuple[int, int], set[int]]:
         shape = arr.shape
         values.update(int(v) for v in np.unique(arr))
     return shape, values
+
+
+register(
+    FormatRecord("davis", "DAVIS/YouTube-VOS export", exporter=export_davis,
+                 export_args={"flavour": "davis"}, importer=read_davis, family="davis"),
+    FormatRecord("youtube-vos", "DAVIS/YouTube-VOS export", exporter=export_davis,
+                 export_args={"flavour": "youtube-vos"}, importer=read_davis, family="davis",
+                 aliases=("ytvos",)),
+)

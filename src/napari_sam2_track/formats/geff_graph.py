@@ -14,7 +14,7 @@ import numpy as np
 
 from ..project import ProjectStore
 from ._frames import ExportOptions, ProjectView, staged
-from ._write import export_target
+from ._registry import FormatRecord, export_target, register
 
 
 def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
@@ -66,3 +66,6 @@ def export_geff(store: ProjectStore, out: str | Path, options: ExportOptions | N
             labels_options = replace(view.options, progress=staged(progress, 1, 2))
             export_omezarr(store, out / "labels.ome.zarr", labels_options, version="0.4")
     return final
+
+
+register(FormatRecord("geff", "geff export", exporter=export_geff))

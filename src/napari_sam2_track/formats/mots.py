@@ -6,6 +6,7 @@ must not overlap, so the merged labels are used (the lowest id wins).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import StoreError
@@ -13,7 +14,7 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import checked_rle, coco_decode, coco_encode
-from ._write import export_target
+from ._registry import FormatRecord, export_target, head, register
 
 #: Class ids of the benchmarks, used when a category has one of these names.
 KNOWN_CLASSES = {"car": 1, "pedestrian": 2, "person": 2}
@@ -41,7 +42,7 @@ def export_mots(store: ProjectStore, out: str | Path, options: ExportOptions | N
         raise StoreError(f"object id {max(view.ids)} is too large for MOTS (instance ids 1-999)")
     classes = class_ids(view.schema.category_names())
     base = 1 if convention == "motschallenge" else 0
-    with export_target(store, out, "mots", overwrite, is_dir=False) as tmp, open(tmp, "w") as f:
+    with export_target(store, out, "mots", overwrite) as tmp, open(tmp, "w") as f:
         for fr in view:
             labels = fr.labels()
             for obj_id in sorted(fr.masks):
@@ -113,3 +114,19 @@ def read_mots(path: str | Path, convention: str = "motschallenge") -> LabelSourc
     n = max(r[0] for r in rows) + 1
     return LabelSource((n, h, w), objects, frames, categories=sorted({o.category for o in objects}),
                        description=str(path), dropped=dropped)
+
+
+def _is_mots(path: Path) -> bool:
+    text = head(path, 1 << 20)
+    if not text.strip():
+        return True  # an export without any visible object
+    first = text.split(b"\n", 1)[0].decode("ascii", "replace")
+    return re.fullmatch(r"-?\d+ \d+ \d+ \d+ \d+ \S+", first.strip()) is not None
+
+
+register(
+    FormatRecord("mots", "MOTS txt export", (".txt",), _is_mots, export_mots,
+                 {"convention": "motschallenge"}, read_mots),
+    FormatRecord("mots-kitti", "MOTS txt export", (".txt",), _is_mots, export_mots,
+                 {"convention": "kitti"}, read_mots, {"convention": "kitti"}),
+)

@@ -7,7 +7,9 @@ Layout::
       labels/masklets/0           uint32 (t, y, x) merged labels, image-label colours/properties
 
 With ``image="reference"`` the source video's path is recorded in the root attributes
-(``napari_sam2_track.image``) instead of copying the pixels.
+(``napari_sam2_track_export.image``, with the exported ``frames`` as ``[start, end, every]``)
+instead of copying the pixels. The key is not the project's own (``napari_sam2_track``): an
+export is never taken for a project.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from ..errors import StoreError
 from ..project import ProjectStore
 from ..project.labels import image_label_metadata, label_multiscale
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks, staged
-from ._write import export_target
+from ._registry import FormatRecord, export_target, register
 
 LABEL_NAME = "masklets"
+#: Root attribute of ``image="reference"``: the source video and the frames exported.
+REFERENCE_KEY = "napari_sam2_track_export"
 
 
 def _put(group, meta: dict, version: str) -> None:
@@ -66,7 +70,7 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
         except Exception:
             source = open_source(src_path)
     final = Path(out)
-    with export_target(store, final, "ome-zarr", overwrite) as out:
+    with export_target(store, final, "ome-zarr" if version == "0.5" else "ome-zarr-0.4", overwrite) as out:
         root = zarr.open_group(str(out), mode="w", zarr_format=3 if version == "0.5" else 2)
         n, h, w = view.num_frames, view.height, view.width
         if source is not None:
@@ -84,7 +88,7 @@ def export_omezarr(store: ProjectStore, out: str | Path, options: ExportOptions 
                     image_progress(i + 1, n)
             source.close()
         if image == "reference" and src_path:
-            root.attrs["napari_sam2_track"] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}
+            root.attrs[REFERENCE_KEY] = {"image": str(src_path), "frames": [view.start, view.end, view.options.every]}
         labels_group = root.create_group("labels")
         _put(labels_group, {"labels": [LABEL_NAME]}, version)
         lg = labels_group.create_group(LABEL_NAME)
@@ -145,3 +149,12 @@ def read_omezarr(path: str | Path, label: str | None = None) -> LabelSource:
 
     return LabelSource(tuple(arr.shape), objects, frames,
                        categories=list(dict.fromkeys(o.category for o in objects)), description=str(path))
+
+
+register(
+    FormatRecord("ome-zarr", "OME-Zarr export", (".ome.zarr", ".zarr"), exporter=export_omezarr,
+                 export_args={"version": "0.5"}, importer=read_omezarr, family="ome-zarr",
+                 aliases=("omezarr",)),
+    FormatRecord("ome-zarr-0.4", "OME-Zarr export", (".ome.zarr", ".zarr"), exporter=export_omezarr,
+                 export_args={"version": "0.4"}, importer=read_omezarr, family="ome-zarr"),
+)

@@ -14,7 +14,8 @@ from ..prompts import ObjectSpec
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView
 from ._rle import checked_rle, coco_decode, json_int
-from ._write import export_target, objects_from_ids
+from ._registry import FormatRecord, export_target, register
+from ._write import objects_from_ids
 from .davis import save_palette_png
 
 
@@ -201,3 +202,9 @@ def read_sav_json(path: str | Path, frame_stride: int | None = None, *, video_fr
 
     return LabelSource((n, h, w), objects_from_ids(ids), frames, description=str(path), info=info,
                        dropped=dropped)
+
+
+register(
+    FormatRecord("sav", "SA-V export", exporter=export_sav, importer=read_sav_pngs),
+    FormatRecord("sav-json", "SA-V JSON", (".json",), importer=read_sav_json),
+)

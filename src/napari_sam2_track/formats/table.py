@@ -11,7 +11,7 @@ from ..errors import StoreError
 from ..review.models import read_review
 from ..project import COL, STATE_NAMES, ProjectStore
 from ._frames import ExportOptions, ProjectView, _Tables
-from ._write import export_target
+from ._registry import FormatRecord, export_target, head, register
 
 COLUMNS = ("object_id", "name", "category", "frame", "visible", "occluded", "area", "x0", "y0", "x1", "y1",
            "centroid_x", "centroid_y", "presence_logit", "state", "qc_status", "qc_reviewer",
@@ -57,7 +57,7 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
             import pyarrow.parquet as pq
         except ImportError:
             raise StoreError("Parquet output needs pyarrow (pip install pyarrow); or write a .csv") from None
-    with export_target(store, out, "table", overwrite, is_dir=False) as tmp:
+    with export_target(store, out, "table", overwrite) as tmp:
         if parquet:
             _write_parquet(store, view, tmp, pa, pq)
         else:
@@ -90,3 +90,12 @@ def _write_parquet(store: ProjectStore, view: ProjectView, out: Path, pa, pq) ->
     finally:
         if writer is not None:
             writer.close()
+
+
+def _is_csv_or_parquet(path: Path) -> bool:
+    text = head(path)
+    return text.startswith(b"PAR1") or text.split(b"\n", 1)[0].rstrip(b"\r") == ",".join(COLUMNS).encode()
+
+
+register(FormatRecord("table", "table export (CSV/Parquet)", (".csv", ".parquet"), _is_csv_or_parquet,
+                      export_table, aliases=("csv", "parquet")))

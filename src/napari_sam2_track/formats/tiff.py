@@ -12,7 +12,8 @@ import numpy as np
 from ..errors import StoreError
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
-from ._write import export_target, objects_from_ids
+from ._registry import FormatRecord, export_target, head, register
+from ._write import objects_from_ids
 
 
 def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | None = None, *,
@@ -37,7 +38,7 @@ def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | N
     shape = (view.num_frames, view.height, view.width)
     pages = (fr.labels(dt) for fr in view)
     big = view.num_frames * view.height * view.width * dt.itemsize > 2**31
-    with export_target(store, out, "tiff", overwrite, is_dir=False) as tmp:
+    with export_target(store, out, "tiff", overwrite) as tmp:
         if flavour == "imagej":
             tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, imagej=True,
                              metadata={"axes": "TYX"}, bigtiff=False)
@@ -154,3 +155,11 @@ def _frame(tif, series: int, i: int, n: int, cache: dict) -> np.ndarray:
             cache[series] = s.asarray().reshape(n, *s.shape[-2:])
         arr = cache[series][i]
     return np.asarray(arr).reshape(arr.shape[-2:])
+
+
+def _is_tiff(path: Path) -> bool:
+    return head(path, 4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+register(FormatRecord("tiff", "label TIFF export", (".tif", ".tiff"), _is_tiff, export_tiff,
+                      importer=read_tiff, aliases=("label-tiff",)))

@@ -23,6 +23,7 @@ from .layout import (
     TABLE_COLUMNS,
 )
 from .lock import LockHolder, ProjectLock, StaleLockWarning
+from .placement import is_project
 from .store import ProjectStore, mask_stats
 from .writer import StoreWriter
 
@@ -47,5 +48,6 @@ __all__ = [
     "ProjectStore",
     "StaleLockWarning",
     "StoreWriter",
+    "is_project",
     "mask_stats",
 ]

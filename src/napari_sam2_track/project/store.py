@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -125,43 +124,38 @@ class ProjectStore(RunRecords, MaskStore):
         source: dict | None = None,
         overwrite: bool = False,
         command: str | None = None,
+        inputs: Iterable[str | Path] = (),
+        words: placement.Words = placement.CLI,
     ) -> Iterator["ProjectStore"]:
         """Build a new project beside ``path``; it appears at ``path`` when the block completes.
 
-        Everything written inside the ``with`` block goes to a staging folder. On normal exit
-        the project is moved into place in one rename (``overwrite``: exchanged with the
-        previous project, which is then deleted); on an exception the staging folder is
-        deleted and ``path`` is untouched. ``overwrite`` only replaces a napari-sam2-track
-        project, and only while no other process writes it. The store stays locked after the
-        block: :meth:`close` it when done.
+        Everything written inside the ``with`` block goes to a staging folder
+        (:func:`.placement.build_beside`). On normal exit the project is moved into place in one
+        rename (``overwrite``: exchanged with the previous project, which is then deleted); on an
+        exception the staging folder is deleted and ``path`` is untouched. ``overwrite`` only
+        replaces a napari-sam2-track project, and only while no other process writes it;
+        ``path`` may not be, lie inside or contain one of ``inputs`` (what the project is made
+        from). ``words``: how refusals name the output and switches. The store stays locked
+        after the block: :meth:`close` it when done.
         """
         path = Path(path)
-        replaced_lock = placement.check_destination(path, overwrite, command)
         store = None
         try:
-            placement.remove_leftovers(path)
-            staging = placement.make_staging_dir(path)
-            try:
+            with placement.build_beside(path, placement.PROJECT, overwrite=overwrite, inputs=inputs,
+                                        input_name="the annotations", command=command,
+                                        words=words) as staging:
                 store = cls._create_in(staging, num_frames, height, width, source, command)
-                yield store
-                store.update_meta(building=False)
                 try:
-                    placement.place(staging, path, replace=replaced_lock is not None)
-                except OSError as exc:
-                    raise StoreError(f"cannot move the new project into {path}: "
-                                     f"{describe_os_error(exc)}") from None
-                if replaced_lock is not None:
-                    replaced_lock.forget()  # its file went away with the old project
-                    replaced_lock = None
-                store._moved_to(path)
-            except BaseException:
-                if store is not None:
-                    store.close()
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-        finally:
-            if replaced_lock is not None:
-                replaced_lock.release()
+                    yield store
+                    store.update_meta(building=False)
+                except BaseException:
+                    store.close()  # before its staging folder is removed
+                    raise
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        store._moved_to(path)
 
     @classmethod
     def create(
@@ -259,11 +253,11 @@ class ProjectStore(RunRecords, MaskStore):
         except Exception as exc:  # noqa: BLE001 - any decoding failure of zarr.json
             raise StoreError(f"cannot read the metadata of project {path} "
                              f"({type(exc).__name__}: {exc}); restore zarr.json from a backup") from None
-        if ATTR_KEY not in attrs:
-            if placement.is_project_dir(path):
-                raise StoreError(f"{path} is an incomplete project (its creation was interrupted); "
-                                 "create it again with 'track --overwrite'")
+        if not placement.is_project(path):
             raise StoreError(f"{path} is a zarr group but not a napari-sam2-track project")
+        if ATTR_KEY not in attrs:
+            raise StoreError(f"{path} is an incomplete project (its creation was interrupted); "
+                             "create it again with 'track --overwrite'")
         if isinstance(attrs[ATTR_KEY], dict) and attrs[ATTR_KEY].get("building"):
             raise StoreError(f"{path} is an unfinished project (its creation or --overwrite was "
                              "interrupted); run 'track' again to create it")
