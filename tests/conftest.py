@@ -96,3 +96,9 @@ def blob_jpegs(tmp_path_factory) -> Path:
 def long_blob_jpegs(tmp_path_factory) -> Path:
     """A 48-frame JPEG folder: long enough for memory pruning to drop frames."""
     return write_jpeg_folder(make_blob_video(48), tmp_path_factory.mktemp("blobs48") / "jpg")
+
+
+@pytest.fixture(autouse=True)
+def _private_dock_settings(monkeypatch, tmp_path_factory):
+    """The Export box's settings file lives in a folder of the test's own, never the user's."""
+    monkeypatch.setenv("NAPARI_SAM2_TRACK_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))

@@ -87,6 +87,37 @@ def test_frame_options(project):
 
 
 # ------------------------------------------------------------------------------ OME-Zarr
+def test_an_ome_zarr_export_referencing_the_image_is_not_taken_for_a_project(project, tmp_path, capsys):
+    """``--image reference`` records the video in the export's root attributes; napari's project
+    reader, compare's format guess and ``info`` still see an OME-Zarr export (also one written
+    when that record used the project's own attribute key), never a project to replace."""
+    from napari_sam2_track._napari_io import get_project_reader
+    from napari_sam2_track.cli import main
+    from napari_sam2_track.formats import guess_format
+
+    store, masks, _ = project
+    out, video = tmp_path / "o.ome.zarr", tmp_path / "video.mp4"
+    assert main(["export", str(store.path), "-f", "ome-zarr", "--image", "reference", "--image-path",
+                 str(video), "--out", str(out)]) == 0
+    doc = json.loads((out / "zarr.json").read_text())
+    reference = {"image": str(video), "frames": [0, T - 1, 1]}
+    for written_by_older_version in (False, True):
+        if written_by_older_version:
+            assert doc["attributes"].pop("napari_sam2_track_export") == reference
+            doc["attributes"]["napari_sam2_track"] = reference
+            (out / "zarr.json").write_text(json.dumps(doc))
+        assert get_project_reader(str(out)) is None
+        assert guess_format(out) == "ome-zarr"
+        labels = read_labels(out)
+        assert labels.info["format"] == "ome-zarr" and labels.shape == (T, H, W)
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "not a napari-sam2-track project" in err and err.count("\n") == 1, err
+        assert "corrupt" not in err and "--overwrite" not in err
+    assert get_project_reader(str(store.path)) is not None and guess_format(store.path) == "project"
+
+
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
 def test_omezarr_read_by_ome_zarr_py(project, tmp_path, version):
     from ome_zarr.io import parse_url

@@ -18,6 +18,7 @@ from napari_sam2_track.project import (
     STATE_PROPAGATED,
     ProjectStore,
     StoreWriter,
+    is_project,
     mask_stats,
 )
 
@@ -134,6 +135,23 @@ def test_unknown_category_is_refused(store):
 def test_existing_project_needs_overwrite(store):
     with pytest.raises(StoreError, match="--resume.*--overwrite"):
         ProjectStore.create(store.path, num_frames=5, height=40, width=50)
+
+
+def test_is_project_needs_the_project_layout_not_only_its_attribute_key(store, tmp_path):
+    assert is_project(store.path) and is_project(str(store.path))
+    # a zarr group carrying the project's attribute key but not its layout (an OME-Zarr export of
+    # an older version recorded its image reference so)
+    other = zarr.open_group(str(tmp_path / "export.zarr"), mode="w")
+    other.attrs["napari_sam2_track"] = {"image": "video.mp4", "frames": [0, 4, 1]}
+    other.create_group("labels").create_group("masklets").create_array("0", shape=(5, 4, 4), dtype="uint32")
+    assert not is_project(tmp_path / "export.zarr")
+    with pytest.raises(StoreError, match="not a napari-sam2-track project"):
+        ProjectStore.open(tmp_path / "export.zarr", "r")
+    # what an interrupted creation of an older version left (labels and objects, no metadata)
+    other.create_group("objects")
+    del other.attrs["napari_sam2_track"]
+    assert is_project(tmp_path / "export.zarr")
+    assert not is_project(tmp_path / "missing.zarr") and not is_project(store.path / "objects")
 
 
 def test_open_rejects_non_project(tmp_path):

@@ -151,3 +151,63 @@ def test_export_refused_without_a_project(make_napari_viewer, qtbot, errors):
     assert dock.export("tiff", Path("/nonexistent/x.tif")) is None
     assert errors and "no project open" in errors[0]
     assert "no project open" in dock.export_box.status_label.text()
+
+
+def test_an_output_the_export_would_refuse_is_refused_at_once_in_the_dock_s_words(
+        make_napari_viewer, qtbot, tmp_path, errors):
+    viewer, dock, session = _project_with_masks(make_napari_viewer, tmp_path)
+    box = dock.export_box
+    project = Path(session.store.path)
+    before = sorted(p.name for p in project.rglob("*"))
+    # into the project itself: said before anything starts (no busy bar, no worker)
+    assert dock.export("tiff", project / "labels.tif") is None
+    assert not box.running and box.progress_bar.isHidden() and box.export_btn.isEnabled()
+    text = box.status_label.text()
+    assert text == errors[-1] and "\n" not in text
+    assert text.startswith(f"output path {project / 'labels.tif'} is inside the project {project}")
+    assert "--out" not in text and "--overwrite" not in text
+    assert sorted(p.name for p in project.rglob("*")) == before
+    # an existing output without 'overwrite', and an unrelated file with it
+    existing = tmp_path / "notes.tif"
+    existing.write_text("keep me")
+    assert dock.export("tiff", existing) is None
+    assert "already exists; choose another output path or tick 'overwrite'" in box.status_label.text()
+    assert dock.export("tiff", existing, overwrite=True) is None
+    assert "is not a previous label TIFF export; 'overwrite' only replaces" in box.status_label.text()
+    assert existing.read_text() == "keep me" and len(errors) == 3
+
+
+def test_an_export_error_is_one_whole_line(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer, dock, session = _project_with_masks(make_napari_viewer, tmp_path)
+    chunk = Path(session.store.path) / "labels" / "masklets" / "0" / "c" / str(EDITED[1]) / "0" / "0"
+    chunk.write_bytes(b"not zstd" * 3)  # the frame's merged labels cannot be read any more
+    assert dock.export("tiff", tmp_path / "out.tif") is not None
+    _wait_export(qtbot, dock)
+    assert len(errors) == 1, errors
+    text = dock.export_box.status_label.text()
+    assert text == errors[0] and "\n" not in text
+    assert "labels/masklets/0" in text and f"frame {EDITED[1]}" in text and "nothing was exported" in text
+    assert not (tmp_path / "out.tif").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_last_export_folder_is_proposed_in_the_next_session(make_napari_viewer, qtbot, tmp_path, errors):
+    import json
+
+    from napari_sam2_track._qt.export_box import ExportBox, settings_path
+
+    viewer, dock, session = _project_with_masks(make_napari_viewer, tmp_path)
+    folder = tmp_path / "exports"
+    assert dock.export("table", folder / "rows.csv") is not None
+    _wait_export(qtbot, dock)
+    assert not errors, errors
+    assert json.loads(settings_path().read_text()) == {"last_folder": str(folder.resolve())}
+    # a new Export box (as in the next napari session) proposes that folder
+    box = ExportBox(dock.hub, on_error=lambda exc: None)
+    box.format_combo.setCurrentText("tiff")
+    assert box.out_edit.text() == str(folder.resolve() / "cells-tiff.tif")
+    # a remembered folder that is gone is not proposed
+    folder.joinpath("rows.csv").unlink()
+    folder.rmdir()
+    box = ExportBox(dock.hub, on_error=lambda exc: None)
+    assert box.out_edit.text() == str(tmp_path / "cells-ome-zarr.ome.zarr")

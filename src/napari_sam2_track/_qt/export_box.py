@@ -1,25 +1,25 @@
 """The "Export" part of the Prompt and Propagate dock: the open project in any export format.
 
-*Export* runs the ``export`` command (:mod:`napari_sam2_track.cli.export`, the exporters of
-:mod:`napari_sam2_track.formats` with their checks and atomic writes) in a child process at a
-lower priority (niceness :data:`EXPORT_NICENESS`), watched by a napari generator worker: the
-GUI thread only updates the dock, and the export does not compete with it for the interpreter.
-*Cancel* calls the worker's ``quit()``; the worker then stops the child with SIGTERM, which the
-command treats like Ctrl-C: the exporter removes its hidden temporary output and a previous
-export at the destination stays as it was. The command runs with ``--progress``: a thread of
-the worker reads its ``{"done": D, "total": N}`` lines, and the worker's ticks carry the
-latest count to the dock's progress bar (and napari's).
+*Export* first checks the output the way the exporter will (:func:`~napari_sam2_track.formats.
+check_export_target`, in the dock's words): an output in the project, an existing one without
+*overwrite* or one that is not a previous export of the format is refused at once, before
+anything runs. It then calls the exporter of :mod:`napari_sam2_track.formats` on a thread of its
+own (at a lower priority) with its ``progress(done, total)`` hook, watched by a napari generator
+worker: the GUI thread only updates the dock. *Cancel* calls the worker's ``quit()``; the worker
+then asks the export to stop at its next frame and joins its thread: the exporter removes its
+staging output and a previous export at the destination stays as it was.
+
+The folder of the last export is remembered between sessions in a small JSON file
+(:func:`settings_path`) and proposed for the next one.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,47 +38,70 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from ..cli.export import parse_progress_line
-from ..errors import PromptError, StoreError, one_line
-from ..formats import FORMATS, canonical_format
+from .._threads import lower_thread_priority
+from ..errors import PromptError, Sam2TrackError, StoreError, one_line
+from ..formats import FORMATS, ExportOptions, canonical_format, check_export_target, export
+from ..project.placement import Words
 from ._hub import ProjectHub
 from .propagate_box import RunWorker
 
-#: File name endings of the single-file formats (the others write a folder).
-FILE_SUFFIXES = {"tiff": ".tif", "table": ".csv", "youtube-vis": ".json", "cvat": ".xml", "mots": ".txt"}
-#: Seconds the child gets to clean up after SIGTERM before it is killed.
-STOP_GRACE_S = 20.0
 #: Seconds between two progress reports of the worker.
 POLL_S = 0.1
-#: Niceness of the export process: on a busy machine the viewer gets the CPU first.
+#: Niceness of the export thread: on a busy machine the viewer gets the CPU first.
 EXPORT_NICENESS = 10
+#: How refusals name the dock's controls.
+DOCK_WORDS = Words(out="output path", overwrite="'overwrite'", resume=None, verb="tick",
+                   again="export again")
+#: Environment variable naming the folder of the dock's settings file (default: the user's
+#: configuration folder, e.g. ``~/.config/napari-sam2-track``).
+CONFIG_DIR_ENV = "NAPARI_SAM2_TRACK_CONFIG_DIR"
+SETTINGS_NAME = "export.json"
 
 
-def default_output(project: str | Path, fmt: str) -> Path:
-    """``<project stem>-<format><suffix>`` beside the project (``.ome.zarr`` for OME-Zarr)."""
+# ------------------------------------------------------------------------------- settings
+def settings_path() -> Path:
+    """The JSON file of the Export box's settings (``{"last_folder": ...}``)."""
+    folder = os.environ.get(CONFIG_DIR_ENV)
+    if not folder:
+        from platformdirs import user_config_dir
+
+        folder = user_config_dir("napari-sam2-track", appauthor=False)
+    return Path(folder) / SETTINGS_NAME
+
+
+def last_export_folder() -> Path | None:
+    """The folder of the last export, if it is remembered and still there."""
+    try:
+        folder = Path(json.loads(settings_path().read_text())["last_folder"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return folder if folder.is_dir() else None
+
+
+def remember_export_folder(folder: str | Path) -> None:
+    """Remember ``folder`` for the next export (a convenience: failing to write is ignored)."""
+    path = settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"last_folder": str(Path(folder).resolve())}) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def default_output(project: str | Path, fmt: str, folder: str | Path | None = None) -> Path:
+    """``<project stem>-<format><suffix>`` in ``folder`` (default: beside the project)."""
     project = Path(project)
-    fmt = canonical_format(fmt)
     stem = project.name[: -len(".zarr")] if project.name.endswith(".zarr") else project.name
-    suffix = ".ome.zarr" if fmt.startswith("ome-zarr") else FILE_SUFFIXES.get(fmt, "")
-    return project.parent / f"{stem}-{fmt}{suffix}"
+    return Path(folder or project.parent) / FORMATS[canonical_format(fmt)].default_name(stem)
 
 
-def export_command(project: str | Path, fmt: str, out: str | Path, *, approved_only: bool = False,
-                   overwrite: bool = False) -> list[str]:
-    """The ``napari-sam2-track export`` command line the dock runs (with ``--progress``)."""
-    argv = [sys.executable, "-m", "napari_sam2_track.cli", "export", str(project),
-            "--format", canonical_format(fmt), "--out", str(out), "--progress"]
-    if approved_only:
-        argv.append("--approved-only")
-    if overwrite:
-        argv.append("--overwrite")
-    return argv
-
-
+# ------------------------------------------------------------------------- the export thread
 @dataclass
 class ExportTick:
     """What the export worker yields: seconds since it started, what it is doing and the
-    frames done of ``total`` (0 of 0 until the command reports)."""
+    frames done of ``total`` (0 of 0 until the exporter reports)."""
 
     elapsed: float
     phase: str  # "waiting" (for prompts still being computed) or "exporting"
@@ -96,94 +119,90 @@ class ExportResult:
     cancelled: bool = False
 
 
-def _lines(text: str, prefix: str) -> list[str]:
-    return [line[len(prefix):].strip() for line in text.splitlines() if line.startswith(prefix)]
+class ExportCancelled(BaseException):
+    """Raised inside the exporter by its progress hook when the export is cancelled (a
+    ``BaseException``, like Ctrl-C, so that no ``except Exception`` takes it for a failure)."""
 
 
-def run_export(argv: list[str], out: Path, wait_idle: Callable[[float], bool] | None = None,
-               exit_status: list[int] | None = None) -> Iterator[ExportTick]:
-    """(Worker thread.) Run the export command; yields progress every :data:`POLL_S` seconds and
-    returns an :class:`ExportResult`. Closing the generator stops the command (SIGTERM).
+class ExportJob(threading.Thread):
+    """One export on a thread of its own: :func:`napari_sam2_track.formats.export` with a
+    ``progress`` hook that keeps the latest count and stops the export once :meth:`cancel` is
+    called. After it ends, ``error`` holds what it raised (``None`` if it completed) and
+    ``warnings`` the exporter's warnings."""
 
-    ``wait_idle(timeout)`` is waited for first (prompts still being computed); the command's
-    exit status is appended to ``exit_status``, also when the generator was closed.
+    def __init__(self, project: Path, fmt: str, out: Path, *, approved_only: bool = False,
+                 overwrite: bool = False):
+        super().__init__(name="napari-sam2-track-export", daemon=True)
+        self.project, self.fmt, self.out = project, fmt, out
+        self.approved_only, self.overwrite = approved_only, overwrite
+        self.latest: tuple[int, int] = (0, 0)
+        self.error: BaseException | None = None
+        self.warnings: list[str] = []
+        self.completed = False
+        self._cancel_requested = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop at the next frame (the exporter removes its staging output)."""
+        self._cancel_requested.set()
+
+    def _progress(self, done: int, total: int) -> None:
+        if self._cancel_requested.is_set():
+            raise ExportCancelled
+        self.latest = (int(done), int(total))
+
+    def run(self) -> None:
+        lower_thread_priority(EXPORT_NICENESS)
+        try:
+            if self._cancel_requested.is_set():
+                raise ExportCancelled
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
+                       progress=self._progress, overwrite=self.overwrite)
+            self.warnings = [one_line(str(w.message)) for w in caught
+                             if issubclass(w.category, UserWarning)
+                             and not issubclass(w.category, DeprecationWarning)]
+            self.completed = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the worker, which reports it
+            self.error = exc
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An export's error as one whole line for the dock."""
+    if isinstance(exc, Sam2TrackError):
+        return one_line(str(exc))
+    return one_line(f"export failed: {type(exc).__name__}: {exc}")
+
+
+def run_export(job: ExportJob, wait_idle: Callable[[float], bool] | None = None) -> Iterator[ExportTick]:
+    """(Worker thread.) Run ``job``; yields progress every :data:`POLL_S` seconds and returns
+    an :class:`ExportResult`. Closing the generator cancels the export and joins its thread.
+
+    ``wait_idle(timeout)`` is waited for first (prompts still being computed).
     """
     t0 = time.perf_counter()
     if wait_idle is not None:
         while not wait_idle(POLL_S):
             yield ExportTick(time.perf_counter() - t0, "waiting")
-    with tempfile.TemporaryFile() as stderr:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr,
-                                stdin=subprocess.DEVNULL, env=env, creationflags=flags)
-        _lower_priority(proc.pid)
-        counts = _ProgressReader(proc.stdout)
-        finished = False
-        try:
-            while proc.poll() is None:
-                yield ExportTick(time.perf_counter() - t0, "exporting", *counts.latest)
-                try:
-                    proc.wait(POLL_S)
-                except subprocess.TimeoutExpired:
-                    pass
-            finished = True
-        finally:
-            if not finished:
-                _stop(proc)
-            if exit_status is not None:
-                exit_status.append(proc.returncode)
-            counts.join(STOP_GRACE_S)
-        if proc.returncode == 0:  # the final count, before the result
-            yield ExportTick(time.perf_counter() - t0, "exporting", *counts.latest)
-        stderr.seek(0)
-        err = stderr.read().decode(errors="replace")
+    job.start()
+    try:
+        while job.is_alive():
+            yield ExportTick(time.perf_counter() - t0, "exporting", *job.latest)
+            job.join(POLL_S)
+    finally:
+        if job.is_alive():  # closed by quit(): stop at the next frame, then wait for the cleanup
+            job.cancel()
+            job.join()
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        errors = _lines(err, "error:")
-        last = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        message = errors[-1] if errors else last
-        raise StoreError(one_line(f"export failed: {message}"))
-    return ExportResult(out, seconds, _lines(err, "warning:"))
+    if isinstance(job.error, ExportCancelled):
+        return ExportResult(job.out, seconds, cancelled=True)
+    if job.error is not None:
+        raise StoreError(describe_failure(job.error)) from job.error
+    yield ExportTick(time.perf_counter() - t0, "exporting", *job.latest)  # the final count
+    return ExportResult(job.out, seconds, job.warnings)
 
 
-class _ProgressReader(threading.Thread):
-    """Reads the command's stdout to its end, keeping the latest ``(done, total)``."""
-
-    def __init__(self, stream):
-        super().__init__(name="export-progress", daemon=True)
-        self.stream = stream
-        self.latest: tuple[int, int] = (0, 0)
-        self.start()
-
-    def run(self) -> None:
-        with self.stream:
-            for raw in self.stream:
-                counts = parse_progress_line(raw.decode(errors="replace"))
-                if counts is not None:
-                    self.latest = counts
-
-
-def _lower_priority(pid: int) -> None:
-    """Let the viewer go first when the export and the GUI compete for the CPU (POSIX)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, EXPORT_NICENESS)
-    except (AttributeError, OSError):
-        pass
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (the command cleans up as on Ctrl-C), then a kill if it does not end."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
+# ------------------------------------------------------------------------------------ the box
 class ExportBox(QGroupBox):
     """Format, output path, *approved only*, *overwrite* -> *Export* (worker) / *Cancel*.
 
@@ -205,8 +224,7 @@ class ExportBox(QGroupBox):
         self.last_result: ExportResult | None = None
         self._pbar = None
         self._auto_out: str | None = None  # the output path the dock proposed (not typed)
-        self._exit_status: list[int] = []  # the running export's, once it ended
-        self._out: Path | None = None
+        self._job: ExportJob | None = None
         form = QFormLayout(self)
         self.format_combo = QComboBox()
         self.format_combo.addItems(list(FORMATS))
@@ -214,7 +232,7 @@ class ExportBox(QGroupBox):
         form.addRow("Format", self.format_combo)
         row = QHBoxLayout()
         self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("<project>-<format> beside the project")
+        self.out_edit.setPlaceholderText("<project>-<format> in the last export folder")
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
@@ -260,7 +278,8 @@ class ExportBox(QGroupBox):
         text = self.out_edit.text().strip()
         if session is None or (text and text != self._auto_out):
             return
-        self._auto_out = str(default_output(session.store.path, self.format_combo.currentText()))
+        self._auto_out = str(default_output(session.store.path, self.format_combo.currentText(),
+                                            last_export_folder()))
         self.out_edit.setText(self._auto_out)
 
     def _browse(self) -> None:
@@ -279,7 +298,8 @@ class ExportBox(QGroupBox):
                approved_only: bool | None = None, overwrite: bool | None = None):
         """Export the open project on a worker; returns the worker (``None`` if refused).
 
-        Arguments left out are read from the dock's controls.
+        Arguments left out are read from the dock's controls. A refused output is said at once,
+        in the dock's words, before anything runs.
         """
         from napari.qt.threading import create_worker
         from napari.utils import progress
@@ -293,22 +313,22 @@ class ExportBox(QGroupBox):
             if session.running:
                 raise PromptError("a propagation is running; export when it has finished or cancel it")
             fmt = canonical_format(fmt or self.format_combo.currentText())
-            out = Path(out) if out is not None else Path(self.out_edit.text().strip() or
-                                                         default_output(session.store.path, fmt))
+            project = Path(session.store.path)
+            out = Path(out) if out is not None else Path(
+                self.out_edit.text().strip() or default_output(project, fmt, last_export_folder()))
             approved_only = self.approved_check.isChecked() if approved_only is None else approved_only
             overwrite = self.overwrite_check.isChecked() if overwrite is None else overwrite
+            check_export_target(project, fmt, out, overwrite=overwrite, words=DOCK_WORDS)
             if self.before_export is not None:
                 self.before_export()
-            argv = export_command(session.store.path, fmt, out, approved_only=approved_only,
-                                  overwrite=overwrite)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            self._show(str(exc), error=True)
+            self._show(describe_failure(exc), error=True)
             self.on_error(exc)
             return None
-        self._exit_status = []
         self._ended = False  # the worker returned or failed
-        worker = create_worker(run_export, argv, out, session.wait_idle, self._exit_status,
-                               _worker_class=RunWorker, _start_thread=False, _ignore_errors=True)
+        self._job = ExportJob(project, fmt, out, approved_only=approved_only, overwrite=overwrite)
+        worker = create_worker(run_export, self._job, session.wait_idle, _worker_class=RunWorker,
+                               _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_tick)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_failed)
@@ -318,7 +338,7 @@ class ExportBox(QGroupBox):
         self._pbar = progress(total=0, desc=f"export to {fmt}")
         self.export_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.progress_bar.setRange(0, 0)  # busy until the command reports its frame count
+        self.progress_bar.setRange(0, 0)  # busy until the exporter reports its frame count
         self.progress_bar.setVisible(True)
         self._show(f"exporting to {fmt}: {out}")
         worker.start()
@@ -356,6 +376,7 @@ class ExportBox(QGroupBox):
         if result.cancelled:
             self._show(f"export cancelled; nothing was written to {result.out}")
             return
+        remember_export_folder(Path(result.out).parent)
         text = f"wrote {result.out} in {result.seconds:.1f} s"
         if result.warnings:
             text += "\n" + "\n".join(f"warning: {w}" for w in result.warnings)
@@ -363,15 +384,16 @@ class ExportBox(QGroupBox):
 
     def _on_failed(self, exc: BaseException) -> None:
         self._ended = True
-        self._show(str(exc), error=True)
+        self._show(describe_failure(exc), error=True)
         self.on_error(exc)
 
     def _on_worker_finished(self) -> None:
         worker, self.worker = self.worker, None
+        job, self._job = self._job, None
         if worker is not None and worker.abort_requested and not self._ended:
-            # quit(): the command was stopped, unless it had just finished by itself
-            done = self._exit_status == [0]
+            # quit(): the export was stopped, unless it had just completed by itself
             seconds = time.perf_counter() - self._started
+            done = job is not None and job.completed
             self._on_returned(ExportResult(self._out, seconds, cancelled=not done))
         if self._pbar is not None:
             self._pbar.close()
@@ -383,4 +405,5 @@ class ExportBox(QGroupBox):
 
     def _show(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)
+        self.status_label.setToolTip(text)
         self.status_label.setStyleSheet("color: #ff6b6b;" if error else "")
