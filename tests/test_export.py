@@ -484,3 +484,37 @@ def test_edge_policy_drop_removes_masks_cut_by_the_border(tmp_path):
     frames = list(ProjectView(store))
     assert [sorted(f.masks) for f in frames] == [[1], [], [1]]
     assert frames[1].occluded == set()  # last seen away from the border, but now cut by it
+
+
+def test_the_formats_modules_import_each_other_without_a_cycle():
+    """No import among the modules of ``formats`` (and the placement they write through) leads
+    back to where it started, type-only imports included."""
+    import ast
+    from pathlib import Path
+
+    import napari_sam2_track
+
+    root = Path(napari_sam2_track.__file__).parent
+    files = {f"formats.{p.stem}": p for p in (root / "formats").glob("*.py") if p.stem != "__init__"}
+    files["formats"] = root / "formats" / "__init__.py"
+    files["project.placement"] = root / "project" / "placement.py"
+    edges = {}
+    for name, path in files.items():
+        package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    targets.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in files else module)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                targets.add((module or "").removeprefix("napari_sam2_track."))
+        edges[name] = targets & set(files) - {name}
+
+    def reaches(start, goal, seen):
+        return any(t == goal or (t not in seen and reaches(t, goal, seen | {t})) for t in edges[start])
+
+    assert [name for name in files if reaches(name, name, {name})] == []
+    assert edges["formats._registry"] == {"project.placement"}  # the records know no format
