@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..project.placement import CLI_NEW, Words, build_beside, check_destination, check_separate
+from ..project import ProjectStore
+from ..project.placement import (
+    CLI_NEW,
+    Words,
+    build_beside,
+    cannot_write,
+    check_destination,
+    check_separate,
+)
 
 #: Marker file written into every folder export: ``{"format": <family>, "writer": "napari-sam2-track"}``.
 MARKER = ".napari_sam2_track_export.json"
@@ -130,14 +138,17 @@ def check_export_target(project: str | Path, fmt: str, out: str | Path, *, overw
 
 
 @contextmanager
-def export_target(store, out: str | Path, fmt: str, overwrite: bool = False) -> Iterator[Path]:
+def export_target(store: ProjectStore, out: str | Path, fmt: str, overwrite: bool = False) -> Iterator[Path]:
     """The one way an exporter writes ``out``: yields the staging path (an empty folder, or a
     file name), puts the finished output in place when the block completes (see
     :func:`~napari_sam2_track.project.placement.build_beside`); a folder gets the marker file."""
     record = lookup(fmt)
-    with build_beside(out, record, overwrite=overwrite, inputs=[store.path],
-                      input_name="the project", words=CLI_NEW) as staging:
-        yield staging
-        if record.is_dir:
-            (staging / MARKER).write_text(
-                json.dumps({"format": record.marker, "writer": "napari-sam2-track"}) + "\n")
+    try:
+        with build_beside(out, record, overwrite=overwrite, inputs=[store.path],
+                          input_name="the project", words=CLI_NEW) as staging:
+            yield staging
+            if record.is_dir:
+                (staging / MARKER).write_text(
+                    json.dumps({"format": record.marker, "writer": "napari-sam2-track"}) + "\n")
+    except OSError as exc:  # a full disk, a file size limit, a permission: one line
+        raise cannot_write(out, exc, CLI_NEW) from None

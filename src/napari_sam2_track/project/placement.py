@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import Sam2TrackError, StoreError, describe_os_error
+from ..errors import StoreError, describe_os_error
 from .layout import ATTR_KEY, LABELS_PATH
 from .lock import LockHolder, ProjectLock, read_holder
 
@@ -129,6 +129,12 @@ def not_replaceable(path: str | Path, kind: OutputKind, words: Words = CLI) -> S
     return StoreError(f"{path} exists and is not a previous {kind.title}; {words.overwrite} only "
                       f"replaces a previous {kind.title} — remove it yourself or choose another "
                       f"{words.out}")
+
+
+def cannot_write(path: str | Path, exc: OSError, words: Words = CLI) -> StoreError:
+    """The refusal of an output whose writing failed (nothing of it is left)."""
+    return StoreError(f"cannot write {path}: {describe_os_error(exc)}; nothing was written — fix "
+                      f"that and {words.again}")
 
 
 def overlap(out: str | Path, inputs: Iterable[str | Path]) -> tuple[str, str | Path] | None:
@@ -349,7 +355,8 @@ def build_beside(dest: str | Path, kind: OutputKind = PROJECT, *, overwrite: boo
     previous output of ``kind``; a project that another process writes (a project to be
     replaced stays locked until it is swapped out). Missing parent folders are created. The
     staging path is an empty folder when ``kind.is_dir``, else a file name to write. On any
-    failure the staging entry (and the parents made) are removed and ``dest`` stays as it was.
+    failure the staging entry (and the parents made) are removed and ``dest`` stays as it was;
+    an ``OSError`` of the block itself is passed on as it is (the caller knows what it wrote).
     """
     dest = Path(dest)
     check_separate(dest, inputs, input_name, words)
@@ -364,14 +371,14 @@ def build_beside(dest: str | Path, kind: OutputKind = PROJECT, *, overwrite: boo
             raise
         try:
             yield staging
-            place(staging, dest, replace=dest.exists() or dest.is_symlink(), words=words)
-        except BaseException as exc:
+            try:
+                place(staging, dest, replace=dest.exists() or dest.is_symlink(), words=words)
+            except OSError as exc:
+                raise cannot_write(dest, exc, words) from None
+        except BaseException:
             settle_writes()
             _remove(staging)
             _remove_parents(made)
-            if isinstance(exc, OSError) and not isinstance(exc, Sam2TrackError):
-                raise StoreError(f"cannot write {dest}: {describe_os_error(exc)}; nothing was "
-                                 f"written — fix that and {words.again}") from None
             raise
         if held is not None:
             held.forget()  # its file left with the replaced project
