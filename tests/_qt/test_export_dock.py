@@ -109,8 +109,7 @@ def test_overwrite_refuses_an_unrelated_folder(make_napari_viewer, qtbot, tmp_pa
     unrelated = tmp_path / "mine"
     unrelated.mkdir()
     (unrelated / "notes.txt").write_text("keep me")
-    assert dock.export("ctc", unrelated, overwrite=True) is not None
-    _wait_export(qtbot, dock)
+    assert dock.export("ctc", unrelated, overwrite=True) is None  # refused before anything runs
     assert len(errors) == 1 and "not a previous CTC export" in errors[0], errors
     text = dock.export_box.status_label.text()
     assert "\n" not in text and "not a previous CTC export" in text
