@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import StoreError, describe_os_error, summarize_list
 from ..prompts import ObjectSpec, Prompt, PromptSet
 from . import placement
@@ -60,11 +61,6 @@ from .layout import (
 from .check import metadata_problem
 from .lock import ProjectLock, live_holder
 from .runs import RunRecords, _now
-
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _prompt_key(prompt: dict) -> str:
@@ -212,7 +208,7 @@ class ProjectStore(RunRecords, MaskStore):
             store._write_meta(
                 {
                     "format_version": FORMAT_VERSION,
-                    "package_version": _package_version(),
+                    "package_version": __version__,
                     "created": _now(),
                     "shape": [num_frames, height, width],
                     "source": source or {},
