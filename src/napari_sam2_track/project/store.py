@@ -11,6 +11,8 @@ Layout (see ``docs/store.md``)::
                                  objects overlap (a shard per frame, 128-px tiles where needed)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
       review/changes.jsonl       append-only record of hand edits, prompts and written runs
+      undo/<id>/                 the segment an undo restores (:mod:`.undo`)
+      segment_parts/             part tables of a segmented run in progress (:mod:`.parts`)
 
 Overlaps: in the merged ``labels`` image a pixel claimed by several objects goes to the
 **lowest object id**; the others claiming it are kept in the overlap layers, so an object's
