@@ -148,3 +148,35 @@ def test_undo_restores_overlap_layers_byte_for_byte(tmp_path):
     assert chunk_files(store) == before
     for o in (1, 2, 3):
         assert np.array_equal(store.masks(o, 0, 5), masks_before[o])
+
+
+def test_an_unfinished_or_damaged_snapshot_is_never_restored(tmp_path):
+    """A snapshot whose ``complete`` mark is missing (the copy was cut short) is no undo; a
+    damaged one is refused before anything of the project is rewritten."""
+    import zarr
+
+    from napari_sam2_track.prompts import ObjectSpec
+
+    from test_store import disc, write_frame
+
+    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=5, height=40, width=50)
+    store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2)])
+    for t in range(5):
+        write_frame(store, t, {1: disc(40, 50, 20 + t, 20, 8), 2: disc(40, 50, 10, 10, 5)})
+    snapshot_segment(store, 1, 1, 3)
+    root = zarr.open_group(str(store.path), mode="r+")
+    del root["undo/1"].attrs["complete"]  # as if the copy had been killed before its end
+    assert segment_snapshot(store, 1) is None and not has_undo(store, 1)
+    with pytest.raises(ReviewError, match="no correction to undo"):
+        undo_segment(store, 1)
+
+    snapshot_segment(store, 1, 1, 3)  # replaces the unfinished one
+    assert segment_snapshot(store, 1) == (1, 3)
+    for t in (1, 2, 3):
+        store.merge_labels(t, {1: disc(40, 50, 40, 30, 5)})
+    files = chunk_files(store)
+    del root["undo/1/table"]
+    root.create_array("undo/1/table", data=np.zeros((2, len(COL))))  # one row short
+    with pytest.raises(ReviewError, match="damaged"):
+        undo_segment(store, 1)
+    assert chunk_files(store) == files  # nothing of the project was rewritten

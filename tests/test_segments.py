@@ -10,11 +10,7 @@ import pytest
 from _distributed import assert_same_project, checkpoint, dask_client, one_torch_thread  # noqa: F401
 from napari_sam2_track.cli import main
 from napari_sam2_track.distributed.segments import (
-    PARTS,
-    PartWriter,
     Segment,
-    create_part,
-    merge_parts,
     plan_segments,
     segment_prompts,
     split_points,
@@ -22,6 +18,7 @@ from napari_sam2_track.distributed.segments import (
 from napari_sam2_track.errors import PromptError
 from napari_sam2_track.pipeline import track
 from napari_sam2_track.project import COL, STATE_ABSENT, STATE_PROPAGATED, ProjectStore
+from napari_sam2_track.project.parts import PartWriter, create_part, has_parts, merge_parts, part_path
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.sources import open_source
 
@@ -79,8 +76,8 @@ def test_part_tables_merge_into_the_object_tables(tmp_path):
     store.set_prompts(every(1000, 3000))
     seg = Segment(1, 1000, 2047)  # crosses a 1024-row table chunk
     run = store.begin_run(direction="forward")
-    create_part(store, run, seg)
-    part = PartWriter(tmp_path / "p.zarr", run, seg)
+    create_part(store, run, seg.index, seg.start, seg.end)
+    part = PartWriter(tmp_path / "p.zarr", run, seg.index)
     mask = np.zeros((8, 8), bool)
     mask[2:4, 1:6] = True
     for t in (1000, 1500, 2047):
@@ -92,7 +89,7 @@ def test_part_tables_merge_into_the_object_tables(tmp_path):
     assert np.flatnonzero(~np.isnan(table[:, COL["state"]])).tolist() == [1000, 1500, 2047]
     assert table[1500].tolist() == [1.5, 10, 1, 2, 6, 4, STATE_PROPAGATED, run]
     assert np.isnan(store.table(1)).all()
-    assert PARTS not in store.group
+    assert not has_parts(store)
 
 
 def test_segment_writers_write_only_their_own_frames_chunks(tmp_path):
@@ -117,10 +114,10 @@ def test_segment_writers_write_only_their_own_frames_chunks(tmp_path):
     run = store.begin_run(direction="forward")
     segments = [Segment(0, 0, 3), Segment(1, 4, 7)]
     for seg in segments:
-        create_part(store, run, seg)
+        create_part(store, run, seg.index, seg.start, seg.end)
     with pytest.raises(StoreError, match="overlap layers"):  # the client has not created them yet
-        part = PartWriter(path, run, segments[0])
-        writer = StoreWriter(part, run)  # type: ignore[arg-type]
+        part = PartWriter(path, run, segments[0].index)
+        writer = StoreWriter(part, run)
         writer.submit(FrameResult(0, "forward", masks(0), {o: 1.0 for o in (1, 2, 3)}))
         writer.close()
     assert not (path / "overlaps").exists()
@@ -130,7 +127,7 @@ def test_segment_writers_write_only_their_own_frames_chunks(tmp_path):
 
     def run_segment(seg: Segment) -> None:
         before = {p: p.stat().st_mtime_ns for p in path.rglob("c/*/0/0")}
-        writer = StoreWriter(PartWriter(path, run, seg), run, workers=2)  # type: ignore[arg-type]
+        writer = StoreWriter(PartWriter(path, run, seg.index), run, workers=2)
         for t in range(seg.start, seg.end + 1):
             writer.submit(FrameResult(t, "forward", masks(t), {o: 1.0 for o in (1, 2, 3)}))
         writer.close()
@@ -140,7 +137,7 @@ def test_segment_writers_write_only_their_own_frames_chunks(tmp_path):
     for seg in segments:  # one after the other, to see which files each writes
         run_segment(seg)
     for seg in segments:  # its own frames' chunks of the layers and its part table, nothing else
-        own_part = f"{PARTS}/run-{run}/{seg.index}/"
+        own_part = part_path(run, seg.index) + "/"
         layers = {name for name in written[seg.index] if not name.startswith(own_part)}
         assert layers and all(name.startswith(("labels/masklets/0/", "overlaps/")) for name in layers)
         frames = {int(name.split("/c/")[1].split("/")[0]) for name in layers}
@@ -176,7 +173,7 @@ def test_segments_of_a_real_video_equal_track_from_their_own_keyframes(
     store = ProjectStore.open(out, "r")
     run = store.meta["runs"][-1]
     assert run["status"] == "completed" and run["segments"] == [[0, 3], [4, 7], [8, 11]]
-    assert PARTS not in store.group
+    assert not has_parts(store)
     assert (store.table(1)[:12, COL["run"]] == run["id"]).all()
     source = open_source(video)
     for seg in plan_segments(prompts, len(source), 3, end=11):

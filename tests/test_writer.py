@@ -489,3 +489,36 @@ def test_shared_pixels_of_each_pair_match_the_masks_and_drive_the_overlap_flags(
         return [(f.object, f.start, f.end, f.score, f.reason) for f in flags if f.kind == "overlap"]
 
     assert overlaps(store) and overlaps(store) == overlaps(old)
+
+
+def test_the_writer_needs_nothing_of_a_store_beyond_the_write_target_protocol(tmp_path):
+    """A store seen only through ``WriteTarget``'s members takes a whole run: the protocol
+    names everything ``StoreWriter`` calls (a segment's ``PartWriter`` offers no more)."""
+    from napari_sam2_track.project import WriteTarget
+
+    members = {n for n in vars(WriteTarget) if not n.startswith("_")} | set(WriteTarget.__annotations__)
+    assert {"layers", "write_rows", "ensure_object_table", "require_current_format"} <= members
+
+    class OnlyTarget:
+        def __init__(self, store: ProjectStore):
+            self._store = store
+
+        def __getattr__(self, name: str):
+            if name not in members:
+                raise AttributeError(f"StoreWriter used {name!r}, which WriteTarget does not name")
+            return getattr(self._store, name)
+
+    store = new_store(tmp_path / "p.zarr", ids=[2, 5, 9])
+    frames = {t: blobs(t, ids=[2, 5, 9]) for t in range(4)}
+    writer = StoreWriter(OnlyTarget(store), run_id=1)
+    for t, masks in frames.items():
+        writer.submit(FrameResult(t, "forward", masks, {o: 3.0 for o in masks}))
+    writer.close()
+    assert writer.written == {o: [[0, 3]] for o in (2, 5, 9)}
+    for t, masks in frames.items():
+        for obj, mask in masks.items():
+            assert np.array_equal(store.mask(obj, t), mask)
+            assert store.table_rows(obj, t, t + 1)[0, COL["area"]] == mask.sum()
+    area = store.table_column(9, "area")
+    assert area[:4].tolist() == [m[9].sum() for m in frames.values()] and np.isnan(area[4:]).all()
+    assert store.table_column(77, "area") is None

@@ -13,7 +13,7 @@ The core is Qt-free::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "PromptSet",

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..project import COL, STATE_EDITED, ProjectStore
+from ..project import STATE_EDITED, ProjectStore
 from ..prompts import ObjectSpec
 from ..review import Flag, Masklet, ReviewState, read_review
 from ..review.analytics import report, report_rows
@@ -137,11 +137,8 @@ def _invalidated(state: ReviewState, obj_id: int) -> list[str]:
 
 
 def _column(store: ProjectStore, obj_id: int, name: str, n: int) -> np.ndarray:
-    try:
-        array = store.group[f"objects/{obj_id}/table"]
-    except KeyError:
-        return np.full(n, np.nan)
-    return np.asarray(array[:, COL[name]], dtype=np.float64)
+    column = store.table_column(obj_id, name)
+    return np.full(n, np.nan) if column is None else column
 
 
 def load_review_data(store: ProjectStore) -> ReviewData:

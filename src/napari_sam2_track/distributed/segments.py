@@ -8,15 +8,15 @@ where memory would have crossed a split point (see ``docs/distributed.md``).
 Who writes what (no chunk ever has two writers):
 
 * the client (the run's owner) creates or opens the project, stores the prompts, records the run,
-  creates one *part table* per segment (``segment_parts/run-<id>/<segment>``), and at the end
-  merges the part tables into ``objects/<id>/table``, deletes them and closes the run;
+  creates one *part table* per segment (:mod:`napari_sam2_track.project.parts`), and at the end
+  merges the part tables into the objects' tables, deletes them and closes the run;
 * a segment task writes only the chunks of its own frames in the label layers that hold the
   masks (``labels/masklets/0`` and ``overlaps/<k>``: one chunk or shard per frame each) and
   its own part table. It never writes metadata or the per-object tables, whose 1024-frame
   chunks segments would share, and never creates an array: the client creates every overlap
   layer the run's objects could need (one fewer than the objects) before the segments start.
 
-A part table holds the same rows as ``objects/<id>/table`` for the segment's frames, so an
+A part table holds the same rows as an object's table for the segment's frames, so an
 interrupted run is resumed by merging what the parts hold and skipping those frames.
 """
 
@@ -26,15 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import PromptError
+from ..project.parts import PartWriter, create_part, merge_parts
 from ..prompts import PromptSet
 from .models import ModelSpec, cached_model
 from .tasks import project_state, report, result_row
-
-PARTS = "segment_parts"
-PART_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -106,133 +102,6 @@ def segment_prompts(prompts: PromptSet, segment: Segment) -> PromptSet:
     return PromptSet(objects=prompts.objects, prompts=inside)
 
 
-# ------------------------------------------------------------------------- parts
-def part_name(run_id: int, segment: int) -> str:
-    return f"{PARTS}/run-{run_id}/{segment}"
-
-
-def create_part(store, run_id: int, segment: Segment) -> None:
-    """Create a segment's part table (client side): ``(objects, frames, columns)`` float64."""
-    from ..project.layout import TABLE_COLUMNS
-
-    name = part_name(run_id, segment.index)
-    if name in store.group:
-        return
-    ids = store.object_ids()
-    part = store.group.create_array(
-        name,
-        shape=(len(ids), len(segment), len(TABLE_COLUMNS)),
-        chunks=(1, min(PART_CHUNK, len(segment)), len(TABLE_COLUMNS)),
-        dtype="float64",
-        fill_value=np.nan,
-        compressors=None,
-    )
-    part.attrs.update({"objects": ids, "start": segment.start, "end": segment.end})
-
-
-class PartWriter:
-    """What a segment task writes, opened with plain zarr next to the client's lock: its own
-    frames' chunks of the label layers, and its part table's rows. It stands in for the
-    project store of a :class:`~napari_sam2_track.project.StoreWriter`."""
-
-    read_only = False
-
-    def __init__(self, out: str | Path, run_id: int, segment: Segment):
-        import zarr
-
-        from ..errors import StoreError
-        from ..project._chunks import ChunkIO, UnsupportedChunkLayout
-        from ..project.layer_arrays import LayerArrays
-        from ..project.layout import ATTR_KEY, FORMAT_VERSION
-
-        # Chunk writes only, under the run the client (the lock holder) recorded for us.
-        self.path = Path(out)
-        self.group = zarr.open_group(str(out), mode="r+", zarr_format=3)
-        meta = self.group.attrs[ATTR_KEY]
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{out} uses store format {meta.get('format_version')}; the client "
-                             f"opens it for writing first, which upgrades it to {FORMAT_VERSION}")
-        self.shape = tuple(meta["shape"])
-        self.num_frames = self.shape[0]
-        name = part_name(run_id, segment.index)
-        self.part = self.group[name]
-        try:
-            self._part_io: ChunkIO | None = ChunkIO(self.path / name)
-        except UnsupportedChunkLayout:
-            self._part_io = None
-        self.start = segment.start
-        self.ids = [int(o) for o in self.part.attrs["objects"]]
-        self.row_of = {o: i for i, o in enumerate(self.ids)}
-        self.layers = LayerArrays(self.path, self.group, self.shape, create_layers=False)
-
-    def object_ids(self) -> list[int]:
-        return list(self.ids)
-
-    def _require_current_format(self) -> None:
-        """Checked when opened."""
-
-    def _ensure_object_arrays(self, obj_id: int) -> None:
-        if obj_id not in self.row_of:
-            from ..errors import StoreError
-
-            raise StoreError(f"object {obj_id} is not part of this run; add it and track again")
-
-    def write_row(self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int) -> None:
-        """Write one object's row on frame ``t`` into the part table (area and box from ``mask``)."""
-        from ..project.masks import mask_stats
-
-        area, bbox = mask_stats(mask)
-        x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self.write_rows({obj_id: [(t, [presence, area, x0, y0, x1, y1, state, run])]})
-
-    def write_rows(self, rows: dict[int, list[tuple[int, list[float]]]]) -> None:
-        """Write table rows ``{object: [(frame, row), ...]}`` into the part table."""
-        from ..project._chunks import write_table_rows
-
-        for obj_id, obj_rows in rows.items():
-            write_table_rows(self._part_io, self.part, [(t - self.start, row) for t, row in obj_rows],
-                             lead=(self.row_of[obj_id],))
-
-    def done(self) -> dict[int, set[int]]:
-        """Frames per object that this part or the project's table already holds."""
-        from ..project.layout import COL
-
-        rows = self.part[:]
-        stop = self.start + rows.shape[1]
-        out = {}
-        for obj_id, i in self.row_of.items():
-            in_part = ~np.isnan(rows[i, :, COL["state"]])
-            states = self.group[f"objects/{obj_id}/table"][self.start : stop, COL["state"]]
-            in_table = ~np.isnan(states) & (states != 0)
-            out[obj_id] = set((np.flatnonzero(in_part | in_table) + self.start).tolist())
-        return out
-
-
-def merge_parts(store) -> int:
-    """Copy every part table's rows into ``objects/<id>/table`` and delete the parts (client
-    side, after the segments ended). Returns the number of rows (object-frames) merged."""
-    from ..project.layout import COL
-
-    if PARTS not in store.group:
-        return 0
-    merged = 0
-    for run_name, run_group in list(store.group[PARTS].groups()):
-        for _, part in run_group.arrays():
-            rows = part[:]
-            start = int(part.attrs["start"])
-            for i, obj_id in enumerate(part.attrs["objects"]):
-                have = ~np.isnan(rows[i, :, COL["state"]])
-                if not have.any():
-                    continue
-                table = store._array(f"objects/{obj_id}/table")
-                block = table[start : start + rows.shape[1]]
-                block[have] = rows[i, have]
-                table[start : start + rows.shape[1]] = block
-                merged += int(have.sum())
-    del store.group[PARTS]
-    return merged
-
-
 # ------------------------------------------------------------------------- worker side
 def run_segment(
     out: str,
@@ -263,10 +132,10 @@ def run_segment(
                 tracker.add_mask(p.object, p.frame, store.prompt_mask(p))
             else:
                 tracker.add_prompt(p)
-        part = PartWriter(out, run_id, segment)
+        part = PartWriter(out, run_id, segment.index)
         done = part.done()
         writer = StoreWriter(
-            part,  # type: ignore[arg-type]
+            part,
             run_id,
             min_visible_pixels=store.schema.min_visible_pixels,
             skip_frames=lambda obj, t: t in done.get(obj, ()),
@@ -384,7 +253,7 @@ class SegmentedVideo:
             segments=[[s.start, s.end] for s in self.segments],
         )
         for segment in self.segments:
-            create_part(store, self.run_id, segment)
+            create_part(store, self.run_id, segment.index, segment.start, segment.end)
         # every overlap layer the objects could need, so that no segment creates an array
         store.layers.ensure_overlap_layers(len(store.object_ids()) - 1)
         self.results = {}

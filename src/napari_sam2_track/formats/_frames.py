@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import NothingApprovedWarning, Sam2TrackError, StoreError, one_line
-from ..project import COL, TABLE_CHUNK, ProjectStore
+from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore, table_path
 from ..project.labels import merge_lowest_id
 from ..prompts import ObjectSpec
 from ..review.models import read_review
@@ -107,25 +107,6 @@ def damaged(store: ProjectStore, name: str, frames: str, exc: BaseException) -> 
     ))
 
 
-def read_frames(store: ProjectStore, name: str, lo: int, hi: int, step: int = 1) -> np.ndarray:
-    """Frames ``lo:hi:step`` of a project array; a damaged chunk is reported by frame and array."""
-    try:
-        array = store.group[name]
-    except Sam2TrackError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of a damaged store
-        raise damaged(store, name, "its metadata", exc) from None
-    try:
-        return array[lo:hi:step]
-    except Exception:  # noqa: BLE001 - find the frame that fails
-        for t in range(lo, hi, step):
-            try:
-                array[t]
-            except Exception as exc:  # noqa: BLE001
-                raise damaged(store, name, f"frame {t}", exc) from None
-        raise
-
-
 def approved_ids(store: ProjectStore) -> set[int]:
     """Objects with frames approved as ``satisfactory`` by a valid QC decision."""
     return set(read_review(store).approved_ranges())
@@ -147,11 +128,13 @@ class _Tables:
             lo, hi = block * TABLE_CHUNK, min((block + 1) * TABLE_CHUNK, self.store.num_frames)
             self._rows = {}
             for i in self.ids:
-                name = f"objects/{i}/table"
-                if name in self.store.group:
-                    self._rows[i] = read_frames(self.store, name, lo, hi)
-                else:
-                    self._rows[i] = np.full((hi - lo, 8), np.nan)
+                try:
+                    rows = self.store.table_rows(i, lo, hi)
+                except Sam2TrackError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any failure of a damaged table
+                    raise damaged(self.store, table_path(i), f"frames {lo}-{hi - 1}", exc) from None
+                self._rows[i] = np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if rows is None else rows
         return self._rows[obj_id][t - block * TABLE_CHUNK]
 
 

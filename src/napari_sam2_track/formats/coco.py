@@ -71,7 +71,7 @@ def export_ytvis(store: ProjectStore, out: str | Path, options: ExportOptions | 
 
 
 def _info(store: ProjectStore) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     return {"description": f"exported from {store.path.name}", "version": "1.0",
             "contributor": f"napari-sam2-track {__version__}",

@@ -1,6 +1,8 @@
 """The project on disk: a zarr v3 store, its single writer thread and its layout constants.
 
-See ``docs/store.md`` for the layout specification.
+Only this package knows where things are stored: everything else reads and writes through
+:class:`ProjectStore`'s public methods, :mod:`.undo` (undo snapshots) and :mod:`.parts` (the
+part tables of segmented runs). See ``docs/store.md`` for the layout specification.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from .layout import (
     STATE_PROPAGATED,
     TABLE_CHUNK,
     TABLE_COLUMNS,
+    table_path,
 )
 from .lock import LockHolder, ProjectLock, StaleLockWarning
 from .placement import is_project
 from .store import ProjectStore, mask_stats
-from .writer import StoreWriter
+from .writer import StoreWriter, WriteTarget
 
 __all__ = [
     "ATTR_KEY",
@@ -48,6 +51,8 @@ __all__ = [
     "ProjectStore",
     "StaleLockWarning",
     "StoreWriter",
+    "WriteTarget",
     "is_project",
     "mask_stats",
+    "table_path",
 ]

@@ -22,6 +22,16 @@ def overlap_path(layer: int) -> str:
     return f"{OVERLAPS_GROUP}/{layer}"
 
 
+#: Per-object table: one row per frame.
+TABLE_PATH = "objects/{id}/table"
+
+
+def table_path(obj_id: int) -> str:
+    """Array of object ``obj_id``'s per-frame table (for messages; read it with
+    :meth:`~.store.ProjectStore.table_rows`)."""
+    return TABLE_PATH.format(id=obj_id)
+
+
 #: Columns of ``objects/<id>/table``.
 TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
 COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}
@@ -29,6 +39,10 @@ TABLE_CHUNK = 1024
 #: Folder (an empty zarr group) of the append-only JSON-Lines logs, and the change log in it.
 REVIEW_GROUP = "review"
 CHANGES_LOG = "changes.jsonl"
+#: Group of the undo snapshots ``undo/<id>`` (:mod:`.undo`).
+UNDO_GROUP = "undo"
+#: Group of the part tables of segmented runs ``segment_parts/run-<id>/<segment>`` (:mod:`.parts`).
+PARTS_GROUP = "segment_parts"
 
 #: Frame states, as stored in the ``state`` column. A row of NaN means "not yet run".
 STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED, STATE_ABSENT = 0, 1, 2, 3, 4

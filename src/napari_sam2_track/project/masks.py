@@ -28,7 +28,15 @@ from .layers import (
     masks_from_layers,
     shared_pixel_counts,
 )
-from .layout import COL, FORMAT_VERSION, LABELS_PATH, STATE_EDITED, V1_MASK_PATH, overlap_path
+from .layout import (
+    COL,
+    FORMAT_VERSION,
+    LABELS_PATH,
+    STATE_EDITED,
+    V1_MASK_PATH,
+    overlap_path,
+    table_path,
+)
 
 
 def mask_stats(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None]:
@@ -54,7 +62,8 @@ class MaskStore:
                     self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
         return self._layer_arrays
 
-    def _require_current_format(self) -> None:
+    def require_current_format(self) -> None:
+        """Refuse (:class:`StoreError`) to write a project of an older store format."""
         if self.format_version < FORMAT_VERSION:
             raise StoreError(
                 f"{self.path} uses store format {self.format_version}; open it for writing "
@@ -144,12 +153,12 @@ class MaskStore:
         """Write one object's table row on frame ``t`` (area and bounding box from ``mask``)."""
         area, bbox = mask_stats(mask)
         x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self._array(f"objects/{obj_id}/table")[t] = [presence, area, x0, y0, x1, y1, state, run]
+        self._array(table_path(obj_id))[t] = [presence, area, x0, y0, x1, y1, state, run]
 
     def write_rows(self, rows: dict[int, list[tuple[int, list[float]]]]) -> None:
         """Write table rows ``{object: [(frame, row), ...]}``, one write per table chunk."""
         for obj_id, obj_rows in rows.items():
-            name = f"objects/{obj_id}/table"
+            name = table_path(obj_id)
             write_table_rows(self.layers.chunk_io(name), self._array(name), obj_rows)
 
     def merge_labels(self, t: int, masks: dict[int, np.ndarray] | None = None) -> np.ndarray:
@@ -160,9 +169,9 @@ class MaskStore:
         merged labels.
         """
         masks = {int(o): np.asarray(m, bool) for o, m in (masks or {}).items()}
-        self._require_current_format()
+        self.require_current_format()
         for obj_id in masks:
-            self._ensure_object_arrays(obj_id)
+            self.ensure_object_table(obj_id)
         others = [o for o in self.object_ids() if o not in masks]
         if others and self.layers.has_frame(t):
             masks.update(masks_from_layers(self.layers.read(t), others))
@@ -178,7 +187,7 @@ class MaskStore:
         ``edited`` in the table. Unknown ids become new objects.
         """
         frame_labels = np.asarray(frame_labels, dtype=np.uint32)
-        self._require_current_format()
+        self.require_current_format()
         for obj_id in sorted(set(np.unique(frame_labels).tolist()) - {0} - set(self.object_ids())):
             self.add_object(ObjectSpec(id=int(obj_id)))
         ids = self.object_ids()
@@ -194,7 +203,7 @@ class MaskStore:
                 changed.append(obj_id)
         self.layers.write(t, build_layers(masks, self.shape[1:]))
         for obj_id in changed:
-            presence = self._array(f"objects/{obj_id}/table")[t, COL["presence"]]
+            presence = self._array(table_path(obj_id))[t, COL["presence"]]
             self.write_row(obj_id, t, masks[obj_id], presence=presence, state=STATE_EDITED, run=run)
         self.record_changes([(o, t, t) for o in changed], f"edited by hand on frame {t}", "edit")
         return changed

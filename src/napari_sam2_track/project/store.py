@@ -11,6 +11,8 @@ Layout (see ``docs/store.md``)::
                                  objects overlap (a shard per frame, 128-px tiles where needed)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
       review/changes.jsonl       append-only record of hand edits, prompts and written runs
+      undo/<id>/                 the segment an undo restores (:mod:`.undo`)
+      segment_parts/             part tables of a segmented run in progress (:mod:`.parts`)
 
 Overlaps: in the merged ``labels`` image a pixel claimed by several objects goes to the
 **lowest object id**; the others claiming it are kept in the overlap layers, so an object's
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import StoreError, describe_os_error, summarize_list
 from ..prompts import ObjectSpec, Prompt, PromptSet
 from . import placement
@@ -55,15 +58,11 @@ from .layout import (
     STATE_NOT_RUN,
     TABLE_CHUNK,
     TABLE_COLUMNS,
+    table_path,
 )
 from .check import metadata_problem
 from .lock import ProjectLock, live_holder
 from .runs import RunRecords, _now
-
-def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _prompt_key(prompt: dict) -> str:
@@ -206,7 +205,7 @@ class ProjectStore(RunRecords, MaskStore):
             store._write_meta(
                 {
                     "format_version": FORMAT_VERSION,
-                    "package_version": _package_version(),
+                    "package_version": __version__,
                     "created": _now(),
                     "shape": [num_frames, height, width],
                     "source": source or {},
@@ -373,7 +372,7 @@ class ProjectStore(RunRecords, MaskStore):
         objects = check_object_categories(objects, self.schema)
         self.update_meta(objects=[o.model_dump(mode="json") for o in objects])
         for obj in objects:
-            self._ensure_object_arrays(obj.id)
+            self.ensure_object_table(obj.id)
         self._write_label_metadata()
 
     def add_object(self, obj: ObjectSpec) -> None:
@@ -390,15 +389,16 @@ class ProjectStore(RunRecords, MaskStore):
         )
         if f"objects/{obj_id}" in self.group:
             del self.group[f"objects/{obj_id}"]
-        self._arrays.pop(f"objects/{obj_id}/table", None)
-        self.layers.forget(f"objects/{obj_id}/table")
+        self._arrays.pop(table_path(obj_id), None)
+        self.layers.forget(table_path(obj_id))
         for t in frames:
             self.merge_labels(t)
         self._write_label_metadata()
 
-    def _ensure_object_arrays(self, obj_id: int) -> None:
+    def ensure_object_table(self, obj_id: int) -> None:
+        """Create object ``obj_id``'s per-frame table (all rows not run) unless it has one."""
         name = f"objects/{obj_id}"
-        if f"{name}/table" in self._arrays or name in self.group:
+        if table_path(obj_id) in self._arrays or name in self.group:
             return
         t = self.num_frames
         grp = self.group.require_group(name)
@@ -416,12 +416,12 @@ class ProjectStore(RunRecords, MaskStore):
 
     def table(self, obj_id: int) -> np.ndarray:
         """The whole per-frame table of an object, ``(t, 8)`` float64 (see ``TABLE_COLUMNS``)."""
-        return self._array(f"objects/{obj_id}/table")[:]
+        return self._array(table_path(obj_id))[:]
 
     def table_rows(self, obj_id: int, lo: int, hi: int) -> np.ndarray | None:
         """Rows ``lo:hi`` of an object's table (``None`` if it has none), read chunk by chunk
         where the layout allows: for scans in blocks, zarr's indexing costs more than the rows."""
-        name = f"objects/{obj_id}/table"
+        name = table_path(obj_id)
         try:
             array = self._array(name)
         except KeyError:
@@ -431,9 +431,18 @@ class ProjectStore(RunRecords, MaskStore):
             return read_table_rows(io, lo, hi)
         return array[lo:hi]
 
+    def table_column(self, obj_id: int, name: str) -> np.ndarray | None:
+        """Column ``name`` (one of ``TABLE_COLUMNS``) of an object's table over every frame,
+        float64 (``None`` if the object has no table)."""
+        try:
+            array = self._array(table_path(obj_id))
+        except KeyError:
+            return None
+        return np.asarray(array[:, COL[name]], dtype=np.float64)
+
     def states(self, obj_id: int) -> np.ndarray:
         """Per-frame state codes of an object (``STATE_*``; NaN rows read as not run)."""
-        col = self._array(f"objects/{obj_id}/table")[:, COL["state"]]
+        col = self._array(table_path(obj_id))[:, COL["state"]]
         return np.where(np.isnan(col), STATE_NOT_RUN, col).astype(np.int8)
 
     def frames_with_state(self, obj_id: int, exclude: tuple[int, ...] = ()) -> list[int]:

@@ -7,6 +7,9 @@ and zstd release the GIL), so several frames are in flight at once; one committe
 writes the frames' table rows **in frame order and only after the frame's layers are on
 disk**, several frames per table chunk write when the pool is ahead. A frame is reported done
 (``on_done``) only once its rows are written: a ``kill -9`` loses at most the frames in flight.
+
+It writes into any :class:`WriteTarget`: a :class:`~.store.ProjectStore`, or the
+:class:`~.parts.PartWriter` of one segment of a time-parallel run.
 """
 
 from __future__ import annotations
@@ -17,15 +20,50 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .._threads import lower_thread_priority
 from ..errors import StoreError
-from .layer_arrays import OVERLAP_TILE
+from .layer_arrays import OVERLAP_TILE, LayerArrays
 from .layers import LayerScratch, build_layers, masks_from_layers
 from .layout import STATE_ABSENT, STATE_PROMPTED, STATE_PROPAGATED
-from .store import ProjectStore
+
+#: Table rows to write: ``{object: [(frame, row), ...]}``, a row as in ``TABLE_COLUMNS``.
+Rows = dict[int, list[tuple[int, list[float]]]]
+
+
+class WriteTarget(Protocol):
+    """What a :class:`StoreWriter` writes into: the label layers of a project and somewhere
+    for its table rows. :class:`~.store.ProjectStore` writes the rows into the objects' tables;
+    :class:`~.parts.PartWriter` into one segment's part table."""
+
+    path: Path
+    read_only: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(frames, height, width)`` of the project."""
+
+    @property
+    def num_frames(self) -> int: ...
+
+    @property
+    def layers(self) -> LayerArrays:
+        """The label layers that hold the masks, written a frame at a time."""
+
+    def object_ids(self) -> list[int]: ...
+
+    def require_current_format(self) -> None:
+        """Refuse (:class:`~napari_sam2_track.errors.StoreError`) a target it cannot write."""
+
+    def ensure_object_table(self, obj_id: int) -> None:
+        """Make ready to take rows of object ``obj_id`` (or refuse it)."""
+
+    def write_rows(self, rows: Rows) -> None:
+        """Write table rows ``{object: [(frame, row), ...]}``."""
 
 
 def default_workers() -> int:
@@ -41,12 +79,13 @@ class StoreWriter:
     submission order, once the frame is on disk. An exception in the writer is re-raised by
     the next :meth:`submit` or :meth:`close`; frames after a failed one are not committed.
     ``workers``: encoding threads (default :func:`default_workers`); ``low_priority``: run
-    them below the model's threads (Linux niceness 10), as tracking wants.
+    them below the model's threads (Linux niceness 10), as tracking wants. ``store``: a
+    :class:`~.store.ProjectStore` or another :class:`WriteTarget`.
     """
 
     def __init__(
         self,
-        store: ProjectStore,
+        store: WriteTarget,
         run_id: int,
         *,
         min_visible_pixels: int = 0,
@@ -58,7 +97,7 @@ class StoreWriter:
     ):
         if store.read_only:
             raise StoreError(f"{store.path} is open read-only; open it for writing to track into it")
-        store._require_current_format()
+        store.require_current_format()
         store.layers  # opened here, before the encoding threads share it
         self.store = store
         self.run_id = run_id
@@ -92,7 +131,7 @@ class StoreWriter:
         self._raise()
         for obj_id in result.masks:
             if obj_id not in self._ensured:
-                self.store._ensure_object_arrays(obj_id)
+                self.store.ensure_object_table(obj_id)
                 self._ensured.add(obj_id)
         self._slots.acquire()
         t = result.frame
@@ -205,7 +244,7 @@ class StoreWriter:
         """Write the rows of encoded frames (one write per table chunk), then report them."""
         if not frames:
             return
-        by_object: dict[int, list[tuple[int, list[float]]]] = {}
+        by_object: Rows = {}
         for t, rows in frames:
             for obj_id, row in rows.items():
                 by_object.setdefault(obj_id, []).append((t, row))

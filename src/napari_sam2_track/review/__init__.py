@@ -4,7 +4,8 @@
 * :mod:`.qc` — satisfactory/unsatisfactory decisions per masklet, append-only and durable;
 * :mod:`.segments` — undo of a segment re-propagated by a correction;
 * :mod:`.analytics` — effort measures from the interaction log, beside the SAM 2 paper's;
-* :mod:`.models` — the typed records and :func:`read_review`, the one reader of QC state;
+* :mod:`.models` — the typed records, :func:`read_review` (the one reader of QC state) and
+  :func:`log_event`, the writer of the interaction log;
 * :mod:`.visibility` — the visible/occluded/out-of-frame rule shared with the exporters.
 
 See ``docs/review.md``.
@@ -19,6 +20,8 @@ from .models import (
     QCDecision,
     ReviewState,
     Suggestion,
+    default_reviewer,
+    log_event,
     read_events,
     read_review,
 )
@@ -32,6 +35,8 @@ __all__ = [
     "QCDecision",
     "ReviewState",
     "Suggestion",
+    "default_reviewer",
+    "log_event",
     "read_events",
     "read_review",
 ]

@@ -1,6 +1,6 @@
 """Annotator analytics from the interaction log, beside the SAM 2 paper's reference rows.
 
-Interactions are appended to ``review/events.jsonl`` by :func:`log_event` (one JSON line each,
+Interactions are appended to ``review/events.jsonl`` by :func:`~.models.log_event` (one JSON line each,
 O(1) whatever the length of the log). :func:`report` turns them into the measures of the SAM 2
 paper's data-engine table (Table 1) per annotator and for the project. ``docs/review.md``
 defines each measure; in short:
@@ -19,13 +19,8 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..project._jsonl import append_records
-from ..errors import ReviewError, first_validation_problem
 from ..project import ProjectStore
-from .models import EVENTS_LOG, Event, log_dir, read_events
-from .qc import default_reviewer
+from .models import Event, log_event, read_events  # noqa: F401 - log_event is used from here too
 
 #: The SAM 2 paper's data-engine table (Table 1): the reference rows of every report.
 REFERENCE_ROWS = (
@@ -45,39 +40,6 @@ METRICS = (
     "objects", "corrections", "corrections_per_object", "propagated_frames", "propagation_seconds",
     "frames_propagated_per_prompt", "masklets_reviewed", "review_seconds", "review_seconds_per_masklet",
 )
-
-
-def log_event(
-    project: ProjectStore | str | Path,
-    kind: str,
-    *,
-    annotator: str | None = None,
-    object: int | None = None,  # noqa: A002 - the record's field name
-    frames: tuple[int, int] | None = None,
-    time: _dt.datetime | None = None,
-    durable: bool = True,
-    **details,
-) -> Event:
-    """Append one interaction to the project's event log and return it.
-
-    ``kind`` is ``click``, ``box``, ``mask``, ``brush``, ``propagate``, ``navigate``, ``review``
-    or ``undo``; ``details`` are stored as given (e.g. ``seconds=`` and ``objects=`` for a
-    propagation, ``positive=`` for a click, ``status=`` for a review). ``durable=False`` skips
-    the ``fsync`` (for frequent events such as navigation).
-    """
-    try:
-        event = Event(
-            kind=kind,
-            annotator=annotator or default_reviewer(),
-            time=time or _dt.datetime.now(_dt.timezone.utc),
-            object=object,
-            frames=frames,
-            details=details,
-        )
-    except ValidationError as exc:
-        raise ReviewError(f"cannot log this {kind!r} event: {first_validation_problem(exc)}") from None
-    append_records(log_dir(project) / EVENTS_LOG, [event.model_dump(mode="json")], durable=durable)
-    return event
 
 
 class _FrameSet:

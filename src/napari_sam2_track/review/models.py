@@ -1,4 +1,5 @@
-"""Typed records of review and QC, and :func:`read_review`, the one reader every consumer uses.
+"""Typed records of review and QC, :func:`read_review` (the one reader every consumer uses), and
+the interaction log's writer :func:`log_event` with :func:`default_reviewer`.
 
 Decisions, changes and interaction events are append-only JSON-Lines logs in the project's
 ``review/`` folder (``docs/store.md``). Nothing is overwritten: the latest valid decision on a
@@ -10,16 +11,29 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
+import getpass
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ..project._jsonl import read_records
+from ..errors import ReviewError, first_validation_problem
+from ..project._jsonl import append_records, read_records
 from ..project import CHANGES_LOG, REVIEW_GROUP, ProjectStore
 
 DECISIONS_LOG = "decisions.jsonl"
 EVENTS_LOG = "events.jsonl"
+#: Environment variable naming the reviewer (default: the OS user).
+REVIEWER_ENV = "NAPARI_SAM2_TRACK_REVIEWER"
 
 QCStatus = Literal["satisfactory", "unsatisfactory"]
 FlagKind = Literal[
@@ -269,3 +283,47 @@ def read_review(project: ProjectStore | str | Path) -> ReviewState:
 def read_events(project: ProjectStore | str | Path) -> list[Event]:
     """The interaction events of a project, oldest first."""
     return sorted(_load(Event, read_records(log_dir(project) / EVENTS_LOG)), key=lambda e: e.time)
+
+
+def default_reviewer() -> str:
+    """The reviewer's name: ``$NAPARI_SAM2_TRACK_REVIEWER``, else the OS user."""
+    name = os.environ.get(REVIEWER_ENV, "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "unknown"
+
+
+def log_event(
+    project: ProjectStore | str | Path,
+    kind: str,
+    *,
+    annotator: str | None = None,
+    object: int | None = None,  # noqa: A002 - the record's field name
+    frames: tuple[int, int] | None = None,
+    time: _dt.datetime | None = None,
+    durable: bool = True,
+    **details,
+) -> Event:
+    """Append one interaction to the project's event log and return it.
+
+    ``kind`` is ``click``, ``box``, ``mask``, ``brush``, ``propagate``, ``navigate``, ``review``
+    or ``undo``; ``details`` are stored as given (e.g. ``seconds=`` and ``objects=`` for a
+    propagation, ``positive=`` for a click, ``status=`` for a review). ``durable=False`` skips
+    the ``fsync`` (for frequent events such as navigation).
+    """
+    try:
+        event = Event(
+            kind=kind,
+            annotator=annotator or default_reviewer(),
+            time=time or _dt.datetime.now(_dt.timezone.utc),
+            object=object,
+            frames=frames,
+            details=details,
+        )
+    except ValidationError as exc:
+        raise ReviewError(f"cannot log this {kind!r} event: {first_validation_problem(exc)}") from None
+    append_records(log_dir(project) / EVENTS_LOG, [event.model_dump(mode="json")], durable=durable)
+    return event

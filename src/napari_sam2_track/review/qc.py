@@ -7,28 +7,22 @@ are never rewritten: the latest valid one counts (:class:`~.models.ReviewState`)
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 
 from ..project._jsonl import append_records, now_iso
 from ..errors import ReviewError
 from ..project import ProjectStore
-from .models import DECISIONS_LOG, DecisionStatus, Masklet, QCDecision, QCStatus, log_dir, read_review
-
-#: Environment variable naming the reviewer (default: the OS user).
-REVIEWER_ENV = "NAPARI_SAM2_TRACK_REVIEWER"
-
-
-def default_reviewer() -> str:
-    """The reviewer's name: ``$NAPARI_SAM2_TRACK_REVIEWER``, else the OS user."""
-    name = os.environ.get(REVIEWER_ENV, "").strip()
-    if name:
-        return name
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in this environment
-        return "unknown"
+from .models import (  # noqa: F401 - default_reviewer is used by the review dock from here
+    DECISIONS_LOG,
+    DecisionStatus,
+    Masklet,
+    QCDecision,
+    QCStatus,
+    default_reviewer,
+    log_dir,
+    log_event,
+    read_review,
+)
 
 
 def _store(project: ProjectStore | str | Path) -> ProjectStore:
@@ -67,8 +61,6 @@ def decide(
                           time=now_iso(), comment=" ".join(comment.split()))
     append_records(log_dir(store) / DECISIONS_LOG, [decision.model_dump(mode="json")])
     if log:
-        from .analytics import log_event
-
         log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status)
     return decision
 

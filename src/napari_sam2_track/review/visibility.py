@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import StoreError, one_line
-from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore
+from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore, table_path
 
 NOT_RUN, ABSENT, VISIBLE, OCCLUDED, OUT_OF_FRAME = 0, 1, 2, 3, 4
 VISIBILITY_NAMES = {
@@ -110,7 +110,7 @@ def store_row_reader(store: ProjectStore) -> RowReader:
             rows = store.table_rows(obj_id, lo, hi)
         except Exception as exc:  # noqa: BLE001 - whatever a damaged chunk raises
             raise StoreError(one_line(
-                f"{store.path} is damaged: objects/{obj_id}/table cannot be read at frames "
+                f"{store.path} is damaged: {table_path(obj_id)} cannot be read at frames "
                 f"{lo}-{hi - 1} ({type(exc).__name__}: {exc}); re-track or edit those frames"
             )) from None
         return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if rows is None else rows

@@ -75,10 +75,10 @@ class CorrectionsMixin:
 
     def was_propagated(self, obj_id: int, frame: int) -> bool:
         """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""
-        try:
-            run = float(self.store.group[f"objects/{obj_id}/table"][frame, COL["run"]])
-        except KeyError:
+        rows = self.store.table_rows(obj_id, frame, frame + 1)
+        if rows is None or len(rows) == 0:
             return False
+        run = float(rows[0, COL["run"]])
         return bool(np.isfinite(run) and run > 0)
 
     def undo_segment(self, obj_id: int | None = None) -> tuple[int, int] | None:
