@@ -137,3 +137,86 @@ def test_an_append_cut_short_by_a_full_disk_leaves_the_log_as_it_was(reviewed):
                           timeout=120)
     assert done.stdout.startswith("refused: 27") and str(log) in done.stdout, done.stderr
     assert log.read_bytes() == before
+
+
+# ------------------------------------------------------------------ review arguments
+@pytest.fixture
+def partly_tracked(tmp_path):
+    """Objects 1 and 2 tracked on frames 0-9 of 14; object 3 never tracked."""
+    import numpy as np
+
+    from napari_sam2_track.project import STATE_PROPAGATED
+
+    with ProjectStore.create(tmp_path / "t.zarr", num_frames=14, height=32, width=32) as store:
+        store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2), ObjectSpec(id=3)])
+        for t in range(10):
+            for obj in (1, 2):
+                m = np.zeros((32, 32), bool)
+                m[4 * obj : 4 * obj + 5, 4 + t : 10 + t] = True
+                store.write_mask(obj, t, m)
+                store.write_row(obj, t, m, presence=5.0, state=STATE_PROPAGATED, run=1)
+            store.merge_labels(t)
+    return tmp_path / "t.zarr"
+
+
+def decisions(project: Path) -> list:
+    from napari_sam2_track.review import read_review
+
+    return read_review(project).decisions
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["approve", "{p}", "1", "--frames", ""], "--frames '' is not a range like 120-480"),
+    (["approve", "{p}", "1", "--frames", "8-12"], "object 1 was never tracked on frames 10-12"),
+    (["reject", "{p}", "2", "--frames", "11"], "object 2 was never tracked on frames 11;"),
+    (["approve", "{p}", "3"], "object 3 has no visible frames"),
+    (["approve", "{p}", "3", "--frames", "0-13"], "object 3 was never tracked on frames 0-13"),
+    (["approve", "{p}", "9"], "object 9 is not in t.zarr (objects: 1, 2, 3)"),
+    (["approve", "{p}", "9", "--frames", "0-3"], "object 9 is not in t.zarr"),
+])
+def test_review_decisions_on_what_does_not_exist_are_refused(partly_tracked, capsys, argv, message):
+    code, out, err = cli(capsys, "review", *[a.format(p=partly_tracked) for a in argv])
+    assert code == EXIT_USER_ERROR and message in one_error_line(err), err
+    assert decisions(partly_tracked) == [] and out == ""
+
+
+@pytest.mark.parametrize("option, value, where", [
+    ("--comment", "caf\udce9", "--comment is not valid UTF-8 text (byte 0xe9 at character 4)"),
+    ("--reviewer", "j\udcf6rg", "--reviewer is not valid UTF-8 text (byte 0xf6 at character 2)"),
+    ("env", "m\udcfcller", "the reviewer name (from $NAPARI_SAM2_TRACK_REVIEWER or the OS user) is "
+                          "not valid UTF-8 text (byte 0xfc"),
+])
+def test_non_utf8_reviewer_or_comment_is_refused_in_one_line(partly_tracked, capsys, monkeypatch,
+                                                             option, value, where):
+    """Bytes that are not UTF-8 in argv or the environment reach Python as surrogate escapes."""
+    argv = ["review", "approve", partly_tracked, "1", "--frames", "0-3"]
+    if option == "env":
+        monkeypatch.setenv("NAPARI_SAM2_TRACK_REVIEWER", value)
+    else:
+        argv += [option, value]
+    code, _, err = cli(capsys, *argv)
+    assert code == EXIT_USER_ERROR and where in one_error_line(err)
+    assert decisions(partly_tracked) == []
+
+
+def test_non_utf8_bytes_in_a_real_argv_are_refused(partly_tracked):
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "LC_ALL": "C.UTF-8"}
+    done = subprocess.run([sys.executable.encode(), b"-m", b"napari_sam2_track.cli", b"review",
+                           b"approve", os.fsencode(partly_tracked), b"1", b"--frames", b"0-3",
+                           b"--comment", b"caf\xe9"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == EXIT_USER_ERROR
+    assert done.stderr.decode().strip().splitlines() == [
+        "error: --comment is not valid UTF-8 text (byte 0xe9 at character 4); pass the comment as "
+        "UTF-8 text"]
+
+
+@pytest.mark.parametrize("idle", ["-5", "0", "nan", "inf", "-inf"])
+def test_report_refuses_an_idle_gap_that_is_not_a_positive_number(partly_tracked, capsys, idle):
+    code, out, err = cli(capsys, "report", partly_tracked, f"--idle={idle}")
+    assert code == EXIT_USER_ERROR and out == ""
+    assert "--idle must be a number of seconds above 0" in one_error_line(err)
