@@ -220,3 +220,94 @@ def test_report_refuses_an_idle_gap_that_is_not_a_positive_number(partly_tracked
     code, out, err = cli(capsys, "report", partly_tracked, f"--idle={idle}")
     assert code == EXIT_USER_ERROR and out == ""
     assert "--idle must be a number of seconds above 0" in one_error_line(err)
+
+
+# ------------------------------------------------------------------ lock files
+@pytest.mark.parametrize("pid", ["1e30", "1" + "0" * 69, "Infinity", "-7", "0", "1.5", '"12"', "true"])
+def test_a_lock_naming_no_possible_process_is_one_line_everywhere(partly_tracked, tmp_path, capsys, pid):
+    import socket
+
+    from napari_sam2_track.project.lock import LOCK_NAME
+
+    lock = partly_tracked / LOCK_NAME
+    lock.write_text('{"host": "%s", "pid": %s, "started": "x", "command": "c", "process_start": "y"}'
+                    % (socket.gethostname(), pid))
+    code, out, err = cli(capsys, "info", partly_tracked)
+    assert code == 0 and err == "" and "writer   unknown: unreadable lock file: PID" in out
+    code, _, err = cli(capsys, "review", "approve", partly_tracked, "1", "--frames", "0-3")
+    line = one_error_line(err)
+    assert code == EXIT_USER_ERROR and "is not a process id" in line and f"delete {lock}" in line
+    export = tmp_path / "export.json"
+    assert cli(capsys, "export", partly_tracked, "--format", "coco-video", "--out", export)[0] == 0
+    code, _, err = cli(capsys, "import", export, "--out", partly_tracked, "--overwrite")
+    assert code == EXIT_USER_ERROR and "is not a process id" in one_error_line(err)
+    assert decisions(partly_tracked) == [] and lock.is_file()
+
+
+def test_a_lock_attempt_on_a_full_disk_leaves_no_file_behind(partly_tracked):
+    """RLIMIT_FSIZE 0 makes every write fail with EFBIG, as a full disk fails with ENOSPC."""
+    import subprocess
+    import sys
+    import textwrap
+
+    before = sorted(p.name for p in partly_tracked.iterdir())
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from napari_sam2_track.cli import main
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+        raise SystemExit(main(["review", "approve", {str(partly_tracked)!r}, "1", "--frames", "0-3"]))
+    """)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == EXIT_USER_ERROR
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot lock {partly_tracked} for writing: file too large (file size limit)"]
+    assert sorted(p.name for p in partly_tracked.iterdir()) == before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB file system (tmpfs); needs root, as mounting does."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` to the last byte, then free ``leave`` bytes (whole pages)."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(disk / "filler", max(0, os.path.getsize(disk / "filler") - leave))
+
+
+def test_on_a_really_full_disk_lock_and_log_stay_as_they_were(partly_tracked, small_disk, capsys):
+    project = small_disk / "t.zarr"
+    shutil.copytree(partly_tracked, project)
+    assert cli(capsys, "review", "approve", project, "1", "--frames", "0-3")[0] == 0
+    log = project / "review" / "decisions.jsonl"
+    before, files = log.read_bytes(), sorted(p.name for p in project.iterdir())
+    _fill(small_disk, leave=0)
+    code, _, err = cli(capsys, "review", "approve", project, "2", "--frames", "0-3")
+    assert code == EXIT_USER_ERROR
+    assert one_error_line(err) == f"error: cannot lock {project} for writing: no space left"
+    _fill(small_disk, leave=3 * 4096)  # room for the lock file, not for a long decision
+    code, _, err = cli(capsys, "review", "approve", project, "2", "--frames", "0-3", "--comment", "x" * 20000)
+    assert code == EXIT_USER_ERROR and one_error_line(err) == f"error: no space left on {log}"
+    assert log.read_bytes() == before and sorted(p.name for p in project.iterdir()) == files
