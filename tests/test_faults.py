@@ -311,3 +311,53 @@ def test_on_a_really_full_disk_lock_and_log_stay_as_they_were(partly_tracked, sm
     code, _, err = cli(capsys, "review", "approve", project, "2", "--frames", "0-3", "--comment", "x" * 20000)
     assert code == EXIT_USER_ERROR and one_error_line(err) == f"error: no space left on {log}"
     assert log.read_bytes() == before and sorted(p.name for p in project.iterdir()) == files
+
+
+# ------------------------------------------------------------------ batch manifests and options
+def test_a_manifest_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"video,prompts\na.mp4,p.json\nb\xe4r.mp4,p.json\n")
+    code, out, err = cli(capsys, "batch", manifest, "--out-dir", tmp_path / "out")
+    assert code == EXIT_USER_ERROR and out == ""
+    assert one_error_line(err) == (f"error: {manifest}: line 3 is not UTF-8 text (byte 0xe4); save "
+                                   "the manifest as UTF-8")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_bytes(b"videos:\n  - \xff.mp4\n")
+    code, out, err = cli(capsys, "batch", manifest, "--out-dir", tmp_path / "out")
+    assert code == EXIT_USER_ERROR and "line 2 is not UTF-8 text (byte 0xff)" in one_error_line(err)
+
+
+def test_a_manifest_row_whose_project_name_is_too_long_fails_alone_up_front(tmp_path):
+    from napari_sam2_track.distributed.manifest import load_manifest
+
+    manifest = tmp_path / "m.yaml"
+    long_name = "v" * 230
+    manifest.write_text(f"videos:\n  - a.mp4\n  - {{video: b.mp4, out: {long_name}.zarr}}\n"
+                        f"  - {{video: c.mp4, name: {'n' * 300}}}\n  - {{video: d.mp4, out: {'d' * 300}/x.zarr}}\n"
+                        f"  - {{video: e.mp4, out: {'e' * 200}.zarr}}\n")
+    rows = load_manifest(manifest, tmp_path / "out")
+    assert rows[0].error is None and rows[4].error is None and rows[4].item is not None
+    assert rows[1].item is None and rows[1].error.startswith("row 2: the project name 'vvvv")
+    assert "235 bytes; it can have at most 223" in rows[1].error and "give a shorter" in rows[1].error
+    assert rows[2].item is None and "305 bytes" in rows[2].error
+    assert rows[3].item is None and "folder name" in rows[3].error and "300 bytes" in rows[3].error
+    assert all("\n" not in r.error for r in rows[1:4])
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--segments", "0"], "--segments must be 1 or more, not 0"),
+    (["--segments=-2"], "--segments must be 1 or more, not -2"),
+    (["--workers", "0"], "--workers must be 1 or more, not 0"),
+    (["--retries=-1"], "--retries must be 0 or more, not -1"),
+])
+@pytest.mark.parametrize("command", ["batch", "track"])
+def test_counts_that_mean_nothing_are_refused_before_any_work(tmp_path, capsys, option, message, command):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video\na.mp4\n")
+    if command == "batch":
+        argv = ["batch", manifest, "--out-dir", tmp_path / "out", *option]
+    else:
+        argv = ["track", tmp_path / "a.mp4", "--out", tmp_path / "a.zarr", *option]
+    code, out, err = cli(capsys, *argv)
+    assert code == EXIT_USER_ERROR and out == "" and one_error_line(err) == f"error: {message}"
+    assert sorted(tmp_path.iterdir()) == [manifest]
