@@ -361,3 +361,56 @@ def test_counts_that_mean_nothing_are_refused_before_any_work(tmp_path, capsys, 
     code, out, err = cli(capsys, *argv)
     assert code == EXIT_USER_ERROR and out == "" and one_error_line(err) == f"error: {message}"
     assert sorted(tmp_path.iterdir()) == [manifest]
+
+
+# ------------------------------------------------------------------ conventions of real files
+def sav_release_json(path: Path, n_annotated: int = 3, h: int = 24, w: int = 16, frames: int = 12,
+                     **override) -> Path:
+    """An SA-V ``*_manual.json`` as the release writes it: masks encoded by pycocotools, and the
+    counts (frames, height, width, resolution, ...) written as floats (``"video_height": 24.0``)."""
+    import json
+
+    import numpy as np
+
+    mask_util = pytest.importorskip("pycocotools.mask")
+    masklet = []
+    for i in range(n_annotated):
+        rles = []
+        for obj in range(2):
+            m = np.zeros((h, w), np.uint8)
+            m[2 + i + 10 * obj : 8 + i + 10 * obj, 3:9] = 1
+            rle = mask_util.encode(np.asfortranarray(m))
+            rle["counts"] = rle["counts"].decode("ascii")
+            rles.append(rle)
+        masklet.append(rles)
+    data = {
+        "video_id": "sav_000042", "video_duration": frames / 24, "video_frame_count": float(frames),
+        "video_height": float(h), "video_width": float(w), "video_resolution": float(h * w),
+        "video_environment": "Indoor", "video_split": "train", "masklet": masklet,
+        "masklet_id": [0, 1], "masklet_size_rel": [0.09, 0.09], "masklet_size_abs": [36.0, 36.0],
+        "masklet_size_bucket": ["small", "small"], "masklet_visibility_changes": [0, 0],
+        "masklet_first_appeared_frame": [0.0, 0.0], "masklet_frame_count": [float(n_annotated)] * 2,
+        "masklet_edited_frame_count": [0.0, 0.0], "masklet_type": ["manual", "manual"],
+        "masklet_stability_score": [[1.0] * n_annotated] * 2, "masklet_num": 2, **override,
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_sav_json_as_the_release_writes_it_with_float_counts_is_imported(tmp_path, capsys):
+    ann = sav_release_json(tmp_path / "sav_000042_manual.json")
+    code, out, err = cli(capsys, "import", ann, "--out", tmp_path / "a.zarr")
+    assert code == 0, err
+    store = ProjectStore.open(tmp_path / "a.zarr", "r")
+    assert store.shape == (12, 24, 16) and store.meta["source"]["frame_stride"] == 4
+    assert store.frames_with_state(2, exclude=(0, 4)) == [0, 4, 8]
+    assert store.mask(2, 8)[14:20, 3:9].all() and store.mask(2, 8).sum() == 36
+
+
+@pytest.mark.parametrize("field, value", [("video_height", 24.5), ("video_width", 0.0),
+                                          ("video_frame_count", -12.0), ("video_height", "24")])
+def test_sav_json_counts_that_are_not_whole_numbers_are_refused(tmp_path, capsys, field, value):
+    ann = sav_release_json(tmp_path / "s.json", **{field: value})
+    code, out, err = cli(capsys, "import", ann, "--out", tmp_path / "a.zarr")
+    assert code == EXIT_USER_ERROR and f"{field} must be an integer of at least 1" in one_error_line(err)
+    assert not (tmp_path / "a.zarr").exists()
