@@ -414,3 +414,45 @@ def test_sav_json_counts_that_are_not_whole_numbers_are_refused(tmp_path, capsys
     code, out, err = cli(capsys, "import", ann, "--out", tmp_path / "a.zarr")
     assert code == EXIT_USER_ERROR and f"{field} must be an integer of at least 1" in one_error_line(err)
     assert not (tmp_path / "a.zarr").exists()
+
+
+# ------------------------------------------------------------------ a killed --segments run
+def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_path, capsys):
+    """The state a ``--segments`` run leaves when its client is killed: the segments wrote their
+    masks and their part tables; nothing was merged into the object tables."""
+    import json
+
+    from napari_sam2_track.distributed.segments import PartWriter, Segment, create_part, merge_parts
+    from napari_sam2_track.engine.tracker import FrameResult
+    from napari_sam2_track.project import StoreWriter
+
+    project = tmp_path / "p.zarr"
+    segments = [Segment(0, 0, 4), Segment(1, 5, 9)]
+    with ProjectStore.create(project, num_frames=10, height=20, width=24) as store:
+        store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2)])
+        run = store.begin_run(direction="forward", segments=[[s.start, s.end] for s in segments])
+        for s in segments:
+            create_part(store, run, s)
+        store.layers.ensure_overlap_layers(1)
+    for segment, frames in ((segments[0], range(0, 5)), (segments[1], range(5, 8))):
+        writer = StoreWriter(PartWriter(str(project), run, segment), run)  # type: ignore[arg-type]
+        for t in frames:
+            writer.submit(FrameResult(frame=t, direction="forward", presence={1: 5.0, 2: 5.0},
+                                      masks={1: disc(20, 24, 6 + t, 8, 4), 2: disc(20, 24, 16, 12, 3)},
+                                      prompted=set()))
+        writer.close()
+    code, out, _ = cli(capsys, "info", project, "--check")
+    assert code == 1 and "0 table rows verified" not in out
+    assert ("segment run 1 was interrupted before merging its segments: segment_parts/run-1 holds "
+            "16 table rows of frames 0-7, not yet in the object tables; resume it (track VIDEO "
+            "--out p.zarr --segments 2 --resume, or the same batch again)") in out
+    out_file = tmp_path / "o.json"
+    code, _, err = cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)
+    assert code == EXIT_USER_ERROR and "resume it" in one_error_line(err) and not out_file.exists()
+    with ProjectStore.open(project) as store:  # what resuming does first
+        assert merge_parts(store) == 16
+    code, out, _ = cli(capsys, "info", project, "--check")
+    assert code == 0 and "16 table rows verified" in out
+    assert cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)[0] == 0
+    tracks = json.loads(out_file.read_text())["annotations"]
+    assert [sum(1 for s in a["segmentations"] if s) for a in tracks] == [8, 8]
