@@ -456,3 +456,34 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
     assert cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)[0] == 0
     tracks = json.loads(out_file.read_text())["annotations"]
     assert [sum(1 for s in a["segmentations"] if s) for a in tracks] == [8, 8]
+
+
+# ------------------------------------------------------------------ notes from batch workers
+def _open_for_writing(path: str) -> str:
+    ProjectStore.open(path).close()
+    return "written"
+
+
+def test_a_stale_lock_taken_over_in_a_batch_worker_is_one_note_line(tmp_path, capfd):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    distributed = pytest.importorskip("distributed")
+    project = tmp_path / "p.zarr"
+    ProjectStore.create(project, num_frames=2, height=4, width=4).close()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (project / ".napari_sam2_track.lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": gone.pid, "started": "x", "command": "old batch"}))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        capfd.readouterr()
+        assert client.submit(_open_for_writing, str(project)).result() == "written"
+        client.run(lambda: (sys.stderr.flush(), None)[1])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "StaleLock" in line or "took over" in line
+             or "warnings.warn" in line or "note_stale_lock" in line]
+    assert lines == [f"note: took over the lock of {project}: PID {gone.pid} on {socket.gethostname()} "
+                     "('old batch', since x) is no longer running"], err

@@ -259,10 +259,9 @@ class ProjectLock:
             if holder.pid != -1 and not holder.is_alive():
                 if self._remove_if_unchanged(holder):
                     self.took_over = holder
-                    warnings.warn(
+                    note_stale_lock(
                         f"took over the lock of {self.project}: {holder.describe()} is no longer "
                         "running",
-                        StaleLockWarning,
                         stacklevel=4,
                     )
                 continue
@@ -393,12 +392,20 @@ def take_over(project: str | Path, holder: LockHolder, reason: str) -> bool:
     """
     if not ProjectLock(project)._remove_if_unchanged(holder):
         return False
-    warnings.warn(
-        f"took over the lock of {project}: {holder.describe()} is gone ({reason})",
-        StaleLockWarning,
-        stacklevel=2,
-    )
+    note_stale_lock(f"took over the lock of {project}: {holder.describe()} is gone ({reason})",
+                    stacklevel=2)
     return True
+
+
+def note_stale_lock(message: str, stacklevel: int = 1) -> None:
+    """Say that a stale lock was taken over: a :class:`StaleLockWarning`, which the CLI shows as
+    one ``note:`` line. Inside a dask worker nobody shows the worker's warnings but Python itself,
+    in two lines (place and source line): there the note is printed as that one line.
+    ``stacklevel`` counts from the caller, as for ``warnings.warn``."""
+    if _dask_worker()[0] is not None:
+        print(f"note: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        return
+    warnings.warn(message, StaleLockWarning, stacklevel=stacklevel + 1)
 
 
 @atexit.register
