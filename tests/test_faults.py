@@ -244,6 +244,18 @@ def test_a_lock_naming_no_possible_process_is_one_line_everywhere(partly_tracked
     assert decisions(partly_tracked) == [] and lock.is_file()
 
 
+def test_track_resume_on_a_lock_naming_no_possible_process_is_one_line(partly_tracked, tmp_path, capsys):
+    import socket
+
+    from conftest import make_blob_video, write_jpeg_folder
+
+    video = write_jpeg_folder(make_blob_video(14, 32, 32), tmp_path / "video")
+    lock = partly_tracked / ".napari_sam2_track.lock"
+    lock.write_text('{"host": "%s", "pid": 1e30, "started": "x", "command": "c"}' % socket.gethostname())
+    code, _, err = cli(capsys, "track", video, "--out", partly_tracked, "--resume", "--device", "cpu")
+    assert code == EXIT_USER_ERROR and "PID 1e+30 is not a process id" in one_error_line(err)
+
+
 def test_a_lock_attempt_on_a_full_disk_leaves_no_file_behind(partly_tracked):
     """RLIMIT_FSIZE 0 makes every write fail with EFBIG, as a full disk fails with ENOSPC."""
     import subprocess
