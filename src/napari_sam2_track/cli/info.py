@@ -55,7 +55,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"keyframes {obj['keyframes']}; {states}"
         )
     lock = summary.get("lock")
-    if lock:
+    if lock and lock["pid"] == -1:
+        print(f"writer   unknown: {lock['command']}")
+    elif lock:
         print(f"writer   PID {lock['pid']} on {lock['host']} since {lock['started']}: {lock['command']}")
     print(f"runs     {len(summary['runs'])}")
     for run in summary["runs"]:

@@ -69,11 +69,14 @@ def _terminate(signum, frame) -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings from the package as one ``note:`` line; others as usual."""
+    """Warnings from the package as one ``note:`` or ``warning:`` line; others as usual."""
+    from ..errors import Sam2TrackWarning
     from ..project.lock import StaleLockWarning
 
     if issubclass(category, StaleLockWarning):
         print(f"note: {one_line(str(message))}", file=sys.stderr)
+    elif issubclass(category, Sam2TrackWarning):
+        print(f"warning: {one_line(str(message))}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 
 from ._registry import command
-from ..errors import ReviewError
+from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
 
@@ -40,6 +41,21 @@ def add_parsers(sub) -> None:
     p.add_argument("--idle", type=float, help="idle gap in seconds (default: the schema's review.idle_seconds)")
 
 
+def utf8_text(value: str, what: str, fix: str) -> str:
+    """``value`` if it is valid UTF-8 text; bytes that are not (kept by Python as surrogate
+    escapes in arguments and environment variables) give one line naming the first of them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            byte = f"byte 0x{value[exc.start].encode('utf-8', 'surrogateescape').hex()}"
+        except UnicodeEncodeError:
+            byte = f"code point U+{ord(value[exc.start]):04X}"
+        raise ReviewError(f"{what} is not valid UTF-8 text ({byte} at character {exc.start + 1}); "
+                          f"{fix}") from None
+    return value
+
+
 def parse_frames(text: str) -> tuple[int, int]:
     """``"A-B"`` (or ``"A"``) as a frame range."""
     try:
@@ -61,7 +77,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from ..review.qc import decide, masklets
+    from ..review.qc import decide, default_reviewer, masklets
     from ..project import ProjectStore
 
     if len(args.target) != 3:
@@ -71,18 +87,45 @@ def _decide(args: argparse.Namespace) -> int:
         obj_id = int(obj)
     except ValueError:
         raise ReviewError(f"object id {obj!r} is not a number") from None
+    comment = utf8_text(args.comment, "--comment", "pass the comment as UTF-8 text")
+    if args.reviewer is not None:
+        reviewer = utf8_text(args.reviewer, "--reviewer", "pass the name as UTF-8 text")
+    else:
+        reviewer = utf8_text(default_reviewer(), "the reviewer name (from $NAPARI_SAM2_TRACK_REVIEWER "
+                             "or the OS user)", "pass --reviewer NAME")
+    frames = parse_frames(args.frames) if args.frames is not None else None
     store = ProjectStore.open(project)
-    if args.frames:
-        ranges = [parse_frames(args.frames)]
+    if obj_id not in store.object_ids():
+        known = ", ".join(map(str, store.object_ids())) or "none"
+        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
+    if frames is not None:
+        _refuse_untracked(store, obj_id, *frames)
+        ranges = [frames]
     else:
         ranges = [(m.start, m.end) for m in masklets(store, obj_id)]
         if not ranges:
             raise ReviewError(f"object {obj_id} has no visible frames; pass --frames A-B")
     status = "satisfactory" if action == "approve" else "unsatisfactory"
     for a, b in ranges:
-        d = decide(store, obj_id, a, b, status, reviewer=args.reviewer, comment=args.comment)
+        d = decide(store, obj_id, a, b, status, reviewer=reviewer, comment=comment)
         print(f"object {d.object} frames {d.frames}: {d.status} by {d.reviewer} at {d.time.isoformat()}")
     return 0
+
+
+def _refuse_untracked(store, obj_id: int, start: int, end: int) -> None:
+    """A decision on frames the object was never tracked on says nothing: refuse it."""
+    import numpy as np
+
+    from ..project import STATE_NOT_RUN
+
+    if not 0 <= start <= end < store.num_frames:
+        return  # decide() says what is wrong with the range
+    never = np.flatnonzero(store.states(obj_id)[start : end + 1] == STATE_NOT_RUN) + start
+    if never.size:
+        runs = np.split(never, np.flatnonzero(np.diff(never) != 1) + 1)
+        where = summarize_list(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+        raise ReviewError(f"object {obj_id} was never tracked on frames {where}; track them first, "
+                          "or pass --frames within the frames it was tracked on")
 
 
 def _list(project: str, args: argparse.Namespace) -> int:
@@ -125,6 +168,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..review.analytics import METRICS, report, report_rows
     from ..project import ProjectStore
 
+    if args.idle is not None and not (math.isfinite(args.idle) and args.idle > 0):
+        raise ReviewError(f"--idle must be a number of seconds above 0, not {args.idle:g}")
     result = report(ProjectStore.open(args.project, mode="r"), idle_seconds=args.idle)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -33,6 +33,9 @@ def add_parsers(sub) -> None:
 
 @command("track")
 def cmd_track(args: argparse.Namespace) -> int:
+    from ..distributed.batch import check_options
+
+    check_options(n_workers=args.workers, retries=args.retries, segments=args.segments)
     if args.segments and args.segments > 1:
         from .batch import track_segments
 

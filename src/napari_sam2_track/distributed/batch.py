@@ -166,6 +166,7 @@ def run_batch(
     """
     from .cluster import connect
 
+    check_options(n_workers=n_workers, retries=retries, segments=segments)
     out_dir = Path(out_dir)
     rows = _rows(manifest_or_rows, out_dir)
     spec = ModelSpec.coerce(model)
@@ -207,6 +208,20 @@ def run_batch(
     if summary_path is not None:
         summary.to_json(summary_path)
     return summary
+
+
+def check_options(*, n_workers: int | None = None, retries: int = 0,
+                  segments: int | None = None) -> None:
+    """Refuse counts that mean nothing (``--workers 0``, ``--retries -1``, ``--segments 0``)."""
+    from ..errors import PromptError
+    from .cluster import ClusterError
+
+    if n_workers is not None and n_workers < 1:
+        raise ClusterError(f"--workers must be 1 or more, not {n_workers}")
+    if retries < 0:
+        raise ClusterError(f"--retries must be 0 or more, not {retries}")
+    if segments is not None and segments < 1:
+        raise PromptError(f"--segments must be 1 or more, not {segments}")
 
 
 def _failed(row: ManifestRow, error: str) -> dict:

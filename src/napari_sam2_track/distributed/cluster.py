@@ -11,7 +11,8 @@ from ..errors import Sam2TrackError
 
 
 class ClusterError(Sam2TrackError):
-    """dask.distributed is missing, or the scheduler cannot be reached."""
+    """dask.distributed is missing, the scheduler cannot be reached, or a cluster option
+    (``--workers``, ``--retries``) means nothing."""
 
 
 def require_distributed() -> None:

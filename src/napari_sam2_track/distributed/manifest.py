@@ -17,6 +17,8 @@ two rows writing one project) is kept with its one-line error, so it fails alone
 from __future__ import annotations
 
 import csv
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -71,8 +73,21 @@ CSV_COLUMNS = {field.alias or name for name, field in BatchItem.model_fields.ite
     "window"} | {"window_low", "window_high"}
 
 
+def _text(path: Path) -> str:
+    """The manifest's text; one line if it is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the "
+            "manifest as UTF-8"
+        ) from None
+
+
 def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         if "video" not in header:
@@ -99,7 +114,7 @@ def _read_yaml(path: Path) -> list[dict[str, Any]]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(_text(path))
     except yaml.YAMLError as exc:
         problem = " ".join(str(exc).split())[:160]
         raise ManifestError(f"{path}: not valid YAML ({problem})") from None
@@ -156,6 +171,10 @@ def resolve_rows(
         out = out if out.is_absolute() else out_dir / out
         item = item.model_copy(update={"video": str(video), "prompts": prompts,
                                       "schema_": schema, "name": name})
+        problem = _name_problem(out)
+        if problem is not None:
+            resolved.append(ManifestRow(i, item.name or label, None, f"row {i + 1}: {problem}", out))
+            continue
         resolved.append(ManifestRow(i, item.name or label, item, out=out))
     seen: dict[Path, int] = {}
     for row in resolved:
@@ -171,6 +190,37 @@ def resolve_rows(
         else:
             seen[key] = row.index
     return resolved
+
+
+#: What the project's staging folder adds to its name (``project/placement.py``):
+#: ``.NAME.incomplete-<pid>-<8 hex>``, with a PID of up to 10 digits.
+_STAGING_EXTRA = len(".") + len(".incomplete-") + 10 + len("-") + 8
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent) allows."""
+    for parent in (folder, *folder.parents):
+        try:
+            return int(os.pathconf(parent, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 255
+
+
+def _name_problem(out: Path) -> str | None:
+    """Why the project ``out`` cannot be created, if a name in its path is too long."""
+    limit = _name_max(out.parent)
+    for part in out.parts[1:-1]:
+        if len(os.fsencode(part)) > limit:
+            return (f"the folder name {part[:40]!r}... of 'out' is {len(os.fsencode(part))} bytes, "
+                    f"longer than the {limit} the file system allows; give a shorter 'out'")
+    size = len(os.fsencode(out.name))
+    if size + _STAGING_EXTRA > limit:
+        return (f"the project name {out.name[:40]!r}... is {size} bytes; it can have at most "
+                f"{limit - _STAGING_EXTRA} (the file system allows {limit} and the project is "
+                "built under a longer name first); give a shorter 'out' or 'name'")
+    return None
 
 
 def load_manifest(path: str | Path, out_dir: str | Path) -> list[ManifestRow]:

@@ -155,6 +155,10 @@ class ProjectView:
                 f"{store.path} is damaged: its metadata (zarr.json) cannot be read "
                 f"({type(exc).__name__}: {exc}); nothing was exported"
             )) from None
+        from ..project.check import unmerged_segments
+
+        if (unmerged := unmerged_segments(store)) is not None:  # its rows are not in the tables
+            raise StoreError(f"{store.path.name}: {unmerged}; then export; nothing was exported")
         if opts.every < 1:
             raise StoreError(f"--every must be 1 or more, got {opts.every}")
         self.start = 0 if opts.start is None else int(opts.start)

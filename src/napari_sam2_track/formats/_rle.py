@@ -100,8 +100,13 @@ def checked_rle(rle, height: int, width: int, where: str) -> dict:
     return rle
 
 
-def json_int(value, where: str, minimum: int = 0) -> int:
-    """A JSON integer (not a bool, float or string); ``ValueError`` naming ``where`` if not."""
+def json_int(value, where: str, minimum: int = 0, *, integral_float: bool = False) -> int:
+    """A JSON integer (not a bool, float or string); ``ValueError`` naming ``where`` if not.
+
+    With ``integral_float`` a float with no fraction (``848.0``, as some formats' own tools
+    write counts) is taken as that integer."""
+    if integral_float and isinstance(value, float) and value.is_integer():
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{where} must be an integer of at least {minimum}, not {value!r:.40}")
     return value

@@ -155,15 +155,16 @@ def read_sav_json(path: str | Path, frame_stride: int | None = None, *, video_fr
     ids = [i + 1 for i in raw_ids[:width]]
     if len(set(ids)) != len(ids):
         raise StoreError(f"{path}: 'masklet_id' lists an id more than once")
-    h = json_int(data.get("video_height"), "video_height", 1)
-    w = json_int(data.get("video_width"), "video_width", 1)
+    # SA-V's release writes its counts as floats (``"video_height": 848.0``)
+    h = json_int(data.get("video_height"), "video_height", 1, integral_float=True)
+    w = json_int(data.get("video_width"), "video_width", 1, integral_float=True)
     n_ann = len(masklet)
     info: dict = {"annotated_frames": n_ann}
     dropped: list[str] = []
     if video is not None:
         video_frames = _video_frames(video)
     if video_frames is None and data.get("video_frame_count") is not None:
-        video_frames = json_int(data["video_frame_count"], "video_frame_count", 1)
+        video_frames = json_int(data["video_frame_count"], "video_frame_count", 1, integral_float=True)
     if frame_stride is not None:
         if frame_stride < 1:
             raise StoreError(f"--frame-stride must be 1 or more, not {frame_stride}")

@@ -2,10 +2,13 @@
 
 Appending costs O(1) whatever the size of the log: the file is opened in append mode, the new
 lines are written with one ``os.write`` and, for durable records, ``os.fsync`` runs before the
-call returns. A line torn by a crash (no trailing newline) is skipped when reading, and the next
-append starts on a fresh line. The logs live in a zarr group (a folder with a ``zarr.json``), so
-listing the project's members with zarr stays clean; pandas reads them with
-``pandas.read_json(path, lines=True)``.
+call returns. Every line of a log is a complete record, so pandas reads it with
+``pandas.read_json(path, lines=True)``: a write that fails (a full disk) is cut back off before
+the error is raised, and a line torn by a crash (no trailing newline, not a whole record) is
+skipped when reading and cut off by the next append. Appends of several processes are serialised
+with ``flock``. Lines that are not records (not UTF-8, not JSON, not valid) are skipped when
+reading and named in one :class:`LogLinesSkippedWarning`. The logs live in a zarr group (a folder
+with a ``zarr.json``), so listing the project's members with zarr stays clean.
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+from ..errors import Sam2TrackWarning, summarize_list
 
 _GROUP_JSON = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
+
+
+class LogLinesSkippedWarning(Sam2TrackWarning):
+    """Lines of a review log that are not records were skipped (named by line number)."""
 
 
 def now_iso() -> str:
@@ -54,53 +65,135 @@ def ensure_log_dir(folder: Path) -> None:
 
 
 def append_records(path: str | Path, records: Iterable[dict], *, durable: bool = True) -> None:
-    """Append records as JSON lines to ``path``; with ``durable`` they are on disk on return."""
+    """Append records as JSON lines to ``path``; with ``durable`` they are on disk on return.
+
+    A failed write leaves the log as it was; a torn last line left by a crash is cut off first
+    (or, if it is a whole record missing only its newline, completed)."""
     path = Path(path)
     data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
     if not data:
         return
+    payload = data.encode("utf-8")
     ensure_log_dir(path.parent)
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    end = None
     try:
-        size = os.fstat(fd).st_size
-        if size and _last_byte(path, size) != b"\n":  # a line torn by a crash: start afresh
-            data = "\n" + data
-        payload = data.encode("utf-8")
+        _flock(fd)
+        end = _mend_tail(fd, os.fstat(fd).st_size)
         while payload:
             written = os.write(fd, payload)
             payload = payload[written:]
         if durable:
             os.fsync(fd)
+    except BaseException as exc:  # a full disk, Ctrl-C: no partial line stays behind
+        if end is not None and payload:
+            _truncate(fd, end)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
-        os.close(fd)
+        os.close(fd)  # also gives back the flock
     if created and durable:
         _fsync_dir(path.parent)
 
 
-def _last_byte(path: Path, size: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(size - 1)
-        return f.read(1)
+def _flock(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):  # no flock here (Windows, some network file systems)
+        pass
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """All complete records of a log (none if it does not exist); torn lines are skipped."""
+def _truncate(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:  # pragma: no cover - readers skip the torn line; the next append cuts it
+        pass
+
+
+def _mend_tail(fd: int, size: int) -> int:
+    """Make the log end with a whole line; returns its size. A last line without a newline is
+    completed if it is a whole JSON record, else cut off (a crash tore it; readers skip it)."""
+    if not size:
+        return 0
+    tail = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
+    if tail.endswith(b"\n"):
+        return size
+    cut = tail.rfind(b"\n")
+    if cut < 0 and size > len(tail):  # a torn line longer than 64 KiB: find where it starts
+        end = size - len(tail)
+        while end > 0 and cut < 0:
+            block = os.pread(fd, min(end, 1 << 16), max(0, end - (1 << 16)))
+            end -= len(block)
+            cut = block.rfind(b"\n")
+        start = end + cut + 1 if cut >= 0 else 0
+    else:
+        start = size - len(tail) + cut + 1
+    last = os.pread(fd, size - start, start)
+    if _record(last) is not None:
+        os.write(fd, b"\n")
+        return size + 1
+    os.ftruncate(fd, start)
+    return start
+
+
+def _record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_records(path: str | Path, validate: Callable[[dict], Any] | None = None) -> list:
+    """All records of a log, oldest first (none if it does not exist), each passed through
+    ``validate`` if given. Lines that are not records (not UTF-8, not JSON, refused by
+    ``validate``: ``ValueError``) and a last line torn by a crash are skipped; one
+    :class:`LogLinesSkippedWarning` names them by line number."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # torn by a crash while it was written
-            line = line.strip()
-            if not line:
-                continue
+    records, skipped = [], []
+    lines = data.split(b"\n")
+    torn = lines.pop()  # after the last newline: empty, or a line without its newline
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        record = _record(line)
+        if record is not None and validate is not None:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
+                record = validate(record)
+            except ValueError:  # written by a newer version, or damaged by hand
+                record = None
+        if record is None:
+            skipped.append(number)
+        else:
+            records.append(record)
+    torn_line = None
+    if torn.strip():
+        record = _record(torn)
+        try:
+            record = validate(record) if record is not None and validate is not None else record
+        except ValueError:
+            record = None
+        if record is not None:  # a whole record that lacks only its newline
+            records.append(record)
+        else:
+            torn_line = len(lines) + 1
+    if skipped or torn_line:
+        parts = []
+        if skipped:
+            parts.append(f"line{'s' if len(skipped) > 1 else ''} {summarize_list(skipped)} (not "
+                         "UTF-8, not JSON or not a valid record)")
+        if torn_line:
+            parts.append(f"its torn last line {torn_line} (a write cut short by a crash)")
+        warnings.warn(
+            f"{path}: skipped {' and '.join(parts)}; the other {len(records)} record{'s' if len(records) != 1 else ''} were read",
+            LogLinesSkippedWarning, stacklevel=3,
+        )
     return records

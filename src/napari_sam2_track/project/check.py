@@ -40,6 +40,53 @@ def metadata_problem(meta: Any) -> str | None:
     return None
 
 
+#: Where a ``--segments`` run keeps its segments' table rows until its client merges them
+#: into the object tables (``distributed/segments.py``).
+PARTS_GROUP = "segment_parts"
+
+
+def unmerged_segments(store) -> str | None:
+    """What an interrupted ``--segments`` run left unmerged (its segments wrote masks and
+    table rows, its client died before merging them), and how to resume it; ``None`` if
+    nothing is left."""
+    try:
+        if PARTS_GROUP not in store.group:
+            return None
+        runs = list(store.group[PARTS_GROUP].groups())
+    except Exception:  # noqa: BLE001 - a damaged group is reported by what reads it
+        return None
+    for run_name, run_group in runs:
+        rows, first, last = 0, None, None
+        for _, part in run_group.arrays():
+            try:
+                states = np.asarray(part[:, :, COL["state"]])
+                start = int(part.attrs["start"])
+            except Exception:  # noqa: BLE001 - an unreadable part: frames unknown
+                continue
+            have = ~np.isnan(states)
+            rows += int(have.sum())
+            frames = np.flatnonzero(have.any(axis=0)) + start
+            if frames.size:
+                first = int(frames[0]) if first is None else min(first, int(frames[0]))
+                last = int(frames[-1]) if last is None else max(last, int(frames[-1]))
+        run_id = run_name.removeprefix("run-")
+        n = next((len(r.get("segments") or ()) for r in store.meta.get("runs", [])
+                  if str(r.get("id")) == run_id), 0)
+        held = f"{rows} table rows of frames {first}-{last}" if rows else "no table rows yet"
+        try:
+            running = store.run_statuses().get(int(run_id)) == "running"
+        except Exception:  # noqa: BLE001 - a run id or metadata edited by hand
+            running = False
+        if running:
+            return (f"segment run {run_id} is still running: {PARTS_GROUP}/{run_name} holds {held}, "
+                    "not yet in the object tables; wait for the run to finish")
+        return (f"segment run {run_id} was interrupted before merging its segments: "
+                f"{PARTS_GROUP}/{run_name} holds {held}, not yet in the object tables; resume it "
+                f"(track VIDEO --out {store.path.name} --segments {n or 'N'} --resume, or the same "
+                "batch again)")
+    return None
+
+
 def _error(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text[:120]}"
@@ -136,6 +183,9 @@ def verify_project(store) -> tuple[list[str], dict]:
     from .masks import mask_stats
 
     problems: list[str] = []
+    unmerged = unmerged_segments(store)
+    if unmerged is not None:
+        problems.append(unmerged)
     n, h, w = store.shape
     meta = store.meta
     ids = sorted(o["id"] for o in meta["objects"])

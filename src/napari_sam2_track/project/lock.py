@@ -128,6 +128,8 @@ class LockHolder:
         """Whether the PID runs on this host (and, if recorded, is still the same process)."""
         if self.pid == os.getpid():
             return True
+        if not 1 <= self.pid <= MAX_PID:  # no process has it (0 and -N name process groups)
+            return False
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -147,24 +149,45 @@ def lock_path(project: str | Path) -> Path:
     return Path(project) / LOCK_NAME
 
 
+#: Largest process id any system gives (``pid_t`` is a signed 32-bit integer).
+MAX_PID = 2**31 - 1
+UNREADABLE = "unreadable lock file"
+
+
 def read_holder(project: str | Path) -> LockHolder | None:
-    """The holder named by a project's lock file, or ``None`` when it is not locked."""
+    """The holder named by a project's lock file, or ``None`` when it is not locked.
+
+    A lock file that cannot be read, or that names no possible process (a PID that is not an
+    integer from 1 to :data:`MAX_PID`), is held by an unknown writer: PID -1, and ``command``
+    says what is wrong with it."""
     try:
-        data = json.loads(lock_path(project).read_text())
+        data = json.loads(lock_path(project).read_bytes())
+        pid = data["pid"]
+        if not isinstance(pid, int) or isinstance(pid, bool) or not 1 <= pid <= MAX_PID:
+            raise ValueError(f"PID {str(pid)[:24]} is not a process id")
+        start = data.get("process_start")
+        optional = {key: data.get(key) if isinstance(data.get(key), str) else None
+                    for key in ("worker", "scheduler")}
         return LockHolder(
             host=str(data["host"]),
-            pid=int(data["pid"]),
+            pid=pid,
             started=str(data.get("started", "?")),
             command=str(data.get("command", "?")),
-            process_start=data.get("process_start"),
-            worker=data.get("worker"),
-            scheduler=data.get("scheduler"),
+            process_start=float(start) if _is_number(start) else None,
+            **optional,
         )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         # Unreadable or half-written by something else: treat as held by an unknown writer.
-        return LockHolder(host="?", pid=-1, started="?", command="unreadable lock file")
+        why = exc.args[0] if isinstance(exc, ValueError) and "process id" in str(exc) else None
+        return LockHolder(host="?", pid=-1, started="?",
+                          command=f"{UNREADABLE}: {why}" if why else UNREADABLE)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and abs(value) < float("inf"))
 
 
 def live_holder(project: str | Path) -> LockHolder | None:
@@ -236,13 +259,17 @@ class ProjectLock:
             if holder.pid != -1 and not holder.is_alive():
                 if self._remove_if_unchanged(holder):
                     self.took_over = holder
-                    warnings.warn(
+                    note_stale_lock(
                         f"took over the lock of {self.project}: {holder.describe()} is no longer "
                         "running",
-                        StaleLockWarning,
                         stacklevel=4,
                     )
                 continue
+            if holder.pid == -1:
+                raise ProjectLockedError(
+                    f"{self.project} is locked, but its lock file names no writer "
+                    f"({holder.command}); if no program is writing the project, delete {self.path}"
+                )
             raise ProjectLockedError(
                 f"{self.project} is being written by {holder.describe()}; wait for it to finish "
                 f"(if that process is gone, delete {self.path})"
@@ -252,9 +279,9 @@ class ProjectLock:
     def _link_new(self, data: bytes) -> bool:
         """Publish the lock file with its content in one step; False if a lock exists."""
         tmp = self.project / f"{LOCK_NAME}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
         try:
+            with open(tmp, "wb") as f:  # on a full disk the write fails: tmp is removed below
+                f.write(data)
             os.link(tmp, self.path)
             return True
         except FileExistsError:
@@ -266,8 +293,12 @@ class ProjectLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            except BaseException:  # a full disk: no empty lock file stays behind
+                self.path.unlink(missing_ok=True)
+                raise
             return True
         finally:
             tmp.unlink(missing_ok=True)
@@ -361,12 +392,20 @@ def take_over(project: str | Path, holder: LockHolder, reason: str) -> bool:
     """
     if not ProjectLock(project)._remove_if_unchanged(holder):
         return False
-    warnings.warn(
-        f"took over the lock of {project}: {holder.describe()} is gone ({reason})",
-        StaleLockWarning,
-        stacklevel=2,
-    )
+    note_stale_lock(f"took over the lock of {project}: {holder.describe()} is gone ({reason})",
+                    stacklevel=2)
     return True
+
+
+def note_stale_lock(message: str, stacklevel: int = 1) -> None:
+    """Say that a stale lock was taken over: a :class:`StaleLockWarning`, which the CLI shows as
+    one ``note:`` line. Inside a dask worker nobody shows the worker's warnings but Python itself,
+    in two lines (place and source line): there the note is printed as that one line.
+    ``stacklevel`` counts from the caller, as for ``warnings.warn``."""
+    if _dask_worker()[0] is not None:
+        print(f"note: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        return
+    warnings.warn(message, StaleLockWarning, stacklevel=stacklevel + 1)
 
 
 @atexit.register

@@ -137,6 +137,13 @@ class MaskStore:
                 self.group[name][t]
             except Exception:  # noqa: BLE001 - whatever a damaged chunk raises
                 return name
+        for k in range(1, self.layers.num_overlap_layers + 1 if self.format_version >= 2 else 1):
+            try:  # the tile reader of shared_pixels, stricter than zarr on a damaged shard
+                io = self.layers.shard_io(k)
+                if io is not None:
+                    io.read_tiles((t, 0, 0))
+            except Exception:  # noqa: BLE001
+                return overlap_path(k)
         return names[0] if names else LABELS_PATH
 
     # ------------------------------------------------------------------ writing

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import StoreError, one_line
 from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
 from .models import Flag, Masklet, Suggestion
 from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, store_row_reader
@@ -46,11 +47,25 @@ class TableSource:
         if store.format_version < 2:  # one bool array per object: count in crops
 
             def read_shared(i: int, j: int, first: int, stop: int, rows: slice, cols: slice):
-                crops = store.mask_crops((i, j), first, stop, rows, cols)
+                try:
+                    crops = store.mask_crops((i, j), first, stop, rows, cols)
+                except Exception:  # noqa: BLE001 - a damaged chunk: find its frame
+                    for t in range(first, stop):
+                        try:
+                            store.mask_crops((i, j), t, t + 1, rows, cols)
+                        except Exception as exc:  # noqa: BLE001
+                            raise _damaged(store, t, exc) from None
+                    raise
                 return np.count_nonzero(crops[i] & crops[j], axis=(1, 2))
 
         else:  # the overlap layers hold exactly the shared pixels; a frame is read for all pairs
-            pairs = lru_cache(maxsize=256)(store.shared_pixels)
+            cached = lru_cache(maxsize=256)(store.shared_pixels)
+
+            def pairs(t: int) -> dict[tuple[int, int], int]:
+                try:
+                    return cached(t)
+                except Exception as exc:  # noqa: BLE001 - whatever a damaged chunk raises
+                    raise _damaged(store, t, exc) from None
 
             def read_shared(i: int, j: int, first: int, stop: int, rows: slice, cols: slice):
                 key = (min(i, j), max(i, j))
@@ -73,6 +88,14 @@ class TableSource:
                 return np.count_nonzero(a & b, axis=(1, 2))
         return cls(ids, n, height, width, lambda o, lo, hi: np.asarray(tables[o][lo:hi], float),
                    read_shared)
+
+
+def _damaged(store: ProjectStore, t: int, exc: BaseException) -> StoreError:
+    """The one-line error for masks of frame ``t`` that cannot be read (for overlap flags)."""
+    return StoreError(one_line(
+        f"{store.path} is damaged: {store.unreadable_mask_array(t)} cannot be read at frame {t} "
+        f"({type(exc).__name__}: {exc}); re-track or edit that frame"
+    ))
 
 
 @dataclass

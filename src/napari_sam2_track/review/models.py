@@ -170,14 +170,10 @@ def log_dir(project: ProjectStore | str | Path) -> Path:
     return path / REVIEW_GROUP
 
 
-def _load(model, records: list[dict]) -> list:
-    out = []
-    for record in records:
-        try:
-            out.append(model.model_validate(record))
-        except ValueError:
-            continue  # a record written by a newer version, or damaged by hand: skip it
-    return out
+def _load(model, path: Path) -> list:
+    """The records of a log that are valid ``model``s; the others (written by a newer version,
+    damaged by hand, not UTF-8) are skipped with one warning naming their lines."""
+    return read_records(path, model.model_validate)
 
 
 class ReviewState:
@@ -275,14 +271,14 @@ def read_review(project: ProjectStore | str | Path) -> ReviewState:
     """The QC state of a project: every decision and change, read from its ``review/`` logs."""
     folder = log_dir(project)
     return ReviewState(
-        _load(QCDecision, read_records(folder / DECISIONS_LOG)),
-        _load(Change, read_records(folder / CHANGES_LOG)),
+        _load(QCDecision, folder / DECISIONS_LOG),
+        _load(Change, folder / CHANGES_LOG),
     )
 
 
 def read_events(project: ProjectStore | str | Path) -> list[Event]:
     """The interaction events of a project, oldest first."""
-    return sorted(_load(Event, read_records(log_dir(project) / EVENTS_LOG)), key=lambda e: e.time)
+    return sorted(_load(Event, log_dir(project) / EVENTS_LOG), key=lambda e: e.time)
 
 
 def default_reviewer() -> str:
