@@ -3,7 +3,9 @@ synthetic disc videos, and one timed forward propagation per engine."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -260,3 +262,72 @@ def per_frame(times: list[tuple[float, float]]) -> tuple[float, float]:
     """(wall, CPU) seconds per frame from the second frame on (the first is the prompt)."""
     n = max(1, len(times) - 1)
     return (times[-1][0] - times[0][0]) / n, (times[-1][1] - times[0][1]) / n
+
+
+# ------------------------------------------------------------------ measurement
+def timed_writer():
+    """``StoreWriter`` that records how long tracking waited for it and what encoding cost."""
+    from napari_sam2_track.project import StoreWriter
+
+    class TimedWriter(StoreWriter):
+        stats: dict = {}
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            TimedWriter.stats = self.stats = {"submit": 0.0, "close": 0.0, "encode": 0.0,
+                                              "encode_cpu": 0.0, "frames": 0,
+                                              "workers": self._pool._max_workers}
+            self._stats_lock = threading.Lock()
+
+        def submit(self, result) -> None:
+            start = time.perf_counter()
+            super().submit(result)
+            self.stats["submit"] += time.perf_counter() - start
+
+        def close(self) -> None:
+            start = time.perf_counter()
+            super().close()
+            self.stats["close"] += time.perf_counter() - start
+
+        def _encode(self, result, before=None):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return super()._encode(result, before)
+            finally:
+                with self._stats_lock:
+                    self.stats["encode"] += time.perf_counter() - wall
+                    self.stats["encode_cpu"] += time.thread_time() - cpu
+                    self.stats["frames"] += 1
+
+    return TimedWriter
+
+
+class RssSampler:
+    """Largest growth of this process's resident set over a block, sampled every 20 ms."""
+
+    def __init__(self):
+        self.growth_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        start = self.rss()
+        peak = [start]
+
+        def sample():
+            while not self._stop.wait(0.02):
+                peak[0] = max(peak[0], self.rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        self._start, self._peak = start, peak
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.growth_mb = round((max(self._peak[0], self.rss()) - self._start) / 2**20, 1)

@@ -52,12 +52,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import (  # noqa: E402
     REPO,
+    RssSampler,
     build_test_model,
     compile_components,
     disc_clicks,
     make_disc_frames,
     per_frame,
     propagate_clicks,
+    timed_writer,
 )
 
 #: module -> what to install, for everything the steps import
@@ -259,43 +261,6 @@ def step_latency(ctx: Context):
         yield {"step": "latency", **line, "peak_gpu_mb": ctx.peak_gpu_mb(), **ctx.fields()}
 
 
-def timed_writer():
-    """``StoreWriter`` that records how long tracking waited for it and what encoding cost."""
-    from napari_sam2_track.project import StoreWriter
-
-    class TimedWriter(StoreWriter):
-        stats: dict = {}
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            TimedWriter.stats = self.stats = {"submit": 0.0, "close": 0.0, "encode": 0.0,
-                                              "encode_cpu": 0.0, "frames": 0,
-                                              "workers": self._pool._max_workers}
-            self._stats_lock = threading.Lock()
-
-        def submit(self, result) -> None:
-            start = time.perf_counter()
-            super().submit(result)
-            self.stats["submit"] += time.perf_counter() - start
-
-        def close(self) -> None:
-            start = time.perf_counter()
-            super().close()
-            self.stats["close"] += time.perf_counter() - start
-
-        def _encode(self, result, before=None):
-            wall, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return super()._encode(result, before)
-            finally:
-                with self._stats_lock:
-                    self.stats["encode"] += time.perf_counter() - wall
-                    self.stats["encode_cpu"] += time.thread_time() - cpu
-                    self.stats["frames"] += 1
-
-    return TimedWriter
-
-
 def step_writer(ctx: Context):
     """The whole pipeline against the tracker alone at 1080p: does the writer keep up?"""
     n_obj = ctx.s.writer_objects
@@ -375,37 +340,6 @@ def _memory_run(ctx: Context, engine: str, folder: Path) -> dict:
     return {"engine": engine, "frames": len(times), "fps": round(1 / wall, 2),
             "peak_gpu_mb": ctx.peak_gpu_mb(), "state_mb": round(state, 2),
             "images_mb": round(images, 1), "held_mb": round(state + images, 2)}
-
-
-class RssSampler:
-    """Largest growth of this process's resident set over a block, sampled every 20 ms."""
-
-    def __init__(self):
-        self.growth_mb = 0.0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        start = self.rss()
-        peak = [start]
-
-        def sample():
-            while not self._stop.wait(0.02):
-                peak[0] = max(peak[0], self.rss())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        self._start, self._peak = start, peak
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.growth_mb = round((max(self._peak[0], self.rss()) - self._start) / 2**20, 1)
 
 
 def step_compile(ctx: Context):
@@ -609,7 +543,6 @@ def main(argv=None) -> int:
         return 2
     plan = [g for g in groups(s) if not args.groups or g[0] in args.groups]
     record(prepare_frames(s, Path(args.cache), {st for g in plan for st in g[3]}))
-    failed = []
     for name, _size, _compiled, steps in plan:
         need = MIN_SECONDS[steps[0]] * (0.05 if args.quick else 1)
         if deadline - time.time() < need:
