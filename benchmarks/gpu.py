@@ -397,13 +397,21 @@ def run_child(args, s: Settings) -> None:
 
 
 # ============================================================================ parent
+def installed(module: str) -> bool:
+    """Whether ``module`` can be found (a package that fails to be looked up counts as missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def environment(device: str) -> dict:
     """Versions, the card, and what is missing for ``device``."""
     line: dict = {"step": "env", "python": platform.python_version(), "machine": platform.machine(),
                   "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 1)}
-    missing = [pip for module, pip in REQUIRED.items() if importlib.util.find_spec(module) is None]
+    missing = [pip for module, pip in REQUIRED.items() if not installed(module)]
     problems = [f"missing Python packages: {', '.join(missing)}"] if missing else []
-    if importlib.util.find_spec("torch") is not None:
+    if installed("torch"):
         import torch
 
         line["torch"] = torch.__version__

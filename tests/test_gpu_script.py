@@ -114,3 +114,26 @@ def test_the_full_run_covers_both_models_eager_and_compiled():
     assert gpu.FULL.memory_frames == (100, 1000)
     for size in gpu.FULL.sizes:  # the configs the full run builds exist in the installed sam2
         assert _sam2_config_path(MODEL_CONFIGS[size]).is_file()
+
+
+def test_a_missing_package_is_named_in_one_line(tmp_path):
+    """Where a package the steps import is missing, the env line names it and nothing runs."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psygnal', 'zarr'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{blocker}"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--device", "cpu",
+                           "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    (line,) = [json.loads(x) for x in (out / "gpu.jsonl").read_text().splitlines()]
+    assert line["step"] == "env"
+    assert line["error"].startswith("missing Python packages: zarr>=3, psygnal (")
+    assert "--fetch-wheels" in line["error"]
