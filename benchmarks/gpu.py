@@ -477,7 +477,10 @@ def run_group(args, name: str, deadline: float, out: Path, record) -> None:
     with open(out / "stderr.log", "a") as err:
         err.write(f"\n===== {name}\n")
         err.flush()
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+        env = dict(os.environ)
+        if args.quick:  # a check of the steps, not a measurement: one thread is enough
+            env.setdefault("OMP_NUM_THREADS", "1")
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
                                  start_new_session=True)
 
         def forward():
