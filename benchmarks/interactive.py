@@ -43,17 +43,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-
-
-def load_test_model(image_size: int, device: str):
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import nudge_test_model
-
-    from napari_sam2_track.engine.models import load_random_model
-
-    model = load_random_model(image_size=image_size, seed=0, device=device)
-    nudge_test_model(model.predictor)
-    return model
+sys.path.insert(0, str(HERE))
+from _common import build_test_model  # noqa: E402
 
 
 def make_video(n: int = 12, height: int = 480, width: int = 640) -> np.ndarray:
@@ -268,7 +259,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_test_model(args.image_size, args.device)
+    model = build_test_model(args.image_size, args.device)
     frames = make_video(2 * args.repeats + 2 + args.repeats)
     info = {"image_size": args.image_size, "device": args.device, "threads": torch.get_num_threads(),
             "model": model.name, "frames": frames.shape[:3]}

@@ -35,97 +35,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-HEIGHT, WIDTH = 540, 960
-MAX_OBJECTS = 16
-
-
-def disc_centres(t: int) -> list[tuple[float, float]]:
-    """Centres (x, y) of the 16 discs on frame ``t``: a 4x4 grid, each disc drifting."""
-    centres = []
-    for i in range(MAX_OBJECTS):
-        gx, gy = i % 4, i // 4
-        x = 130 + 230 * gx + 20 * np.sin(t / 7 + i)
-        y = 80 + 125 * gy + 15 * np.cos(t / 9 + i)
-        centres.append((float(x), float(y)))
-    return centres
-
-
-def make_frames(folder: Path, n: int) -> Path:
-    """Write ``n`` 960x540 JPEG frames of 16 coloured discs on a textured background (cached)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if len(list(folder.glob("*.jpg"))) == n:
-        return folder
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
-    background = rng.integers(20, 70, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
-    colours = rng.integers(90, 255, size=(MAX_OBJECTS, 3), dtype=np.uint8)
-    for t in range(n):
-        img = background.copy()
-        for (cx, cy), colour in zip(disc_centres(t), colours):
-            img[(xx - cx) ** 2 + (yy - cy) ** 2 < 35**2] = colour
-        Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=95)
-    return folder
-
-
-def build_model(args):
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import nudge_test_model  # same nudged random-init model as the tests
-
-    from napari_sam2_track.engine.models import load_random_model
-
-    model = load_random_model(image_size=args.image_size, device=args.device)
-    nudge_test_model(model.predictor)
-    if args.compile:
-        model.predictor._compile_all_components()
-    return model
+sys.path.insert(0, str(HERE))
+from _common import MAX_DISCS as MAX_OBJECTS  # noqa: E402
+from _common import build_test_model, disc_clicks, per_frame, propagate_clicks  # noqa: E402
+from _common import make_disc_frames as make_frames  # noqa: E402
 
 
 def run_one(args) -> dict:
     """Run one configuration in this process and return its measurements."""
     import torch
 
-    model = build_model(args)
+    model = build_test_model(args.image_size, args.device, compile=args.compile)
     cuda = args.device.startswith("cuda")
-    clicks = [[list(c)] for c in disc_centres(0)[: args.objects]]
-    times: list[tuple[float, float]] = []  # (wall, cpu) after each frame
-
-    def tick():
-        if cuda:
-            torch.cuda.synchronize()
-        times.append((time.perf_counter(), time.process_time()))
-
-    if args.engine in ("batched", "exact"):
-        from napari_sam2_track.engine.tracker import StreamingTracker
-        from napari_sam2_track.sources import open_source
-
-        tracker = StreamingTracker(
-            model, open_source(args.folder), batch_objects=args.engine == "batched"
-        )
-        for obj, points in enumerate(clicks, start=1):
-            tracker.add_points(obj, 0, points=points, labels=[1])
-        for _result in tracker.propagate("forward"):
-            tick()
-    else:
-        p = model.predictor
-        state = p.init_state(args.folder, offload_video_to_cpu=not cuda)
-        for obj, points in enumerate(clicks, start=1):
-            p.add_new_points_or_box(state, frame_idx=0, obj_id=obj, points=points, labels=[1])
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.inference_mode()
-        with ctx:
-            for _t, _ids, masks in p.propagate_in_video(state):
-                _ = (masks[:, 0] > 0).cpu().numpy()
-                tick()
-    n = len(times) - 1
-    wall = (times[-1][0] - times[0][0]) / n
-    cpu = (times[-1][1] - times[0][1]) / n
+    times = propagate_clicks(model, args.folder, args.engine, disc_clicks(args.objects))
+    wall, cpu = per_frame(times)
     return {
         "engine": args.engine,
         "objects": args.objects,

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import build_test_model, tensor_bytes  # noqa: E402
 
 
 def make_frames(folder: Path, n: int, height: int = 240, width: int = 320) -> Path:
@@ -61,53 +63,12 @@ def make_frames(folder: Path, n: int, height: int = 240, width: int = 320) -> Pa
     return folder
 
 
-def tensor_bytes(obj, skip=("images",), exclude=None) -> int:
-    """Bytes of distinct tensor storages reachable from an inference state.
-
-    ``exclude``: a tensor whose storage is not counted (upstream's preloaded frames, which its
-    feature cache also references through a view).
-    """
-    import torch
-
-    seen: set[int] = set()
-    if exclude is not None:
-        seen.add(exclude.untyped_storage().data_ptr())
-
-    def walk(o) -> int:
-        if isinstance(o, torch.Tensor):
-            key = o.untyped_storage().data_ptr()
-            if key in seen:
-                return 0
-            seen.add(key)
-            return o.untyped_storage().nbytes()
-        if isinstance(o, dict):
-            return sum(walk(v) for k, v in o.items() if k not in skip)
-        if isinstance(o, (list, tuple)):
-            return sum(walk(v) for v in o)
-        return 0
-
-    return walk(obj)
-
-
-def build_model(args):
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import nudge_test_model  # same nudged random-init model as the tests
-
-    from napari_sam2_track.engine.models import load_random_model
-
-    model = load_random_model(image_size=args.image_size, device=args.device)
-    nudge_test_model(model.predictor)
-    if args.compile:
-        model.predictor._compile_all_components()
-    return model
-
-
 def run_one(args) -> dict:
     """Run one configuration in this process and return its measurements."""
     import torch
 
     folder = Path(args.folder)
-    model = build_model(args)
+    model = build_test_model(args.image_size, args.device, compile=args.compile)
     t_setup = time.perf_counter()
     prompt = {"points": [[60, 120]], "labels": [1]}
     if args.engine == "ours":
