@@ -466,8 +466,9 @@ def resolve_layout(shape: Sequence[int], axes: str | Sequence[Any], what: str) -
             continue
         elif role == "z":
             raise SourceError(
-                f"{found}: a Z axis of {size} planes is not supported yet; pick one z-plane "
-                "(e.g. pass a numpy array data[:, z])"
+                f"{found}: a Z axis of {size} planes makes it a volume, not a 2D recording; "
+                "open it with open_source or open_volume, or pick one z-plane (e.g. pass a "
+                "numpy array data[:, z])"
             )
         elif role in ("t", "c"):
             if role in dims:
