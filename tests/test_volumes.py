@@ -140,6 +140,23 @@ def test_one_slice_and_2d_nifti_are_refused(tmp_path):
             open_source(path)
 
 
+def test_damaged_nifti_files_give_one_line(tmp_path, volumes):
+    (tmp_path / "noise.nii").write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(SourceError, match="cannot read NIfTI .*noise.nii"):
+        open_source(tmp_path / "noise.nii")
+    whole = _nifti(tmp_path / "whole.nii", np.zeros((20, 20, 20), np.int16))
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(whole.read_bytes()[:8000])
+    with pytest.raises(SourceError, match="is truncated: its header needs 16,352 bytes"):
+        open_source(cut)
+    gz = (volumes / "mni152_t1.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(gz[: len(gz) // 3])
+    with open_source(tmp_path / "cut.nii.gz") as vol:  # uint8: no slice is read at open
+        vol.read_slice(0, 0)
+        with pytest.raises(SourceError, match=r"cannot read slice \(t=0, z=188\): Compressed file"):
+            vol.read_slice(0, 188)
+
+
 def test_5d_nifti_needs_a_component(tmp_path):
     data = np.arange(6 * 5 * 4 * 1 * 3, dtype=np.float32).reshape(6, 5, 4, 1, 3)
     path = _nifti(tmp_path / "vec.nii", data)

@@ -59,6 +59,12 @@ class NiftiSource(VolumeSource):
         if len(shape) < 2 or len(shape) > 5:
             raise SourceError(f"{label}: shape {shape} is not a volume; accepted: "
                               "(x, y, z[, t[, component]])")
+        if not path.lower().endswith(".gz"):  # a cut .nii.gz shows at the first read past the cut
+            offset = int(getattr(proxy, "offset", 0) or header.get_data_offset())
+            needed = offset + int(np.prod(shape)) * img.get_data_dtype().itemsize
+            if os.path.getsize(path) < needed:
+                raise SourceError(f"{label} is truncated: its header needs {needed:,} bytes but "
+                                  f"the file has {os.path.getsize(path):,}; copy it again")
         x, y, z, t, c = (*shape, 1, 1, 1)[:5]
         self._ndim = len(shape)
         self._proxy = proxy
