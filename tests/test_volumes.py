@@ -309,3 +309,32 @@ def test_napari_reader_opens_volumes_lazily_with_scale(volumes, tmp_path):
     [(data, kwargs, _)] = get_tiff_reader(str(tif))(str(tif))
     assert data.shape == (3, 4, 5) and kwargs["metadata"]["napari_sam2_track"]["kind"] == "volume"
     assert get_volume_reader(str(tmp_path)) is None  # a folder without DICOM files
+
+
+def test_manifest_and_napari_accept_the_volume_layer(tmp_path):
+    from pathlib import Path
+
+    from napari.layers import Layer
+    from npe2 import PluginManager, PluginManifest
+
+    import napari_sam2_track
+    from napari_sam2_track._napari_io import get_volume_reader
+
+    manifest = Path(napari_sam2_track.__file__).parent / "napari.yaml"
+    pm = PluginManager()
+    pm.register(PluginManifest.from_file(manifest))
+
+    def readers(path):
+        return {r.command for r in pm.iter_compatible_readers([str(path)])}
+
+    dicom = tmp_path / "ct"
+    from test_volumes_dicom import write_series
+
+    write_series(dicom, n=3)
+    for path in (tmp_path / "a.nii.gz", tmp_path / "B.NII", dicom):
+        assert "napari-sam2-track.get_volume_reader" in readers(path)
+    [layer_data] = get_volume_reader(str(dicom))(str(dicom))
+    layer = Layer.create(*layer_data)
+    assert tuple(layer.scale) == (2.5, 0.5, 0.75)
+    assert tuple(layer.axis_labels) == ("z", "y", "x")
+    assert layer.extent.data[1].tolist() == [2, 5, 7]
