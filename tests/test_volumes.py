@@ -292,6 +292,22 @@ def test_tracking_refuses_a_volume_in_one_line(tmp_path):
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_cli_track_refuses_a_volume_in_one_line(tmp_path, capsys):
+    import json
+
+    from napari_sam2_track.cli import main
+
+    path = _nifti(tmp_path / "v.nii.gz", np.zeros((8, 8, 4), np.uint8))
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"objects": [{"id": 1}], "prompts": [
+        {"object": 1, "frame": 0, "points": [[2, 2]], "labels": [1]}]}))
+    code = main(["track", str(path), "--prompts", str(prompts), "--out", str(tmp_path / "o.zarr")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1
+    assert "is a volume (1x4x8x8, axes tzyx)" in err and "not available yet" in err
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_napari_reader_opens_volumes_lazily_with_scale(volumes, tmp_path):
     from napari_sam2_track._napari_io import VolumeArray, get_tiff_reader, get_volume_reader
 

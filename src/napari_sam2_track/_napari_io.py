@@ -59,6 +59,9 @@ class FrameArray(LazyArray):
 
 def image_layer_data(source, name: str | None = None) -> tuple:
     """A lazy napari image layer tuple for a frame source, with its intensity window."""
+    from .sources.volume import refuse_volume
+
+    refuse_volume(source, "annotation")  # volumes are shown by volume_layer_data
     kwargs: dict[str, Any] = {
         "name": name or (Path(source.path).stem if source.path else "video"),
         "rgb": source.channels in (3, 4) and source.channel is None,

@@ -81,7 +81,7 @@ def _header(path: Path) -> Any | None:
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError):
+    except Exception:  # noqa: BLE001 - not DICOM, or damaged past reading: not part of a series
         return None
     if str(getattr(ds.get("file_meta", {}), "MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP:
         return None
