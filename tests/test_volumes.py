@@ -228,7 +228,8 @@ def test_axes_override_and_bad_overrides(tmp_path):
 def test_2d_file_where_a_volume_is_required(tmp_path):
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, np.zeros((5, 8, 9), np.uint16), metadata={"axes": "TYX"})
-    with pytest.raises(SourceError, match=r"is a 2D recording \(5x8x9, axes tyx\) without a z axis"):
+    expected = r"is a 2D recording \(5x8x9, axes tyx\) without a z axis"
+    with pytest.raises(SourceError, match=expected):
         open_volume(path)
 
 

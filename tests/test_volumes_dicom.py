@@ -113,7 +113,8 @@ def test_two_series_are_listed_and_one_can_be_chosen(tmp_path):
         open_source(folder)
     message = str(err.value)
     assert "2 series" in message and "\n" not in message
-    assert f"{uid_a} (Head axial, 4 slices)" in message and f"{uid_b} (Head thin, 3 slices)" in message
+    assert f"{uid_a} (Head axial, 4 slices)" in message
+    assert f"{uid_b} (Head thin, 3 slices)" in message
     with open_source(folder, series=uid_a) as vol:
         assert vol.shape == (1, 4, 6, 8)
         np.testing.assert_array_equal(vol.read_slice(0, 0), stored_a[0].astype(np.int32) - 1024)
@@ -126,7 +127,8 @@ def test_mixed_orientations_are_refused(tmp_path):
     uid, _ = write_series(folder, n=4)
     write_slice(folder / "localizer", pixels=np.zeros((6, 8), np.int16), position=(0, 0, 0),
                 orientation=(0, 1, 0, 0, 0, -1), series_uid=uid)
-    with pytest.raises(SourceError, match=r"2 orientations \(axial .*4 slices, sagittal .*1 slice\)"):
+    expected = r"2 orientations \(axial .*4 slices, sagittal .*1 slice\)"
+    with pytest.raises(SourceError, match=expected):
         open_source(folder)
 
 
@@ -181,7 +183,8 @@ def test_window_presets_and_the_file_window(tmp_path):
         assert rgb.shape == (6, 8, 3) and np.array_equal(rgb[..., 1], expected)
     with open_volume(tmp_path / "ct", window=(-1000, 0)) as vol:
         assert (vol.window.low, vol.window.high, vol.window.preset) == (-1000.0, 0.0, None)
-    with pytest.raises(SourceError, match="unknown intensity window 'ct-heart'; use one of ct-brain"):
+    expected = "unknown intensity window 'ct-heart'; use one of ct-brain"
+    with pytest.raises(SourceError, match=expected):
         open_volume(tmp_path / "ct", window="ct-heart")
 
 
