@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from napari_sam2_track.errors import SourceError
-from napari_sam2_track.sources import FrameSource, IntensityWindow, open_source
+from napari_sam2_track.sources import FrameSource, IntensityWindow, TiffSource, open_source
 
 av = pytest.importorskip("av")
 
@@ -350,11 +350,13 @@ def test_tiff_float32_and_single_image(tmp_path):
         np.testing.assert_array_equal(src.read(0), data[0])
 
 
-def test_tiff_z_stack_is_rejected(tmp_path):
+def test_tiff_z_stack_opens_as_a_volume_not_as_frames(tmp_path):
     path = tmp_path / "z.ome.tif"
     tifffile.imwrite(path, np.zeros((3, 4, 8, 8), np.uint16), ome=True, metadata={"axes": "TZYX"})
+    with open_source(path) as vol:
+        assert not isinstance(vol, FrameSource) and vol.shape == (3, 4, 8, 8)
     with pytest.raises(SourceError, match="z-plane"):
-        open_source(path)
+        TiffSource(path)
 
 
 def test_tiff_written_frame_by_frame_reads_all_frames(tmp_path, no_full_tiff_reads):

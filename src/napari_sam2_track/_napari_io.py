@@ -59,6 +59,9 @@ class FrameArray(LazyArray):
 
 def image_layer_data(source, name: str | None = None) -> tuple:
     """A lazy napari image layer tuple for a frame source, with its intensity window."""
+    from .sources.volume import refuse_volume
+
+    refuse_volume(source, "annotation")  # volumes are shown by volume_layer_data
     kwargs: dict[str, Any] = {
         "name": name or (Path(source.path).stem if source.path else "video"),
         "rgb": source.channels in (3, 4) and source.channel is None,
@@ -98,7 +101,9 @@ def _read_source(path) -> list[tuple]:
 
         show_error(str(exc))
         return []
-    return [image_layer_data(source)]
+    if not hasattr(source, "read_slice"):
+        return [image_layer_data(source)]
+    return [volume_layer_data(source)]
 
 
 def get_video_reader(path):
@@ -113,6 +118,104 @@ def get_tiff_reader(path):
     """Reader for TIFF / OME-TIFF time-lapse stacks (pages read lazily)."""
     paths = path if isinstance(path, list) else [path]
     if all(str(p).lower().endswith(TIFF_SUFFIXES) for p in paths):
+        return _reader(_read_source)
+    return None
+
+
+# ------------------------------------------------------------------------------ volumes
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def _indices(key, n: int) -> tuple[list[int], bool]:
+    """The indices ``key`` selects along an axis of ``n`` and whether it drops the axis."""
+    if isinstance(key, (int, np.integer)):
+        i = operator.index(key)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for an axis of {n}")
+        return [i % n], True
+    if isinstance(key, slice):
+        return list(range(n)[key]), False
+    return [int(i) % n for i in np.asarray(key).ravel()], False
+
+
+class VolumeArray(LazyArray):
+    """A lazy ``(t, z, y, x)`` array over a volume source, ``(z, y, x)`` when it has one
+    timepoint: only the 2D slices napari displays are read."""
+
+    def __init__(self, source):
+        self.source = source
+        self.timepoints = source.num_timepoints > 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.source.shape if self.timepoints else self.source.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.source.dtype
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if not self.timepoints:
+            key = (0, *key)
+        (ts, drop_t), (zs, drop_z) = _indices(key[0], self.source.shape[0]), _indices(
+            key[1], self.source.shape[1])
+        plane = np.empty(self.source.shape[2:], self.dtype)[key[2:]].shape
+        out = np.empty((len(ts), len(zs), *plane), self.dtype)
+        for i, t in enumerate(ts):
+            for j, z in enumerate(zs):
+                out[i, j] = self.source.read_slice(t, z)[key[2:]]
+        if drop_z:
+            out = out[:, 0]
+        return out[0] if drop_t else out
+
+    def __repr__(self) -> str:
+        return f"VolumeArray({self.source!r})"
+
+
+def volume_layer_data(source, name: str | None = None) -> tuple:
+    """A lazy napari image layer tuple for a volume source: its voxel ``scale``, axis labels and
+    (napari >= 0.6) units, and its intensity window as contrast limits."""
+    import inspect
+
+    from napari.layers import Image
+
+    data = VolumeArray(source)
+    geometry = source.geometry
+    drop = 0 if data.timepoints else 1
+    stem = Path(source.path).name.split(".")[0] if source.path else "volume"
+    kwargs: dict[str, Any] = {
+        "name": name or stem,
+        "scale": geometry.scale[drop:],
+        "metadata": {META_KEY: {"kind": "volume", "path": source.path,
+                                "geometry": geometry.to_dict(), "notes": list(source.notes)}},
+    }
+    accepted = inspect.signature(Image.__init__).parameters
+    if "axis_labels" in accepted:
+        kwargs["axis_labels"] = tuple(geometry.axes[drop:])
+    if "units" in accepted:
+        kwargs["units"] = geometry.napari_units[drop:]
+    if source.window is not None:
+        kwargs["contrast_limits"] = [float(source.window.low), float(source.window.high)]
+    elif source.dtype == np.uint8:
+        kwargs["contrast_limits"] = [0, 255]
+    if source.notes:
+        from napari.utils.notifications import show_info
+
+        show_info(f"{stem}: " + "; ".join(source.notes))
+    return (data, kwargs, "image")
+
+
+def get_volume_reader(path):
+    """Reader for NIfTI files and DICOM series folders (slices read lazily)."""
+    from .sources.dicom import is_dicom_folder
+
+    paths = path if isinstance(path, list) else [path]
+    if all(str(p).lower().endswith(NIFTI_SUFFIXES) or is_dicom_folder(p) for p in paths):
         return _reader(_read_source)
     return None
 

@@ -31,6 +31,7 @@ from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
 from .project import placement
 from .project.lock import live_holder, lock_path
 from .project.store import check_object_categories
+from .sources.volume import refuse_volume
 
 
 @dataclass
@@ -130,6 +131,7 @@ def open_or_create_store(
     The store holds the project's write lock: :meth:`~.project.ProjectStore.close` it when done.
     """
     out = Path(out)
+    refuse_volume(source)
     check_output_path(out, source)
     description = _describe(source)
     if out.exists() and resume:
@@ -240,6 +242,7 @@ def track(
     from .schema import Schema
 
     # 1. Validate everything before touching the output.
+    refuse_volume(source)
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     store = out if isinstance(out, ProjectStore) else None

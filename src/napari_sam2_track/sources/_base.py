@@ -9,15 +9,19 @@ import json
 import math
 import operator
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import SourceError
+from .geometry import Geometry
 
-__all__ = ["FrameSource", "IntensityWindow", "FrameLayout", "resolve_layout", "guess_axes"]
+__all__ = [
+    "FrameSource", "IntensityWindow", "FrameLayout", "resolve_layout", "guess_axes",
+    "check_pixel_dtype", "coerce_window",
+]
 
 # Total number of pixel values fed to np.percentile when estimating a window.
 _MAX_PERCENTILE_VALUES = 4_000_000
@@ -33,6 +37,8 @@ class IntensityWindow:
 
     low: float
     high: float
+    #: Name of the preset it came from (``"ct-lung"``, ...), recorded with the window.
+    preset: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         low, high = float(self.low), float(self.high)
@@ -53,14 +59,17 @@ class IntensityWindow:
         np.nan_to_num(y, copy=False, nan=0.0)
         return y.astype(np.uint8)
 
-    def to_dict(self) -> dict[str, float]:
-        """JSON-able form ``{"low": ..., "high": ...}``."""
-        return {"low": self.low, "high": self.high}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form ``{"low": ..., "high": ...}`` (with ``"preset"`` when named)."""
+        d: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.preset is not None:
+            d["preset"] = self.preset
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IntensityWindow:
         """Inverse of :meth:`to_dict`."""
-        return cls(float(d["low"]), float(d["high"]))
+        return cls(float(d["low"]), float(d["high"]), d.get("preset"))
 
     @classmethod
     def from_percentiles(
@@ -75,15 +84,26 @@ class IntensityWindow:
         n = len(source)
         count = max(1, min(n, int(max_frames)))
         ts = np.unique(np.linspace(0, n - 1, count).round().astype(int))
-        per_frame = max(1, _MAX_PERCENTILE_VALUES // len(ts))
+
+        def frames():
+            for t in ts:
+                frame = source.read(int(t))
+                yield frame if source.channel is None else frame[..., source.channel]
+
+        return cls.from_samples(frames(), len(ts), lo, hi)
+
+    @classmethod
+    def from_samples(
+        cls, images: Iterable[np.ndarray], count: int, lo: float = 0.5, hi: float = 99.5
+    ) -> IntensityWindow:
+        """Window from the ``lo``/``hi`` percentiles of the finite values of ``count`` images,
+        each subsampled with a regular stride (at most ~4M values in total)."""
+        per_image = max(1, _MAX_PERCENTILE_VALUES // max(1, count))
         samples = []
-        for t in ts:
-            frame = source.read(int(t))
-            if source.channel is not None:
-                frame = frame[..., source.channel]
-            flat = np.ravel(frame)
-            if flat.size > per_frame:
-                flat = flat[:: math.ceil(flat.size / per_frame)]
+        for image in images:
+            flat = np.ravel(image)
+            if flat.size > per_image:
+                flat = flat[:: math.ceil(flat.size / per_image)]
             samples.append(flat)
         values = np.concatenate(samples)
         if values.dtype.kind == "f":
@@ -94,6 +114,31 @@ class IntensityWindow:
         if not high > low:
             high = low + 1.0
         return cls(low, high)
+
+
+def check_pixel_dtype(dtype: Any, label: str) -> np.dtype:
+    """``dtype`` in native byte order; SourceError unless integer or floating-point."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "uif":
+        raise SourceError(
+            f"{label}: unsupported dtype {dt}; use integer or floating-point pixel data"
+        )
+    return dt.newbyteorder("=") if dt.byteorder not in ("=", "|") else dt
+
+
+def coerce_window(
+    window: IntensityWindow | tuple[float, float] | None, label: str
+) -> IntensityWindow | None:
+    """An :class:`IntensityWindow` from ``(low, high)``; SourceError with one line if invalid."""
+    if window is None or isinstance(window, IntensityWindow):
+        return window
+    try:
+        low, high = window
+        return IntensityWindow(low, high)
+    except (TypeError, ValueError) as exc:
+        raise SourceError(
+            f"{label}: invalid intensity window {window!r} ({exc}); pass (low, high)"
+        ) from None
 
 
 class FrameSource(abc.ABC):
@@ -148,13 +193,7 @@ class FrameSource(abc.ABC):
     ) -> None:
         """Validate geometry/dtype, select the model channel and set the intensity window."""
         label = self._label()
-        dt = self.dtype
-        if dt.kind not in "uif":
-            raise SourceError(
-                f"{label}: unsupported dtype {dt}; use integer or floating-point pixel data"
-            )
-        if dt.byteorder not in ("=", "|"):
-            self.dtype = dt.newbyteorder("=")
+        self.dtype = check_pixel_dtype(self.dtype, label)
         if self.num_frames < 1:
             raise SourceError(f"{label}: has no frames")
         if self.height < 1 or self.width < 1:
@@ -175,14 +214,7 @@ class FrameSource(abc.ABC):
                 f"{label}: has {n} channels; choose one with channel=K (0..{n - 1})"
             )
         self.channel = channel
-        if window is not None and not isinstance(window, IntensityWindow):
-            try:
-                low, high = window
-                window = IntensityWindow(low, high)
-            except (TypeError, ValueError) as exc:
-                raise SourceError(
-                    f"{label}: invalid intensity window {window!r} ({exc}); pass (low, high)"
-                ) from None
+        window = coerce_window(window, label)
         if window is None and self.dtype != np.uint8:
             window = IntensityWindow.from_percentiles(self)
         self.window = window
@@ -203,6 +235,17 @@ class FrameSource(abc.ABC):
 
     def __len__(self) -> int:
         return self.num_frames
+
+    @property
+    def geometry(self) -> Geometry:
+        """Axes ``tyx`` (``tyxc`` with channels); unit spacing unless the file records pixel
+        sizes (OME-TIFF, ImageJ TIFF, OME-Zarr)."""
+        axes = "tyx" if self.channels == 1 else "tyxc"
+        return Geometry.from_sizes(axes, self.shape, self._pixel_sizes())
+
+    def _pixel_sizes(self) -> dict[str, tuple[float, str | None]]:
+        """``{axis letter: (spacing, unit)}`` recorded in the file (subclasses)."""
+        return {}
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -423,8 +466,9 @@ def resolve_layout(shape: Sequence[int], axes: str | Sequence[Any], what: str) -
             continue
         elif role == "z":
             raise SourceError(
-                f"{found}: a Z axis of {size} planes is not supported yet; pick one z-plane "
-                "(e.g. pass a numpy array data[:, z])"
+                f"{found}: a Z axis of {size} planes makes it a volume, not a 2D recording; "
+                "open it with open_source or open_volume, or pick one z-plane (e.g. pass a "
+                "numpy array data[:, z])"
             )
         elif role in ("t", "c"):
             if role in dims:

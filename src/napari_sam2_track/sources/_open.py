@@ -9,14 +9,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
-from ._base import FrameSource, IntensityWindow
+from ._base import FrameSource, IntensityWindow, _role
 from .array import ArraySource
+from .dicom import DicomSeriesSource, is_dicom_file, is_dicom_folder
 from .folder import IMAGE_SUFFIXES, ImageFolderSource
-from .tiff import TiffSource
+from .nifti import NIFTI_SUFFIXES, NiftiSource, is_nifti_path
+from .tiff import TiffSource, TiffVolumeSource, tiff_is_volume
 from .video import VIDEO_SUFFIXES, VideoSource
-from .zarrsource import ZarrSource
+from .volume import ArrayVolumeSource, VolumeSource
+from .zarrsource import ZarrSource, ZarrVolumeSource, _array_axes, zarr_is_volume
 
-__all__ = ["open_source", "TIFF_SUFFIXES"]
+__all__ = ["open_source", "open_volume", "TIFF_SUFFIXES"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -42,18 +45,23 @@ def open_source(
     channel: int | None = None,
     window: IntensityWindow | tuple[float, float] | None = None,
     axes: str | None = None,
-) -> FrameSource:
-    """Open a recording lazily as a :class:`FrameSource`.
+    series: str | None = None,
+) -> FrameSource | VolumeSource:
+    """Open a recording or a volume lazily: a :class:`FrameSource` or a :class:`VolumeSource`.
 
     ``obj`` is a path (video file .mp4/.mov/.avi/.mkv/.webm/.m4v, TIFF/OME-TIFF, zarr or
-    OME-Zarr folder, folder of .jpg/.jpeg/.png frames), a numpy/dask/zarr array or a zarr
-    group. ``channel`` picks the channel fed to the model for multichannel data, ``window``
-    (``(low, high)``) the intensity window for non-uint8 data (default: 0.5-99.5 percentiles),
-    ``axes`` (``"tyx"``, ``"tyxc"``, ``"tcyx"``, ...) overrides the axes of arrays, TIFF and
-    zarr. An already open FrameSource is returned as is. Raises SourceError.
+    OME-Zarr folder, folder of .jpg/.jpeg/.png frames, NIfTI .nii/.nii.gz, folder of DICOM
+    files), a numpy/dask/zarr array or a zarr group. Data with a z axis of several planes
+    (TIFF/zarr axes, or ``axes`` such as ``"zyx"``/``"tzyx"`` for arrays), NIfTI files and
+    DICOM folders open as volumes (see docs/volumes.md). ``channel`` picks the channel fed to
+    the model for multichannel data, ``window`` (``(low, high)``; for volumes also a preset
+    name such as ``"ct-lung"``) the intensity window for non-uint8 data (default: 0.5-99.5
+    percentiles), ``axes`` (``"tyx"``, ``"tyxc"``, ``"tcyx"``, ``"tzyx"``, ...) overrides the
+    axes of arrays, TIFF and zarr, ``series`` picks a DICOM series by SeriesInstanceUID. An
+    already open source is returned as is. Raises SourceError.
     """
-    if isinstance(obj, FrameSource):
-        if channel is not None or window is not None or axes is not None:
+    if isinstance(obj, (FrameSource, VolumeSource)):
+        if channel is not None or window is not None or axes is not None or series is not None:
             raise SourceError(
                 "open_source: channel/window/axes cannot be changed on an open source; "
                 "open the original path or array again"
@@ -62,13 +70,22 @@ def open_source(
     if axes is not None:
         if not isinstance(axes, str) or not axes.isalpha():
             raise SourceError(f"open_source: axes must be letters like 'tyx', got {axes!r}")
+    if series is not None and not (isinstance(obj, (str, os.PathLike)) and is_dicom_folder(obj)):
+        raise SourceError(f"{obj}: series= only applies to a folder of DICOM files")
     if isinstance(obj, (str, os.PathLike)):
         p = Path(obj).expanduser()
         if not p.exists():
             raise SourceError(f"{p}: file not found")
         if p.is_dir():
             if _is_zarr_dir(p):
+                if zarr_is_volume(p, axes):
+                    return ZarrVolumeSource(p, channel=channel, window=window, axes=axes)
                 return ZarrSource(p, channel=channel, window=window, axes=axes)
+            if is_dicom_folder(p):
+                if axes is not None:
+                    raise SourceError(f"{p}: axes= does not apply to a DICOM series (its slices "
+                                      "are ordered along their normal)")
+                return DicomSeriesSource(p, series=series, channel=channel, window=window)
             if axes is not None:
                 raise SourceError(f"{p}: axes= does not apply to an image folder")
             return ImageFolderSource(p, channel=channel, window=window)
@@ -78,19 +95,62 @@ def open_source(
                 raise SourceError(f"{p}: axes= does not apply to a video file")
             return VideoSource(p, channel=channel, window=window)
         if suffix in TIFF_SUFFIXES:
+            if tiff_is_volume(p, axes):
+                return TiffVolumeSource(p, channel=channel, window=window, axes=axes)
             return TiffSource(p, channel=channel, window=window, axes=axes)
+        if is_nifti_path(p):
+            if axes is not None:
+                raise SourceError(f"{p}: axes= does not apply to NIfTI (its axes are x, y, z, t)")
+            return NiftiSource(p, channel=channel, window=window)
+        if is_dicom_file(p):
+            raise SourceError(f"{p}: is one DICOM file; open the folder that holds its series")
         raise SourceError(
             f"{p}: unsupported file type '{p.suffix}'; supported: videos "
-            f"({', '.join(VIDEO_SUFFIXES)}), TIFF ({', '.join(TIFF_SUFFIXES)}), zarr folders, "
-            f"folders of {'/'.join(IMAGE_SUFFIXES)} frames"
+            f"({', '.join(VIDEO_SUFFIXES)}), TIFF ({', '.join(TIFF_SUFFIXES)}), NIfTI "
+            f"({', '.join(NIFTI_SUFFIXES)}), zarr folders, folders of DICOM files or of "
+            f"{'/'.join(IMAGE_SUFFIXES)} frames"
         )
     if _is_zarr_node(obj, "Group"):
+        if zarr_is_volume(obj, axes):
+            return ZarrVolumeSource(obj, channel=channel, window=window, axes=axes)
         return ZarrSource(obj, channel=channel, window=window, axes=axes)
     if isinstance(obj, np.ndarray) or _is_dask(obj) or _is_zarr_node(obj, "Array") or (
         hasattr(obj, "shape") and hasattr(obj, "dtype") and hasattr(obj, "__getitem__")
     ):
+        if _axes_have_z(axes, obj.shape) or (_is_zarr_node(obj, "Array") and axes is None
+                                             and zarr_is_volume(obj)):
+            return ArrayVolumeSource(obj, (axes or "".join(
+                _role(n) for n in _array_axes(obj) or ())).upper(), channel=channel, window=window)
         return ArraySource(obj, channel=channel, window=window, axes=axes)
     raise SourceError(
         f"open_source: cannot open an object of type {type(obj).__name__}; pass a path, "
         "a numpy/dask/zarr array or a zarr group"
+    )
+
+
+def _axes_have_z(axes: str | None, shape: Any) -> bool:
+    return axes is not None and len(axes) == len(shape) and any(
+        _role(a) == "z" and n > 1 for a, n in zip(axes, shape)
+    )
+
+
+def open_volume(
+    obj: Any,
+    *,
+    channel: int | None = None,
+    window: IntensityWindow | tuple[float, float] | str | None = None,
+    axes: str | None = None,
+    series: str | None = None,
+) -> VolumeSource:
+    """Like :func:`open_source`, for a volume only: a 2D recording is refused with one line."""
+    source = open_source(obj, channel=channel, window=window, axes=axes, series=series)
+    if isinstance(source, VolumeSource):
+        return source
+    shape = "x".join(str(s) for s in source.shape)
+    label = source._label()
+    source.close()
+    raise SourceError(
+        f"{label} is a 2D recording ({shape}, axes {source.geometry.axes}) without a z axis, not "
+        "a volume; open it with open_source, or pass axes= naming its z axis (e.g. axes='ZYX' "
+        "for a plain stack of slices)"
     )

@@ -20,9 +20,11 @@ import numpy as np
 
 from .._input_files import first_line
 from ..errors import SourceError
-from ._base import FrameLayout, FrameSource, IntensityWindow, resolve_layout
+from ._base import FrameLayout, FrameSource, IntensityWindow, _role, resolve_layout
+from .geometry import normalize_unit
+from .volume import ArrayVolumeSource
 
-__all__ = ["TiffSource"]
+__all__ = ["TiffSource", "TiffVolumeSource", "tiff_is_volume", "physical_sizes"]
 
 #: Series kinds tifffile gives to plain files (written frame by frame or by other software);
 #: their series are parts of one recording. Format-specific kinds (OME, ImageJ, ...) keep their
@@ -61,6 +63,71 @@ def _damage_reason(capture: _LogCapture) -> str | None:
     return first_line(re.sub(r"^(<[^>]*>\s*)+", "", errors[0].getMessage()))
 
 
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v > 0 and v == v and v != float("inf") else None
+
+
+def physical_sizes(tif: Any) -> dict[str, tuple[float, str | None]]:
+    """``{axis letter: (size, unit)}`` from OME metadata (PhysicalSizeX/Y/Z, TimeIncrement)
+    or an ImageJ calibration (resolution, ``spacing``, ``unit``, ``finterval``)."""
+    import tifffile
+
+    sizes: dict[str, tuple[float, str | None]] = {}
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+        except Exception:  # noqa: BLE001 - metadata we cannot read: unit spacing
+            return sizes
+        for axis in "XYZ":
+            v = _positive(pixels.get(f"PhysicalSize{axis}"))
+            if v is not None:
+                unit = normalize_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+                sizes[axis.lower()] = (v, unit)
+        v = _positive(pixels.get("TimeIncrement"))
+        if v is not None:
+            sizes["t"] = (v, normalize_unit(pixels.get("TimeIncrementUnit", "s")))
+    elif tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        unit = normalize_unit(meta.get("unit"))
+        if unit is not None:
+            page = tif.pages.first
+            for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
+                res = page.tags.get(tag)
+                if res is not None and res.value[0]:
+                    v = _positive(res.value[1] / res.value[0])
+                    if v is not None:
+                        sizes[axis] = (v, unit)
+            v = _positive(meta.get("spacing"))
+            if v is not None:
+                sizes["z"] = (v, unit)
+        v = _positive(meta.get("finterval"))
+        if v is not None:
+            sizes["t"] = (v, "s")
+    return sizes
+
+
+def tiff_is_volume(path: str | os.PathLike[str], axes: str | None = None) -> bool:
+    """Whether the first series of a TIFF (with ``axes`` overriding its own) has a z axis of
+    more than one plane. Reads headers only; False when the file cannot be read."""
+    import tifffile
+
+    try:
+        with _tifffile_log(), tifffile.TiffFile(os.fspath(path)) as tif:
+            series = tif.series[0]
+            shape, file_axes = tuple(series.shape), series.axes
+    except Exception:  # noqa: BLE001 - TiffSource reports what is wrong with the file
+        return False
+    names = axes if axes is not None else file_axes
+    return len(names) == len(shape) and any(
+        _role(a) == "z" and n > 1 for a, n in zip(names, shape)
+    )
+
+
 def _series_extent(series: Any) -> int:
     """End (bytes) of the last pixel data of a series, from the offsets its pages declare."""
     end = 0
@@ -77,73 +144,30 @@ def _series_extent(series: Any) -> int:
     return end
 
 
-class TiffSource(FrameSource):
-    """A TIFF file's frames; axes from ``series.axes`` (e.g. TYX, TCYX, QYX, YX, TYXS).
+class _TiffFile:
+    """Opening a TIFF (series, their zarr stores, damage and truncation checks) and closing it;
+    shared by the 2D :class:`TiffSource` and the volume :class:`TiffVolumeSource`."""
 
-    Only the pages (or tiles) of the requested frame are read. ``axes`` overrides the file's
-    axes (one letter per dimension of each series). Plain files whose frames were written as
-    separate series are read as all their frames; every such series must have the same frame
-    size, channels and dtype.
-    """
+    _tif: Any
+    _stores: list[Any]
 
-    kind = "tiff"
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        channel: int | None = None,
-        window: IntensityWindow | tuple[float, float] | None = None,
-        axes: str | None = None,
-    ) -> None:
-        path = os.fspath(path)
-        self._tif: Any = None
-        self._stores: list[Any] = []
-        self._parts: list[tuple[Any, FrameLayout]] = []
-        self._starts: list[int] = []
-        try:
-            with _tifffile_log() as capture:
-                series_list = self._open(path)
-                arrays = self._arrays(series_list)
-            damage = _damage_reason(capture)
-            if damage is not None:
-                raise SourceError(
-                    f"TIFF {path} is damaged or truncated ({damage}); save it again or "
-                    "convert it (e.g. with Fiji) and retry"
-                )
-            self._check_extent(path, series_list)
-            many = len(arrays) > 1
-            for i, (data, file_axes) in enumerate(arrays):
-                what = f"TIFF {path}" + (f" series {i}" if many else "")
-                layout = resolve_layout(data.shape, axes if axes is not None else file_axes, what)
-                self._parts.append((data, layout))
-            first = self._parts[0][1]
-            geometry = (first.height, first.width, first.channels, arrays[0][0].dtype)
-            for i, (data, layout) in enumerate(self._parts[1:], start=1):
-                other = (layout.height, layout.width, layout.channels, data.dtype)
-                if other != geometry:
-                    raise SourceError(
-                        f"TIFF {path}: series {i} holds {other[1]}x{other[0]} frames with "
-                        f"{other[2]} channel(s) of {other[3]} but series 0 holds "
-                        f"{geometry[1]}x{geometry[0]} with {geometry[2]} of {geometry[3]}; "
-                        "all frames of a recording must match (save them as one stack)"
-                    )
-            total = 0
-            for _, layout in self._parts:
-                self._starts.append(total)
-                total += layout.num_frames
-            super().__init__(
-                path=path,
-                num_frames=total,
-                height=first.height,
-                width=first.width,
-                channels=first.channels,
-                dtype=geometry[3],
+    def _open_arrays(self, path: str) -> list[tuple[Any, str]]:
+        """The arrays and axes of the series that make up the recording; SourceError when the
+        file is damaged or truncated."""
+        with _tifffile_log() as capture:
+            series_list = self._open(path)
+            arrays = self._arrays(series_list)
+        damage = _damage_reason(capture)
+        if damage is not None:
+            raise SourceError(
+                f"TIFF {path} is damaged or truncated ({damage}); save it again or "
+                "convert it (e.g. with Fiji) and retry"
             )
-            self._configure(channel, window)
-        except BaseException:
-            self._release()
-            raise
+        self._check_extent(path, series_list)
+        return arrays
+
+    def _physical_sizes(self) -> dict[str, tuple[float, str | None]]:
+        return physical_sizes(self._tif) if self._tif is not None else {}
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -198,6 +222,81 @@ class TiffSource(FrameSource):
                     f"has {size:,} bytes; copy or export it again"
                 )
 
+    def _release(self) -> None:
+        for obj in (*self._stores, self._tif):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    pass
+        self._stores = []
+        self._tif = None
+
+
+
+class TiffSource(_TiffFile, FrameSource):
+    """A TIFF file's frames; axes from ``series.axes`` (e.g. TYX, TCYX, QYX, YX, TYXS).
+
+    Only the pages (or tiles) of the requested frame are read. ``axes`` overrides the file's
+    axes (one letter per dimension of each series). Plain files whose frames were written as
+    separate series are read as all their frames; every such series must have the same frame
+    size, channels and dtype.
+    """
+
+    kind = "tiff"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        channel: int | None = None,
+        window: IntensityWindow | tuple[float, float] | None = None,
+        axes: str | None = None,
+    ) -> None:
+        path = os.fspath(path)
+        self._tif: Any = None
+        self._stores: list[Any] = []
+        self._parts: list[tuple[Any, FrameLayout]] = []
+        self._starts: list[int] = []
+        try:
+            arrays = self._open_arrays(path)
+            many = len(arrays) > 1
+            for i, (data, file_axes) in enumerate(arrays):
+                what = f"TIFF {path}" + (f" series {i}" if many else "")
+                layout = resolve_layout(data.shape, axes if axes is not None else file_axes, what)
+                self._parts.append((data, layout))
+            first = self._parts[0][1]
+            geometry = (first.height, first.width, first.channels, arrays[0][0].dtype)
+            for i, (data, layout) in enumerate(self._parts[1:], start=1):
+                other = (layout.height, layout.width, layout.channels, data.dtype)
+                if other != geometry:
+                    raise SourceError(
+                        f"TIFF {path}: series {i} holds {other[1]}x{other[0]} frames with "
+                        f"{other[2]} channel(s) of {other[3]} but series 0 holds "
+                        f"{geometry[1]}x{geometry[0]} with {geometry[2]} of {geometry[3]}; "
+                        "all frames of a recording must match (save them as one stack)"
+                    )
+            total = 0
+            for _, layout in self._parts:
+                self._starts.append(total)
+                total += layout.num_frames
+            super().__init__(
+                path=path,
+                num_frames=total,
+                height=first.height,
+                width=first.width,
+                channels=first.channels,
+                dtype=geometry[3],
+            )
+            self._sizes = self._physical_sizes()
+            self._configure(channel, window)
+        except BaseException:
+            self._release()
+            raise
+
+    def _pixel_sizes(self) -> dict[str, tuple[float, str | None]]:
+        return self._sizes
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read(self, t: int) -> np.ndarray:
@@ -226,16 +325,53 @@ class TiffSource(FrameSource):
         """Axis layout of the (first) series."""
         return self._parts[0][1]
 
-    def _release(self) -> None:
-        for obj in (*self._stores, self._tif):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:
-                    pass
-        self._stores = []
-        self._tif = None
-
     def _close(self) -> None:
         self._parts = []
+        self._release()
+
+
+class TiffVolumeSource(_TiffFile, ArrayVolumeSource):
+    """A z-stack or 3D + time TIFF/OME-TIFF (axes ZYX, TZYX, TZCYX, ...; ``axes`` overrides the
+    file's), read one 2D slice at a time. Voxel sizes come from OME or ImageJ metadata."""
+
+    kind = "tiff"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        channel: int | None = None,
+        window: IntensityWindow | tuple[float, float] | str | None = None,
+        axes: str | None = None,
+    ) -> None:
+        path = os.fspath(path)
+        self._tif = None
+        self._stores = []
+        try:
+            arrays = self._open_arrays(path)
+            if len(arrays) > 1:
+                raise SourceError(
+                    f"TIFF {path}: holds {len(arrays)} separate series; a volume is read from "
+                    "one stack (save the slices as one ZYX stack)"
+                )
+            data, file_axes = arrays[0]
+            super().__init__(
+                data, (axes if axes is not None else file_axes).upper(), path=path,
+                channel=channel, window=window, sizes=self._physical_sizes(),
+                what=f"TIFF {path}",
+            )
+        except BaseException:
+            self._release()
+            raise
+
+    def _read_slice(self, t: int, z: int) -> np.ndarray:
+        with _tifffile_log() as capture:
+            image = super()._read_slice(t, z)
+        damage = _damage_reason(capture)
+        if damage is not None:
+            raise SourceError(f"{self._label()}: cannot read slice (t={t}, z={z}): {damage}")
+        return image
+
+    def _close(self) -> None:
+        super()._close()
         self._release()

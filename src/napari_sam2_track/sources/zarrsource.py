@@ -6,9 +6,11 @@ import os
 from typing import Any
 
 from ..errors import SourceError
-from ._base import IntensityWindow, LayoutSource, guess_axes
+from ._base import IntensityWindow, LayoutSource, _role, guess_axes
+from .geometry import normalize_unit
+from .volume import ArrayVolumeSource
 
-__all__ = ["ZarrSource"]
+__all__ = ["ZarrSource", "ZarrVolumeSource", "open_zarr_image"]
 
 
 def _array_axes(arr: Any) -> list[str] | None:
@@ -21,8 +23,67 @@ def _array_axes(arr: Any) -> list[str] | None:
     return None
 
 
-def _ome_image(group: Any, label: str) -> tuple[Any, list[str] | None, str]:
-    """Highest-resolution array of the first OME multiscale of ``group``, its axes, its path."""
+def _ome_sizes(ms: dict, names: list[str] | None) -> dict[str, tuple[float, str | None]]:
+    """``{axis letter: (size, unit)}`` of the first dataset: its ``coordinateTransformations``
+    scale times the multiscale's own, with the units of the ``axes``."""
+    if not names:
+        return {}
+    scale = [1.0] * len(names)
+    try:
+        for transforms in (ms["datasets"][0].get("coordinateTransformations"),
+                           ms.get("coordinateTransformations")):
+            for tr in transforms or ():
+                if tr.get("type") == "scale" and len(tr.get("scale", ())) == len(names):
+                    scale = [a * float(b) for a, b in zip(scale, tr["scale"])]
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return {}
+    units = [a.get("unit") if isinstance(a, dict) else None for a in ms.get("axes") or ()]
+    units += [None] * (len(names) - len(units))
+    return {
+        _role(name): (size, normalize_unit(unit))
+        for name, size, unit in zip(names, scale, units)
+        if _role(name) in "tzyx" and size > 0
+    }
+
+
+def open_zarr_image(
+    store: str | os.PathLike[str] | Any,
+) -> tuple[Any, list[str] | None, str | None, str, str, dict[str, tuple[float, str | None]]]:
+    """The image array of a zarr path, array or OME-Zarr group: ``(array, axis names or None,
+    path, label, array path inside the group, sizes per axis letter)``."""
+    import zarr
+
+    if isinstance(store, (str, os.PathLike)):
+        path: str | None = os.fspath(store)
+        label = f"zarr {path}"
+        try:
+            node = zarr.open(path, mode="r")
+        except Exception as exc:
+            raise SourceError(f"cannot read zarr {path}: {exc}") from exc
+    else:
+        node, path, label = store, None, "zarr source"
+    if isinstance(node, zarr.Group):
+        arr, names, array_path, sizes = _ome_image(node, label)
+        return arr, names, path, label, array_path, sizes
+    return node, _array_axes(node), path, label, "", {}
+
+
+def zarr_is_volume(store: Any, axes: str | None = None) -> bool:
+    """Whether a zarr image (with ``axes`` overriding its own) has a z axis of several planes;
+    False when it cannot be read (ZarrSource reports why)."""
+    try:
+        arr, names = open_zarr_image(store)[:2]
+    except SourceError:
+        return False
+    names = list(axes) if axes is not None else names
+    return names is not None and len(names) == arr.ndim and any(
+        _role(a) == "z" and n > 1 for a, n in zip(names, arr.shape)
+    )
+
+
+def _ome_image(group: Any, label: str) -> tuple[Any, list[str] | None, str, dict]:
+    """Highest-resolution array of the first OME multiscale of ``group``, its axes, its path
+    and its sizes per axis letter."""
     attrs = dict(group.attrs)
     meta = attrs.get("ome", attrs)
     multiscales = meta.get("multiscales") if isinstance(meta, dict) else None
@@ -42,7 +103,7 @@ def _ome_image(group: Any, label: str) -> tuple[Any, list[str] | None, str]:
         names = list("tczyx") if arr.ndim == 5 else None  # OME-NGFF <= 0.2
     else:
         names = [a.get("name") if isinstance(a, dict) else a for a in axes]
-    return arr, names, ds_path
+    return arr, names, ds_path, _ome_sizes(ms, names)
 
 
 class ZarrSource(LayoutSource):
@@ -62,27 +123,43 @@ class ZarrSource(LayoutSource):
         window: IntensityWindow | tuple[float, float] | None = None,
         axes: str | None = None,
     ) -> None:
-        import zarr
-
-        if isinstance(store, (str, os.PathLike)):
-            path: str | None = os.fspath(store)
-            label = f"zarr {path}"
-            try:
-                node = zarr.open(path, mode="r")
-            except Exception as exc:
-                raise SourceError(f"cannot read zarr {path}: {exc}") from exc
-        else:
-            node, path, label = store, None, "zarr source"
-        self.array_path = ""
-        if isinstance(node, zarr.Group):
-            arr, names, self.array_path = _ome_image(node, label)
-        else:
-            arr, names = node, _array_axes(node)
+        arr, names, path, label, self.array_path, self._sizes = open_zarr_image(store)
         if axes is None:
             axes = names if names is not None else guess_axes(arr.shape)
         super().__init__(arr, axes, path=path, channel=channel, window=window, what=label)
+
+    def _pixel_sizes(self) -> dict[str, tuple[float, str | None]]:
+        return self._sizes
 
     def _extra_description(self) -> dict[str, Any]:
         d = super()._extra_description()
         d["array_path"] = self.array_path
         return d
+
+
+class ZarrVolumeSource(ArrayVolumeSource):
+    """A zarr array or OME-Zarr image with a z axis, read one 2D slice at a time. Axes and
+    voxel sizes come from OME ``axes`` and ``coordinateTransformations`` (or
+    ``dimension_names``); ``axes`` overrides the axes."""
+
+    kind = "zarr"
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Any,
+        *,
+        channel: int | None = None,
+        window: IntensityWindow | tuple[float, float] | str | None = None,
+        axes: str | None = None,
+    ) -> None:
+        arr, names, path, label, self.array_path, sizes = open_zarr_image(store)
+        if axes is None:
+            if names is None:
+                raise SourceError(f"{label}: shape {tuple(arr.shape)} without axis names; pass "
+                                  "axes= (e.g. 'ZYX' or 'TZYX')")
+            axes = "".join(_role(n) for n in names)  # 'time' -> t, unknown names -> ?
+        super().__init__(arr, axes.upper(), path=path, channel=channel, window=window,
+                         sizes=sizes, what=label)
+
+    def _extra_description(self) -> dict[str, Any]:
+        return {**super()._extra_description(), "array_path": self.array_path}
