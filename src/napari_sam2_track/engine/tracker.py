@@ -20,7 +20,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ..passes import Direction, Plan, correction_range, plan_passes
 from ..prompts import Prompt
 from .frames import ModelFrames
 from .models import LoadedModel
+
+if TYPE_CHECKING:
+    from ..sources import FrameSource
 
 @dataclass
 class FrameResult:
@@ -103,7 +106,7 @@ class StreamingTracker:
     def __init__(
         self,
         model: LoadedModel,
-        source,
+        source: "FrameSource",
         *,
         retain_frames: int | Literal["window", "all"] = "window",
         read_ahead: int | None = None,

@@ -23,6 +23,14 @@ project and announced (``labels_changed``) when ready. A burst of prompts on one
 frame is coalesced (the newest wins) and a result superseded by a newer prompt is dropped. The
 ``add_click``/``set_box``/``set_prompt`` methods are the same requests, waited for.
 
+A click, followed through the parts: a layer edit (:func:`~.layers.apply_clicks`) calls
+:meth:`AnnotationSession.request_prompt`, which records it in the
+:class:`~.prompt_book.PromptBook` and queues its job (:class:`~.prompt_jobs.PromptJobs`) on the
+compute thread of the :class:`~.engine.SessionEngine`; the job runs
+:meth:`~napari_sam2_track.engine.tracker.StreamingTracker.add_points` on the live tracker,
+writes the mask to the project and emits ``labels_changed``. A propagation (:mod:`.run`) is
+planned here and driven through :func:`~napari_sam2_track.pipeline.track_in_store`.
+
 Coordinates are pixels, ``x`` to the right and ``y`` down (napari's layer coordinates are
 ``(t, y, x)``; the docks convert). The store is the record: objects, computed prompts, keyframe
 masks and hand edits are written to it as they happen.
@@ -122,8 +130,8 @@ class AnnotationSession(ObjectsMixin):
         video: Any,
         store_path: str | Path | None = None,
         *,
-        schema: Any = None,
-        model: Any = None,
+        schema: "Schema | None" = None,
+        model: "LoadedModel | None" = None,
         name: str = "annotations",
         prefetch: bool = True,
         **source_options: Any,
