@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_sam2_track.engine.tracker import StreamingTracker
-from napari_sam2_track.errors import PromptError
-from napari_sam2_track.pipeline import track
+from napari_sam2_track.errors import PromptError, StoreError
+from napari_sam2_track.pipeline import check_target, track
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.schema import Schema
 from napari_sam2_track.sources import open_source
@@ -111,6 +111,36 @@ def test_min_visible_pixels_marks_small_masks_absent(tmp_path, test_model, frame
 def test_range_without_keyframe_is_refused_before_writing(tmp_path, test_model, frames):
     with pytest.raises(PromptError, match="no prompt for objects"):
         list(track(open_source(frames), TWO, tmp_path / "p.zarr", model=test_model, start=4, end=8))
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_a_checked_target_runs_in_its_mode(tmp_path, test_model, frames):
+    """check_target decides once what a run does; a replacement appears only when complete."""
+    source = open_source(frames)
+    out = tmp_path / "p.zarr"
+    with pytest.raises(StoreError, match="no prompts were given"):
+        check_target(out, source, None)
+    late = TWO.model_copy(update={"prompts": [TWO.prompts[0].model_copy(update={"frame": 10})]})
+    with pytest.raises(PromptError, match="frame 10"):
+        check_target(out, source, late)
+    target = check_target(out, source, TWO)
+    assert target.mode == "new" and not out.exists()
+    list(track(source, TWO, target, model=test_model, direction="forward", end=4))
+    assert check_target(out, source, None, resume=True).mode == "resume"
+    with pytest.raises(StoreError, match="already exists"):
+        check_target(out, source, TWO)
+    target = check_target(out, source, TWO, overwrite=True)
+    assert target.mode == "overwrite"
+    cancel = threading.Event()
+    for _ in track(source, TWO, target, model=test_model, direction="forward", cancel=cancel):
+        cancel.set()
+    runs = ProjectStore.open(out, "r").meta["runs"]
+    assert [(r["status"], r["end"]) for r in runs] == [("completed", 4)]  # the old one, kept
+    list(track(source, TWO, target, model=test_model, direction="forward"))
+    runs = ProjectStore.open(out, "r").meta["runs"]
+    assert [(r["status"], r["end"]) for r in runs] == [("completed", None)]  # replaced
+    with pytest.raises(ValueError, match="open project"):
+        list(track(source, None, out, model=test_model, tracker=StreamingTracker(test_model, source)))
 
 
 def test_resume_writes_only_missing_frames(tmp_path, test_model, frames):

@@ -196,3 +196,36 @@ def test_unstarted_run_can_be_closed(session, cells, test_model):
     assert not session.running and session.store.meta["runs"] == []
     assert len(list(session.propagate_iter("forward", start=0, end=1))) == 2
     assert not session.running
+
+
+def test_session_and_tracker_judge_a_request_by_one_rule(session, test_model):
+    """The session refuses a request before any work starts; the tracker plans the run. Both
+    give the same passes for a good request and the same line for a bad one."""
+    session.set_model(test_model)
+    a = session.add_object("a")
+    b = session.add_object("b")
+    session.add_click(2, 40, 40, obj_id=a.id)
+    session.add_click(5, 30, 30, obj_id=a.id)
+    session.add_click(6, 60, 60, obj_id=b.id)
+    session.wait_idle()
+    requests = [
+        ("both", None, None, None), ("forward", 3, 7, None), ("backward", 0, 5, [a.id]),
+        ("both", 6, 6, [b.id]),
+        ("both", 0, 1, None),  # no prompt in the range
+        ("forward", 5, 99, None),  # outside the video
+        ("sideways", None, None, None),
+        ("both", None, None, [a.id, 9]),  # an object without prompts
+    ]
+    for request in requests:
+        outcomes = []
+        for judge in (session.plan, session.tracker.plan):
+            try:
+                outcomes.append(judge(*request).passes)
+            except PromptError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], request
+    assert session.plan("both").passes[0].frames == list(range(2, 8))
+    assert session.plan("backward", 0, 5, [a.id]).passes[0].entry == {a.id: 5}
+    with pytest.raises(PromptError, match="no prompt for objects"):
+        session.propagate_iter("both", 0, 1)
+    assert not session.running

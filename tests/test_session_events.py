@@ -227,7 +227,7 @@ cells = make_cells(n_frames=4, size=(96, 96))
 session = AnnotationSession.open(cells.frames, sys.argv[1], model=model)
 session.add_object("a")
 started = threading.Event()
-session._compute.submit(started.set)  # runs first, then the click's model call
+session.engine.compute.submit(started.set)  # runs first, then the click's model call
 session.request_click(0, 40, 40)
 started.wait(60)
 time.sleep(0.05)  # the click's model call (a fraction of a second or more) is under way

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import Sam2TrackError
 
 __all__ = [
-    "short_list",
     "first_line",
     "capped",
     "validation_problem",
@@ -31,15 +29,6 @@ __all__ = [
 MAX_REASON_CHARS = 160
 #: Longest part of an error line that quotes the user's input (keys, values, locations).
 MAX_QUOTED_CHARS = 300
-
-
-def short_list(values: Iterable[Any], limit: int = 10) -> str:
-    """``"1, 2, 3"`` or, for long lists, the first ``limit`` items and ``"... and N more"``."""
-    items = list(values)
-    shown = ", ".join(str(v) for v in items[:limit])
-    if len(items) > limit:
-        shown += f", ... and {len(items) - limit:,} more"
-    return shown
 
 
 def first_line(exc: BaseException, limit: int = MAX_REASON_CHARS) -> str:

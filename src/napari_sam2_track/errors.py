@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
+from collections.abc import Iterable
+from typing import Any
 
 #: Longest error line the CLI prints (characters).
 MAX_LINE = 400
@@ -40,8 +42,9 @@ def stripped_name(value: str, what: str) -> str:
     return value
 
 
-def summarize_list(values, limit: int = 10) -> str:
-    """``1, 2, 3 ... and 299,990 more``: a readable list of at most ``limit`` items."""
+def summarize_list(values: Iterable[Any], limit: int = 10) -> str:
+    """``1, 2, 3 ... and 299,990 more``: a readable list of at most ``limit`` items (the
+    one list helper of every error line)."""
     values = list(values)
     shown = ", ".join(str(v) for v in values[:limit])
     rest = len(values) - limit

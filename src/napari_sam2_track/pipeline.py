@@ -1,10 +1,22 @@
 """Headless tracking runs: prompts + frame source + model -> project store.
 
-:func:`track` is what the CLI, the napari dock (on a worker thread) and batch jobs drive. It
-validates every input before it touches the output, then streams frames through the
-:class:`~.engine.tracker.StreamingTracker` into a :class:`~.store.StoreWriter`, yielding a
-:class:`Progress` after each frame. Decoding (reader thread), model compute (the caller's thread)
-and writing (writer thread) overlap.
+:func:`track` is what the CLI, the napari dock (on a worker thread) and batch jobs drive. A run
+reads in three steps, one function each:
+
+1. **check** (:func:`check_target`): the prompts against the video and the output path, before
+   any model is loaded or anything is written; a :class:`Target` says what the run will do
+   (``new`` project, ``overwrite`` one, ``resume`` one). Callers that load a model first (the
+   CLI, batch tasks) check, load, then pass the :class:`Target` as ``out``: nothing is checked
+   twice.
+2. **seed**: mask files are read, the prompts applied to the tracker
+   (:mod:`~napari_sam2_track.seeding`), and the request planned
+   (:func:`~napari_sam2_track.passes.plan_passes`), which refuses a bad range; then the
+   schema and prompts are stored in the project.
+3. **run** (:func:`track_in_store`): frames stream through the
+   :class:`~.engine.tracker.StreamingTracker` into a :class:`~.project.StoreWriter`, yielding
+   a :class:`Progress` after each frame. Decoding (reader thread), model compute (the
+   caller's thread) and writing (writer thread) overlap. An open project with a live tracker
+   (the napari session) enters here directly.
 
 Nothing already written is lost: a new project appears at ``out`` only once its prompts are
 stored, and ``overwrite`` builds the replacement beside the old project and swaps it in only when
@@ -22,16 +34,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .errors import ProjectLockedError, StoreError, describe_os_error, is_disk_full
-from .prompts import PromptSet
+from .passes import Direction, Plan
 from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
 from .project import placement
 from .project.lock import live_holder, lock_path
 from .project.store import check_object_categories
 from .sources.volume import refuse_volume
+from .prompts import PromptSet
+from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, store_prompts
+
+if TYPE_CHECKING:
+    from .engine.models import LoadedModel
+    from .engine.tracker import StreamingTracker
+    from .schema import Schema
+    from .sources import FrameSource
 
 
 @dataclass
@@ -56,14 +77,30 @@ class Progress:
         return (self.total - self.computed) / self.fps if self.fps > 0 else float("inf")
 
 
-def planned_ranges(passes) -> list[tuple[int, int, int]]:
-    """``(object, first, last)`` frames that the passes of a run will write."""
-    ranges = []
-    for reverse, order, entry in passes:
-        for obj, e in entry.items():
-            ranges.append((obj, order[-1], e) if reverse else (obj, e, order[-1]))
-    return ranges
-def check_output_path(out: str | Path, source) -> None:
+@dataclass(frozen=True)
+class Request:
+    """What to propagate: the direction, the frame range (inclusive; ``None``: the video's
+    ends) and the objects (``None``: all prompted)."""
+
+    direction: Direction = "both"
+    start: int | None = None
+    end: int | None = None
+    obj_ids: list[int] | None = None
+
+    def plan(self, tracker: "StreamingTracker") -> Plan:
+        """The passes over ``tracker``'s prompts (raises a one-line ``PromptError``)."""
+        return tracker.plan(self.direction, self.start, self.end, self.obj_ids)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked output of :func:`track` (see :func:`check_target`)."""
+
+    path: Path
+    mode: Literal["new", "overwrite", "resume"]
+
+
+def check_output_path(out: str | Path, source: "FrameSource") -> None:
     """Refuse an output equal to, inside, or containing the input video."""
     src = getattr(source, "path", None)
     if not src or not isinstance(src, (str, Path)) or not Path(src).exists():
@@ -74,7 +111,7 @@ def check_output_path(out: str | Path, source) -> None:
                          "outside it")
 
 
-def check_output(out: str | Path, source, *, has_prompts: bool, resume: bool = False,
+def check_output(out: str | Path, source: "FrameSource", *, has_prompts: bool, resume: bool = False,
                  overwrite: bool = False) -> None:
     """Refuse an output ``track`` must not write, before anything is loaded or written."""
     out = Path(out)
@@ -98,7 +135,7 @@ def check_output(out: str | Path, source, *, has_prompts: bool, resume: bool = F
                                      f"to finish (if that process is gone, delete {lock_path(out)})")
 
 
-def _check_fits(store: ProjectStore, source, description: dict) -> None:
+def _check_fits(store: ProjectStore, source: "FrameSource", description: dict) -> None:
     out = store.path
     expected = tuple(store.shape)
     actual = (len(source), source.height, source.width)
@@ -114,13 +151,13 @@ def _check_fits(store: ProjectStore, source, description: dict) -> None:
         )
 
 
-def _describe(source) -> dict:
+def _describe(source: "FrameSource") -> dict:
     return {**source.describe(), "fingerprint": source.fingerprint()}
 
 
 def open_or_create_store(
     out: str | Path,
-    source,
+    source: "FrameSource",
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -147,7 +184,7 @@ def open_or_create_store(
                                command=command)
 
 
-def saved_frames(store: ProjectStore, obj_ids) -> str:
+def saved_frames(store: ProjectStore, obj_ids: list[int]) -> str:
     """The frames on disk for every one of ``obj_ids``, as ranges: ``0–8, 12–15``."""
     try:
         done = np.ones(store.num_frames, bool)
@@ -166,7 +203,8 @@ def saved_frames(store: ProjectStore, obj_ids) -> str:
     return f"frame {text}" if len(frames) == 1 else f"frames {text}"
 
 
-def _write_failure(exc: OSError, store: ProjectStore, out: Path, obj_ids, discarded: bool) -> StoreError:
+def _write_failure(exc: OSError, store: ProjectStore | None, out: Path, obj_ids: list[int],
+                   discarded: bool) -> StoreError:
     """The one line for a write that failed during a run."""
     if discarded:
         what = "no space left" if is_disk_full(exc) else describe_os_error(exc).split(" on ")[0]
@@ -199,13 +237,27 @@ class _SpaceReserve:
             self.path.unlink()
 
 
+def check_target(out: str | Path, source: "FrameSource", prompts: PromptSet | None, *,
+                 resume: bool = False, overwrite: bool = False) -> Target:
+    """Every check of a run that needs no model: ``prompts`` against the video, then the
+    output (:func:`check_output`). Nothing is loaded or written."""
+    refuse_volume(source)
+    if prompts is not None:
+        prompts.check_video(len(source), source.height, source.width)
+    path = Path(out)
+    check_output(path, source, has_prompts=prompts is not None, resume=resume, overwrite=overwrite)
+    if overwrite:
+        return Target(path, "overwrite")
+    return Target(path, "resume" if resume and path.exists() else "new")
+
+
 def track(
-    source,
+    source: "FrameSource",
     prompts: PromptSet | None,
-    out: str | Path | ProjectStore,
+    out: str | Path | Target | ProjectStore,
     *,
-    model,
-    direction: str = "both",
+    model: "LoadedModel",
+    direction: Direction = "both",
     start: int | None = None,
     end: int | None = None,
     resume: bool = False,
@@ -214,8 +266,8 @@ def track(
     prompts_dir: str | Path | None = None,
     cancel: threading.Event | None = None,
     retain_frames: int | str = "window",
-    schema=None,
-    tracker=None,
+    schema: "Schema | None" = None,
+    tracker: "StreamingTracker | None" = None,
     command: str | None = None,
 ) -> Iterator[Progress]:
     """Track prompted objects through ``source`` into the project at ``out``.
@@ -223,7 +275,9 @@ def track(
     Args:
         source: a :class:`~napari_sam2_track.sources.FrameSource`.
         prompts: objects and prompts; ``None`` uses those stored in the project.
-        out: project path (or an open :class:`ProjectStore`, whose lock the caller holds).
+        out: project path, a :class:`Target` from :func:`check_target` (not checked again),
+            or an open :class:`ProjectStore` whose lock the caller holds
+            (:func:`track_in_store`).
         model: a :class:`~napari_sam2_track.engine.models.LoadedModel`.
         direction: ``forward``, ``backward`` or ``both``.
         start, end: optional frame range (inclusive).
@@ -232,110 +286,198 @@ def track(
         obj_ids: track only these objects (default: all prompted).
         prompts_dir: base folder for relative mask paths in ``prompts``.
         cancel: set it to stop between frames; what is written stays written.
+        retain_frames: see :class:`~.engine.tracker.StreamingTracker`.
         schema: annotation schema to store in the project before the objects.
         tracker: an existing :class:`~.engine.tracker.StreamingTracker` whose prompts are
-            already applied (the napari dock keeps one, so corrections reuse its memory);
+            already applied (the napari session keeps one, so corrections reuse its memory);
             ``prompts`` must then be ``None`` and ``out`` the open store holding them.
         command: how the writer is named in the project's lock file.
     """
-    from .engine.tracker import StreamingTracker
-    from .schema import Schema
-
-    # 1. Validate everything before touching the output.
     refuse_volume(source)
+    request = Request(direction, start, end, obj_ids)
+    if isinstance(out, ProjectStore):
+        yield from track_in_store(out, source, prompts, model=model, request=request,
+                                  resume=resume, prompts_dir=prompts_dir, cancel=cancel,
+                                  retain_frames=retain_frames, schema=schema, tracker=tracker)
+        return
+    if tracker is not None:
+        raise ValueError("a live tracker runs only into the open project that holds its prompts")
+    target = out if isinstance(out, Target) else check_target(
+        out, source, prompts, resume=resume, overwrite=overwrite)
+    seeding = _Seeding(source, prompts, prompts_dir, schema)
+    with _own_tracker(model, source, retain_frames) as own:
+        if target.mode == "resume":
+            with ProjectStore.open(target.path, command=command) as store:
+                _check_fits(store, source, _describe(source))
+                yield from _seed_and_run(store, own, seeding, model, request, True, cancel)
+        elif target.mode == "new":
+            yield from _track_new(target.path, own, seeding, model, request, cancel, command)
+        else:
+            yield from _track_replacement(target.path, own, seeding, model, request, cancel,
+                                          command)
+
+
+def track_in_store(
+    store: ProjectStore,
+    source: "FrameSource",
+    prompts: PromptSet | None = None,
+    *,
+    model: "LoadedModel",
+    request: Request = Request(),
+    resume: bool = False,
+    prompts_dir: str | Path | None = None,
+    cancel: threading.Event | None = None,
+    retain_frames: int | str = "window",
+    schema: "Schema | None" = None,
+    tracker: "StreamingTracker | None" = None,
+) -> Iterator[Progress]:
+    """Track into an open project (its lock held by the caller). With ``tracker`` (whose
+    prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
+    is made for this run and seeded from ``prompts`` or the project's own."""
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
-    store = out if isinstance(out, ProjectStore) else None
-    out_path = Path(out.path if store is not None else out)
-    if store is None:
-        check_output(out_path, source, has_prompts=prompts is not None, resume=resume,
-                     overwrite=overwrite)
-    building = store is None and (overwrite or not (resume and out_path.exists()))
-    own_tracker = tracker is None
-    with contextlib.ExitStack() as stack:
-        if building:  # refuse an unrelated or busy destination now; keep others off until done
-            held = placement.check_destination(out_path, overwrite, command)
-            if held is not None:
-                stack.callback(held.release)
-        if own_tracker:
-            tracker = StreamingTracker(model, source, retain_frames=retain_frames)
-            stack.callback(tracker.close)
-        mask_cache = {}
-        for p in prompts.prompts if prompts is not None else ():
-            if p.mask is not None and not p.mask.startswith("store:"):
-                mask_cache[(p.object, p.frame)] = p.load_mask(prompts_dir, source.height, source.width)
-        if store is None and not building:  # --resume of an existing project
-            store = stack.enter_context(ProjectStore.open(out_path, command=command))
-            _check_fits(store, source, _describe(source))
-        if prompts is not None:
-            check_object_categories(prompts.objects, schema or (store.schema if store else Schema.default()))
-        elif schema is not None:
-            check_object_categories(store.prompts.objects, schema)
-        # 2. Keyframes, and the plan, which checks the range against them.
-        given = prompts if prompts is not None else store.prompts
-        if own_tracker:
-            for p in given.prompts:
-                if p.mask is None:
-                    tracker.add_prompt(p)
-                elif (p.object, p.frame) in mask_cache:
-                    tracker.add_mask(p.object, p.frame, mask_cache[(p.object, p.frame)])
-                else:
-                    tracker.add_mask(p.object, p.frame, store.prompt_mask(p, prompts_dir))
-        passes = tracker.plan(direction, start, end, obj_ids)
-        # 3. Write: the project appears (new) or is replaced (overwrite) only when complete.
-        builder = None
-        if building:
-            builder = ProjectStore.building(
-                out_path, num_frames=len(source), height=source.height, width=source.width,
-                source=_describe(source), overwrite=overwrite, command=command)
-            store = builder.__enter__()
+    seeding = _Seeding(source, prompts, prompts_dir, schema)
+    if tracker is not None:
+        yield from _seed_and_run(store, tracker, seeding, model, request, resume, cancel,
+                                 seed=False)
+        return
+    with _own_tracker(model, source, retain_frames) as own:
+        yield from _seed_and_run(store, own, seeding, model, request, resume, cancel)
+
+
+# ----------------------------------------------------------------------- the three modes
+@dataclass
+class _Seeding:
+    """What a run puts into its tracker and project before it propagates."""
+
+    source: "FrameSource"
+    prompts: PromptSet | None  # None: the project's own
+    prompts_dir: str | Path | None
+    schema: "Schema | None"
+
+    def prepare(self, tracker: "StreamingTracker", store: ProjectStore | None, request: Request,
+                seed: bool = True) -> tuple[MaskFiles, Plan]:
+        """Read mask files, check categories, seed the tracker and plan; writes nothing."""
+        from .schema import Schema
+
+        masks = load_mask_files(self.prompts, self.prompts_dir, self.source.height, self.source.width)
+        if self.prompts is not None:
+            check_object_categories(self.prompts.objects,
+                                    self.schema or (store.schema if store else Schema.default()))
+        elif self.schema is not None:
+            check_object_categories(store.prompts.objects, self.schema)
+        if seed:
+            given = self.prompts if self.prompts is not None else store.prompts
+            seed_tracker(tracker, given, mask_source(store, masks, self.prompts_dir))
+        return masks, request.plan(tracker)
+
+    def store(self, store: ProjectStore, masks: MaskFiles) -> None:
+        """The schema first (it checks the objects' categories), then the prompts."""
+        if self.schema is not None:
+            store.set_schema(self.schema)
+        if self.prompts is not None:
+            store_prompts(store, self.prompts, masks)
+
+
+@contextlib.contextmanager
+def _own_tracker(model: "LoadedModel", source: "FrameSource",
+                 retain_frames: int | str) -> Iterator["StreamingTracker"]:
+    from .engine.tracker import StreamingTracker
+
+    tracker = StreamingTracker(model, source, retain_frames=retain_frames)  # type: ignore[arg-type]
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+@contextlib.contextmanager
+def _write_failures(out: Path, store: ProjectStore | None, objects: list[int], *,
+                    discarded: bool) -> Iterator[None]:
+    """An ``OSError`` inside becomes the one line of :func:`_write_failure`."""
+    try:
+        yield
+    except OSError as exc:
+        raise _write_failure(exc, store, out, objects, discarded=discarded) from None
+
+
+def _seed_and_run(store: ProjectStore, tracker: "StreamingTracker", seeding: _Seeding,
+                  model: "LoadedModel", request: Request, resume: bool,
+                  cancel: threading.Event | None, *, seed: bool = True) -> Iterator[Progress]:
+    """Into an open project: seed (``seed``: the tracker too), then run."""
+    masks, plan = seeding.prepare(tracker, store, request, seed=seed)
+    with _write_failures(store.path, store, plan.objects, discarded=False):
+        seeding.store(store, masks)
+        yield from _run(store, tracker, model, request, plan, resume, cancel)
+
+
+def _new_store(out: Path, source: "FrameSource", *, overwrite: bool, command: str | None):
+    return ProjectStore.building(out, num_frames=len(source), height=source.height,
+                                 width=source.width, source=_describe(source),
+                                 overwrite=overwrite, command=command)
+
+
+def _track_new(out: Path, tracker: "StreamingTracker", seeding: _Seeding, model: "LoadedModel",
+               request: Request, cancel: threading.Event | None,
+               command: str | None) -> Iterator[Progress]:
+    """A new project: it appears at ``out`` as soon as its prompts are stored."""
+    placement.check_destination(out, False, command)  # refuse a path that appeared meanwhile
+    masks, plan = seeding.prepare(tracker, None, request)  # a bad range writes nothing
+    with _write_failures(out, None, plan.objects, discarded=True):
+        with _new_store(out, seeding.source, overwrite=False, command=command) as store:
+            seeding.store(store, masks)
+    try:
+        with _write_failures(out, store, plan.objects, discarded=False):
+            yield from _run(store, tracker, model, request, plan, False, cancel)
+    finally:
+        store.close()
+
+
+class _NotCompleted(Exception):
+    """Raised inside the replacement's ``building`` block to discard it."""
+
+
+def _track_replacement(out: Path, tracker: "StreamingTracker", seeding: _Seeding,
+                       model: "LoadedModel", request: Request, cancel: threading.Event | None,
+                       command: str | None) -> Iterator[Progress]:
+    """``overwrite``: the replacement is built beside ``out`` and swapped in only when the run
+    completed; the old project stays locked meanwhile."""
+    held = placement.check_destination(out, True, command)
+    try:
+        masks, plan = seeding.prepare(tracker, None, request)
         try:
-            if schema is not None:
-                store.set_schema(schema)
-            if prompts is not None:
-                store.set_prompts(prompts)
-                for (obj, frame), mask in mask_cache.items():
-                    stored = next(p for p in prompts.prompts if p.object == obj and p.frame == frame)
-                    store.put_prompt(stored, mask)
-            if builder is not None and not overwrite:  # a new project: in place from now on
-                placing, builder = builder, None
-                placing.__exit__(None, None, None)
-                stack.callback(store.close)
-            yield from _run(store, tracker, model, direction, start, end, obj_ids, resume,
-                            cancel, passes)
-        except BaseException as exc:
-            if builder is not None:
-                builder.__exit__(type(exc), exc, exc.__traceback__)
-            if isinstance(exc, OSError):
-                raise _write_failure(exc, store, out_path, obj_ids or tracker.obj_ids,
-                                     discarded=builder is not None) from None
-            raise
-        if builder is not None:
-            if store.meta["runs"][-1]["status"] == "completed":
-                builder.__exit__(None, None, None)
-                stack.callback(store.close)
-            else:
-                builder.__exit__(StoreError, StoreError("not completed"), None)
+            with _write_failures(out, None, plan.objects, discarded=True):
+                with _new_store(out, seeding.source, overwrite=True, command=command) as store:
+                    seeding.store(store, masks)
+                    yield from _run(store, tracker, model, request, plan, False, cancel)
+                    if store.meta["runs"][-1]["status"] != "completed":
+                        raise _NotCompleted
+        except _NotCompleted:
+            return
+        store.close()
+    finally:
+        if held is not None:
+            held.release()
 
 
-def _run(store, tracker, model, direction, start, end, obj_ids, resume, cancel,
-         passes) -> Iterator[Progress]:
+def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
+         request: Request, plan: Plan, resume: bool,
+         cancel: threading.Event | None) -> Iterator[Progress]:
     """Propagate and write; the run's status is recorded however it ends (an ``OSError`` is
     re-raised once the status is written)."""
     store.update_meta(model=model.describe())
     schema = store.schema
-    run_objects = obj_ids or tracker.obj_ids
     run_id = store.begin_run(
-        direction=direction,
-        start=start,
-        end=end,
-        objects=run_objects,
+        direction=request.direction,
+        start=request.start,
+        end=request.end,
+        objects=plan.objects,
         model=model.name,
         resume=resume,
     )
-    total = sum(len(order) for _, order, _ in passes)
+    total = plan.total
     if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
-        store.record_changes(planned_ranges(passes), f"propagation run {run_id}", "propagation",
+        store.record_changes(plan.ranges(), f"propagation run {run_id}", "propagation",
                              run=run_id)
     skip = None
     if resume:
@@ -348,7 +490,7 @@ def _run(store, tracker, model, direction, start, end, obj_ids, resume, cancel,
     computed = 0
     state_bytes = 0
     try:
-        for result in tracker.propagate(direction, start, end, obj_ids, cancel=cancel):
+        for result in tracker.run(plan, cancel):
             writer.submit(result)
             computed += 1
             if computed % 25 == 1:  # walking the state costs ~1 ms; sample it

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._input_files import first_line, parse_json, read_text, short_list, validation_problem
-from .errors import PromptError, repeated
+from ._input_files import first_line, parse_json, read_text, validation_problem
+from .errors import PromptError, repeated, summarize_list
 
 MAX_OBJECT_ID = 2**32 - 1
 #: Largest frame index a prompt may name (far beyond any video; keeps messages short).
@@ -185,7 +185,7 @@ class PromptSet(BaseModel):
     def _unique_ids(cls, objects: list[ObjectSpec]) -> list[ObjectSpec]:
         dupes = repeated(o.id for o in objects)
         if dupes:
-            raise ValueError(f"object ids {short_list(dupes)} are listed more than once")
+            raise ValueError(f"object ids {summarize_list(dupes)} are listed more than once")
         return objects
 
     @model_validator(mode="after")
@@ -193,7 +193,7 @@ class PromptSet(BaseModel):
         known = {o.id for o in self.objects}
         for p in self.prompts:
             if p.object not in known:
-                listed = f"known ids: {short_list(sorted(known))}" if known else "none is listed"
+                listed = f"known ids: {summarize_list(sorted(known))}" if known else "none is listed"
                 raise ValueError(
                     f"prompt on frame {p.frame} refers to unknown object id {p.object}; "
                     f"add it to 'objects' ({listed})"

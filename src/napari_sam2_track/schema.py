@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._input_files import parse_json, parse_yaml, read_text, short_list, validation_problem
-from .errors import SchemaError, repeated, stripped_name
+from ._input_files import parse_json, parse_yaml, read_text, validation_problem
+from .errors import SchemaError, repeated, stripped_name, summarize_list
 
 __all__ = [
     "AttributeSpec",
@@ -168,7 +168,7 @@ class AttributeSpec(BaseModel):
         # choice
         if value not in self.choices:
             raise ValueError(
-                f"{where}: {_short_repr(value)} is not one of {short_list(self.choices)}"
+                f"{where}: {_short_repr(value)} is not one of {summarize_list(self.choices)}"
             )
         return value
 
@@ -220,7 +220,7 @@ class Schema(BaseModel):
     def _unique_categories(cls, v: list[Category]) -> list[Category]:
         dupes = repeated(c.name for c in v)
         if dupes:
-            raise ValueError(f"duplicate category names: {short_list(dupes)}")
+            raise ValueError(f"duplicate category names: {summarize_list(dupes)}")
         return v
 
     @field_validator("attributes")
@@ -228,7 +228,7 @@ class Schema(BaseModel):
     def _unique_attributes(cls, v: list[AttributeSpec]) -> list[AttributeSpec]:
         dupes = repeated(a.name for a in v)
         if dupes:
-            raise ValueError(f"duplicate attribute names: {short_list(dupes)}")
+            raise ValueError(f"duplicate attribute names: {summarize_list(dupes)}")
         return v
 
     # -- lookups -----------------------------------------------------------------------------
@@ -248,7 +248,7 @@ class Schema(BaseModel):
             if c.name == name:
                 return c
         raise KeyError(
-            f"unknown category {name!r}; known categories: {short_list(self.category_names())}"
+            f"unknown category {name!r}; known categories: {summarize_list(self.category_names())}"
         )
 
     def category_for(self, category_name: str | None) -> str:
@@ -266,7 +266,7 @@ class Schema(BaseModel):
         for a in self.attributes:
             if a.name == name:
                 return a
-        known = short_list(a.name for a in self.attributes) or "(none)"
+        known = summarize_list(a.name for a in self.attributes) or "(none)"
         raise KeyError(f"unknown attribute {name!r}; known attributes: {known}")
 
     # -- serialisation -----------------------------------------------------------------------

@@ -497,14 +497,7 @@ class ReviewWidget(QWidget):
         if self.data is None or not self.data.queue:
             return None
         obj = self.selected if self.selected is not None else -1
-        frame = self.current_frame
-        keys = [(s.decision.object, s.decision.start) for s in self.data.queue]
-        if step > 0:
-            after = [i for i, k in enumerate(keys) if k > (obj, frame)]
-            pick = self.data.queue[after[0] if after else 0]
-        else:
-            before = [i for i, k in enumerate(keys) if k < (obj, frame)]
-            pick = self.data.queue[before[-1] if before else -1]
+        pick = qc.step_in_queue(self.data.queue, obj, self.current_frame, backwards=step <= 0)
         d = pick.decision
         self._select(d.object)
         self.go_to_frame(d.start)

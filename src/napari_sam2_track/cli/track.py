@@ -42,7 +42,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         return track_segments(args)
     from tqdm import tqdm
 
-    from ..pipeline import check_output, track
+    from ..pipeline import check_target, track
     from ..prompts import PromptSet
     from ..schema import Schema
     from ..sources import open_source
@@ -50,11 +50,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     source = open_source(args.video, channel=args.channel, window=args.window)
     prompts = PromptSet.load(args.prompts) if args.prompts else None
     schema = Schema.load(args.schema) if args.schema else None
-    try:
-        if prompts is not None:
-            prompts.check_video(len(source), source.height, source.width)
-        check_output(args.out, source, has_prompts=prompts is not None, resume=args.resume,
-                     overwrite=args.overwrite)
+    try:  # every check that needs no model, before the model is loaded
+        target = check_target(args.out, source, prompts, resume=args.resume,
+                              overwrite=args.overwrite)
         model = load_model_from_args(args)
     except BaseException:
         source.close()
@@ -65,13 +63,11 @@ def cmd_track(args: argparse.Namespace) -> int:
         for progress in track(
             source,
             prompts,
-            args.out,
+            target,
             model=model,
             direction=args.direction,
             start=args.start,
             end=args.end,
-            resume=args.resume,
-            overwrite=args.overwrite,
             prompts_dir=None if args.prompts is None else Path(args.prompts).parent,
             cancel=cancel,
             schema=schema,

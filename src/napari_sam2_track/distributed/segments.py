@@ -118,6 +118,7 @@ def run_segment(
     """Track one segment into the project at ``out`` (a task; see the module docstring)."""
     from ..engine.tracker import StreamingTracker
     from ..project import ProjectStore, StoreWriter
+    from ..seeding import seed_tracker
     from ..sources import open_source
 
     started = time.perf_counter()
@@ -127,11 +128,7 @@ def run_segment(
     tracker = StreamingTracker(model, source)
     computed = 0
     try:
-        for p in segment_prompts(store.prompts, segment).prompts:
-            if p.mask is not None:
-                tracker.add_mask(p.object, p.frame, store.prompt_mask(p))
-            else:
-                tracker.add_prompt(p)
+        seed_tracker(tracker, segment_prompts(store.prompts, segment), store.prompt_mask)
         part = PartWriter(out, run_id, segment.index)
         done = part.done()
         writer = StoreWriter(
@@ -140,8 +137,7 @@ def run_segment(
             min_visible_pixels=store.schema.min_visible_pixels,
             skip_frames=lambda obj, t: t in done.get(obj, ()),
         )
-        passes = tracker.plan(direction, segment.start, segment.end)
-        total = sum(len(order) for _, order, _ in passes)
+        total = tracker.plan(direction, segment.start, segment.end).total
         task = f"{index}/{segment.index}"
         last = 0.0
         try:
@@ -229,6 +225,7 @@ class SegmentedVideo:
         """As ``track`` does: the schema first (it checks the objects' categories and sets what
         counts as visible), then the prompts."""
         from ..project.store import check_object_categories
+        from ..seeding import load_mask_files, store_prompts
 
         merge_parts(store)
         objects = prompts.objects if prompts is not None else store.prompts.objects
@@ -236,14 +233,8 @@ class SegmentedVideo:
         if schema is not None:
             store.set_schema(schema)
         if prompts is not None:
-            base = Path(self.item.prompts).parent
-            masks = {(p.object, p.frame): p.load_mask(base, *store.shape[1:])
-                     for p in prompts.prompts
-                     if p.mask is not None and not p.mask.startswith("store:")}
-            store.set_prompts(prompts)
-            for (obj, frame), mask in masks.items():
-                stored = next(p for p in prompts.prompts if p.object == obj and p.frame == frame)
-                store.put_prompt(stored, mask)
+            masks = load_mask_files(prompts, Path(self.item.prompts).parent, *store.shape[1:])
+            store_prompts(store, prompts, masks)
         prompts = store.prompts
         self.segments = plan_segments(prompts, num_frames, self.n_segments, self.item.direction,
                                       self.item.start, self.item.end)

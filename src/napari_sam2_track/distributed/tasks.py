@@ -86,7 +86,7 @@ def track_video(
     interrupted attempt), ``skipped`` (already complete) or ``failed`` (with ``error``);
     ``took_over_lock`` names the holder of a lock taken from a worker that left the cluster.
     """
-    from ..pipeline import track
+    from ..pipeline import check_target, track
     from ..prompts import PromptSet
     from ..schema import Schema
     from ..sources import open_source
@@ -108,21 +108,19 @@ def track_video(
         source = open_source(item["video"], channel=item.get("channel"), window=item.get("window"))
         prompts_path = item.get("prompts")
         prompts = PromptSet.load(prompts_path) if prompts_path else None
-        if prompts is not None:
-            prompts.check_video(len(source), source.height, source.width)
+        target = check_target(out_path, source, prompts, resume=state == "partial",
+                              overwrite=overwrite and out_path.exists())
         schema = Schema.load(item["schema_"]) if item.get("schema_") else None
         model = cached_model(spec)
         frames, last_sent, total = 0, 0.0, 0
         for progress in track(
             source,
             prompts,
-            out_path,
+            target,
             model=model,
             direction=item.get("direction") or "both",
             start=item.get("start"),
             end=item.get("end"),
-            resume=state == "partial",
-            overwrite=overwrite and out_path.exists(),
             prompts_dir=Path(prompts_path).parent if prompts_path else None,
             schema=schema,
         ):

@@ -20,17 +20,18 @@ import contextlib
 import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ..errors import ModelError, PromptError
+from ..passes import Direction, Plan, correction_range, plan_passes
 from ..prompts import Prompt
 from .frames import ModelFrames
 from .models import LoadedModel
 
-Direction = Literal["forward", "backward", "both"]
-
+if TYPE_CHECKING:
+    from ..sources import FrameSource
 
 @dataclass
 class FrameResult:
@@ -105,7 +106,7 @@ class StreamingTracker:
     def __init__(
         self,
         model: LoadedModel,
-        source,
+        source: "FrameSource",
         *,
         retain_frames: int | Literal["window", "all"] = "window",
         read_ahead: int | None = None,
@@ -321,12 +322,8 @@ class StreamingTracker:
                 )
 
     def correction_range(self, obj_id: int, frame: int) -> tuple[int, int]:
-        """The frames a prompt on ``frame`` affects: up to (not including) the neighbouring
-        keyframes of the object, or the video ends."""
-        others = [k for k in self.keyframes(obj_id) if k != frame]
-        before = max((k for k in others if k < frame), default=-1)
-        after = min((k for k in others if k > frame), default=self.num_frames)
-        return before + 1, after - 1
+        """The frames a prompt on ``frame`` affects (:func:`~napari_sam2_track.passes.correction_range`)."""
+        return correction_range(self.keyframes(obj_id), frame, self.num_frames)
 
     # ------------------------------------------------------------ propagation
     def plan(
@@ -335,56 +332,11 @@ class StreamingTracker:
         start: int | None = None,
         end: int | None = None,
         obj_ids: list[int] | None = None,
-    ) -> list[tuple[bool, list[int], dict[int, int]]]:
-        """The passes :meth:`propagate` will run: ``[(reverse, frames, entry), ...]``.
-
-        ``entry[obj]`` is the frame where the object joins the pass: each object is tracked
-        from one of its own keyframes on, never before it was prompted.
-
-        * forward: from each object's earliest keyframe in ``[start, end]`` to ``end``;
-        * backward: from each object's latest keyframe in ``[start, end]`` down to ``start``;
-        * both: forward from each object's earliest keyframe, then backward from it, so every
-          frame is computed once.
-        """
-        start = 0 if start is None else start
-        end = self.num_frames - 1 if end is None else end
-        if not (0 <= start <= end < self.num_frames):
-            raise PromptError(
-                f"frame range {start}-{end} is outside the video (0..{self.num_frames - 1})"
-            )
-        if direction not in ("forward", "backward", "both"):
-            raise PromptError(f"direction must be forward, backward or both, not {direction!r}")
-        keys = {}
-        for o in self._select(obj_ids):
-            in_range = [k for k in self.keyframes(o) if start <= k <= end]
-            if in_range:
-                keys[o] = in_range
-        if not keys:
-            raise PromptError(
-                f"no prompt for objects {self._select(obj_ids)} in frames {start}-{end}; "
-                "add a prompt there first"
-            )
-        passes = []
-        if direction in ("forward", "both"):
-            entry = {o: k[0] for o, k in keys.items()}
-            passes.append((False, list(range(min(entry.values()), end + 1)), entry))
-        if direction in ("backward", "both"):
-            entry = {o: (k[-1] if direction == "backward" else k[0]) for o, k in keys.items()}
-            order = list(range(max(entry.values()), start - 1, -1))
-            if direction == "backward" or max(entry.values()) > start:
-                passes.append((True, order, entry))
-        return passes
-
-    def _select(self, obj_ids: list[int] | None) -> list[int]:
-        known = self.obj_ids
-        if not known:
-            raise PromptError("no prompts yet: click on an object or draw a box first")
-        if obj_ids is None:
-            return known
-        unknown = [o for o in obj_ids if o not in known]
-        if unknown:
-            raise PromptError(f"objects {unknown} have no prompts (prompted objects: {known})")
-        return list(obj_ids)
+    ) -> Plan:
+        """The passes :meth:`propagate` will run over the current prompts
+        (:func:`~napari_sam2_track.passes.plan_passes`; raises :class:`PromptError`)."""
+        keyframes = {o: self.keyframes(o) for o in self.obj_ids}
+        return plan_passes(keyframes, self.num_frames, direction, start, end, obj_ids)
 
     def propagate(
         self,
@@ -398,18 +350,20 @@ class StreamingTracker:
 
         Stops between frames when ``cancel`` is set (or when the generator is closed).
         """
-        passes = self.plan(direction, start, end, obj_ids)
+        return self.run(self.plan(direction, start, end, obj_ids), cancel)
+
+    def run(self, plan: Plan, cancel: threading.Event | None = None) -> Iterator[FrameResult]:
+        """Run the passes of ``plan`` (from :meth:`plan`), yielding one result per frame."""
         with self._lock:
             with self._context():
                 self.predictor.propagate_in_video_preflight(self.state)
-            for reverse, order, entry in passes:
-                self.frames.schedule(order)
-                for t in order:
+            for p in plan.passes:
+                self.frames.schedule(p.frames)
+                for t in p.frames:
                     if cancel is not None and cancel.is_set():
                         return
-                    objs = [o for o, e in entry.items() if (t <= e if reverse else t >= e)]
                     with self._context():
-                        result = self._track_frame(t, objs, reverse)
+                        result = self._track_frame(t, p.objects_on(t), p.reverse)
                     yield result
 
     def _track_frame(self, t: int, obj_ids: list[int], reverse: bool) -> FrameResult:

@@ -95,9 +95,10 @@ def correction_queue(project: ProjectStore | str | Path) -> list[DecisionStatus]
     return sorted(queue, key=lambda s: (s.decision.object, s.decision.start))
 
 
-def next_correction(project, obj_id: int, frame: int, *, backwards: bool = False) -> DecisionStatus | None:
-    """The queued masklet after (or before) position ``(obj_id, frame)``, wrapping around."""
-    queue = correction_queue(project)
+def step_in_queue(queue: list[DecisionStatus], obj_id: int, frame: int, *,
+                  backwards: bool = False) -> DecisionStatus | None:
+    """The masklet of ``queue`` (sorted as :func:`correction_queue` sorts it) after (or
+    before) position ``(obj_id, frame)``, wrapping around; ``None`` for an empty queue."""
     if not queue:
         return None
     keys = [(s.decision.object, s.decision.start) for s in queue]
@@ -107,6 +108,11 @@ def next_correction(project, obj_id: int, frame: int, *, backwards: bool = False
         return queue[before[-1] if before else -1]
     after = [i for i, k in enumerate(keys) if k > here]
     return queue[after[0] if after else 0]
+
+
+def next_correction(project, obj_id: int, frame: int, *, backwards: bool = False) -> DecisionStatus | None:
+    """The queued masklet after (or before) position ``(obj_id, frame)``, wrapping around."""
+    return step_in_queue(correction_queue(project), obj_id, frame, backwards=backwards)
 
 
 def previous_correction(project, obj_id: int, frame: int) -> DecisionStatus | None:

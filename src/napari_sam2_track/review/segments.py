@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from ..errors import ReviewError
+from ..passes import correction_range
 from ..project import ProjectStore
 from ..project.undo import (
     corrected_time,
@@ -37,12 +38,10 @@ __all__ = [
 
 
 def correction_segment(store: ProjectStore, obj_id: int, frame: int) -> tuple[int, int]:
-    """The frames a prompt on ``frame`` affects: up to (not including) the object's
-    neighbouring keyframes, or the ends of the video."""
-    keyframes = sorted({p.frame for p in store.prompts.prompts if p.object == obj_id and p.frame != frame})
-    before = max((k for k in keyframes if k < frame), default=-1)
-    after = min((k for k in keyframes if k > frame), default=store.num_frames)
-    return before + 1, after - 1
+    """The frames a prompt on ``frame`` affects, by the object's keyframes stored in the
+    project (:func:`~napari_sam2_track.passes.correction_range`)."""
+    keyframes = [p.frame for p in store.prompts.prompts if p.object == obj_id]
+    return correction_range(keyframes, frame, store.num_frames)
 
 
 def change_since_correction(store: ProjectStore, obj_id: int) -> Change | None:

@@ -23,6 +23,14 @@ project and announced (``labels_changed``) when ready. A burst of prompts on one
 frame is coalesced (the newest wins) and a result superseded by a newer prompt is dropped. The
 ``add_click``/``set_box``/``set_prompt`` methods are the same requests, waited for.
 
+A click, followed through the parts: a layer edit (:func:`~.layers.apply_clicks`) calls
+:meth:`AnnotationSession.request_prompt`, which records it in the
+:class:`~.prompt_book.PromptBook` and queues its job (:class:`~.prompt_jobs.PromptJobs`) on the
+compute thread of the :class:`~.engine.SessionEngine`; the job runs
+:meth:`~napari_sam2_track.engine.tracker.StreamingTracker.add_points` on the live tracker,
+writes the mask to the project and emits ``labels_changed``. A propagation (:mod:`.run`) is
+planned here and driven through :func:`~napari_sam2_track.pipeline.track_in_store`.
+
 Coordinates are pixels, ``x`` to the right and ``y`` down (napari's layer coordinates are
 ``(t, y, x)``; the docks convert). The store is the record: objects, computed prompts, keyframe
 masks and hand edits are written to it as they happen.
@@ -32,22 +40,30 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ModelError, PromptError, StoreError
-from ..project import STATE_PROMPTED, ProjectStore
+from ..errors import PromptError, StoreError
+from ..passes import Plan, plan_passes
+from ..project import ProjectStore
 from ..prompts import Prompt
 from .activity import ActivityLog
-from .compute import ComputeThread
-from .corrections import CorrectionsMixin, keyframe_prompt
+from .corrections import Correction, Corrections
+from .engine import SessionEngine
 from .events import Box, Click, KeyframePrompt, PromptKey, SessionEvents
 from .labels import StoreLabelsArray, default_store_path
 from .objects import ObjectsMixin
-from .run import PropagationRun, check_request, propagate
+from .prompt_book import PromptBook
+from .prompt_jobs import PromptJobs
+from .run import PropagationRun, RunReport, propagate
+
+if TYPE_CHECKING:
+    from ..engine.models import LoadedModel
+    from ..engine.tracker import StreamingTracker
+    from ..schema import Schema
+    from ..sources import FrameSource
 
 __all__ = ["AnnotationSession"]
 
@@ -58,8 +74,15 @@ def _finished(result: Any) -> Future:
     return future
 
 
-class AnnotationSession(ObjectsMixin, CorrectionsMixin):
+class AnnotationSession(ObjectsMixin):
     """Objects, keyframe prompts, propagation and edits of one video's project.
+
+    It is made of parts that each own one concern: the prompts as last requested
+    (:class:`~.prompt_book.PromptBook`, ``prompt_book``), the model side
+    (:class:`~.engine.SessionEngine`, ``engine``: model, live tracker, compute thread), the
+    corrections (:class:`~.corrections.Corrections`) and the interaction log
+    (:class:`~.activity.ActivityLog`, ``activity``). The project is written under
+    ``store_lock`` (one writer at a time: GUI edits, the compute thread).
 
     Args:
         source: a :class:`~napari_sam2_track.sources.FrameSource`.
@@ -70,7 +93,8 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
             :meth:`set_current_frame`).
     """
 
-    def __init__(self, source: Any, store: ProjectStore, model: Any = None, *, prefetch: bool = True):
+    def __init__(self, source: "FrameSource", store: ProjectStore, model: "LoadedModel | None" = None,
+                 *, prefetch: bool = True):
         expected = (len(source), source.height, source.width)
         if tuple(store.shape) != expected:
             raise StoreError(
@@ -81,23 +105,19 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         self.source = source
         self.store = store
         self.events = SessionEvents()
-        self.model: Any = None
         self.prefetch_enabled = prefetch
-        self._tracker = None
-        self._tracker_lock = threading.RLock()
-        self._store_lock = threading.RLock()  # one writer at a time (GUI edits, compute thread)
-        self._state_lock = threading.RLock()
+        self.store_lock = threading.RLock()  # one writer at a time (GUI edits, compute thread)
         self._running = threading.Lock()
         self._closed = False
         self._current_frame = 0
-        self._prompts: dict[PromptKey, KeyframePrompt] = {}  # as last requested
-        self._versions: dict[PromptKey, int] = {}
-        for p in store.prompts.prompts:
-            self._prompts[(p.object, p.frame)] = keyframe_prompt(p)
-        self._init_corrections()
+        self.prompt_book = PromptBook(store.prompts.prompts)
+        self.engine = SessionEngine(source, store, self._on_compute_error, self.events.busy_changed.emit)
         #: the interaction log of this session (``review/events.jsonl``; see :mod:`.activity`)
         self.activity = ActivityLog(store, on_error=self._on_compute_error)
-        self._compute = ComputeThread(self._on_compute_error, self.events.busy_changed.emit)
+        self.corrections = Corrections(store, self.store_lock, self.events, self.activity, self.engine,
+                                       self.prompt_book)
+        self.prompt_jobs = PromptJobs(store, self.store_lock, self.events, self.engine, self.prompt_book,
+                                      self.corrections, closed=lambda: self._closed)
         ids = store.object_ids()
         self.active_id: int | None = ids[0] if ids else None
         if model is not None:
@@ -110,8 +130,8 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         video: Any,
         store_path: str | Path | None = None,
         *,
-        schema: Any = None,
-        model: Any = None,
+        schema: "Schema | None" = None,
+        model: "LoadedModel | None" = None,
         name: str = "annotations",
         prefetch: bool = True,
         **source_options: Any,
@@ -139,63 +159,44 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         return len(self.source)
 
     # ------------------------------------------------------------------ model
-    def set_model(self, model: Any) -> None:
-        """Use ``model`` (a loaded SAM 2 model) from now on; stored prompts are re-applied."""
-        self._ensure_idle("change the model")
-        self.model = model
-        self._compute.submit(self._drop_tracker)
-        self.events.model_changed.emit(model)
+    @property
+    def model(self) -> "LoadedModel | None":
+        return self.engine.model
 
-    def _drop_tracker(self) -> None:
-        with self._tracker_lock:
-            tracker, self._tracker = self._tracker, None
-        if tracker is not None:
-            tracker.close()
+    def set_model(self, model: "LoadedModel") -> None:
+        """Use ``model`` (a loaded SAM 2 model) from now on; stored prompts are re-applied."""
+        self.check_idle("change the model")
+        self.engine.set_model(model)
+        self.events.model_changed.emit(model)
 
     @property
     def has_model(self) -> bool:
-        return self.model is not None
-
-    def _require_model(self) -> None:
-        if self.model is None:
-            raise ModelError("no model loaded: choose a model and device and press 'Load model'")
+        return self.engine.model is not None
 
     @property
-    def tracker(self):
+    def tracker(self) -> "StreamingTracker":
         """The live tracker (created on first use, with the stored prompts applied; keeps its
         memory between propagations). Used from the compute thread and during runs."""
-        with self._tracker_lock:
-            if self._tracker is None:
-                self._require_model()
-                from ..engine.tracker import StreamingTracker
-
-                tracker = StreamingTracker(self.model, self.source)
-                for p in self.store.prompts.prompts:
-                    if p.mask is not None:
-                        tracker.add_mask(p.object, p.frame, self.store.prompt_mask(p))
-                    else:
-                        tracker.add_prompt(p)
-                self._tracker = tracker
-            return self._tracker
+        return self.engine.tracker
 
     # ----------------------------------------------------------------- schema
     @property
-    def schema(self):
+    def schema(self) -> "Schema":
         return self.store.schema
 
-    def set_schema(self, schema: Any) -> list[int]:
+    def set_schema(self, schema: "Schema") -> list[int]:
         """Store ``schema``; objects whose category it no longer has move to its first category.
 
         Returns the ids of the objects that were moved.
         """
-        self._ensure_idle("change the schema")
+        self.check_idle("change the schema")
         names = schema.category_names()
         moved = [o.id for o in self.store.objects if o.category not in names]
         objects = [
             o if o.category in names else o.model_copy(update={"category": names[0]})
             for o in self.store.objects
         ]
-        with self._store_lock:
+        with self.store_lock:
             self.store.set_schema(schema)
             self.store.set_objects(objects)
         self.events.schema_changed.emit(schema)
@@ -218,7 +219,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
             self.activity.log("navigate", frames=(frame, frame))
             self.events.current_frame_changed.emit(frame)
         if self.prefetch_enabled and self.has_model and not self.running and not self._closed:
-            self._compute.prefetch(lambda: self._prefetch(frame))
+            self.engine.compute.prefetch(lambda: self._prefetch(frame))
 
     def _prefetch(self, frame: int) -> None:
         if self.running or self._closed or self.model is None:
@@ -239,36 +240,33 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
     # ---------------------------------------------------------------- prompts
     def prompts(self) -> dict[PromptKey, KeyframePrompt]:
         """Every prompt as last set, by ``(object id, frame)``."""
-        with self._state_lock:
-            return dict(self._prompts)
+        return self.prompt_book.snapshot()
 
     def prompt(self, obj_id: int, frame: int) -> KeyframePrompt | None:
-        return self._prompts.get((obj_id, frame))
+        return self.prompt_book.get((obj_id, frame))
 
     def clicks(self, obj_id: int, frame: int) -> list[Click]:
         """The clicks ``(x, y, label)`` of an object on a frame."""
-        p = self._prompts.get((obj_id, frame))
+        p = self.prompt_book.get((obj_id, frame))
         return list(p.clicks) if p is not None else []
 
     def box(self, obj_id: int, frame: int) -> Box | None:
-        p = self._prompts.get((obj_id, frame))
+        p = self.prompt_book.get((obj_id, frame))
         return p.box if p is not None else None
 
     def keyframes(self, obj_id: int | None = None) -> list[int]:
         """Prompted frames of the (active) object, sorted."""
-        obj_id = self.active_id if obj_id is None else obj_id
-        with self._state_lock:
-            return sorted(f for o, f in self._prompts if o == obj_id)
+        return self.prompt_book.keyframes(self.active_id if obj_id is None else obj_id)
 
     @property
     def busy(self) -> bool:
         """Whether prompts are waiting for or being computed."""
-        return self._compute.busy
+        return self.engine.compute.busy
 
     def wait_idle(self, timeout: float | None = None, *, prefetch: bool = False) -> bool:
         """Wait until every requested prompt is computed (``prefetch``: and a running
         embedding prefetch is done); False on timeout."""
-        return self._compute.wait_idle(timeout, prefetch=prefetch)
+        return self.engine.wait_idle(timeout, prefetch=prefetch)
 
     def request_prompt(
         self,
@@ -291,7 +289,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
     def _request_prompt(self, frame: int, clicks: list[Click] | None, box: Box | None,
                         obj_id: int | None, correct: bool | None = None, done: Future | None = None) -> Future:
         obj_id = self._obj(obj_id)
-        self._ensure_idle("change prompts", prompts=True)
+        self.check_idle("change prompts", prompts=True)
         self._check_frame(frame)
         clicks = [(float(x), float(y), int(v)) for x, y, v in (clicks or [])]
         if not clicks and box is None:
@@ -305,7 +303,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
             box=None if box is None else tuple(float(b) for b in box),
         )
         prompt.check_frame(len(self.source), self.source.height, self.source.width)
-        self._require_model()
+        self.engine.require_model()
         state = KeyframePrompt(clicks=tuple(clicks), box=prompt.box, computed=False)
         self._log_prompt(obj_id, frame, clicks, prompt.box)
 
@@ -314,7 +312,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
                 obj_id, frame, points=prompt.points or None, labels=prompt.labels or None, box=prompt.box
             )
 
-        return self._enqueue((obj_id, frame), state, compute, prompt, None, correct, done)
+        return self.prompt_jobs.enqueue((obj_id, frame), state, compute, prompt, None, correct, done)
 
     def _log_prompt(self, obj_id: int, frame: int, clicks: list[Click], box: Box | None) -> None:
         """Log the clicks ``clicks`` adds to the object's prompt on ``frame``, and a new box."""
@@ -346,7 +344,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         """Make the object's pixels on ``frame`` (from ``labels2d`` or the project) its mask
         prompt there (see :meth:`request_prompt`)."""
         obj_id = self._obj(obj_id)
-        self._ensure_idle("change prompts", prompts=True)
+        self.check_idle("change prompts", prompts=True)
         self._check_frame(frame)
         labels2d = np.asarray(self.store.labels[frame] if labels2d is None else labels2d)
         if labels2d.shape != (self.source.height, self.source.width):
@@ -359,10 +357,10 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
             raise PromptError(
                 f"object {obj_id} has no pixels on frame {frame}; paint it first or click on it"
             )
-        self._require_model()
+        self.engine.require_model()
         prompt = Prompt(object=obj_id, frame=frame, mask="store:pending")
         self.activity.log("mask", object=obj_id, frames=(frame, frame))
-        return self._enqueue(
+        return self.prompt_jobs.enqueue(
             (obj_id, frame),
             KeyframePrompt(mask=True, computed=False),
             lambda tracker: tracker.add_mask(obj_id, frame, region),
@@ -391,105 +389,15 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
 
     def delete_keyframe(self, obj_id: int, frame: int) -> None:
         """Remove the object's prompt on ``frame`` (its tracked masks stay until re-propagated)."""
-        self._ensure_idle("change prompts")
+        self.check_idle("change prompts")
         key = (obj_id, frame)
-        with self._state_lock:
-            self._bump(key)
-            existed = self._prompts.pop(key, None) is not None
-        with self._store_lock:
+        existed = self.prompt_book.delete(key)
+        with self.store_lock:
             self.store.delete_prompt(obj_id, frame)
-        self._compute.submit(lambda: self._tracker is not None and self._tracker.clear_prompt(obj_id, frame))
+        self.engine.clear_prompt(obj_id, frame)
         self.events.prompts_changed.emit(obj_id, frame)
         if existed:
             self.events.keyframes_changed.emit(obj_id)
-
-    def _bump(self, key: PromptKey) -> int:
-        with self._state_lock:
-            version = self._versions[key] = self._versions.get(key, 0) + 1
-            return version
-
-    def _current(self, key: PromptKey, version: int) -> bool:
-        return self._versions.get(key) == version and not self._closed
-
-    def _enqueue(self, key: PromptKey, state: KeyframePrompt, compute, prompt: Prompt, region,
-                 correct: bool | None = None, done: Future | None = None) -> Future:
-        """Queue a prompt's job. ``correct``: re-propagate its segment (``None``: when
-        ``auto_correct`` is on and the frame was propagated); ``done`` gets the correction."""
-        future: Future = Future()
-
-        def finish(result=None, exc: BaseException | None = None) -> None:
-            if done is not None and not done.done():
-                done.set_result(result) if exc is None else done.set_exception(exc)
-
-        with self._state_lock:
-            version = self._bump(key)
-            new_keyframe = key not in self._prompts
-            previous = self._prompts.get(key)
-            self._prompts[key] = state
-        self.events.prompts_changed.emit(*key)
-        if new_keyframe:
-            self.events.keyframes_changed.emit(key[0])
-
-        def run() -> None:
-            if not self._current(key, version):
-                future.set_result(None)
-                finish()
-                return
-            self.events.prompt_started.emit(*key)
-            segment = None
-            try:
-                tracker = self.tracker
-                segment = self._correction_start(key, correct)  # before the mask is written
-                tracker.prefetch_embedding(key[1])
-                mask = compute(tracker)
-                with self._store_lock:
-                    if not self._current(key, version):  # a newer prompt or a deletion came
-                        future.set_result(None)
-                        finish()
-                        return
-                    self.store.put_prompt(prompt, region)
-                    self._write_keyframe(key[0], key[1], mask)
-                    with self._state_lock:
-                        if self._versions.get(key) == version:
-                            self._prompts[key] = replace(state, computed=True)
-                future.set_result(mask)
-                self.events.labels_changed.emit(key[1], key[1])
-            except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
-                self._revert(key, version, previous)
-                future.set_exception(exc)
-                finish(exc=exc)
-                self.events.error.emit(exc)
-                return
-            finally:
-                self.events.prompt_finished.emit(*key)
-            if segment is None or not self._current(key, version):
-                finish()  # not a correction, or a newer prompt's job re-propagates
-                return
-            try:
-                finish(self._repropagate(key[0], key[1], *segment))
-            except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
-                finish(exc=exc)
-                self.events.error.emit(exc)
-
-        self._compute.submit(run, key=key, dropped=lambda: (future.set_result(None), finish()))
-        return future
-
-    def _revert(self, key: PromptKey, version: int, previous: KeyframePrompt | None) -> None:
-        """A prompt failed: show the one before it again (unless a newer one came meanwhile)."""
-        with self._state_lock:
-            if self._versions.get(key) != version:
-                return
-            if previous is None:
-                self._prompts.pop(key, None)
-            else:
-                self._prompts[key] = previous
-        self.events.prompts_changed.emit(*key)
-        if previous is None:
-            self.events.keyframes_changed.emit(key[0])
-
-    def _write_keyframe(self, obj_id: int, frame: int, mask: np.ndarray) -> None:
-        self.store.merge_labels(frame, {obj_id: mask})
-        self.store.write_row(obj_id, frame, mask, presence=np.nan, state=STATE_PROMPTED, run=0)
 
     def _on_compute_error(self, exc: BaseException) -> None:
         self.events.error.emit(exc)
@@ -500,18 +408,26 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         """Whether a propagation is in progress."""
         return self._running.locked()
 
-    def _ensure_idle(self, what: str, *, prompts: bool = False) -> None:
+    def check_idle(self, what: str, *, prompts: bool = False) -> None:
         """Refuse ``what`` during a run; during a correction too, unless it is a prompt
         (``prompts``: it waits on the compute thread behind the correction)."""
         if self._closed:
             raise StoreError("this project was closed; open it again")
         if self.running:
             raise PromptError(f"cannot {what} while a propagation runs; wait or press Cancel")
-        correcting = self._correcting
+        correcting = self.corrections.correcting
         if correcting is not None and not prompts:
             obj, a, b = correcting
             raise PromptError(f"cannot {what} while object {obj} is re-propagated on frames {a}-{b}; "
                               "try again in a moment")
+
+    def plan(self, direction: str = "both", start: int | None = None, end: int | None = None,
+             obj_ids: list[int] | None = None) -> Plan:
+        """The passes a propagation of the session's prompts would run
+        (:func:`~napari_sam2_track.passes.plan_passes`); raises :class:`PromptError` for a
+        request the tracker would refuse."""
+        return plan_passes(self.prompt_book.keyframes_by_object(), len(self.source), direction,
+                           start, end, obj_ids)
 
     def propagate_iter(
         self,
@@ -532,24 +448,86 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         """
         if self._closed:
             raise StoreError("this project was closed; open it again")
-        if not self._prompts:
+        if not self.prompt_book:
             raise PromptError("no prompts yet: click on an object or draw a box first")
-        self._require_model()
-        check_request(self.prompts(), len(self.source), direction, start, end, obj_ids)
+        self.engine.require_model()
+        from ..pipeline import Request
+
+        plan = self.plan(direction, start, end, obj_ids)
         if not self._running.acquire(blocking=False):
             raise PromptError("a propagation is already running; wait for it or press Cancel")
-        self._compute.cancel_prefetch()
-        outcome: dict[str, Any] = {}
-        gen = propagate(self, direction, start, end, cancel, obj_ids, outcome)
-        run = PropagationRun(self.events, gen, self._running, outcome)
+        self.engine.compute.cancel_prefetch()
+        report = RunReport(self.events, self.activity, plan)
+        gen = propagate(self.engine, self.store, Request(direction, start, end, obj_ids), cancel,
+                        report)
+        run = PropagationRun(self.events, gen, self._running, report.outcome)
         self.events.running_changed.emit(True)
         return run
+
+    # ------------------------------------------------------------ corrections
+    @property
+    def auto_correct(self) -> bool:
+        """A prompt on a frame a propagation produced re-propagates its segment
+        (:mod:`.corrections`)."""
+        return self.corrections.auto_correct
+
+    @auto_correct.setter
+    def auto_correct(self, on: bool) -> None:
+        self.corrections.auto_correct = bool(on)
+
+    @property
+    def last_correction(self) -> Correction | None:
+        return self.corrections.last_correction
+
+    @property
+    def correcting(self) -> tuple[int, int, int] | None:
+        """``(object, start, end)`` while a correction re-propagates, else ``None``."""
+        return self.corrections.correcting
+
+    def correction_segment(self, obj_id: int, frame: int) -> tuple[int, int]:
+        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates."""
+        return self.corrections.segment(obj_id, frame)
+
+    def was_propagated(self, obj_id: int, frame: int) -> bool:
+        """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""
+        return self.corrections.was_propagated(obj_id, frame)
+
+    def undo_segment(self, obj_id: int | None = None) -> tuple[int, int] | None:
+        """The frames an undo of the object's last correction would restore, if any."""
+        return self.corrections.undo_span(self._obj(obj_id))
+
+    def request_correction(self, frame: int, clicks: list[Click] | None = None, box: Box | None = None,
+                           obj_id: int | None = None) -> Future:
+        """Set the object's prompt on ``frame`` (as :meth:`request_prompt`) and re-propagate
+        its segment. The future gives the :class:`~.corrections.Correction` once the segment
+        is written, or ``None`` when a newer prompt on that frame replaced this one."""
+        if not clicks and box is None:
+            raise PromptError("a correction needs clicks or a box on the frame")
+        done: Future = Future()
+        self._request_prompt(frame, clicks, box, obj_id, correct=True, done=done)
+        return done
+
+    def correct(self, frame: int, clicks: list[Click] | None = None, box: Box | None = None,
+                obj_id: int | None = None) -> Correction | None:
+        """:meth:`request_correction`, waiting for the re-propagated segment."""
+        return self.request_correction(frame, clicks, box, obj_id).result()
+
+    def request_undo(self, obj_id: int | None = None) -> Future:
+        """Restore the segment of the object's last correction (masks, rows, prompts) on the
+        compute thread; the future gives the :class:`~.corrections.Correction` undone."""
+        obj_id = self._obj(obj_id)
+        self.check_idle("undo a correction")
+        return self.corrections.request_undo(obj_id)
+
+    def undo_correction(self, obj_id: int | None = None) -> Correction:
+        """:meth:`request_undo`, waiting until the segment is restored."""
+        return self.request_undo(obj_id).result()
 
     # ------------------------------------------------------------------ edits
     def persist_edit(self, frame: int, labels2d: np.ndarray) -> list[int]:
         """Save a hand-edited label image of ``frame``; the changed objects are marked
         ``edited`` (a new label value becomes a new object). Returns their ids."""
-        self._ensure_idle("save edits")
+        self.check_idle("save edits")
         self._check_frame(frame)
         labels2d = np.asarray(labels2d)
         if labels2d.shape != (self.source.height, self.source.width):
@@ -558,7 +536,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
                 f"{self.source.width}x{self.source.height} video"
             )
         before = self.store.object_ids()
-        with self._store_lock:
+        with self.store_lock:
             changed = self.store.write_edited_labels(frame, labels2d)
         if changed:
             self.activity.log("brush", frames=(frame, frame), objects=[int(o) for o in changed])
@@ -580,12 +558,12 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         """Stop background work, free the model's state and give the project back."""
         if self._closed:
             return
-        correcting = self._correcting is not None
-        self._stop_correction.set()  # a correction stops after its current frame
-        self._compute.close(timeout=60.0 if correcting else 0.0)
+        correcting = self.corrections.correcting is not None
+        self.corrections.stop.set()  # a correction stops after its current frame
+        self.engine.compute.close(timeout=60.0 if correcting else 0.0)
         self.activity.flush(timeout=10.0)
-        with self._store_lock:
+        with self.store_lock:
             self._closed = True
-        self._drop_tracker()
+        self.engine.drop_tracker()
         self.store.close()  # gives back the project's write lock (held since it was opened)
         self.events.closed.emit()

@@ -2,7 +2,7 @@
 re-propagates one object between its neighbouring keyframes, and can be undone.
 
 A prompt on frame ``t`` of object ``o`` is a *correction* when it is requested with
-:meth:`~CorrectionsMixin.request_correction`, or when ``session.auto_correct`` is on and an
+:meth:`~.core.AnnotationSession.request_correction`, or when ``session.auto_correct`` is on and an
 earlier propagation produced ``o``'s mask on ``t`` (the Review dock turns it on). The prompt's
 job on the compute thread then
 
@@ -13,7 +13,7 @@ job on the compute thread then
 3. re-propagates ``o`` alone over ``[a, b]`` (both directions from ``t``) with the session's
    tracker, unless a newer prompt on ``(o, t)`` is already waiting (its job does it).
 
-Nothing outside ``[a, b]`` and no other object is written. :meth:`~CorrectionsMixin.request_undo`
+Nothing outside ``[a, b]`` and no other object is written. :meth:`~.core.AnnotationSession.request_undo`
 restores the segment byte for byte; it refuses once the segment changed after the correction
 (undoing would lose that change). All of it runs on the compute thread, never the caller's.
 """
@@ -24,15 +24,22 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PromptError
 from ..project import COL
 from ..review import segments
-from .events import KeyframePrompt, PromptKey
+from .events import PromptKey, SessionEvents
 
-__all__ = ["Correction", "CorrectionsMixin", "keyframe_prompt"]
+if TYPE_CHECKING:
+    from ..project import ProjectStore
+    from .activity import ActivityLog
+    from .engine import SessionEngine
+    from .prompt_book import PromptBook
+
+__all__ = ["Correction", "Corrections"]
 
 
 @dataclass(frozen=True)
@@ -47,29 +54,35 @@ class Correction:
     undone: bool = False
 
 
-def keyframe_prompt(p) -> KeyframePrompt:
-    """The session's form of a stored :class:`~napari_sam2_track.prompts.Prompt`."""
-    return KeyframePrompt(
-        clicks=tuple((float(x), float(y), int(v)) for (x, y), v in zip(p.points, p.labels)),
-        box=None if p.box is None else tuple(float(b) for b in p.box),
-        mask=p.mask is not None,
-    )
+class Corrections:
+    """Segment re-propagation and its undo for one session.
 
+    Args:
+        store: the project; written under ``store_lock`` (one writer at a time).
+        events: the session's events (``correction_*``, ``labels_changed``, ...).
+        activity: the session's interaction log.
+        engine: the session's model side: its tracker re-propagates, its compute thread
+            runs the undo.
+        prompt_book: the session's prompts, made the stored ones again by an undo.
+    """
 
-class CorrectionsMixin:
-    """Segment re-propagation and its undo (mixed into :class:`~.core.AnnotationSession`)."""
-
-    #: a prompt on a frame a propagation produced re-propagates its segment (see the module)
-    auto_correct: bool = False
-
-    def _init_corrections(self) -> None:
+    def __init__(self, store: "ProjectStore", store_lock: threading.RLock, events: SessionEvents,
+                 activity: "ActivityLog", engine: "SessionEngine", prompt_book: "PromptBook"):
+        self.store = store
+        self.store_lock = store_lock
+        self.events = events
+        self.activity = activity
+        self.engine = engine
+        self.prompt_book = prompt_book
+        #: a prompt on a frame a propagation produced re-propagates its segment
+        self.auto_correct = False
+        self.last_correction: Correction | None = None
+        self.stop = threading.Event()  # set when the session closes: a run stops after a frame
         self._episodes: dict[int, tuple[int, int, int]] = {}  # obj -> (frame, a, b) snapshotted
         self._correcting: tuple[int, int, int] | None = None
-        self._stop_correction = threading.Event()  # set by close(): the run stops after a frame
-        self.last_correction: Correction | None = None
 
     # ---------------------------------------------------------------- queries
-    def correction_segment(self, obj_id: int, frame: int) -> tuple[int, int]:
+    def segment(self, obj_id: int, frame: int) -> tuple[int, int]:
         """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates."""
         return segments.correction_segment(self.store, obj_id, frame)
 
@@ -81,9 +94,8 @@ class CorrectionsMixin:
         run = float(rows[0, COL["run"]])
         return bool(np.isfinite(run) and run > 0)
 
-    def undo_segment(self, obj_id: int | None = None) -> tuple[int, int] | None:
+    def undo_span(self, obj_id: int) -> tuple[int, int] | None:
         """The frames an undo of the object's last correction would restore, if any."""
-        obj_id = self._obj(obj_id)
         return segments.segment_snapshot(self.store, obj_id)
 
     @property
@@ -91,38 +103,62 @@ class CorrectionsMixin:
         """``(object, start, end)`` while a correction re-propagates, else ``None``."""
         return self._correcting
 
-    # --------------------------------------------------------------- requests
-    def request_correction(self, frame: int, clicks=None, box=None, obj_id: int | None = None) -> Future:
-        """Set the object's prompt on ``frame`` (as :meth:`request_prompt`) and re-propagate
-        its segment. The future gives the :class:`Correction` once the segment is written, or
-        ``None`` when a newer prompt on that frame replaced this one."""
-        if not clicks and box is None:
-            raise PromptError("a correction needs clicks or a box on the frame")
-        done: Future = Future()
-        self._request_prompt(frame, clicks, box, obj_id, correct=True, done=done)
-        return done
+    # ------------------------------------------------- on the compute thread
+    def start(self, key: PromptKey, correct: bool | None) -> tuple[int, int] | None:
+        """Called by a prompt's job before its mask is written: keep the segment if this
+        prompt is a correction (``None``: when ``auto_correct`` is on and the frame was
+        propagated); returns the segment (``None``: not a correction)."""
+        obj, frame = key
+        if correct is None:
+            correct = self.auto_correct and self.was_propagated(obj, frame)
+        if not correct:
+            return None
+        start, end = self.segment(obj, frame)
+        episode = (frame, start, end)
+        with self.store_lock:
+            if self._episodes.get(obj) != episode or segments.segment_snapshot(self.store, obj) != (start, end):
+                segments.snapshot_segment(self.store, obj, start, end)
+                self._episodes[obj] = episode
+        return start, end
 
-    def correct(self, frame: int, clicks=None, box=None, obj_id: int | None = None) -> Correction | None:
-        """:meth:`request_correction`, waiting for the re-propagated segment."""
-        return self.request_correction(frame, clicks, box, obj_id).result()
+    def repropagate(self, obj_id: int, frame: int, start: int, end: int) -> Correction:
+        """Propagate ``obj_id`` alone over ``start..end`` into the project."""
+        from ..pipeline import Request, track_in_store
 
-    def request_undo(self, obj_id: int | None = None) -> Future:
+        self._correcting = (obj_id, start, end)
+        self.events.correction_started.emit(obj_id, start, end)
+        began = time.perf_counter()
+        try:
+            for _ in track_in_store(self.store, self.engine.source, model=self.engine.require_model(),
+                                    request=Request("both", start, end, [obj_id]),
+                                    tracker=self.engine.tracker, cancel=self.stop):
+                pass
+        finally:
+            self._correcting = None
+        with self.store_lock:
+            segments.mark_corrected(self.store, obj_id)
+        seconds = time.perf_counter() - began
+        correction = Correction(obj_id, frame, start, end, seconds)
+        self.last_correction = correction
+        self.activity.log("propagate", object=obj_id, frames=(start, end), seconds=seconds, correction=True)
+        self.events.labels_changed.emit(start, end)
+        self.events.correction_finished.emit(correction)
+        return correction
+
+    def request_undo(self, obj_id: int) -> Future:
         """Restore the segment of the object's last correction (masks, rows, prompts) on the
         compute thread; the future gives the :class:`Correction` undone."""
-        obj_id = self._obj(obj_id)
-        self._ensure_idle("undo a correction")
-        span = segments.segment_snapshot(self.store, obj_id)
-        if span is None:
+        if self.undo_span(obj_id) is None:
             raise PromptError(f"object {obj_id} has no correction to undo")
         future: Future = Future()
 
         def run() -> None:
             try:
-                with self._store_lock:
+                with self.store_lock:
                     start, end = segments.undo_segment(self.store, obj_id)
                     self._episodes.pop(obj_id, None)
-                    changed = self._reload_prompts(obj_id, start, end)
-                self._drop_tracker()  # its memory holds the corrected segment: rebuilt from the store
+                    changed = self.prompt_book.reload(obj_id, start, end, self.store.prompts.prompts)
+                self.engine.drop_tracker()  # its memory holds the corrected segment: rebuilt from the store
                 self.activity.log("undo", object=obj_id, frames=(start, end))
                 frame = next((c.frame for c in (self.last_correction,) if c and c.object == obj_id), start)
                 undone = Correction(obj_id, frame, start, end, undone=True)
@@ -137,63 +173,5 @@ class CorrectionsMixin:
                 future.set_exception(exc)
                 self.events.error.emit(exc)
 
-        self._compute.submit(run)
+        self.engine.compute.submit(run)
         return future
-
-    def undo_correction(self, obj_id: int | None = None) -> Correction:
-        """:meth:`request_undo`, waiting until the segment is restored."""
-        return self.request_undo(obj_id).result()
-
-    # ------------------------------------------------- on the compute thread
-    def _correction_start(self, key: PromptKey, correct: bool | None) -> tuple[int, int] | None:
-        """Called by a prompt's job before its mask is written: keep the segment if this
-        prompt is a correction; returns the segment (``None``: not a correction)."""
-        obj, frame = key
-        if correct is None:
-            correct = self.auto_correct and self.was_propagated(obj, frame)
-        if not correct:
-            return None
-        start, end = self.correction_segment(obj, frame)
-        episode = (frame, start, end)
-        with self._store_lock:
-            if self._episodes.get(obj) != episode or segments.segment_snapshot(self.store, obj) != (start, end):
-                segments.snapshot_segment(self.store, obj, start, end)
-                self._episodes[obj] = episode
-        return start, end
-
-    def _repropagate(self, obj_id: int, frame: int, start: int, end: int) -> Correction:
-        """Propagate ``obj_id`` alone over ``start..end`` into the project."""
-        from ..pipeline import track
-
-        self._correcting = (obj_id, start, end)
-        self.events.correction_started.emit(obj_id, start, end)
-        began = time.perf_counter()
-        try:
-            for _ in track(self.source, None, self.store, model=self.model, direction="both",
-                           start=start, end=end, obj_ids=[obj_id], tracker=self.tracker,
-                           cancel=self._stop_correction):
-                pass
-        finally:
-            self._correcting = None
-        with self._store_lock:
-            segments.mark_corrected(self.store, obj_id)
-        seconds = time.perf_counter() - began
-        correction = Correction(obj_id, frame, start, end, seconds)
-        self.last_correction = correction
-        self.activity.log("propagate", object=obj_id, frames=(start, end), seconds=seconds, correction=True)
-        self.events.labels_changed.emit(start, end)
-        self.events.correction_finished.emit(correction)
-        return correction
-
-    def _reload_prompts(self, obj_id: int, start: int, end: int) -> list[PromptKey]:
-        """Make the session's prompts of ``obj_id`` on ``start..end`` the stored ones again."""
-        stored = {(p.object, p.frame): keyframe_prompt(p) for p in self.store.prompts.prompts
-                  if p.object == obj_id and start <= p.frame <= end}
-        with self._state_lock:
-            ours = [k for k in self._prompts if k[0] == obj_id and start <= k[1] <= end]
-            for key in ours:
-                self._prompts.pop(key)
-            for key in set(ours) | set(stored):
-                self._bump(key)  # a prompt still waiting for the model is dropped
-            self._prompts.update(stored)
-        return sorted(set(ours) | set(stored))

@@ -15,16 +15,22 @@ session, so the rules are testable without a viewer:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..errors import PromptError
-from .events import Box, Click, PromptKey
+from .events import Box, Click, KeyframePrompt, PromptKey
+
+if TYPE_CHECKING:
+    from ..project import ProjectStore
+    from ..prompts import ObjectSpec
 
 __all__ = [
     "LayerEdit",
+    "PromptRequests",
     "PointsData",
     "ShapesData",
     "apply_boxes",
@@ -140,14 +146,34 @@ def rows_of(frames: Sequence[int], objects: Sequence[int], obj_id: int, frame: i
 
 
 # ---------------------------------------------------------------------- applying edits
-def _check_object(session: Any, obj_id: int) -> None:
+class PromptRequests(Protocol):
+    """What a layer edit asks of a session (an
+    :class:`~napari_sam2_track.session.AnnotationSession`): a click on a layer becomes
+    :meth:`request_prompt`, whose job runs the tracker on the session's compute thread."""
+
+    store: "ProjectStore"
+
+    @property
+    def objects(self) -> "list[ObjectSpec]": ...
+
+    def prompts(self) -> dict[PromptKey, KeyframePrompt]: ...
+
+    def clicks(self, obj_id: int, frame: int) -> list[Click]: ...
+
+    def box(self, obj_id: int, frame: int) -> Box | None: ...
+
+    def request_prompt(self, frame: int, clicks: list[Click] | None = None, box: Box | None = None,
+                       obj_id: int | None = None) -> Future: ...
+
+
+def _check_object(session: PromptRequests, obj_id: int) -> None:
     if obj_id not in session.store.object_ids():
         if not session.objects:
             raise PromptError("no object yet: press 'Add' in the Objects list first")
         raise PromptError(f"object {obj_id} does not exist; select an object first")
 
 
-def apply_clicks(session: Any, wanted: Mapping[PromptKey, Sequence[Click]]) -> LayerEdit:
+def apply_clicks(session: PromptRequests, wanted: Mapping[PromptKey, Sequence[Click]]) -> LayerEdit:
     """Request the prompt of every ``(object, frame)`` whose clicks in ``wanted`` (the layer)
     differ from the session's; refused ones are reported (their rows are not known here: the
     caller restores the session's clicks for them)."""
@@ -167,7 +193,7 @@ def apply_clicks(session: Any, wanted: Mapping[PromptKey, Sequence[Click]]) -> L
     return edit
 
 
-def apply_boxes(session: Any, rectangles: Sequence[np.ndarray], objects: Sequence[Any]) -> LayerEdit:
+def apply_boxes(session: PromptRequests, rectangles: Sequence[np.ndarray], objects: Sequence[Any]) -> LayerEdit:
     """Request the box of every ``(object, frame)`` whose last rectangle differs from the
     session's box. ``remove_rows`` lists the superseded rectangles and the refused ones."""
     wanted, superseded = boxes_from_shapes(rectangles, objects)

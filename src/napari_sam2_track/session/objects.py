@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from ..errors import PromptError
 from ..project import STATE_NOT_RUN
 from ..prompts import ObjectSpec
 
+if TYPE_CHECKING:
+    from ..project import ProjectStore
+    from ..schema import Schema
+    from .engine import SessionEngine
+    from .events import SessionEvents
+    from .prompt_book import PromptBook
+
 __all__ = ["ObjectsMixin"]
 
 
 class ObjectsMixin:
-    """The object list of a session (mixed into :class:`~.core.AnnotationSession`, whose
-    store, locks, events, prompts and compute thread it uses)."""
+    """The object list of a session (mixed into :class:`~.core.AnnotationSession`). It uses
+    only these public members of the session:"""
+
+    store: "ProjectStore"
+    store_lock: threading.RLock  # one writer of the store at a time
+    events: "SessionEvents"
+    prompt_book: "PromptBook"
+    engine: "SessionEngine"
+    active_id: int | None
+    schema: "Schema"
+
+    if TYPE_CHECKING:
+        def check_idle(self, what: str, *, prompts: bool = False) -> None: ...
 
     def label_colors(self) -> dict[int, str]:
         """Object id -> ``#rrggbb`` colour (its category's hue), for the Labels layer."""
@@ -34,7 +54,7 @@ class ObjectsMixin:
 
     def add_object(self, name: str = "", category: str | None = None, obj_id: int | None = None) -> ObjectSpec:
         """Add an object (next free id by default) and make it the active one."""
-        self._ensure_idle("add objects")
+        self.check_idle("add objects")
         ids = self.store.object_ids()
         if obj_id is None:
             obj_id = max(ids, default=0) + 1
@@ -42,7 +62,7 @@ class ObjectsMixin:
             raise PromptError(f"object {obj_id} already exists")
         category = category or self.schema.category_names()[0]
         obj = ObjectSpec(id=obj_id, name=name or f"object {obj_id}", category=category)
-        with self._store_lock:
+        with self.store_lock:
             self.store.add_object(obj)
         self.events.objects_changed.emit()
         self.set_active(obj_id)
@@ -55,13 +75,9 @@ class ObjectsMixin:
         the prompts queued before), then ``objects_changed`` and ``labels_changed`` follow.
         The future holds the frames that had pixels of the object.
         """
-        self._ensure_idle("remove objects")
+        self.check_idle("remove objects")
         self.object(obj_id)
-        with self._state_lock:
-            keys = [k for k in self._prompts if k[0] == obj_id]
-            for key in keys:
-                self._bump(key)
-                del self._prompts[key]
+        keys = self.prompt_book.remove_object(obj_id)
         for _, frame in keys:
             self.events.prompts_changed.emit(obj_id, frame)
         if keys:
@@ -70,10 +86,10 @@ class ObjectsMixin:
 
         def run() -> None:
             try:
-                with self._store_lock:
+                with self.store_lock:
                     frames = self.store.frames_with_state(obj_id, exclude=(STATE_NOT_RUN,))
                     self.store.remove_object(obj_id)
-                self._forget_in_tracker(obj_id)
+                self.engine.forget_object(obj_id)
             except BaseException as exc:  # noqa: BLE001 - reported as an event and on the future
                 future.set_exception(exc)
                 self.events.error.emit(exc)
@@ -86,20 +102,15 @@ class ObjectsMixin:
                 self.set_active(ids[0] if ids else None)
             future.set_result(frames)
 
-        self._compute.submit(run)
+        self.engine.compute.submit(run)
         return future
 
     def remove_object(self, obj_id: int) -> None:
         """Delete an object with its prompts, masks and pixels (waits for the store)."""
         self.request_remove_object(obj_id).result()
 
-    def _forget_in_tracker(self, obj_id: int) -> None:
-        tracker = self._tracker
-        if tracker is not None and obj_id in tracker.obj_ids:
-            tracker.remove_object(obj_id)
-
     def rename_object(self, obj_id: int, name: str) -> None:
-        with self._store_lock:
+        with self.store_lock:
             self.store.add_object(self.object(obj_id).model_copy(update={"name": name}))
         self.events.objects_changed.emit()
 
@@ -108,7 +119,7 @@ class ObjectsMixin:
             raise PromptError(
                 f"unknown category {category!r}; the schema has {', '.join(self.schema.category_names())}"
             )
-        with self._store_lock:
+        with self.store_lock:
             self.store.add_object(self.object(obj_id).model_copy(update={"category": category}))
         self.events.objects_changed.emit()
 

@@ -1,4 +1,11 @@
-"""A session's propagation: request checks, the run generator and its events."""
+"""A session's propagation: the run generator, what it announces, and its iterator.
+
+The request is planned once by the session (:func:`~napari_sam2_track.passes.plan_passes`
+over its prompts) before any work starts. The run (:func:`propagate`) then waits for prompts
+still being computed and drives :func:`~napari_sam2_track.pipeline.track_in_store` with the
+session's tracker; a :class:`RunReport` turns its progress into the session's events and its
+interaction log; a :class:`PropagationRun` frees the session however the run ends.
+"""
 
 from __future__ import annotations
 
@@ -7,121 +14,109 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PromptError
-from .events import KeyframePrompt, PromptKey, RunFinished, RunStarted
+from .events import RunFinished, RunStarted, SessionEvents
 
 if TYPE_CHECKING:
-    from ..pipeline import Progress
-    from .core import AnnotationSession
+    from ..passes import Plan
+    from ..pipeline import Progress, Request
+    from ..project import ProjectStore
+    from .activity import ActivityLog
+    from .engine import SessionEngine
 
-__all__ = ["PropagationRun", "check_request", "propagate"]
+__all__ = ["LABELS_EVENT_INTERVAL", "PropagationRun", "RunReport", "propagate"]
 
 #: the least time between two ``labels_changed`` events of a run
 LABELS_EVENT_INTERVAL = 0.1
 
 
-def check_request(
-    prompts: dict[PromptKey, KeyframePrompt],
-    num_frames: int,
-    direction: str,
-    start: int | None,
-    end: int | None,
-    obj_ids: list[int] | None,
-) -> tuple[int, int]:
-    """Refuse a propagation request the tracker would refuse, before any work starts
-    (the same checks as ``StreamingTracker.plan``). Returns the inclusive frame range."""
-    start = 0 if start is None else int(start)
-    end = num_frames - 1 if end is None else int(end)
-    if not (0 <= start <= end < num_frames):
-        raise PromptError(f"frame range {start}-{end} is outside the video (0..{num_frames - 1})")
-    if direction not in ("forward", "backward", "both"):
-        raise PromptError(f"direction must be forward, backward or both, not {direction!r}")
-    prompted = sorted({o for o, _ in prompts})
-    chosen = prompted if obj_ids is None else list(obj_ids)
-    unknown = [o for o in chosen if o not in prompted]
-    if unknown:
-        raise PromptError(f"objects {unknown} have no prompts (prompted objects: {prompted})")
-    if not any(o in chosen and start <= f <= end for o, f in prompts):
-        raise PromptError(
-            f"no prompt for objects {chosen} in frames {start}-{end}; add a prompt there first"
-        )
-    return start, end
+class RunReport:
+    """What a run announces: ``run_started``, ``run_progressed``, ``labels_changed`` (at most
+    every :data:`LABELS_EVENT_INTERVAL` seconds, over the frames written), ``error``, and a
+    ``propagate`` event in the interaction log. ``outcome`` holds the fields of
+    :class:`~.events.RunFinished` once the run has started."""
+
+    def __init__(self, events: SessionEvents, activity: "ActivityLog", plan: "Plan"):
+        self.events = events
+        self.activity = activity
+        self.plan = plan
+        self.outcome: dict[str, Any] = {}
+        self._order: list[int] = []  # frames in the order computed (the writer's order too)
+        self._announced = 0
+        self._last_event = time.monotonic()
+        self._began = time.monotonic()
+
+    def begin(self) -> None:
+        self._began = self._last_event = time.monotonic()
+        self.outcome.update(run_id=None, status="failed", frames=0, error=None)
+
+    def progressed(self, p: "Progress") -> None:
+        if self.outcome["run_id"] is None:
+            self.outcome["run_id"] = p.run_id
+            plan = self.plan
+            self.events.run_started.emit(RunStarted(p.run_id, plan.direction, plan.start, plan.end,
+                                                    p.total))
+        self._order.append(p.frame)
+        self.outcome["frames"] = p.computed
+        self.events.run_progressed.emit(p)
+        if time.monotonic() - self._last_event >= LABELS_EVENT_INTERVAL:
+            self._announce(p.written)
+
+    def ended(self, status: str, exc: BaseException | None = None) -> None:
+        self.outcome["status"] = status
+        if exc is not None:
+            self.outcome["error"] = str(exc)
+            self.events.error.emit(exc)
+
+    def close(self) -> None:
+        """The writer has finished: announce the rest and log the run."""
+        self._announce(len(self._order))
+        if self._order:
+            self.activity.log("propagate", frames=(min(self._order), max(self._order)),
+                              objects=sorted(self.plan.objects),
+                              seconds=time.monotonic() - self._began, direction=self.plan.direction)
+
+    def _announce(self, upto: int) -> None:
+        if upto > self._announced:
+            done = self._order[self._announced:upto]
+            self.events.labels_changed.emit(min(done), max(done))
+            self._announced, self._last_event = upto, time.monotonic()
 
 
 def propagate(
-    session: "AnnotationSession",
-    direction: str,
-    start: int | None,
-    end: int | None,
+    engine: "SessionEngine",
+    store: "ProjectStore",
+    request: "Request",
     cancel: threading.Event | None,
-    obj_ids: list[int] | None,
-    outcome: dict[str, Any],
+    report: RunReport,
 ) -> Iterator["Progress"]:
     """The run itself (on the caller's thread, normally a worker): waits for pending prompts,
-    then drives :func:`~napari_sam2_track.pipeline.track` with the session's tracker. What it
-    ended with is left in ``outcome`` (the fields of :class:`RunFinished`)."""
-    from ..pipeline import track
+    then propagates ``request`` with the session's tracker into ``store``."""
+    from ..pipeline import track_in_store
 
-    events = session.events
-    first, last = check_request(session.prompts(), session.num_frames, direction, start, end, obj_ids)
-    session.wait_idle(prefetch=True)
-    began = time.monotonic()
-    order: list[int] = []  # frames in the order computed; the writer writes them in this order
-    announced = 0
-    last_event = time.monotonic()
-    outcome.update(run_id=None, status="failed", frames=0, error=None)
-
-    def announce(upto: int) -> None:
-        nonlocal announced, last_event
-        if upto > announced:
-            done = order[announced:upto]
-            events.labels_changed.emit(min(done), max(done))
-            announced, last_event = upto, time.monotonic()
-
+    engine.wait_idle(prefetch=True)
+    report.begin()
     try:
-        for p in track(
-            session.source,
-            None,
-            session.store,
-            model=session.model,
-            direction=direction,
-            start=start,
-            end=end,
-            cancel=cancel,
-            obj_ids=obj_ids,
-            tracker=session.tracker,
-        ):
-            if outcome["run_id"] is None:
-                outcome["run_id"] = p.run_id
-                events.run_started.emit(RunStarted(p.run_id, direction, first, last, p.total))
-            order.append(p.frame)
-            outcome["frames"] = p.computed
-            events.run_progressed.emit(p)
-            if time.monotonic() - last_event >= LABELS_EVENT_INTERVAL:
-                announce(p.written)
+        for p in track_in_store(store, engine.source, model=engine.require_model(),
+                                request=request, cancel=cancel, tracker=engine.tracker):
+            report.progressed(p)
             yield p
-        cancelled = cancel is not None and cancel.is_set()
-        outcome["status"] = "cancelled" if cancelled else "completed"
+        report.ended("cancelled" if cancel is not None and cancel.is_set() else "completed")
     except GeneratorExit:
-        outcome["status"] = "cancelled"
+        report.ended("cancelled")
         raise
     except BaseException as exc:
-        outcome["error"] = str(exc)
-        events.error.emit(exc)
+        report.ended("failed", exc)
         raise
     finally:
-        announce(len(order))  # the writer has finished when track() ends
-        if order:
-            objects = sorted(obj_ids) if obj_ids is not None else sorted({o for o, _ in session.prompts()})
-            session.activity.log("propagate", frames=(min(order), max(order)), objects=objects,
-                                 seconds=time.monotonic() - began, direction=direction)
+        report.close()
 
 
 class PropagationRun:
     """Iterator over a propagation's progress. It frees the session and announces
     ``run_finished`` when the run ends, fails or is closed (even before its first frame)."""
 
-    def __init__(self, events, gen: Iterator["Progress"], running: threading.Lock, outcome: dict[str, Any]):
+    def __init__(self, events: SessionEvents, gen: Iterator["Progress"], running: threading.Lock,
+                 outcome: dict[str, Any]):
         self._events = events
         self._gen = gen
         self._running = running
