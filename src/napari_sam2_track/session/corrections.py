@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PromptError
-from ..project import COL
+from ..project import COL, STATE_NOT_RUN
 from ..review import segments
 from .events import KeyframePrompt, PromptKey
 
-__all__ = ["Correction", "CorrectionsMixin", "keyframe_prompt"]
+__all__ = ["Correction", "CorrectionsMixin", "keyframe_prompt", "propagated_around"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,23 @@ def keyframe_prompt(p) -> KeyframePrompt:
     )
 
 
+def propagated_around(store, obj_id: int, frame: int, start: int, end: int) -> tuple[int, int]:
+    """The run of frames around ``frame`` inside ``start..end`` that hold a result for
+    ``obj_id`` (its table's ``state`` is not ``not_run``: propagated, absent, prompted or
+    edited); ``frame`` itself always belongs."""
+    try:
+        states = np.asarray(store.group[f"objects/{obj_id}/table"][start : end + 1, COL["state"]], np.float64)
+    except KeyError:
+        return frame, frame
+    done = np.isfinite(states) & (states != STATE_NOT_RUN)
+    done[frame - start] = True
+    gaps = np.flatnonzero(~done)
+    before, after = gaps[gaps < frame - start], gaps[gaps > frame - start]
+    first = start + (int(before[-1]) + 1 if len(before) else 0)
+    last = start + (int(after[0]) - 1 if len(after) else end - start)
+    return first, last
+
+
 class CorrectionsMixin:
     """Segment re-propagation and its undo (mixed into :class:`~.core.AnnotationSession`)."""
 
@@ -70,8 +87,11 @@ class CorrectionsMixin:
 
     # ---------------------------------------------------------------- queries
     def correction_segment(self, obj_id: int, frame: int) -> tuple[int, int]:
-        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates."""
-        return segments.correction_segment(self.store, obj_id, frame)
+        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates: those
+        between its neighbouring keyframes, clipped to the frames around ``frame`` that a
+        propagation produced (a correction never extends into frames never propagated)."""
+        start, end = segments.correction_segment(self.store, obj_id, frame)
+        return propagated_around(self.store, obj_id, frame, start, end)
 
     def was_propagated(self, obj_id: int, frame: int) -> bool:
         """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""
