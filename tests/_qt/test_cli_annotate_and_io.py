@@ -14,6 +14,7 @@ from napari_sam2_track import _napari_io as io  # noqa: E402
 from napari_sam2_track.cli.main import build_parser, main  # noqa: E402
 from napari_sam2_track.cli.annotate import open_annotation_viewer  # noqa: E402
 from napari_sam2_track.project import STATE_EDITED, ProjectStore  # noqa: E402
+from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 
 
 def test_manifest_validates_with_imports():

@@ -13,6 +13,7 @@ from qtpy.QtCore import QPoint, Qt  # noqa: E402
 from napari_sam2_track._qt._hub import hub_for  # noqa: E402
 from napari_sam2_track._qt.review_dock import TABLE_COLUMNS, ReviewWidget  # noqa: E402
 from napari_sam2_track._qt.review_timeline import LABEL_WIDTH, ROW_HEIGHT  # noqa: E402
+from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 from napari_sam2_track.project import STATE_PROPAGATED, ProjectStore  # noqa: E402
 from napari_sam2_track.prompts import ObjectSpec, Prompt  # noqa: E402
 from napari_sam2_track.review import read_review  # noqa: E402

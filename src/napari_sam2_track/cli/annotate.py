@@ -74,6 +74,7 @@ def open_annotation_viewer(
     frames: int = 60,
     size: tuple[int, int] = (256, 256),
     show: bool = True,
+    screen_size: tuple[int, int] | None = None,
 ) -> AnnotationViewer:
     """Create a napari viewer with the video (or sample) and the docks; returns
     ``(viewer, schema_dock, prompt_dock, review_dock)``. Input errors are raised before any
@@ -104,6 +105,7 @@ def open_annotation_viewer(
     review_dw, review_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
     schema_dw, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
     arrange_docks(viewer, [prompt_dw, review_dw, schema_dw])
+    fit_window(viewer, prompt_dw, screen_size)
     if loaded_schema is not None:
         schema_dock.set_schema(loaded_schema)
         schema_dock.hub.schema = loaded_schema
@@ -111,20 +113,13 @@ def open_annotation_viewer(
     prompt_dock.open_project(project, layer=image)
     if show:
         viewer.window.show()
-        arrange_docks(viewer, [prompt_dw, review_dw, schema_dw])  # again, now that it has its size
+        fit_window(viewer, prompt_dw, screen_size)  # again, now that the docks have their sizes
     fit_view_when_shown(viewer)
     return AnnotationViewer(viewer, schema_dock, prompt_dock, review_dock)
 
 
-def arrange_docks(viewer, docks: list, screen_size: tuple[int, int] | None = None) -> None:
-    """One tab per dock, the first in front, with short titles; the window fitted to the screen
-    (``screen_size``: the available ``(width, height)``, default the primary screen's) and the
-    docks' column given :data:`~napari_sam2_track._qt._widgets.DOCK_WIDTH` of it."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QApplication
-
-    from .._qt._widgets import DOCK_WIDTH
-
+def arrange_docks(viewer, docks: list) -> None:
+    """One tab per dock, the first in front, with short titles."""
     qt_window = viewer.window._qt_window
     for dw in docks:
         title = DOCK_TITLES.get(dw.name.split(" (")[0], dw.name)
@@ -137,6 +132,20 @@ def arrange_docks(viewer, docks: list, screen_size: tuple[int, int] | None = Non
         qt_window.tabifyDockWidget(docks[0], dw)
     docks[0].show()
     docks[0].raise_()
+
+
+def fit_window(viewer, dock, screen_size: tuple[int, int] | None = None) -> None:
+    """The window fitted to the screen (``screen_size``: the available ``(width, height)``,
+    default the primary screen's), ``dock`` in front, the docks' column at most
+    :data:`~napari_sam2_track._qt._widgets.DOCK_WIDTH` wide and the canvas at least half the
+    window."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    from .._qt._widgets import DOCK_WIDTH
+
+    qt_window = viewer.window._qt_window
+    dock.raise_()
     if screen_size is None:
         screen = QApplication.primaryScreen()
         if screen is None:
@@ -149,7 +158,7 @@ def arrange_docks(viewer, docks: list, screen_size: tuple[int, int] | None = Non
     left = [dw for dw in left if dw is not None and not dw.isHidden()]
     left_width = max([dw.minimumSizeHint().width() for dw in left] + [LEFT_DOCK_WIDTH]) if left else 0
     ours = max(min(DOCK_WIDTH, width - width // 2 - left_width - 40), 240)  # the canvas keeps half
-    qt_window.resizeDocks([docks[0], *left], [ours] + [left_width] * len(left), Qt.Orientation.Horizontal)
+    qt_window.resizeDocks([dock, *left], [ours] + [left_width] * len(left), Qt.Orientation.Horizontal)
 
 
 def fit_view_when_shown(viewer) -> None:
