@@ -360,11 +360,12 @@ class ReviewWidget(ScrollDock):
         table.setRowCount(len(tracks))
         for row, t in enumerate(tracks):
             counts = t.flag_counts()
-            values = (t.id, t.spec.name, t.spec.category, t.frames_present, t.first_frame, t.last_frame,
-                      len(t.keyframes), len(t.flags),
-                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                      t.qc_status())
-            for col, value in enumerate(values):
+            cells = {"id": t.id, "name": t.spec.name, "category": t.spec.category,
+                     "frames present": t.frames_present, "first": t.first_frame, "last": t.last_frame,
+                     "keyframes": len(t.keyframes), "flags": len(t.flags),
+                     "flags by kind": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                     "QC status": t.qc_status()}
+            for col, value in enumerate(cells[name] for name in TABLE_COLUMNS):
                 item = _Item(value)
                 item.setData(Qt.ItemDataRole.UserRole, t.id)
                 if TABLE_COLUMNS[col] == "QC status":
