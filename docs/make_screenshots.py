@@ -215,6 +215,8 @@ def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected
     _wait(app, lambda: not review.loading)
     review.select_object(corrected.id)
     _shot(viewer, app, "review_dock.png")
+    review.select_object(rejected.id)  # its decision, with the reviewer and the comment
+    _settle(app, 0.5)
     review.scroll_area.ensureWidgetVisible(review.decision_list)
     _shot(viewer, app, "review_qc.png")
     OUT.mkdir(exist_ok=True)

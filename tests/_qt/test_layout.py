@@ -98,6 +98,8 @@ def test_annotate_layout_fits_the_screen(qtbot, tmp_path, screen):
             dw.raise_()
             _settle(0.2)
             assert unreachable_buttons(window, dock) == []
+            # the content fits the column's width: nothing to scroll sideways for
+            assert dock.scroll_area.horizontalScrollBar().maximum() == 0, type(dock).__name__
         wrappers[0].raise_()
         _check_long_texts_keep_the_size(window, docks)
     finally:

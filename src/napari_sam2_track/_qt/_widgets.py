@@ -97,7 +97,7 @@ class StatusLine(QLabel):
 
     def _elide_wrapped(self, metrics: QFontMetrics, text: str, width: int) -> str:
         """The longest start of ``text`` (then "…") that wraps into ``lines`` lines."""
-        room = metrics.lineSpacing() * self.lines
+        room = metrics.lineSpacing() * self.lines + metrics.lineSpacing() // 2  # not one more line
 
         def fits(candidate: str) -> bool:
             flags = int(Qt.TextFlag.TextWordWrap.value if hasattr(Qt.TextFlag.TextWordWrap, "value")

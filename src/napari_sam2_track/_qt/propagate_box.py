@@ -166,11 +166,12 @@ class PropagateBox(QGroupBox):
             self.status_label.setText("cancelling… (stops after the frame being computed)")
 
     def _on_progress(self, p: Any) -> None:
-        if self._pbar is not None:
-            if not self._pbar.total:
-                self._pbar.total = p.total
-            self._pbar.update(1)
-            self._pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+        pbar = self._pbar  # its update may let the run's end close it meanwhile
+        if pbar is not None:
+            if not pbar.total:
+                pbar.total = p.total
+            pbar.update(1)
+            pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
         if not self.cancelling:  # "cancelling…" stays until the run has stopped
             self.status_label.setText(
                 f"frame {p.frame}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")

@@ -25,6 +25,8 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
+    QFrame,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -197,7 +199,14 @@ class ReviewWidget(ScrollDock):
         queue.addWidget(self.next_correction_button)
         form.addRow("masklet", self.masklet_combo)
         form.addRow("samples", self.samples_spin)
-        form.addRow(self.crops)
+        crops_area = QScrollArea()  # six crops are wider than the dock: they scroll sideways
+        crops_area.setWidget(self.crops)
+        crops_area.setWidgetResizable(True)
+        crops_area.setFrameShape(QFrame.Shape.NoFrame)
+        crops_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        crops_area.setFixedHeight(132)
+        crops_area.setMinimumWidth(100)
+        form.addRow(crops_area)
         form.addRow("reviewer", self.reviewer_edit)
         form.addRow("comment", self.comment_edit)
         form.addRow(buttons)

@@ -162,7 +162,7 @@ class ReportWindow(QDialog):
         self.plot.setToolTip(PLOT_TIP)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.plot)
-        self.resize(760, 520)
+        self.resize(980, 560)
 
 
 class ReportBox(QGroupBox):
