@@ -73,6 +73,10 @@ def test_annotate_cli_errors(tmp_path, capsys):
     assert "either a VIDEO or --sample" in capsys.readouterr().err
     assert main(["annotate", str(tmp_path / "missing.mp4")]) == 2
     assert "not found" in capsys.readouterr().err
+    args = build_parser().parse_args(["annotate", "--sample", "cells", "--model", "m.pt", "--image-size", "512"])
+    assert (args.model, args.image_size, args.device) == ("m.pt", 512, None)
+    assert main(["annotate", "--sample", "cells", "--image-size", "100"]) == 2  # before any window
+    assert "image size 100" in capsys.readouterr().err
 
 
 def test_tiff_reader_is_lazy(tmp_path):
