@@ -75,9 +75,10 @@ def _check_long_texts_keep_the_size(window, docks) -> None:
 
 
 @pytest.mark.parametrize("screen", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_annotate_layout_fits_the_screen(qtbot, tmp_path, screen):
+def test_annotate_layout_fits_the_screen(make_napari_viewer, qtbot, tmp_path, screen):
     viewer, schema_dock, prompt_dock, review_dock = open_annotation_viewer(
-        sample="cells", frames=6, size=(64, 64), project=tmp_path / "c.zarr", screen_size=screen)
+        sample="cells", frames=6, size=(64, 64), project=tmp_path / "c.zarr", screen_size=screen,
+        viewer=make_napari_viewer())
     try:
         window = viewer.window._qt_window
         docks = [prompt_dock, review_dock, schema_dock]

@@ -129,12 +129,18 @@ def test_attributes_are_set_on_an_object_and_apply_confirms(make_napari_viewer, 
     assert stored.attributes == {"truncated": True, "side": "left"}
 
 
-def test_sample_project_location_and_next_step(qtbot):
+def test_sample_project_location_and_next_step(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import tempfile
+
     from napari_sam2_track.cli.annotate import open_annotation_viewer
 
-    viewer, _, dock, _ = open_annotation_viewer(sample="cells", frames=6, size=(64, 64), show=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the "temporary folder" of this test
+
+    viewer, _, dock, _ = open_annotation_viewer(sample="cells", frames=6, size=(64, 64), show=False,
+                                                viewer=make_napari_viewer())
     try:
         path = dock.session.store.path
+        assert path.is_relative_to(tmp_path)
         text = dock.project_box.location_label.text()
         assert "temporary folder" in text
         assert f"napari-sam2-track annotate --sample cells --frames 6 --project {path}" in text

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from .. import settings
 from ..engine.spec import ModelSpec
+from ..errors import ModelError
 from ._hub import ProjectHub
 from ._widgets import StatusLine
 
@@ -176,15 +177,8 @@ class ModelBox(QGroupBox):
         before = f"still using {current.name}" if current is not None else NO_MODEL
         message = dock_words(str(exc))
         self._show(f"{before}: {message}", error=True)
-        self.on_error(type(exc)(message) if message != str(exc) and _rebuildable(exc) else exc)
+        self.on_error(ModelError(message) if isinstance(exc, ModelError) else exc)
 
     def _show(self, text: str, error: bool = False) -> None:
         self.model_label.set_text(text, error=error)
 
-
-def _rebuildable(exc: BaseException) -> bool:
-    try:
-        type(exc)("x")
-    except Exception:  # noqa: BLE001 - an exception class with another signature
-        return False
-    return True

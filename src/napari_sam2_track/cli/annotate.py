@@ -75,10 +75,11 @@ def open_annotation_viewer(
     size: tuple[int, int] = (256, 256),
     show: bool = True,
     screen_size: tuple[int, int] | None = None,
+    viewer: Any = None,
 ) -> AnnotationViewer:
-    """Create a napari viewer with the video (or sample) and the docks; returns
-    ``(viewer, schema_dock, prompt_dock, review_dock)``. Input errors are raised before any
-    window opens."""
+    """Create a napari viewer (or use ``viewer``) with the video (or sample) and the docks;
+    returns ``(viewer, schema_dock, prompt_dock, review_dock)``. Input errors are raised before
+    any window opens."""
     from .. import _napari_io as io
     from ..schema import Schema
 
@@ -98,7 +99,8 @@ def open_annotation_viewer(
 
     import napari
 
-    viewer = napari.Viewer(show=False, title=f"napari-sam2-track: {Path(str(video or sample)).name}")
+    if viewer is None:
+        viewer = napari.Viewer(show=False, title=f"napari-sam2-track: {Path(str(video or sample)).name}")
     added = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layers]
     image = added[0]
     prompt_dw, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt and Propagate")
