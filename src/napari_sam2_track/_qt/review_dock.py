@@ -301,7 +301,12 @@ class ReviewWidget(ScrollDock):
     def _on_loaded(self, session, data: ReviewData) -> None:
         if session is not self.session:
             return
-        self._show(data)
+        try:
+            self._show(data)
+        except RuntimeError as exc:  # the dock was closed while the project was read
+            if "deleted" in str(exc):
+                return
+            raise
         self.refreshed.emit()
 
     def _on_load_error(self, exc: BaseException) -> None:
