@@ -1,4 +1,4 @@
-"""Render the napari docks in use to PNG files under docs/images/.
+"""Render the napari docks in use to PNG files under docs/images/, in a 1366 x 768 window.
 
 Schema, Prompt and Propagate (prompts, a propagation, a hand edit) and Review (after a
 correction on a flagged frame and two QC decisions: table, timeline, Correct box, crops, report
@@ -26,6 +26,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "images"
+#: the screen the screenshots show (a common laptop screen)
+SCREEN = (1366, 768)
 
 
 def _model(name: str | None, device: str):
@@ -103,10 +105,10 @@ def main(argv=None) -> int:
 
     # 1. Schema dock on the instruments sample
     viewer, schema_dock, dock, review_dock = open_annotation_viewer(
-        sample="instruments", frames=args.frames, size=size, project=tmp / "instruments.zarr"
+        sample="instruments", frames=args.frames, size=size, project=tmp / "instruments.zarr",
+        screen_size=SCREEN,
     )
     app = QApplication.instance()
-    viewer.window._qt_window.resize(1500, 950)
     schema_dock.add_attribute("handedness", "choice", "left, right", "hand holding the tool")
     schema_dock.add_attribute("truncated", "bool", "", "cut by the image border")
     schema_dock.edge_policy.setCurrentText("flag")
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
     pbar = lambda: dock.propagate_box._pbar  # noqa: E731
     _wait(app, lambda: pbar() is not None and pbar().n >= max(2, args.frames // 3))
     viewer.dims.set_current_step(0, int(pbar().n) - 1)
+    dock.scroll_area.ensureWidgetVisible(dock.propagate_box.status_label)
     _shot(viewer, app, "propagation.png")
     _wait(app, lambda: not dock.running)
     assert worker is not None
@@ -190,14 +193,8 @@ def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected
     """The Review dock after a correction of ``corrected`` on its worst flagged frame, with
     ``approved`` / ``rejected`` masklets decided: its table, timeline, QC box and report plot."""
     review.reviewer_edit.setText("ben")
+    review.comment_edit.setText("edges follow the tool")
     docks["Review (napari-sam2-track)"].raise_()
-    try:
-        from qtpy.QtCore import Qt
-
-        wrapper = docks["Review (napari-sam2-track)"]
-        viewer.window._qt_window.resizeDocks([wrapper], [640], Qt.Orientation.Horizontal)
-    except (AttributeError, KeyError):
-        pass
     _wait(app, lambda: review.data is not None and not review.loading)
     for obj, status in ((approved, "satisfactory"), (rejected, "unsatisfactory")):
         review.select_object(obj.id)
@@ -218,9 +215,16 @@ def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected
     _wait(app, lambda: not review.loading)
     review.select_object(corrected.id)
     _shot(viewer, app, "review_dock.png")
+    review.select_object(rejected.id)  # its decision, with the reviewer and the comment
+    _settle(app, 0.5)
+    review.scroll_area.ensureWidgetVisible(review.decision_list)
+    _shot(viewer, app, "review_qc.png")
     OUT.mkdir(exist_ok=True)
+    window = review.report_box.open_window()
+    _settle(app, 0.5)
     path = OUT / "review_report_plot.png"
-    review.report_box.grab().save(str(path))
+    window.grab().save(str(path))
+    window.close()
     print("wrote", path)
 
 

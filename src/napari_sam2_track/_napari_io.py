@@ -85,10 +85,16 @@ def _reader(read):
         paths = path if isinstance(path, list) else [path]
         layers = []
         for p in paths:
-            layers.extend(read(p))
-        return layers
+            layers.extend(layer for layer in read(p) if layer[0] is not None)
+        return layers or NO_LAYERS
 
     return reader
+
+
+#: What a reader returns for a file it accepted but could not read: napari's "no layers, on
+#: purpose" value. The reason has been shown to the user (a notification) instead of napari's
+#: "returned no data" error with a traceback.
+NO_LAYERS = [(None,)]
 
 
 def _read_source(path) -> list[tuple]:
@@ -100,7 +106,7 @@ def _read_source(path) -> list[tuple]:
         from napari.utils.notifications import show_error
 
         show_error(str(exc))
-        return []
+        return NO_LAYERS
     if not hasattr(source, "read_slice"):
         return [image_layer_data(source)]
     return [volume_layer_data(source)]

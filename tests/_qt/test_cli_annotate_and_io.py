@@ -14,6 +14,7 @@ from napari_sam2_track import _napari_io as io  # noqa: E402
 from napari_sam2_track.cli.main import build_parser, main  # noqa: E402
 from napari_sam2_track.cli.annotate import open_annotation_viewer  # noqa: E402
 from napari_sam2_track.project import STATE_EDITED, ProjectStore  # noqa: E402
+from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 
 
 def test_manifest_validates_with_imports():
@@ -72,6 +73,10 @@ def test_annotate_cli_errors(tmp_path, capsys):
     assert "either a VIDEO or --sample" in capsys.readouterr().err
     assert main(["annotate", str(tmp_path / "missing.mp4")]) == 2
     assert "not found" in capsys.readouterr().err
+    args = build_parser().parse_args(["annotate", "--sample", "cells", "--model", "m.pt", "--image-size", "512"])
+    assert (args.model, args.image_size, args.device) == ("m.pt", 512, None)
+    assert main(["annotate", "--sample", "cells", "--image-size", "100"]) == 2  # before any window
+    assert "image size 100" in capsys.readouterr().err
 
 
 def test_tiff_reader_is_lazy(tmp_path):

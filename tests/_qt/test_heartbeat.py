@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from test_prompt_widget import _click, _docks, _viewer_with_cells, errors  # noqa: E402,F401
+from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 
 LIMIT = 0.1  # seconds
 

@@ -29,6 +29,15 @@ from napari_sam2_track.project import (  # noqa: E402
 N_FRAMES, SIZE = 8, (96, 96)
 
 
+@pytest.fixture(autouse=True)
+def own_settings(tmp_path, monkeypatch):
+    """The dock's remembered settings live under tmp_path, never in the user's config."""
+    from napari_sam2_track import settings
+
+    monkeypatch.setenv(settings.ENV_DIR, str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
 @pytest.fixture
 def errors(monkeypatch):
     """Messages shown with napari's show_error."""

@@ -13,6 +13,7 @@ from qtpy.QtCore import QPoint, Qt  # noqa: E402
 from napari_sam2_track._qt._hub import hub_for  # noqa: E402
 from napari_sam2_track._qt.review_dock import TABLE_COLUMNS, ReviewWidget  # noqa: E402
 from napari_sam2_track._qt.review_timeline import LABEL_WIDTH, ROW_HEIGHT  # noqa: E402
+from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 from napari_sam2_track.project import STATE_PROPAGATED, ProjectStore  # noqa: E402
 from napari_sam2_track.prompts import ObjectSpec, Prompt  # noqa: E402
 from napari_sam2_track.review import read_review  # noqa: E402
@@ -143,6 +144,27 @@ def test_approve_reject_round_trip(dock, qtbot):
     assert [d.status for d in state.decisions] == ["satisfactory", "unsatisfactory"]
     assert _cell(dock, 2, "QC status") == "rejected (6/16 frames)"
     assert dock.queue_label.text() == "1 to correct"
+    # who decided, with the comment, newest first; the reviewer's name is remembered
+    texts = dock.decision_list.texts()
+    assert len(texts) == 2 and texts[0].startswith("✗ frames 0-5 rejected by ana")
+    assert texts[1].startswith("✓ frames 10-19 approved by ana") and '"clean edges"' in texts[1]
+    from napari_sam2_track import settings
+
+    assert settings.reviewer() == "ana"
+    assert ReviewWidget(dock.viewer).reviewer_edit.text() == "ana"
+
+
+def test_flag_reasons_are_shown(dock, qtbot):
+    dock.select_object(1)
+    flags = find_flags(dock.session.store).flags_of(1)
+    jump = next(f for f in flags if f.kind == "jump")
+    texts = dock.flag_list.texts()
+    assert any(t.startswith(f"frame {jump.frame}") and jump.reason in t for t in texts)
+    dock.go_to_frame(jump.frame)
+    assert jump.reason in dock.flag_label.text() and dock.flag_label.text().startswith("flagged:")
+    row = next(i for i, t in enumerate(texts) if t.startswith("frame 0"))
+    dock.flag_list.itemClicked.emit(dock.flag_list.item(row))
+    assert int(dock.viewer.dims.current_step[0]) == 0
 
 
 def test_correction_queue_next_previous(dock, qtbot):
@@ -330,3 +352,4 @@ def test_correction_from_a_flagged_frame_with_undo(make_napari_viewer, qtbot, tm
     assert session.keyframes(a.id) == [0, n - 1]
     qtbot.waitUntil(lambda: not review.loading and review.track.undo is None, timeout=30_000)
     assert not review.correct_box.undo_button.isEnabled()
+    assert review.timeline.segment is None and review.timeline.segment_rect() is None  # the outline went

@@ -8,7 +8,9 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -16,7 +18,9 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..errors import PromptError
@@ -35,6 +39,7 @@ class ObjectsBox(QGroupBox):
         vb = QVBoxLayout(self)
         self.objects_list = QListWidget()
         self.objects_list.currentItemChanged.connect(self._on_item_selected)
+        self.objects_list.setMaximumHeight(110)
         vb.addWidget(self.objects_list)
         row = QHBoxLayout()
         self.add_object_btn = QPushButton("Add")
@@ -52,6 +57,10 @@ class ObjectsBox(QGroupBox):
         self.category_combo.activated.connect(lambda _i: self.set_category(self.category_combo.currentText()))
         form.addRow("Category", self.category_combo)
         vb.addLayout(form)
+        #: one editor per attribute of the schema, for the active object
+        self.attribute_editors: dict[str, QWidget] = {}
+        self.attributes_form = QFormLayout()
+        vb.addLayout(self.attributes_form)
         hub.session_changed.connect(self._attach)
         hub.schema_changed.connect(lambda _schema: self.refresh())
         self._attach(hub.session)
@@ -83,12 +92,74 @@ class ObjectsBox(QGroupBox):
                 self.objects_list.setCurrentItem(item)
         self.objects_list.blockSignals(False)
         self.category_combo.clear()
+        obj = None
         if session is not None:
             self.category_combo.addItems(session.schema.category_names())
             if session.active_id is not None:
                 obj = session.object(session.active_id)
                 self.name_edit.setText(obj.name)
                 self.category_combo.setCurrentText(obj.category or "")
+        self._show_attributes(session.schema.attributes if session is not None else [], obj)
+
+    # --------------------------------------------------------------- attributes
+    def _show_attributes(self, specs: list, obj: Any) -> None:
+        """Editors for the schema's attributes, showing the active object's values."""
+        names = [a.name for a in specs]
+        if names != list(self.attribute_editors):
+            while self.attributes_form.rowCount():
+                self.attributes_form.removeRow(0)
+            self.attribute_editors = {a.name: self._editor(a) for a in specs}
+            for a in specs:
+                self.attributes_form.addRow(a.name, self.attribute_editors[a.name])
+        for a in specs:
+            editor = self.attribute_editors[a.name]
+            value = obj.attributes.get(a.name, a.default) if obj is not None else a.default
+            editor.blockSignals(True)
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                editor.setValue(value if value is not None else 0)
+            elif isinstance(editor, QComboBox):
+                editor.setCurrentText("" if value is None else str(value))
+            else:
+                editor.setText("" if value is None else str(value))
+            editor.setEnabled(obj is not None)
+            editor.blockSignals(False)
+
+    def _editor(self, spec: Any) -> QWidget:
+        name = spec.name
+        if spec.kind == "bool":
+            editor = QCheckBox()
+            editor.toggled.connect(lambda on: self.set_attribute(name, bool(on)))
+        elif spec.kind == "int":
+            editor = QSpinBox()
+            editor.setRange(-2**31, 2**31 - 1)
+            editor.editingFinished.connect(lambda: self.set_attribute(name, editor.value()))
+        elif spec.kind == "float":
+            editor = QDoubleSpinBox()
+            editor.setRange(-1e12, 1e12)
+            editor.setDecimals(3)
+            editor.editingFinished.connect(lambda: self.set_attribute(name, editor.value()))
+        elif spec.kind == "choice":
+            editor = QComboBox()
+            editor.addItems(["", *spec.choices])
+            editor.activated.connect(lambda _i: self.set_attribute(name, editor.currentText() or None))
+        else:
+            editor = QLineEdit()
+            editor.editingFinished.connect(lambda: self.set_attribute(name, editor.text() or None))
+        editor.setToolTip(spec.description or f"{spec.kind} attribute of the selected object")
+        return editor
+
+    def set_attribute(self, name: str, value: Any, obj_id: int | None = None) -> None:
+        """Set attribute ``name`` of the active object (or ``obj_id``)."""
+        session = self.hub.session
+        obj_id = session.active_id if session is not None and obj_id is None else obj_id
+        if session is None or obj_id is None:
+            return
+        try:
+            session.set_attribute(obj_id, name, value)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.on_error(exc)
 
     def add_object(self, name: str = "", category: str | None = None):
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..errors import PromptError, SourceError
 from ..session import AnnotationSession, check_layer_shape, default_store_path
 from ..session.layers import schema_for_layer
 from ._hub import ProjectHub
+from ._widgets import StatusLine
 
 
 def layer_metadata(layer: Any) -> dict:
@@ -58,6 +60,37 @@ def _open_session(source: Any, path: Path, prepare: Callable[[AnnotationSession]
     return session
 
 
+OPEN_TEXT = "Open project"
+OPEN_OTHER_TEXT = "Open another project"
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` lies in the system's temporary folder (emptied at some point)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    except OSError:
+        return False
+
+
+def reopen_command(path: Path, layer: Any = None) -> str:
+    """The command that opens the project at ``path`` again with its video or sample."""
+    meta = layer_metadata(layer) if layer is not None else {}
+    if meta.get("kind") == "sample":
+        frames = int(layer.data.shape[0])
+        extra = "" if frames == 60 else f" --frames {frames}"
+        return f"napari-sam2-track annotate --sample {meta.get('sample')}{extra} --project {path}"
+    video = layer_path(layer) if layer is not None else None
+    return f"napari-sam2-track annotate {video or 'VIDEO'} --project {path}"
+
+
+def describe_location(path: Path, layer: Any = None) -> str:
+    """One line: where the project is; for a temporary folder, that it is one and how to reopen it."""
+    if is_temporary(path):
+        return (f"In a temporary folder; reopen it with: {reopen_command(path, layer)} "
+                "(copy or export it to keep it)")
+    return f"project: {path}"
+
+
 class ProjectBox(QGroupBox):
     """Image layer + project path -> *Open project* -> ``hub.set_session``."""
 
@@ -88,9 +121,13 @@ class ProjectBox(QGroupBox):
         row.addWidget(self.path_edit)
         row.addWidget(browse)
         form.addRow("Project", row)
-        self.open_btn = QPushButton("Open project")
+        self.open_btn = QPushButton(OPEN_TEXT)
         self.open_btn.clicked.connect(lambda: self.open_project(background=True))
         form.addRow(self.open_btn)
+        #: where the open project is (and, for a temporary one, how to reopen it)
+        self.location_label = StatusLine("no project open", lines=4)
+        form.addRow(self.location_label)
+        hub.session_changed.connect(self._show_location)
         viewer.layers.events.inserted.connect(self.refresh_image_choices)
         viewer.layers.events.removed.connect(self.refresh_image_choices)
         self.refresh_image_choices()
@@ -181,7 +218,16 @@ class ProjectBox(QGroupBox):
     def _open_finished(self) -> None:
         self.worker = None
         self.open_btn.setEnabled(True)
-        self.open_btn.setText("Open project")
+        self._show_location(self.hub.session)
+
+    def _show_location(self, session: AnnotationSession | None) -> None:
+        if self.worker is not None:
+            return
+        self.open_btn.setText(OPEN_TEXT if session is None else OPEN_OTHER_TEXT)
+        if session is None:
+            self.location_label.set_text("no project open")
+            return
+        self.location_label.set_text(describe_location(session.store.path, self.image_layer))
 
     def _opened(self, session: AnnotationSession, path: Path, layer: Any, background: bool = False) -> None:
         self.path_edit.setText(str(path))

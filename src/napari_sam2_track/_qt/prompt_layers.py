@@ -114,6 +114,16 @@ def build_layers(session: Any, name: str, positive: bool = True) -> BuiltLayers:
     return BuiltLayers(session, name, labels_data, colors, labels, shapes, points, (positive, obj))
 
 
+#: the least width and height of a box prompt (pixels): smaller is a click, not a drag
+MIN_BOX_SIDE = 2.0
+
+
+def box_size(rectangle: Any) -> tuple[float, float]:
+    """``(width, height)`` of a boxes-layer rectangle."""
+    _, (x0, y0, x1, y1) = conv.box_from_rectangle(rectangle)
+    return abs(x1 - x0), abs(y1 - y0)
+
+
 class PromptLayers:
     """Layers of one session on a viewer, and the user's input on them.
 
@@ -424,6 +434,12 @@ class PromptLayers:
         layer = self.shapes_layer
         if self.session is None or layer is None:
             return
+        tiny = [i for i, d in enumerate(layer.data) if min(box_size(d)) < MIN_BOX_SIDE]
+        if tiny:  # a click on the boxes layer, not a drag: no keyframe
+            w, h = box_size(layer.data[tiny[-1]])
+            self._remove_rows(layer, tiny)
+            self.on_error(PromptError(
+                f"a box of {w:.0f} x {h:.0f} px is not a prompt: press, drag across the object and release"))
         self._applying = True
         try:
             edit = conv.apply_boxes(self.session, list(layer.data), list(layer.features["object"]))

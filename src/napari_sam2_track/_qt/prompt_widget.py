@@ -27,11 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import QVBoxLayout, QWidget
-
 from ..session import AnnotationSession
 from ._gui_thread import SessionLink
 from ._hub import hub_for, report
+from ._widgets import ScrollDock
 from .export_box import ExportBox
 from .model_box import ModelBox
 from .objects_box import ObjectsBox
@@ -52,7 +51,27 @@ Labels: paint or erase with napari's tools; edits are saved and the frames marke
   Delete a click: select it (clicks layer, select mode) and press Backspace/Delete."""
 
 
-class PromptWidget(QWidget):
+def next_step(hub: Any) -> str:
+    """What to do next, from the state of the viewer's project, model, objects and prompts."""
+    session = hub.session
+    if session is None:
+        return "Start here: choose the video's image layer and press 'Open project'."
+    if session.running:
+        return "Propagating… Cancel stops it after the frame being computed."
+    if hub.model is None:
+        return "Next: load a model (Model: a size, or a local .pt with '…' and its input size)."
+    if not session.objects:
+        return "Next: press 'Add' under Objects, then click on the object in the image."
+    if not session.prompts():
+        return ("Next: click on the object (clicks layer; Alt+click: negative) or draw a box "
+                "around it (Box).")
+    if not session.store.meta.get("runs"):
+        return "Next: press 'Propagate' to track the prompted objects through the video."
+    return ("Review the tracks in the Review dock (a click on a flagged frame corrects it), "
+            "then Export.")
+
+
+class PromptWidget(ScrollDock):
     """Choose the video and project, manage objects, prompt keyframes and propagate."""
 
     def __init__(self, napari_viewer: Any):
@@ -68,32 +87,57 @@ class PromptWidget(QWidget):
         self.prompts_box = PromptsBox(self.hub, self.layers, self._error)
         self.propagate_box = PropagateBox(self.hub, self._error)
         self.export_box = ExportBox(self.hub, self._error, before_export=self.layers.flush_edits)
-        layout = QVBoxLayout(self)
         for box in (self.project_box, self.model_box, self.objects_box, self.prompts_box, self.propagate_box,
                     self.export_box):
-            layout.addWidget(box)
-        layout.addStretch(1)
+            title = box.title()
+            box.setTitle("")
+            box.setFlat(True)
+            self.add_section(title, box)
+        self.content_layout.addStretch(1)
         self._link = SessionLink()
         self.hub.session_changed.connect(self._on_session_changed)
+        self.hub.model_changed.connect(lambda _model: self.show_next_step())
         # Closing the viewer during a run stops the run within one frame.
         self.destroyed.connect(lambda *_, box=self.propagate_box: box.worker and box.worker.quit())
         # ... and stops an export (nothing is left at its output)
         self.destroyed.connect(lambda *_, box=self.export_box: box.worker and box.worker.quit())
-        if self.hub.session is not None:
-            self._on_session_changed(self.hub.session)
+        self._on_session_changed(self.hub.session)
 
     def _error(self, exc: BaseException) -> None:
+        """Show an error in the dock's message line and as a notification."""
         self.last_error = str(exc)
+        self.message.set_text(self.last_error, error=True)
         report(exc)
+
+    def show_next_step(self, *_args: Any) -> None:
+        """Replace the message line with what to do next (an error stays until then)."""
+        try:
+            self.message.set_text(next_step(self.hub))
+        except RuntimeError:  # the dock was deleted
+            return
+        self.show_title()
+
+    def show_title(self) -> None:
+        """The viewer's title: the project and the model in use."""
+        session, model = self.hub.session, self.hub.model
+        project = session.store.path.name if session is not None else "no project"
+        from .model_box import describe_model
+
+        in_use = describe_model(model) if model is not None else "no model"
+        self.viewer.title = f"{project} · {in_use} — napari-sam2-track"
 
     def _on_session_changed(self, session: AnnotationSession | None) -> None:
         self._link.disconnect_all()
         self.layers.disable()
         if session is not None:
             self._link.connect(session.events.error, self._error)
+            ev = session.events
+            for signal in (ev.objects_changed, ev.keyframes_changed, ev.running_changed, ev.run_finished):
+                self._link.connect(signal, self.show_next_step)
             layer = self.project_box.image_layer
             self.layers.enable(session, layer.name if layer is not None else "project",
                                staged=self.project_box.opened_in_background)
+        self.show_next_step()
 
     # ---------------------------------------------------------------- state
     @property
@@ -136,8 +180,9 @@ class PromptWidget(QWidget):
     def set_model(self, model: Any) -> None:
         self.model_box.set_model(model)
 
-    def load_model(self, name: str | None = None, device: str | None = None):
-        return self.model_box.load_model(name, device)
+    def load_model(self, name: str | None = None, device: str | None = None, image_size: int | None = None,
+                   *, spec: Any = None):
+        return self.model_box.load_model(name, device, image_size, spec=spec)
 
     def add_object(self, name: str = "", category: str | None = None):
         return self.objects_box.add_object(name, category)

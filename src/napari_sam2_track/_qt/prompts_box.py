@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 from ..errors import PromptError
 from ._gui_thread import SessionLink
 from ._hub import ProjectHub
+from ._widgets import StatusLine
 from .prompt_layers import PromptLayers
 
 
@@ -58,8 +59,7 @@ class PromptsBox(QGroupBox):
         self.mask_btn.setToolTip("The active object's pixels on this frame become its mask prompt")
         self.mask_btn.clicked.connect(lambda: self.use_label_mask())
         vb.addWidget(self.mask_btn)
-        self.compute_label = QLabel("")
-        self.compute_label.setWordWrap(True)
+        self.compute_label = StatusLine("")
         vb.addWidget(self.compute_label)
         vb.addWidget(QLabel("Keyframes of the active object"))
         self.keyframes_list = QListWidget()

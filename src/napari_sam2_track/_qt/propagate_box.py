@@ -2,22 +2,25 @@
 
 The run is the session's generator (:meth:`AnnotationSession.propagate_iter`) driven by a
 napari generator worker: each yielded progress updates the dock and napari's activity dock;
-*Cancel* calls the worker's ``quit()``, which stops it after the current frame, and the run is
-closed on the worker's own thread (writer flushed, run recorded as ``cancelled``).
+*Cancel* sets the run's cancel event (the tracker checks it before each frame) and calls the
+worker's ``quit()``; the run is closed on the worker's own thread (writer flushed, run recorded
+as ``cancelled``). "cancelling…" stays shown until the run has stopped.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 from superqt.utils import GeneratorWorker
 
 from ..errors import PromptError
 from ._gui_thread import SessionLink
 from ._hub import ProjectHub
+from ._widgets import StatusLine
 
 
 def format_eta(seconds: float) -> str:
@@ -61,6 +64,7 @@ class PropagateBox(QGroupBox):
         self.on_error = on_error
         self.worker = None
         self._pbar = None
+        self._cancel: threading.Event | None = None
         self._link = SessionLink()
         form = QFormLayout(self)
         self.direction_combo = QComboBox()
@@ -72,14 +76,15 @@ class PropagateBox(QGroupBox):
         self.end_spin = QSpinBox()
         for spin in (self.start_spin, self.end_spin):
             spin.setEnabled(False)
+            spin.setMinimumWidth(64)
         self.whole_check.toggled.connect(self._on_whole_toggled)
+        form.addRow("Frames", self.whole_check)
+        self.start_spin.setPrefix("from ")
+        self.end_spin.setPrefix("to ")
         row = QHBoxLayout()
-        row.addWidget(self.whole_check)
-        row.addWidget(QLabel("from"))
-        row.addWidget(self.start_spin)
-        row.addWidget(QLabel("to"))
-        row.addWidget(self.end_spin)
-        form.addRow("Frames", row)
+        row.addWidget(self.start_spin, 1)
+        row.addWidget(self.end_spin, 1)
+        form.addRow("", row)
         row = QHBoxLayout()
         self.propagate_btn = QPushButton("Propagate")
         self.propagate_btn.clicked.connect(lambda: self.propagate())
@@ -89,8 +94,7 @@ class PropagateBox(QGroupBox):
         row.addWidget(self.propagate_btn)
         row.addWidget(self.cancel_btn)
         form.addRow(row)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.status_label = StatusLine("")
         form.addRow(self.status_label)
         hub.session_changed.connect(self._attach)
         self._attach(hub.session)
@@ -109,7 +113,7 @@ class PropagateBox(QGroupBox):
         for spin in (self.start_spin, self.end_spin):
             spin.setRange(0, n - 1)
         self.end_spin.setValue(n - 1)
-        self.status_label.setText(f"project {session.store.path}")
+        self.status_label.setText("")
 
     @property
     def running(self) -> bool:
@@ -130,10 +134,12 @@ class PropagateBox(QGroupBox):
         try:
             if self.hub.session is None:
                 raise PromptError("no project open: choose the image layer and press 'Open project'")
-            run = self.hub.session.propagate_iter(direction, start, end)
+            cancel = threading.Event()
+            run = self.hub.session.propagate_iter(direction, start, end, cancel=cancel)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.on_error(exc)
             return None
+        self._cancel = cancel
         worker = create_worker(_progress_of, run, _worker_class=RunWorker, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(self._on_worker_finished)
@@ -145,25 +151,37 @@ class PropagateBox(QGroupBox):
         worker.start()
         return worker
 
+    @property
+    def cancelling(self) -> bool:
+        """Whether Cancel was pressed and the run has not stopped yet."""
+        return self._cancel is not None and self._cancel.is_set()
+
     def cancel(self) -> None:
-        """Stop the run after the current frame; written frames stay."""
+        """Stop the run before its next frame; written frames stay."""
         if self.worker is not None:
+            if self._cancel is not None:
+                self._cancel.set()
             self.worker.quit()
-            self.status_label.setText("cancelling…")
+            self.cancel_btn.setEnabled(False)
+            self.status_label.setText("cancelling… (stops after the frame being computed)")
 
     def _on_progress(self, p: Any) -> None:
-        if self._pbar is not None:
-            if not self._pbar.total:
-                self._pbar.total = p.total
-            self._pbar.update(1)
-            self._pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
-        self.status_label.setText(f"frame {p.frame}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+        pbar = self._pbar  # its update may let the run's end close it meanwhile
+        if pbar is not None:
+            if not pbar.total:
+                pbar.total = p.total
+            pbar.update(1)
+            pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+        if not self.cancelling:  # "cancelling…" stays until the run has stopped
+            self.status_label.setText(
+                f"frame {p.frame}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
 
     def _on_run_finished(self, outcome: Any) -> None:
         self.status_label.setText(f"propagation {outcome.status}: {outcome.frames} frames")
 
     def _on_worker_finished(self) -> None:
         self.worker = None
+        self._cancel = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None

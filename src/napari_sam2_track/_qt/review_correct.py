@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
 from ._gui_thread import SessionLink, on_gui_thread
+from ._widgets import StatusLine
 
 IDLE_TEXT = "add a prompt on a flagged frame (Prompt dock) to correct it"
 
@@ -47,8 +48,7 @@ class CorrectBox(QGroupBox):
             "A prompt on a frame that was propagated re-propagates that object alone between its\n"
             "neighbouring keyframes (on a worker); the other frames and objects stay as they are.")
         self.auto_check.toggled.connect(self._apply_auto)
-        self.status_label = QLabel(IDLE_TEXT)
-        self.status_label.setWordWrap(True)
+        self.status_label = StatusLine(IDLE_TEXT, lines=2)
         row = QHBoxLayout()
         self.undo_button = QPushButton("Undo")
         self.undo_button.setToolTip("Restore the masks, table rows and prompts the last correction of the\n"
@@ -110,7 +110,10 @@ class CorrectBox(QGroupBox):
                 f"object {c.object}: frames {c.start}-{c.end} re-propagated in {c.seconds:.1f} s")
         if c.object == self.selected:
             self.set_selected(self.selected, None if c.undone else (c.start, c.end))
-        self.segment_changed.emit(c.object, c.start, c.end, False)
+        if c.undone:  # the segment is as it was: nothing to outline any more
+            self.segment_changed.emit(-1, 0, 0, False)
+        else:
+            self.segment_changed.emit(c.object, c.start, c.end, False)
         self.corrected.emit(correction)
 
     # ----------------------------------------------------------------- undo

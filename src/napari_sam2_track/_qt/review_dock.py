@@ -15,16 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
+    QFrame,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -32,22 +34,28 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .. import settings
 from ..review import qc
 from ._gui_thread import SessionLink
 from ._hub import hub_for, report
+from ._widgets import ScrollDock, StatusLine
 from .review_correct import CorrectBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
+from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
-from .review_timeline import ReviewTimeline
+from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline
 
 KEYS = """\
 .   next flag of the selected object
 ,   previous flag of the selected object"""
 
-TABLE_COLUMNS = ("id", "name", "category", "frames present", "first", "last", "keyframes",
-                 "flags", "flags by kind", "QC status")
+#: what needs a look first comes first: QC and flags without scrolling sideways
+TABLE_COLUMNS = ("id", "name", "QC status", "flags", "flags by kind", "frames present", "first", "last",
+                 "keyframes", "category")
 REFRESH_DELAY_MS = 300
+#: background of the QC status cell, by its first word (the timeline's colours)
+QC_COLOURS = {"approved": APPROVED, "partly": APPROVED, "rejected": REJECTED}
 
 
 def read_review_data(store, plot: ReportPlot) -> ReviewData:
@@ -72,7 +80,7 @@ class _Item(QTableWidgetItem):
             return str(a) < str(b)
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(ScrollDock):
     """Review object tracks, record QC decisions and see the effort report.
 
     Signals:
@@ -106,9 +114,12 @@ class ReviewWidget(QWidget):
 
     # --------------------------------------------------------------- layout
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        self.status_label = QLabel("open a project in the Prompt and Propagate dock")
-        layout.addWidget(self.status_label)
+        layout = QVBoxLayout()
+        layout.setContentsMargins(0, 0, 0, 0)
+        tracks = QWidget()
+        tracks.setLayout(layout)
+        self.status_label = self.message
+        self.status_label.set_text("open a project in the Prompt and Propagate dock")
 
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
@@ -119,11 +130,15 @@ class ReviewWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellClicked.connect(self._on_cell_clicked)
         self.table.setMinimumHeight(130)  # the header and about four objects
+        self.table.setMaximumHeight(220)
         layout.addWidget(self.table)
 
         self.timeline = ReviewTimeline()
         self.timeline.frame_clicked.connect(self._on_timeline_clicked)
         layout.addWidget(self.timeline)
+        legend = StatusLine(LEGEND, lines=2)
+        legend.setObjectName("legend")
+        layout.addWidget(legend)
 
         flags = QHBoxLayout()
         self.prev_flag_button = QPushButton("◀ flag (,)")
@@ -133,15 +148,25 @@ class ReviewWidget(QWidget):
         flags.addWidget(self.prev_flag_button)
         flags.addWidget(self.next_flag_button)
         layout.addLayout(flags)
+        #: why the frame shown is flagged (for the selected object)
+        self.flag_label = StatusLine("", lines=2)
+        layout.addWidget(self.flag_label)
+        self.flag_list = FlagList()
+        self.flag_list.frame_clicked.connect(self.go_to_frame)
+        layout.addWidget(self.flag_list)
+        self.add_section("Objects and flags", tracks)
 
         self.correct_box = CorrectBox(self._error)
         self.correct_box.segment_changed.connect(
             lambda obj, a, b, running: self.timeline.set_segment(None if obj < 0 else obj, a, b, running))
         self.correct_box.corrected.connect(lambda *_: self.schedule_refresh())
-        layout.addWidget(self.correct_box)
+        self.correct_box.setTitle("")
+        self.correct_box.setFlat(True)
+        self.add_section("Correct", self.correct_box)
 
-        box = QGroupBox("QC")
+        box = QWidget()
         form = QFormLayout(box)
+        form.setContentsMargins(0, 0, 0, 0)
         self.masklet_combo = QComboBox()
         self.masklet_combo.setToolTip("The masklet to decide on: by default the span under the current frame")
         self.masklet_combo.currentIndexChanged.connect(lambda *_: self._update_crops())
@@ -153,7 +178,8 @@ class ReviewWidget(QWidget):
         self.crops = CropStrip()
         self.crops.frame_clicked.connect(self.go_to_frame)
         self._crops_token = 0
-        self.reviewer_edit = QLineEdit(qc.default_reviewer())
+        self.reviewer_edit = QLineEdit(settings.reviewer() or qc.default_reviewer())
+        self.reviewer_edit.setToolTip("Your name on the decisions (remembered)")
         self.comment_edit = QLineEdit()
         self.comment_edit.setPlaceholderText("comment (optional)")
         buttons = QHBoxLayout()
@@ -171,19 +197,32 @@ class ReviewWidget(QWidget):
         self.queue_label = QLabel("")
         queue.addWidget(self.prev_correction_button)
         queue.addWidget(self.next_correction_button)
-        queue.addWidget(self.queue_label)
         form.addRow("masklet", self.masklet_combo)
         form.addRow("samples", self.samples_spin)
-        form.addRow(self.crops)
+        crops_area = QScrollArea()  # six crops are wider than the dock: they scroll sideways
+        crops_area.setWidget(self.crops)
+        crops_area.setWidgetResizable(True)
+        crops_area.setFrameShape(QFrame.Shape.NoFrame)
+        crops_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        crops_area.setFixedHeight(132)
+        crops_area.setMinimumWidth(100)
+        form.addRow(crops_area)
         form.addRow("reviewer", self.reviewer_edit)
         form.addRow("comment", self.comment_edit)
         form.addRow(buttons)
-        form.addRow("queue", queue)
-        layout.addWidget(box)
+        form.addRow("queue", self.queue_label)
+        form.addRow("", queue)
+        self.decision_list = DecisionList()
+        self.decision_list.frame_clicked.connect(self.go_to_frame)
+        form.addRow(self.decision_list)
+        self.add_section("QC", box)
 
         self.report_box = ReportBox()
         self.report_table = self.report_box.table
-        layout.addWidget(self.report_box)
+        self.report_box.setTitle("")
+        self.report_box.setFlat(True)
+        self.add_section("Report", self.report_box)
+        self.content_layout.addStretch(1)
         self._set_enabled(False)
 
     def _set_enabled(self, on: bool) -> None:
@@ -262,12 +301,17 @@ class ReviewWidget(QWidget):
     def _on_loaded(self, session, data: ReviewData) -> None:
         if session is not self.session:
             return
-        self._show(data)
+        try:
+            self._show(data)
+        except RuntimeError as exc:  # the dock was closed while the project was read
+            if "deleted" in str(exc):
+                return
+            raise
         self.refreshed.emit()
 
     def _on_load_error(self, exc: BaseException) -> None:
         self._error(exc)
-        self.status_label.setText(f"could not read the review state: {exc}")
+        self.status_label.set_text(f"could not read the review state: {exc}", error=True)
 
     def _on_load_finished(self) -> None:
         self.loading = False
@@ -299,6 +343,25 @@ class ReviewWidget(QWidget):
         self.timeline.set_current_frame(self.current_frame)
         self.timeline.set_selected(self.selected)
         self._update_undo()
+        self._update_notes()
+
+    def _update_notes(self) -> None:
+        """The selected object's flags (with reasons) and decisions (with reviewers)."""
+        track = self.track
+        self.flag_list.set_flags(track.flags if track is not None else [])
+        statuses = [] if self.data is None or self.selected is None else \
+            [s for s in self.data.state.statuses if s.decision.object == self.selected]
+        self.decision_list.set_decisions(statuses)
+        self._show_flag_reason()
+
+    def _show_flag_reason(self) -> None:
+        track, frame = self.track, self.current_frame
+        if track is None:
+            self.flag_label.set_text("")
+            return
+        flag = flag_at(track.flags, frame)
+        self.flag_label.set_text(f"flagged: {flag_text(flag)}" if flag is not None else
+                                 f"object {track.id}, frame {frame}: not flagged")
 
     def _update_undo(self) -> None:
         track = self.track
@@ -311,15 +374,23 @@ class ReviewWidget(QWidget):
         table.setRowCount(len(tracks))
         for row, t in enumerate(tracks):
             counts = t.flag_counts()
-            values = (t.id, t.spec.name, t.spec.category, t.frames_present, t.first_frame, t.last_frame,
-                      len(t.keyframes), len(t.flags),
-                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                      t.qc_status())
-            for col, value in enumerate(values):
+            cells = {"id": t.id, "name": t.spec.name, "category": t.spec.category,
+                     "frames present": t.frames_present, "first": t.first_frame, "last": t.last_frame,
+                     "keyframes": len(t.keyframes), "flags": len(t.flags),
+                     "flags by kind": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                     "QC status": t.qc_status()}
+            for col, value in enumerate(cells[name] for name in TABLE_COLUMNS):
                 item = _Item(value)
                 item.setData(Qt.ItemDataRole.UserRole, t.id)
-                if TABLE_COLUMNS[col] == "QC status" and t.invalidated:
-                    item.setToolTip("invalidated:\n" + "\n".join(t.invalidated))
+                if TABLE_COLUMNS[col] == "QC status":
+                    colour = QC_COLOURS.get(str(value).split(" ")[0])
+                    if colour is not None:
+                        item.setBackground(QColor(*colour))
+                        item.setForeground(QColor(255, 255, 255))
+                    if t.invalidated:
+                        item.setToolTip("invalidated:\n" + "\n".join(t.invalidated))
+                if TABLE_COLUMNS[col] == "flags" and t.flags:
+                    item.setToolTip("\n".join(flag_text(f) for f in t.flags[:20]))
                 table.setItem(row, col, item)
         table.setSortingEnabled(True)
         self._highlight_row()
@@ -404,6 +475,7 @@ class ReviewWidget(QWidget):
         frame = self.current_frame
         self.timeline.set_current_frame(frame)
         self._choose_masklet_at(frame)
+        self._show_flag_reason()
 
     def go_to_frame(self, frame: int) -> None:
         """Show ``frame`` in the viewer (and tell the session)."""
@@ -421,6 +493,7 @@ class ReviewWidget(QWidget):
         self._highlight_row()
         self._fill_masklets()
         self._update_undo()
+        self._update_notes()
 
     def select_object(self, obj_id: int) -> None:
         """Select ``obj_id`` and show its worst flagged frame (else its first frame)."""
@@ -483,6 +556,7 @@ class ReviewWidget(QWidget):
         obj, a, b = masklet
         reviewer = self.reviewer_edit.text().strip() or None
         comment = self.comment_edit.text()
+        settings.remember_reviewer(reviewer)
         store = session.store
 
         worker = thread_worker(qc.decide, start_thread=False)(

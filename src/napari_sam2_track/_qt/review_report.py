@@ -13,9 +13,12 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QGroupBox,
     QHeaderView,
     QLabel,
+    QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -124,38 +127,101 @@ def render_report_plot(rows: list[dict], size: tuple[int, int] = PLOT_SIZE) -> n
     return ReportPlot(size).render(rows)
 
 
+#: rows the report table shows without scrolling
+TABLE_ROWS = 6
+PLOT_TIP = ("Seconds per annotated frame, % frames edited and clicks per clicked frame,\n"
+            "per annotator (orange), the project (blue) and the SAM 2 paper (grey)")
+
+
+def _report_table() -> QTableWidget:
+    table = QTableWidget(0, len(REPORT_COLUMNS))
+    table.setHorizontalHeaderLabels([title for _, title in REPORT_COLUMNS])
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.verticalHeader().setVisible(False)
+    return table
+
+
+def _fit_rows(table: QTableWidget, rows: int) -> None:
+    """Make ``table`` tall enough for ``rows`` rows (and its header and scroll bar)."""
+    row_height = table.verticalHeader().defaultSectionSize()
+    header = table.horizontalHeader().sizeHint().height()
+    bar = table.horizontalScrollBar().sizeHint().height()
+    table.setFixedHeight(header + row_height * max(1, rows) + bar + 2 * table.frameWidth() + 2)
+
+
+class ReportWindow(QDialog):
+    """The report in a window of its own: the whole table and the plot at full size."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Annotation effort report")
+        layout = QVBoxLayout(self)
+        self.table = _report_table()
+        self.plot = QLabel()
+        self.plot.setToolTip(PLOT_TIP)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.plot)
+        self.resize(980, 560)
+
+
 class ReportBox(QGroupBox):
-    """The effort report: a table (annotators, project, the paper's rows) and the plot."""
+    """The effort report: a table (annotators, project, the paper's rows) and the plot, both
+    in the dock (the plot scrolls sideways) and, with *Open in a window*, at full size."""
 
     def __init__(self):
         super().__init__("Report")
         layout = QVBoxLayout(self)
-        self.table = QTableWidget(0, len(REPORT_COLUMNS))
-        self.table.setHorizontalHeaderLabels([title for _, title in REPORT_COLUMNS])
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table = _report_table()
+        _fit_rows(self.table, 3)
         self.plot = QLabel("no interactions logged yet")
         self.plot.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.plot.setToolTip("Seconds per annotated frame, % frames edited and clicks per clicked frame,\n"
-                             "per annotator (orange), the project (blue) and the SAM 2 paper (grey)")
+        self.plot.setToolTip(PLOT_TIP)
+        self.plot_area = QScrollArea()
+        self.plot_area.setWidget(self.plot)
+        self.plot_area.setWidgetResizable(True)
+        self.plot_area.setFixedHeight(PLOT_SIZE[1] + 24)
+        self.window_btn = QPushButton("Open in a window")
+        self.window_btn.setToolTip("The report table and plot at full size")
+        self.window_btn.clicked.connect(self.open_window)
+        self.window: ReportWindow | None = None
         self.plotted: list[tuple[str, list[float | None]]] = []
+        self._shown: tuple[list[dict], np.ndarray | None, str] = ([], None, "")
         layout.addWidget(self.table)
-        layout.addWidget(self.plot)
+        layout.addWidget(self.plot_area)
+        layout.addWidget(self.window_btn)
+
+    def open_window(self) -> ReportWindow:
+        """Show the report in its own window (kept up to date while open)."""
+        if self.window is None:
+            self.window = ReportWindow(self)
+        self.window.show()
+        self.window.raise_()
+        self._fill(self.window.table, self.window.plot, *self._shown)
+        return self.window
 
     def show_report(self, rows: list[dict], image: np.ndarray | None, error: str = "") -> None:
         """Fill the table with ``rows`` and show ``image`` (from :func:`render_report_plot`)."""
-        self.table.setRowCount(len(rows))
+        self._shown = (rows, image, error)
+        self.plotted = plot_values(rows) if image is not None else []
+        self._fill(self.table, self.plot, rows, image, error)
+        _fit_rows(self.table, min(max(len(rows), 3), TABLE_ROWS))
+        if self.window is not None and self.window.isVisible():
+            self._fill(self.window.table, self.window.plot, rows, image, error)
+
+    @staticmethod
+    def _fill(table: QTableWidget, plot: QLabel, rows: list[dict], image: np.ndarray | None, error: str) -> None:
+        table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, (key, _) in enumerate(REPORT_COLUMNS):
                 value = row.get(key)
                 text = f"{value:.2f}" if isinstance(value, float) else ("–" if value is None else str(value))
-                self.table.setItem(r, c, QTableWidgetItem(text))
-        self.table.setToolTip(f"report unavailable: {error}" if error else "")
-        self.plotted = plot_values(rows) if image is not None else []
+                table.setItem(r, c, QTableWidgetItem(text))
+        table.setToolTip(f"report unavailable: {error}" if error else "")
         if image is None:
-            self.plot.setPixmap(QPixmap())
-            self.plot.setText(error or "no interactions logged yet")
+            plot.setPixmap(QPixmap())
+            plot.setText(error or "no interactions logged yet")
             return
         h, w = image.shape[:2]
         qimage = QImage(np.ascontiguousarray(image).data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
-        self.plot.setPixmap(QPixmap.fromImage(qimage))
+        plot.setPixmap(QPixmap.fromImage(qimage))

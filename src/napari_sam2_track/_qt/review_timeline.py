@@ -1,10 +1,12 @@
 """The Review dock's timeline: one row per object over the whole video, binned per pixel column.
 
-Each row shows, from top to bottom: flags (red ticks), keyframes (yellow) and hand-edited
-frames (blue), the presence strip (the presence logit: green where the object is in a presence
-span, darker as the logit nears 0; grey where absent; black where never run), and the QC band
-(green approved, orange rejected). The segment of the last correction is outlined (magenta
-while it is re-propagated, then white). A column covers ``num_frames / width`` frames and shows the
+Each row shows, from top to bottom: flags (reddish purple ticks), keyframes (yellow) and
+hand-edited frames (sky blue), the presence strip (the presence logit: green where the object is
+in a presence span, darker as the logit nears 0; grey where absent; black where never run), and
+the QC band: approved solid blue, rejected vermillion with dark stripes, unreviewed (inside a
+presence span) grey dots (Okabe–Ito colours, told apart by pattern as well as hue). The segment
+being re-propagated by a correction is outlined (magenta while it runs, then white, until an
+undo restores it). A column covers ``num_frames / width`` frames and shows the
 worst of them (lowest logit, any flag), so drawing costs the same for 100 or 100,000 frames.
 """
 
@@ -17,10 +19,20 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from .review_data import ObjectTrack, ReviewData
 
-ROW_HEIGHT = 18
+ROW_HEIGHT = 20
 LABEL_WIDTH = 36
 TICK = 4  # height of the flag / keyframe band
-QC_BAND = 3
+QC_BAND = 4
+# Okabe–Ito colours (distinguishable with the common colour-vision deficiencies)
+APPROVED = (0, 114, 178)  # blue, solid
+REJECTED = (213, 94, 0)  # vermillion, striped
+UNREVIEWED = (150, 150, 150)  # grey, dotted
+FLAG = (204, 121, 167)  # reddish purple
+KEYFRAME = (240, 228, 66)  # yellow
+EDITED = (86, 180, 233)  # sky blue
+BACKGROUND = 40
+LEGEND = ("QC band: ■ approved (blue, solid) · ▨ rejected (vermillion, striped) · ⋯ unreviewed "
+          "(grey, dotted). Ticks: flags (purple), keyframes (yellow), edits (sky blue).")
 
 
 def column_edges(num_frames: int, width: int) -> np.ndarray:
@@ -53,6 +65,28 @@ def bin_any(frames: np.ndarray, ends: np.ndarray, num_frames: int, edges: np.nda
         hit += np.bincount(lo, minlength=width + 1)[: width + 1]
         hit -= np.bincount(hi + 1, minlength=width + 1)[: width + 1]
     return np.cumsum(hit)[:width] > 0
+
+
+def qc_band(track: ObjectTrack, num_frames: int, edges: np.ndarray) -> np.ndarray:
+    """``(QC_BAND, width, 3)`` uint8: approved solid blue, rejected vermillion striped,
+    unreviewed frames of presence spans grey dotted, the rest background."""
+    width = len(edges) - 1
+    band = np.full((QC_BAND, width, 3), BACKGROUND, np.uint8)
+    columns = np.arange(width)
+    spans = np.array([(s.start, s.end) for s in track.spans], np.int64).reshape(-1, 2)
+    inside = bin_any(spans[:, 0], spans[:, 1], num_frames, edges)
+    dots = inside & (columns % 3 == 0)
+    band[1 : QC_BAND - 1, dots] = UNREVIEWED
+    for ranges, colour, pattern in ((track.approved, APPROVED, None), (track.rejected, REJECTED, 4)):
+        if not ranges:
+            continue
+        lo, hi = np.array(ranges, int).T
+        hit = bin_any(lo, hi, num_frames, edges)
+        band[:, hit] = colour
+        if pattern:  # dark diagonal stripes
+            for y in range(QC_BAND):
+                band[y, hit & ((columns + y) % pattern == 0)] = BACKGROUND
+    return band
 
 
 class ReviewTimeline(QWidget):
@@ -167,20 +201,14 @@ class ReviewTimeline(QWidget):
             ticks = np.zeros((width, 3), np.uint8)
             ticks[:] = 40
             marks = [
-                ((np.array(track.edited), np.array(track.edited)), (60, 140, 255)),
-                ((np.array(track.keyframes, int), np.array(track.keyframes, int)), (255, 220, 0)),
-                ((track.flag_ranges[:, 0], track.flag_ranges[:, 1]), (230, 40, 40)),
+                ((np.array(track.edited), np.array(track.edited)), EDITED),
+                ((np.array(track.keyframes, int), np.array(track.keyframes, int)), KEYFRAME),
+                ((track.flag_ranges[:, 0], track.flag_ranges[:, 1]), FLAG),
             ]
             for (lo, hi), colour in marks:
                 ticks[bin_any(lo, hi, data.num_frames, edges)] = colour
             rgb[y0 : y0 + TICK] = ticks
-            qc = np.zeros((width, 3), np.uint8)
-            qc[:] = 40
-            for ranges, colour in ((track.approved, (40, 200, 90)), (track.rejected, (255, 140, 0))):
-                if ranges:
-                    lo, hi = np.array(ranges, int).T
-                    qc[bin_any(lo, hi, data.num_frames, edges)] = colour
-            rgb[y0 + ROW_HEIGHT - QC_BAND - 1 : y0 + ROW_HEIGHT - 1] = qc
+            rgb[y0 + ROW_HEIGHT - QC_BAND - 1 : y0 + ROW_HEIGHT - 1] = qc_band(track, data.num_frames, edges)
         rgb = np.ascontiguousarray(rgb)
         image = QImage(rgb.data, width, rgb.shape[0], 3 * width, QImage.Format.Format_RGB888).copy()
         self._cache = (width, id(self.data), image)

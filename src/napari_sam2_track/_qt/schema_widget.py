@@ -10,7 +10,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
@@ -25,11 +24,12 @@ from qtpy.QtWidgets import (
 from ..errors import SchemaError
 from ..schema import PALETTE, AttributeSpec, Category, Schema
 from ._hub import hub_for, report
+from ._widgets import ScrollDock
 
 ATTRIBUTE_KINDS = ("bool", "int", "float", "text", "choice")
 
 
-class SchemaWidget(QWidget):
+class SchemaWidget(ScrollDock):
     """Categories (name, colour, description), per-object attributes and conventions.
 
     *Apply* stores the schema in the open project (``store.set_schema``); label colours follow
@@ -46,7 +46,8 @@ class SchemaWidget(QWidget):
             "conventions for re-entry, occlusion, minimum size and the image border.\n"
             "Apply stores it in the open project; Load/Save read and write YAML or JSON."
         )
-        layout = QVBoxLayout(self)
+        layout = self.content_layout
+        self.message.set_text("Categories and attributes of the objects; Apply stores them in the open project.")
 
         form = QFormLayout()
         self.name_edit = QLineEdit()
@@ -54,8 +55,9 @@ class SchemaWidget(QWidget):
         layout.addLayout(form)
 
         # categories
-        box = QGroupBox("Categories")
+        box = QWidget()
         vb = QVBoxLayout(box)
+        vb.setContentsMargins(0, 0, 0, 0)
         self.categories = QTableWidget(0, 3)
         self.categories.setHorizontalHeaderLabels(["Name", "Colour", "Description"])
         self.categories.horizontalHeader().setSectionResizeMode(2, QHeaderView.Stretch)
@@ -72,11 +74,12 @@ class SchemaWidget(QWidget):
         for b in (self.add_category_btn, self.remove_category_btn, self.color_btn):
             row.addWidget(b)
         vb.addLayout(row)
-        layout.addWidget(box)
+        self.add_section("Categories", box)
 
         # attributes
-        box = QGroupBox("Per-object attributes")
+        box = QWidget()
         vb = QVBoxLayout(box)
+        vb.setContentsMargins(0, 0, 0, 0)
         self.attributes = QTableWidget(0, 4)
         self.attributes.setHorizontalHeaderLabels(["Name", "Kind", "Choices (a, b, …)", "Description"])
         self.attributes.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
@@ -90,11 +93,12 @@ class SchemaWidget(QWidget):
         row.addWidget(self.add_attribute_btn)
         row.addWidget(self.remove_attribute_btn)
         vb.addLayout(row)
-        layout.addWidget(box)
+        self.add_section("Per-object attributes", box)
 
         # conventions
-        box = QGroupBox("Conventions")
+        box = QWidget()
         form = QFormLayout(box)
+        form.setContentsMargins(0, 0, 0, 0)
         self.reentry = QComboBox()
         self.reentry.addItems(["same_id", "new_linked_id"])
         self.reentry.setToolTip("Identity of an object that leaves the view and comes back")
@@ -114,7 +118,7 @@ class SchemaWidget(QWidget):
         self.border_margin = QSpinBox()
         self.border_margin.setRange(0, 10_000)
         form.addRow("Border margin (px)", self.border_margin)
-        layout.addWidget(box)
+        self.add_section("Conventions", box)
 
         row = QHBoxLayout()
         self.new_btn = QPushButton("New")
@@ -232,7 +236,7 @@ class SchemaWidget(QWidget):
     def remove_category(self, row: int | None = None) -> None:
         row = self.categories.currentRow() if row is None else row
         if self.categories.rowCount() <= 1:
-            report(SchemaError("a schema needs at least one category"))
+            self._error(SchemaError("a schema needs at least one category"))
             return
         if 0 <= row < self.categories.rowCount():
             self.categories.removeRow(row)
@@ -265,14 +269,23 @@ class SchemaWidget(QWidget):
             schema = self.schema()
             moved = self.hub.apply_schema(schema)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            report(exc)
+            self._error(exc)
             return None
+        session = self.hub.session
+        where = f"stored in {session.store.path.name}" if session is not None else \
+            "in use (no project open: it goes into the next project opened)"
+        done = (f"schema {schema.name!r} applied: {len(schema.categories)} categories, "
+                f"{len(schema.attributes)} attributes, {where}")
         if moved:
-            show_info(
-                f"objects {moved} had a category the schema no longer has; they are now "
-                f"{schema.category_names()[0]!r}"
-            )
+            done += (f"; objects {moved} had a category the schema no longer has, they are now "
+                     f"{schema.category_names()[0]!r}")
+        self.message.set_text(done)
+        show_info(done)
         return schema
+
+    def _error(self, exc: BaseException) -> None:
+        self.message.set_text(str(exc), error=True)
+        report(exc)
 
     def load(self, path: str | Path | None = None) -> Schema | None:
         """Read a YAML/JSON schema file into the form (not applied until *Apply*)."""
@@ -283,7 +296,7 @@ class SchemaWidget(QWidget):
         try:
             schema = Schema.load(path)
         except Exception as exc:  # noqa: BLE001
-            report(exc)
+            self._error(exc)
             return None
         self.set_schema(schema)
         return schema
@@ -297,7 +310,7 @@ class SchemaWidget(QWidget):
         try:
             return self.schema().save(path)
         except Exception as exc:  # noqa: BLE001
-            report(exc)
+            self._error(exc)
             return None
 
     def _on_session_changed(self, session) -> None:

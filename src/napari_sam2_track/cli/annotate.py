@@ -1,8 +1,11 @@
 """``napari-sam2-track annotate [VIDEO | --sample cells|instruments]``: napari with the docks open.
 
 The video is opened lazily, its project (``<video stem>.zarr`` beside it by default, a
-temporary folder for samples) is created or reopened, and the Schema, Prompt and Propagate
-and Review docks are shown (one tab each, Prompt and Propagate in front), ready to click.
+temporary folder for samples: the dock says where, and how to reopen it) is created or
+reopened, and the Prompt and Propagate, Review and Schema docks are shown (one tab each,
+Prompt and Propagate in front), ready to click. The window fits the screen. The model given
+with ``--model`` (and ``--image-size``, ``--device``), else the one last loaded in the dock, is
+loaded at start.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from ..errors import Sam2TrackError
 
 PLUGIN = "napari-sam2-track"
 SAMPLES = ("cells", "instruments")
-DOCK_WIDTH = 380  # pixels: the docks' column; the canvas takes the rest
+#: the docks' tab titles (napari's own add the plugin's name, which does not fit a tab)
+DOCK_TITLES = {"Prompt and Propagate": "Prompt and Propagate", "Review": "Review", "Schema": "Schema"}
+#: the share of the screen the first window takes
+SCREEN_SHARE = 1.0
+#: width of napari's layer list and controls column (its own default leaves the canvas little room)
+LEFT_DOCK_WIDTH = 240
 
 
 class AnnotationViewer(NamedTuple):
@@ -45,10 +53,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--schema", help="annotation schema (YAML/JSON) for a new project")
     p.add_argument(
         "--model",
-        help="load this model at start: tiny|small|base-plus|large, a Hugging Face id or a .pt "
-        "(default: choose in the dock)",
+        help="load this model at start: tiny|small|base-plus|large, a Hugging Face id or a local "
+        ".pt checkpoint (default: the model last loaded in the dock, if any)",
     )
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
+    p.add_argument("--image-size", type=int,
+                   help="the model's input size, e.g. 256 or 512 for a fine-tuned checkpoint "
+                   "(default: the model's config, 1024 for SAM 2.1)")
+    p.add_argument("--device", help="auto|cpu|cuda[:N]|mps (default: auto, or the last one used)")
     p.add_argument("--channel", type=int, help="channel of a multichannel stack to track on")
     p.add_argument("--frames", type=int, default=60, help="number of frames of a sample (default 60)")
 
@@ -63,10 +74,12 @@ def open_annotation_viewer(
     frames: int = 60,
     size: tuple[int, int] = (256, 256),
     show: bool = True,
+    screen_size: tuple[int, int] | None = None,
+    viewer: Any = None,
 ) -> AnnotationViewer:
-    """Create a napari viewer with the video (or sample) and the docks; returns
-    ``(viewer, schema_dock, prompt_dock, review_dock)``. Input errors are raised before any
-    window opens."""
+    """Create a napari viewer (or use ``viewer``) with the video (or sample) and the docks;
+    returns ``(viewer, schema_dock, prompt_dock, review_dock)``. Input errors are raised before
+    any window opens."""
     from .. import _napari_io as io
     from ..schema import Schema
 
@@ -86,29 +99,68 @@ def open_annotation_viewer(
 
     import napari
 
-    viewer = napari.Viewer(show=show, title=f"napari-sam2-track: {Path(str(video or sample)).name}")
+    if viewer is None:
+        viewer = napari.Viewer(show=False, title=f"napari-sam2-track: {Path(str(video or sample)).name}")
     added = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layers]
     image = added[0]
-    schema_dw, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
     prompt_dw, prompt_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt and Propagate")
     review_dw, review_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
-    try:  # one tab per dock, Prompt and Propagate in front, the canvas the main area
-        from qtpy.QtCore import Qt
-
-        qt_window = viewer.window._qt_window
-        qt_window.tabifyDockWidget(schema_dw, prompt_dw)
-        qt_window.tabifyDockWidget(prompt_dw, review_dw)
-        prompt_dw.raise_()
-        qt_window.resizeDocks([prompt_dw], [DOCK_WIDTH], Qt.Orientation.Horizontal)
-    except AttributeError:
-        pass
+    schema_dw, schema_dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Schema")
+    arrange_docks(viewer, [prompt_dw, review_dw, schema_dw])
+    fit_window(viewer, prompt_dw, screen_size)
     if loaded_schema is not None:
         schema_dock.set_schema(loaded_schema)
         schema_dock.hub.schema = loaded_schema
     prompt_dock.select_image(image.name)
     prompt_dock.open_project(project, layer=image)
+    if show:
+        viewer.window.show()
+        fit_window(viewer, prompt_dw, screen_size)  # again, now that the docks have their sizes
     fit_view_when_shown(viewer)
     return AnnotationViewer(viewer, schema_dock, prompt_dock, review_dock)
+
+
+def arrange_docks(viewer, docks: list) -> None:
+    """One tab per dock, the first in front, with short titles."""
+    qt_window = viewer.window._qt_window
+    for dw in docks:
+        title = DOCK_TITLES.get(dw.name.split(" (")[0], dw.name)
+        dw.setWindowTitle(title)
+        try:  # napari's own title bar (private): the short title there too
+            dw.title.title.setText(title)
+        except AttributeError:
+            pass
+    for dw in docks[1:]:
+        qt_window.tabifyDockWidget(docks[0], dw)
+    docks[0].show()
+    docks[0].raise_()
+
+
+def fit_window(viewer, dock, screen_size: tuple[int, int] | None = None) -> None:
+    """The window fitted to the screen (``screen_size``: the available ``(width, height)``,
+    default the primary screen's), ``dock`` in front, the docks' column at most
+    :data:`~napari_sam2_track._qt._widgets.DOCK_WIDTH` wide and the canvas at least half the
+    window."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    from .._qt._widgets import DOCK_WIDTH
+
+    qt_window = viewer.window._qt_window
+    dock.raise_()
+    if screen_size is None:
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return
+        geometry = screen.availableGeometry()
+        screen_size = (geometry.width(), geometry.height())
+    width, height = (int(v * SCREEN_SHARE) for v in screen_size)
+    qt_window.resize(width, height)
+    left = [getattr(viewer.window._qt_viewer, name, None) for name in ("dockLayerControls", "dockLayerList")]
+    left = [dw for dw in left if dw is not None and not dw.isHidden()]
+    left_width = max([dw.minimumSizeHint().width() for dw in left] + [LEFT_DOCK_WIDTH]) if left else 0
+    ours = max(min(DOCK_WIDTH, width - width // 2 - left_width - 40), 240)  # the canvas keeps half
+    qt_window.resizeDocks([dock, *left], [ours] + [left_width] * len(left), Qt.Orientation.Horizontal)
 
 
 def fit_view_when_shown(viewer) -> None:
@@ -121,8 +173,28 @@ def fit_view_when_shown(viewer) -> None:
     QTimer.singleShot(200, viewer.reset_view)
 
 
+def startup_model(model: str | None, image_size: int | None, device: str | None):
+    """The model to load at start: the one given, else the one last loaded in the dock (with
+    the given input size or device replacing its own); ``None``: none."""
+    from dataclasses import replace
+
+    from .. import settings
+    from ..engine.models import check_image_size
+    from ..engine.spec import ModelSpec
+
+    if image_size is not None:
+        check_image_size(image_size)  # refused before any window opens
+    last = settings.last_model()
+    if model is None and last is None:
+        return None
+    spec = ModelSpec(model=model) if model is not None else last
+    changes = {k: v for k, v in (("image_size", image_size), ("device", device)) if v is not None}
+    return replace(spec, **changes) if changes else spec
+
+
 @command("annotate")
 def cmd_annotate(args: argparse.Namespace) -> int:
+    spec = startup_model(args.model, args.image_size, args.device)
     opened = open_annotation_viewer(
         args.video,
         sample=args.sample,
@@ -131,11 +203,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         channel=args.channel,
         frames=args.frames,
     )
-    prompt_dock = opened.prompt_dock
-    if args.model:
-        prompt_dock.model_combo.setCurrentText(args.model)
-        prompt_dock.device_combo.setCurrentText(args.device)
-        prompt_dock.load_model(args.model, args.device)
+    if spec is not None:
+        opened.prompt_dock.load_model(spec=spec)
     import napari
 
     napari.run()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PromptError
-from ..project import COL
+from ..project import COL, STATE_NOT_RUN
 from ..review import segments
 from .events import PromptKey, SessionEvents
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .engine import SessionEngine
     from .prompt_book import PromptBook
 
-__all__ = ["Correction", "Corrections"]
+__all__ = ["Correction", "Corrections", "propagated_around"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,23 @@ class Correction:
     end: int
     seconds: float = 0.0
     undone: bool = False
+
+
+def propagated_around(store, obj_id: int, frame: int, start: int, end: int) -> tuple[int, int]:
+    """The run of frames around ``frame`` inside ``start..end`` that hold a result for
+    ``obj_id`` (its table's ``state`` is not ``not_run``: propagated, absent, prompted or
+    edited); ``frame`` itself always belongs."""
+    column = store.table_column(obj_id, "state")
+    if column is None:
+        return frame, frame
+    states = column[start : end + 1]
+    done = np.isfinite(states) & (states != STATE_NOT_RUN)
+    done[frame - start] = True
+    gaps = np.flatnonzero(~done)
+    before, after = gaps[gaps < frame - start], gaps[gaps > frame - start]
+    first = start + (int(before[-1]) + 1 if len(before) else 0)
+    last = start + (int(after[0]) - 1 if len(after) else end - start)
+    return first, last
 
 
 class Corrections:
@@ -83,8 +100,11 @@ class Corrections:
 
     # ---------------------------------------------------------------- queries
     def segment(self, obj_id: int, frame: int) -> tuple[int, int]:
-        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates."""
-        return segments.correction_segment(self.store, obj_id, frame)
+        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates: those
+        between its neighbouring keyframes, clipped to the frames around ``frame`` that a
+        propagation produced (a correction never extends into frames never propagated)."""
+        start, end = segments.correction_segment(self.store, obj_id, frame)
+        return propagated_around(self.store, obj_id, frame, start, end)
 
     def was_propagated(self, obj_id: int, frame: int) -> bool:
         """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PromptError
 from ..project import STATE_NOT_RUN
@@ -121,6 +121,22 @@ class ObjectsMixin:
             )
         with self.store_lock:
             self.store.add_object(self.object(obj_id).model_copy(update={"category": category}))
+        self.events.objects_changed.emit()
+
+    def set_attribute(self, obj_id: int, name: str, value: Any) -> None:
+        """Set a per-object attribute the schema defines (``None`` clears it)."""
+        try:
+            value = self.schema.attribute(name).validate_value(value)
+        except KeyError as exc:
+            raise PromptError(str(exc.args[0]) if exc.args else f"unknown attribute {name!r}") from None
+        except ValueError as exc:
+            raise PromptError(str(exc)) from None
+        with self._store_lock:
+            obj = self.object(obj_id)
+            attributes = {k: v for k, v in obj.attributes.items() if k != name}
+            if value is not None:
+                attributes[name] = value
+            self.store.add_object(obj.model_copy(update={"attributes": attributes}))
         self.events.objects_changed.emit()
 
     def set_active(self, obj_id: int | None) -> None:
