@@ -447,7 +447,7 @@ def environment(device: str) -> dict:
     if problems:
         line["error"] = "; ".join(problems) + (
             " (on a machine without a registry: `bash benchmarks/gpu.sh --fetch-wheels` on one "
-            "with it, then carry .whl; gpu.sh installs it)" if missing else "")
+            "with it, then copy .whl along; gpu.sh installs it)" if missing else "")
     return line
 
 
