@@ -434,7 +434,8 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
     masks and their part tables; nothing was merged into the object tables."""
     import json
 
-    from napari_sam2_track.distributed.segments import PartWriter, Segment, create_part, merge_parts
+    from napari_sam2_track.distributed.segments import Segment
+    from napari_sam2_track.project.parts import PartWriter, create_part, merge_parts
     from napari_sam2_track.engine.tracker import FrameResult
     from napari_sam2_track.project import StoreWriter
 
@@ -444,10 +445,10 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
         store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2)])
         run = store.begin_run(direction="forward", segments=[[s.start, s.end] for s in segments])
         for s in segments:
-            create_part(store, run, s)
+            create_part(store, run, s.index, s.start, s.end)
         store.layers.ensure_overlap_layers(1)
     for segment, frames in ((segments[0], range(0, 5)), (segments[1], range(5, 8))):
-        writer = StoreWriter(PartWriter(str(project), run, segment), run)  # type: ignore[arg-type]
+        writer = StoreWriter(PartWriter(str(project), run, segment.index), run)
         for t in frames:
             writer.submit(FrameResult(frame=t, direction="forward", presence={1: 5.0, 2: 5.0},
                                       masks={1: disc(20, 24, 6 + t, 8, 4), 2: disc(20, 24, 16, 12, 3)},

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import COL, STATE_NAMES, TABLE_CHUNK
+from .layout import COL, PARTS_GROUP, STATE_NAMES, TABLE_CHUNK
 
 _REQUIRED_META = {"format_version": int, "shape": list, "source": dict, "objects": list,
                   "prompts": list, "runs": list}
@@ -38,11 +38,6 @@ def metadata_problem(meta: Any) -> str | None:
         if not isinstance(prompt, dict) or not isinstance(prompt.get("object"), int):
             return f"prompts[{i}] has no integer object id"
     return None
-
-
-#: Where a ``--segments`` run keeps its segments' table rows until its client merges them
-#: into the object tables (``distributed/segments.py``).
-PARTS_GROUP = "segment_parts"
 
 
 def unmerged_segments(store) -> str | None:
