@@ -131,7 +131,7 @@ class ObjectsMixin:
             raise PromptError(str(exc.args[0]) if exc.args else f"unknown attribute {name!r}") from None
         except ValueError as exc:
             raise PromptError(str(exc)) from None
-        with self._store_lock:
+        with self.store_lock:
             obj = self.object(obj_id)
             attributes = {k: v for k, v in obj.attributes.items() if k != name}
             if value is not None:
