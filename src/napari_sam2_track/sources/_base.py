@@ -11,12 +11,14 @@ import operator
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import SourceError
 from .geometry import Geometry
+
+_S = TypeVar("_S", bound="SourceLifetime")
 
 __all__ = [
     "FrameSource", "IntensityWindow", "FrameLayout", "resolve_layout", "guess_axes",
@@ -141,7 +143,31 @@ def coerce_window(
         ) from None
 
 
-class FrameSource(abc.ABC):
+class SourceLifetime:
+    """Closing a source: ``close()`` once (idempotent, under ``_lock``), and use as a context
+    manager. Subclasses set ``_lock`` and ``_closed`` and release their handles in ``_close``."""
+
+    _lock: threading.RLock
+    _closed: bool
+
+    def _close(self) -> None:
+        """Release file handles (subclasses)."""
+
+    def close(self) -> None:
+        """Release the underlying file handles; further reads raise SourceError. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FrameSource(SourceLifetime, abc.ABC):
     """Lazy random access to the frames of a 2D+t recording. Never loads the whole video.
 
     Subclasses set the geometry in ``__init__`` and then call :meth:`_configure`; they implement
@@ -340,24 +366,6 @@ class FrameSource(abc.ABC):
         }
         d.update(self._extra_description())
         return d
-
-    # -- lifetime ----------------------------------------------------------------------------
-
-    def _close(self) -> None:
-        """Release file handles (subclasses)."""
-
-    def close(self) -> None:
-        """Release the underlying file handles; further reads raise SourceError. Idempotent."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._close()
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.shape)

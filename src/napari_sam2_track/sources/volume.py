@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
-from ._base import IntensityWindow, _role, check_pixel_dtype
+from ._base import IntensityWindow, SourceLifetime, _role, check_pixel_dtype
 from .geometry import Geometry
 from .windows import resolve_window
 
@@ -43,7 +43,7 @@ def refuse_volume(source: Any, what: str = "tracking") -> None:
         )
 
 
-class VolumeSource(abc.ABC):
+class VolumeSource(SourceLifetime, abc.ABC):
     """Lazy random access to the 2D slices of a ``(t, z, y, x)`` volume; never loads it whole.
 
     Subclasses set ``shape``/``dtype``/``geometry`` through ``__init__``, implement
@@ -215,24 +215,6 @@ class VolumeSource(abc.ABC):
         }
         d.update(self._extra_description())
         return d
-
-    # -- lifetime ----------------------------------------------------------------------------
-
-    def _close(self) -> None:
-        """Release file handles (subclasses)."""
-
-    def close(self) -> None:
-        """Release file handles; further reads raise SourceError. Idempotent."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._close()
-
-    def __enter__(self) -> VolumeSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.shape)
