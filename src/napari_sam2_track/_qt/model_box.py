@@ -84,11 +84,12 @@ class ModelBox(QGroupBox):
         self.size_spin = QSpinBox()
         self.size_spin.setRange(SIZE_FROM_MODEL, 4096)
         self.size_spin.setSingleStep(32)
-        self.size_spin.setSpecialValueText("from the model (1024)")
+        self.size_spin.setSpecialValueText("auto (1024)")
         self.size_spin.setSuffix(" px")
         self.size_spin.setMinimumWidth(100)
-        self.size_spin.setToolTip("The input size the checkpoint was trained at, e.g. 256 or 512 for\n"
-                                  "fine-tuned checkpoints (a multiple of 32). SAM 2.1 models use 1024.")
+        self.size_spin.setToolTip("The input size the checkpoint was trained at (a multiple of 32):\n"
+                                  "auto takes the model config's own, 1024 for SAM 2.1; fine-tuned\n"
+                                  "checkpoints may need 256 or 512.")
         form.addRow("Input size", self.size_spin)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICE_CHOICES)

@@ -128,6 +128,7 @@ class ReviewWidget(ScrollDock):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)  # the id column names the row; room for QC and flags
         self.table.cellClicked.connect(self._on_cell_clicked)
         self.table.setMinimumHeight(130)  # the header and about four objects
         self.table.setMaximumHeight(220)
