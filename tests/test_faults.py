@@ -346,11 +346,11 @@ def test_a_manifest_row_whose_project_name_is_too_long_fails_alone_up_front(tmp_
     long_name = "v" * 230
     manifest.write_text(f"videos:\n  - a.mp4\n  - {{video: b.mp4, out: {long_name}.zarr}}\n"
                         f"  - {{video: c.mp4, name: {'n' * 300}}}\n  - {{video: d.mp4, out: {'d' * 300}/x.zarr}}\n"
-                        f"  - {{video: e.mp4, out: {'e' * 200}.zarr}}\n")
+                        f"  - {{video: e.mp4, out: {'e' * 170}.zarr}}\n")
     rows = load_manifest(manifest, tmp_path / "out")
     assert rows[0].error is None and rows[4].error is None and rows[4].item is not None
     assert rows[1].item is None and rows[1].error.startswith("row 2: the project name 'vvvv")
-    assert "235 bytes; it can have at most 223" in rows[1].error and "give a shorter" in rows[1].error
+    assert "235 bytes; it can have at most 182" in rows[1].error and "give a shorter" in rows[1].error
     assert rows[2].item is None and "305 bytes" in rows[2].error
     assert rows[3].item is None and "folder name" in rows[3].error and "300 bytes" in rows[3].error
     assert all("\n" not in r.error for r in rows[1:4])

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import Sam2TrackError, first_validation_problem
+from ..project.placement import STAGING_EXTRA
 
 
 class ManifestError(Sam2TrackError):
@@ -192,11 +193,6 @@ def resolve_rows(
     return resolved
 
 
-#: What the project's staging folder adds to its name (``project/placement.py``):
-#: ``.NAME.incomplete-<pid>-<8 hex>``, with a PID of up to 10 digits.
-_STAGING_EXTRA = len(".") + len(".incomplete-") + 10 + len("-") + 8
-
-
 def _name_max(folder: Path) -> int:
     """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
     parent) allows."""
@@ -216,9 +212,9 @@ def _name_problem(out: Path) -> str | None:
             return (f"the folder name {part[:40]!r}... of 'out' is {len(os.fsencode(part))} bytes, "
                     f"longer than the {limit} the file system allows; give a shorter 'out'")
     size = len(os.fsencode(out.name))
-    if size + _STAGING_EXTRA > limit:
+    if size + STAGING_EXTRA > limit:
         return (f"the project name {out.name[:40]!r}... is {size} bytes; it can have at most "
-                f"{limit - _STAGING_EXTRA} (the file system allows {limit} and the project is "
+                f"{limit - STAGING_EXTRA} (the file system allows {limit} and the project is "
                 "built under a longer name first); give a shorter 'out' or 'name'")
     return None
 

@@ -184,8 +184,17 @@ def check_destination(path: Path, overwrite: bool, command: str | None = None, *
 
 
 # ----------------------------------------------------------------- staging entries and sweeping
+#: The longest host name a staging name carries (longer ones are cut).
+_HOST_MAX = 40
+
+#: The most bytes a staging name adds to the destination's name
+#: (``.NAME.incomplete-HOST-PID-XXXXXXXX``: a host of up to 40 characters, a PID of up to 10
+#: digits): a name longer than the file system's limit less this cannot be built beside it.
+STAGING_EXTRA = len(f"..{STAGING_TAG}-") + _HOST_MAX + len("--") + 10 + 8
+
+
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40]
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:_HOST_MAX]
 
 
 def _beside(path: Path, tag: str) -> Path:
