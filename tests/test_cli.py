@@ -354,3 +354,16 @@ def test_long_error_lines_are_capped(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and len(lines[0]) <= MAX_LINE + len("error: ")
     assert "more characters" in lines[0]
+
+
+def test_a_store_mask_prompt_for_a_new_project_is_refused_before_the_model_loads(tmp_path, video, capsys):
+    """``store:`` masks (as ``store.prompts.save()`` writes them) live in a project: a new one has
+    none, so the run is refused in one line — before the (here missing) checkpoint is looked at."""
+    data = {"objects": [{"id": 1}], "prompts": [{"object": 1, "frame": 0, "mask": "store:prompts/1/0"}]}
+    out = tmp_path / "p.zarr"
+    code, err = run_cli(["track", video, "--prompts", prompts_file(tmp_path, data), "--out", out,
+                         "--model", tmp_path / "missing.pt", "--device", "cpu", "--quiet"], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1, err
+    assert "names 'store:prompts/1/0', which only an existing project holds" in lines[0]
+    assert not out.exists()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .errors import ProjectLockedError, StoreError, describe_os_error, is_disk_full
+from .errors import ProjectLockedError, PromptError, StoreError, describe_os_error, is_disk_full
 from .passes import Direction, Plan
 from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
 from .project import placement
@@ -46,7 +46,7 @@ from .project.lock import live_holder, lock_path
 from .project.store import check_object_categories
 from .sources.volume import refuse_volume
 from .prompts import PromptSet
-from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, store_prompts
+from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, store_mask_problem, store_prompts
 
 if TYPE_CHECKING:
     from .engine.models import LoadedModel
@@ -246,9 +246,13 @@ def check_target(out: str | Path, source: "FrameSource", prompts: PromptSet | No
         prompts.check_video(len(source), source.height, source.width)
     path = Path(out)
     check_output(path, source, has_prompts=prompts is not None, resume=resume, overwrite=overwrite)
-    if overwrite:
-        return Target(path, "overwrite")
-    return Target(path, "resume" if resume and path.exists() else "new")
+    target = Target(path, "overwrite" if overwrite else
+                    "resume" if resume and path.exists() else "new")
+    if target.mode != "resume" and prompts is not None:
+        for p in prompts.prompts:
+            if p.mask is not None and p.mask.startswith("store:"):
+                raise PromptError(store_mask_problem(p))
+    return target
 
 
 def track(

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .errors import PromptError
 from .prompts import Prompt, PromptSet
 
 if TYPE_CHECKING:
     from .project import ProjectStore
 
-__all__ = ["MaskFiles", "PromptSink", "load_mask_files", "seed_tracker", "store_prompts"]
+__all__ = ["MaskFiles", "PromptSink", "load_mask_files", "mask_source", "seed_tracker", "store_mask_problem",
+           "store_prompts"]
 
 #: pixels of mask prompts read from files, by ``(object, frame)``
 MaskFiles = dict[tuple[int, int], np.ndarray]
@@ -63,6 +65,12 @@ def seed_tracker(tracker: PromptSink, prompts: PromptSet,
             tracker.add_mask(p.object, p.frame, mask_of(p))
 
 
+def store_mask_problem(p: Prompt) -> str:
+    """Why a mask prompt that names a project's array cannot seed a new project."""
+    return (f"the mask prompt of object {p.object} on frame {p.frame} names {p.mask!r}, which only "
+            "an existing project holds; give the mask as an image file")
+
+
 def mask_source(store: "ProjectStore | None", masks: Mapping[tuple[int, int], np.ndarray],
                 base_dir: str | Path | None = None) -> Callable[[Prompt], np.ndarray]:
     """The pixels of a mask prompt: from ``masks`` (read from files), else from the project."""
@@ -72,7 +80,7 @@ def mask_source(store: "ProjectStore | None", masks: Mapping[tuple[int, int], np
         if mask is not None:
             return mask
         if store is None:
-            raise KeyError((p.object, p.frame))
+            raise PromptError(store_mask_problem(p))
         return store.prompt_mask(p, base_dir)
 
     return mask_of
