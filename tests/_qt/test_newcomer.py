@@ -11,6 +11,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_sam2_track import settings  # noqa: E402
+from napari_sam2_track.errors import Sam2TrackError  # noqa: E402
 from napari_sam2_track.engine.spec import ModelSpec  # noqa: E402
 
 from test_prompt_widget import _docks, _viewer_with_cells, _wait_done, errors, own_settings  # noqa: E402,F401
@@ -47,6 +48,10 @@ def test_model_input_size_is_used_shown_and_remembered(make_napari_viewer, qtbot
     assert startup_model(None, None, None) == remembered
     assert startup_model(None, 512, None) == ModelSpec(model=str(checkpoint), device="cpu", image_size=512)
     assert startup_model("tiny", None, None) == ModelSpec(model="tiny")
+    settings.put(settings.MODEL, None)  # nothing remembered: a size or device alone is refused, not dropped
+    assert startup_model(None, None, None) is None
+    with pytest.raises(Sam2TrackError, match="pass --model too"):
+        startup_model(None, 512, None)
 
 
 def test_engine_messages_in_the_docks_words():

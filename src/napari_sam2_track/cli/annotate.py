@@ -19,10 +19,6 @@ from ..errors import Sam2TrackError
 
 PLUGIN = "napari-sam2-track"
 SAMPLES = ("cells", "instruments")
-#: the docks' tab titles (napari's own add the plugin's name, which does not fit a tab)
-DOCK_TITLES = {"Prompt and Propagate": "Prompt and Propagate", "Review": "Review", "Schema": "Schema"}
-#: the share of the screen the first window takes
-SCREEN_SHARE = 1.0
 #: width of napari's layer list and controls column (its own default leaves the canvas little room)
 LEFT_DOCK_WIDTH = 240
 
@@ -124,7 +120,7 @@ def arrange_docks(viewer, docks: list) -> None:
     """One tab per dock, the first in front, with short titles."""
     qt_window = viewer.window._qt_window
     for dw in docks:
-        title = DOCK_TITLES.get(dw.name.split(" (")[0], dw.name)
+        title = dw.name.split(" (")[0]  # napari adds the plugin's name, which does not fit a tab
         dw.setWindowTitle(title)
         try:  # napari's own title bar (private): the short title there too
             dw.title.title.setText(title)
@@ -154,7 +150,7 @@ def fit_window(viewer, dock, screen_size: tuple[int, int] | None = None) -> None
             return
         geometry = screen.availableGeometry()
         screen_size = (geometry.width(), geometry.height())
-    width, height = (int(v * SCREEN_SHARE) for v in screen_size)
+    width, height = screen_size
     qt_window.resize(width, height)
     left = [getattr(viewer.window._qt_viewer, name, None) for name in ("dockLayerControls", "dockLayerList")]
     left = [dw for dw in left if dw is not None and not dw.isHidden()]
@@ -186,6 +182,9 @@ def startup_model(model: str | None, image_size: int | None, device: str | None)
         check_image_size(image_size)  # refused before any window opens
     last = settings.last_model()
     if model is None and last is None:
+        if image_size is not None or device is not None:
+            raise Sam2TrackError("--image-size and --device apply to a model: pass --model too "
+                                 "(no model was loaded in the dock before)")
         return None
     spec = ModelSpec(model=model) if model is not None else last
     changes = {k: v for k, v in (("image_size", image_size), ("device", device)) if v is not None}
