@@ -30,7 +30,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED_VIDEO = HERE.parent.parent / "shared" / "data" / "video" / "bedroom.mp4"
+sys.path.insert(0, str(HERE.parent / "tests"))
+from conftest import shared_data_dir  # noqa: E402  (../shared/data or $NAPARI_SAM2_TRACK_TEST_DATA)
+
+SHARED_VIDEO = (shared_data_dir() or HERE.parent.parent / "shared" / "data") / "video" / "bedroom.mp4"
 
 
 def load(args):
@@ -38,14 +41,9 @@ def load(args):
         from napari_sam2_track.engine.models import load_model
 
         return load_model(args.model, device=args.device, image_size=args.image_size)
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import nudge_test_model
+    from _common import build_test_model
 
-    from napari_sam2_track.engine.models import load_random_model
-
-    model = load_random_model(image_size=args.image_size or 256, seed=0, device=args.device)
-    nudge_test_model(model.predictor)
-    return model
+    return build_test_model(args.image_size or 256, args.device)
 
 
 def video(args):

@@ -34,11 +34,11 @@ fi
 
 # the wheels only where the packages are not installed already
 if ls .whl/*.whl >/dev/null 2>&1 && ! "$PY" -c "import sam2, hydra, zarr, pydantic, psygnal, zstandard" 2>/dev/null; then
-    site=/tmp/nst-gpu-site
+    site="${TMPDIR:-/tmp}/napari-sam2-track-gpu-site-$(id -u)"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" .whl/*.whl \
         || { echo '{"step": "env", "error": "installing the wheels in .whl/ failed (see above)"}'; exit 2; }
-    export PYTHONPATH="$site"
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
