@@ -24,6 +24,9 @@ from scipy import ndimage as ndi
 
 from .schema import Category, Schema
 
+#: frames of a sample when none are asked for (``annotate --sample``)
+SAMPLE_FRAMES = 60
+
 __all__ = ["SampleVideo", "first_frame_prompts", "make_cells", "make_instruments"]
 
 #: An object with less than this fraction of its in-frame area visible counts as occluded.
@@ -166,7 +169,7 @@ def _random_walk(
 
 
 def make_cells(
-    n_frames: int = 60, size: tuple[int, int] = (256, 256), n_cells: int = 6, seed: int = 0
+    n_frames: int = SAMPLE_FRAMES, size: tuple[int, int] = (256, 256), n_cells: int = 6, seed: int = 0
 ) -> SampleVideo:
     """Fluorescence-like uint16 time-lapse of ``n_cells`` nuclei (``n_cells >= 3``).
 
@@ -414,7 +417,7 @@ def _instrument_masks(
 
 
 def make_instruments(
-    n_frames: int = 60, size: tuple[int, int] = (256, 256), seed: int = 0
+    n_frames: int = SAMPLE_FRAMES, size: tuple[int, int] = (256, 256), seed: int = 0
 ) -> SampleVideo:
     """RGB uint8 surgical-like video with three instruments on tissue.
 

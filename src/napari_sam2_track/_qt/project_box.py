@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBox
 
 from .._napari_io import META_KEY, FrameArray
 from ..errors import PromptError, SourceError
+from ..samples import SAMPLE_FRAMES
 from ..session import AnnotationSession, check_layer_shape, default_store_path
 from ..session.layers import schema_for_layer
 from ._hub import ProjectHub
@@ -77,7 +78,7 @@ def reopen_command(path: Path, layer: Any = None) -> str:
     meta = layer_metadata(layer) if layer is not None else {}
     if meta.get("kind") == "sample":
         frames = int(layer.data.shape[0])
-        extra = "" if frames == 60 else f" --frames {frames}"
+        extra = "" if frames == SAMPLE_FRAMES else f" --frames {frames}"
         return f"napari-sam2-track annotate --sample {meta.get('sample')}{extra} --project {path}"
     video = layer_path(layer) if layer is not None else None
     return f"napari-sam2-track annotate {video or 'VIDEO'} --project {path}"

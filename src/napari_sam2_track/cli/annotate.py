@@ -33,6 +33,8 @@ class AnnotationViewer(NamedTuple):
 
 
 def add_parsers(subparsers) -> None:
+    from ..samples import SAMPLE_FRAMES
+
     p = subparsers.add_parser(
         "annotate",
         help="open napari with a video (or a sample) and the annotation docks",
@@ -57,7 +59,8 @@ def add_parsers(subparsers) -> None:
                    "(default: the model's config, 1024 for SAM 2.1)")
     p.add_argument("--device", help="auto|cpu|cuda[:N]|mps (default: auto, or the last one used)")
     p.add_argument("--channel", type=int, help="channel of a multichannel stack to track on")
-    p.add_argument("--frames", type=int, default=60, help="number of frames of a sample (default 60)")
+    p.add_argument("--frames", type=int, default=SAMPLE_FRAMES,
+                   help=f"number of frames of a sample (default {SAMPLE_FRAMES})")
 
 
 def open_annotation_viewer(
