@@ -9,14 +9,12 @@ worker: the GUI thread only updates the dock. *Cancel* calls the worker's ``quit
 then asks the export to stop at its next frame and joins its thread: the exporter removes its
 staging output and a previous export at the destination stays as it was.
 
-The folder of the last export is remembered between sessions in a small JSON file
-(:func:`settings_path`) and proposed for the next one.
+The folder of the last export is remembered between sessions (``export_dir`` of
+:mod:`napari_sam2_track.settings`) and proposed for the next one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 import warnings
@@ -38,6 +36,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from .. import settings
 from .._threads import lower_thread_priority
 from ..errors import PromptError, Sam2TrackError, StoreError, one_line
 from ..formats import FORMATS, ExportOptions, canonical_format, check_export_target, export
@@ -52,42 +51,20 @@ EXPORT_NICENESS = 10
 #: How refusals name the dock's controls.
 DOCK_WORDS = Words(out="output path", overwrite="'overwrite'", resume=None, verb="tick",
                    again="export again")
-#: Environment variable naming the folder of the dock's settings file (default: the user's
-#: configuration folder, e.g. ``~/.config/napari-sam2-track``).
-CONFIG_DIR_ENV = "NAPARI_SAM2_TRACK_CONFIG_DIR"
-SETTINGS_NAME = "export.json"
 
 
-# ------------------------------------------------------------------------------- settings
-def settings_path() -> Path:
-    """The JSON file of the Export box's settings (``{"last_folder": ...}``)."""
-    folder = os.environ.get(CONFIG_DIR_ENV)
-    if not folder:
-        from platformdirs import user_config_dir
-
-        folder = user_config_dir("napari-sam2-track", appauthor=False)
-    return Path(folder) / SETTINGS_NAME
-
-
+# ------------------------------------------------------------------------ the last folder
 def last_export_folder() -> Path | None:
     """The folder of the last export, if it is remembered and still there."""
-    try:
-        folder = Path(json.loads(settings_path().read_text())["last_folder"])
-    except (OSError, ValueError, KeyError, TypeError):
+    folder = settings.get(settings.EXPORT_DIR)
+    if not isinstance(folder, str) or not folder:
         return None
-    return folder if folder.is_dir() else None
+    return Path(folder) if Path(folder).is_dir() else None
 
 
 def remember_export_folder(folder: str | Path) -> None:
     """Remember ``folder`` for the next export (a convenience: failing to write is ignored)."""
-    path = settings_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"last_folder": str(Path(folder).resolve())}) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    settings.put(settings.EXPORT_DIR, str(Path(folder).resolve()))
 
 
 def default_output(project: str | Path, fmt: str, folder: str | Path | None = None) -> Path:
