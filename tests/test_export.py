@@ -518,3 +518,22 @@ def test_the_formats_modules_import_each_other_without_a_cycle():
 
     assert [name for name in files if reaches(name, name, {name})] == []
     assert edges["formats._registry"] == {"project.placement"}  # the records know no format
+
+
+def test_a_refused_output_is_worded_for_the_caller(project, tmp_path):
+    """The exporter's own refusal names the command line's switches by default and the dock's
+    controls when the dock's words are passed."""
+    from napari_sam2_track.project.placement import Words
+
+    dock = Words(out="output path", overwrite="'overwrite'", resume=None, verb="tick",
+                 again="export again")
+    out = tmp_path / "taken.csv"
+    out.write_text("not an export\n")
+    with pytest.raises(StoreError, match="choose another --out or pass --overwrite"):
+        export(project[0], "table", out)
+    with pytest.raises(StoreError, match="choose another output path or tick 'overwrite'"):
+        export(project[0], "table", out, words=dock)
+    with pytest.raises(StoreError, match="'overwrite' only replaces a previous") as refused:
+        export(project[0], "table", out, overwrite=True, words=dock)
+    assert "--" not in str(refused.value)
+    assert out.read_text() == "not an export\n"

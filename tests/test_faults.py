@@ -457,11 +457,12 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
     code, out, _ = cli(capsys, "info", project, "--check")
     assert code == 1 and "0 table rows verified" not in out
     assert ("segment run 1 was interrupted before merging its segments: segment_parts/run-1 holds "
-            "16 table rows of frames 0-7, not yet in the object tables; resume it (track VIDEO "
-            "--out p.zarr --segments 2 --resume, or the same batch again)") in out
+            "16 table rows of frames 0-7, not yet in the object tables; resume the segment run (on the "
+            "command line: track VIDEO --out p.zarr --segments 2 --resume, or the same batch "
+            "again)") in out
     out_file = tmp_path / "o.json"
     code, _, err = cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)
-    assert code == EXIT_USER_ERROR and "resume it" in one_error_line(err) and not out_file.exists()
+    assert code == EXIT_USER_ERROR and "resume the segment run" in one_error_line(err) and not out_file.exists()
     with ProjectStore.open(project) as store:  # what resuming does first
         assert merge_parts(store) == 16
     code, out, _ = cli(capsys, "info", project, "--check")

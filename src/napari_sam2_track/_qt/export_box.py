@@ -135,7 +135,7 @@ class ExportJob(threading.Thread):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
-                       progress=self._progress, overwrite=self.overwrite)
+                       progress=self._progress, overwrite=self.overwrite, words=DOCK_WORDS)
             self.warnings = [one_line(str(w.message)) for w in caught
                              if issubclass(w.category, UserWarning)
                              and not issubclass(w.category, DeprecationWarning)]

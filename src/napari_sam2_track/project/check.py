@@ -76,9 +76,9 @@ def unmerged_segments(store) -> str | None:
             return (f"segment run {run_id} is still running: {PARTS_GROUP}/{run_name} holds {held}, "
                     "not yet in the object tables; wait for the run to finish")
         return (f"segment run {run_id} was interrupted before merging its segments: "
-                f"{PARTS_GROUP}/{run_name} holds {held}, not yet in the object tables; resume it "
-                f"(track VIDEO --out {store.path.name} --segments {n or 'N'} --resume, or the same "
-                "batch again)")
+                f"{PARTS_GROUP}/{run_name} holds {held}, not yet in the object tables; resume the "
+                f"segment run (on the command line: track VIDEO --out {store.path.name} --segments "
+                f"{n or 'N'} --resume, or the same batch again)")
     return None
 
 
