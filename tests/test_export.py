@@ -537,3 +537,13 @@ def test_a_refused_output_is_worded_for_the_caller(project, tmp_path):
         export(project[0], "table", out, overwrite=True, words=dock)
     assert "--" not in str(refused.value)
     assert out.read_text() == "not an export\n"
+
+
+@pytest.mark.parametrize("name", ["foo", "sav-json"])
+def test_an_unknown_export_format_names_the_export_formats_only(name):
+    from napari_sam2_track.formats import canonical_format
+
+    with pytest.raises(StoreError, match=f"unknown export format '{name}'; choose from ") as refused:
+        canonical_format(name)
+    listed = str(refused.value).split("choose from ", 1)[1].split(", ")
+    assert listed == list(FORMATS) and "sav-json" not in listed

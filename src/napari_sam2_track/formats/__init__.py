@@ -41,8 +41,11 @@ READERS: dict[str, FormatRecord | None] = {
 
 def canonical_format(fmt: str) -> str:
     """The export format a name or alias stands for."""
-    record = lookup(fmt)
-    if record.exporter is None:
+    try:
+        record = lookup(fmt)
+    except StoreError:  # its list names import-only formats too
+        record = None
+    if record is None or record.exporter is None:
         raise StoreError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     return record.name
 
