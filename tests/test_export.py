@@ -547,3 +547,21 @@ def test_an_unknown_export_format_names_the_export_formats_only(name):
         canonical_format(name)
     listed = str(refused.value).split("choose from ", 1)[1].split(", ")
     assert listed == list(FORMATS) and "sav-json" not in listed
+
+
+def test_notes_go_to_the_callers_hook_instead_of_warnings(tmp_path, recwarn):
+    """With ``notes``, *approved only* with nothing approved is told to the hook and issues no
+    warning (a GUI collects its notes without touching the process-wide warning state)."""
+    from napari_sam2_track.errors import NothingApprovedWarning
+    from napari_sam2_track.review.qc import reject
+
+    path = tmp_path / "p.zarr"
+    build_project(path)
+    reject(path, 1, 0, T - 1, reviewer="b")  # the latest decision counts: nothing approved now
+
+    notes: list[str] = []
+    export(path, "table", tmp_path / "a.csv", ExportOptions(approved_only=True), notes=notes.append)
+    assert len(notes) == 1 and "no masklet is approved" in notes[0]
+    assert not [w for w in recwarn if issubclass(w.category, NothingApprovedWarning)]
+    with pytest.warns(NothingApprovedWarning, match="no masklet is approved"):
+        export(path, "table", tmp_path / "b.csv", ExportOptions(approved_only=True))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +104,8 @@ class ExportJob(threading.Thread):
     """One export on a thread of its own: :func:`napari_sam2_track.formats.export` with a
     ``progress`` hook that keeps the latest count and stops the export once :meth:`cancel` is
     called. After it ends, ``error`` holds what it raised (``None`` if it completed) and
-    ``warnings`` the exporter's warnings."""
+    ``warnings`` the exporter's notes (reported through its ``notes`` hook, not Python's
+    process-wide warnings machinery, so that other threads' warnings are left alone)."""
 
     def __init__(self, project: Path, fmt: str, out: Path, *, approved_only: bool = False,
                  overwrite: bool = False):
@@ -127,18 +127,17 @@ class ExportJob(threading.Thread):
             raise ExportCancelled
         self.latest = (int(done), int(total))
 
+    def _note(self, text: str) -> None:
+        self.warnings.append(one_line(text))
+
     def run(self) -> None:
         lower_thread_priority(EXPORT_NICENESS)
         try:
             if self._cancel_requested.is_set():
                 raise ExportCancelled
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
-                       progress=self._progress, overwrite=self.overwrite, words=DOCK_WORDS)
-            self.warnings = [one_line(str(w.message)) for w in caught
-                             if issubclass(w.category, UserWarning)
-                             and not issubclass(w.category, DeprecationWarning)]
+            export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
+                   progress=self._progress, notes=self._note, overwrite=self.overwrite,
+                   words=DOCK_WORDS)
             self.completed = True
         except BaseException as exc:  # noqa: BLE001 - handed to the worker, which reports it
             self.error = exc

@@ -52,17 +52,21 @@ def canonical_format(fmt: str) -> str:
 
 def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
            options: ExportOptions | None = None, *,
-           progress: Callable[[int, int], None] | None = None, words: Words = CLI_NEW,
-           **kwargs) -> Path:
+           progress: Callable[[int, int], None] | None = None,
+           notes: Callable[[str], None] | None = None, words: Words = CLI_NEW, **kwargs) -> Path:
     """Export a project; ``kwargs`` go to the format's function (e.g. ``dtype`` for tiff).
 
     ``progress(done, total)``: called as the frames are exported (``ExportOptions.progress``).
+    ``notes(text)``: called with the exporter's notes instead of issuing them as warnings
+    (``ExportOptions.notes``).
     ``words``: how a refused or failed output names the caller's controls (the command line's
     ``--out``/``--overwrite`` by default; a dock passes its own).
     """
     record = FORMATS[canonical_format(fmt)]
     if progress is not None:
         options = replace(options or ExportOptions(), progress=progress)
+    if notes is not None:
+        options = replace(options or ExportOptions(), notes=notes)
     store = project if isinstance(project, ProjectStore) else ProjectStore.open(project, "r")
     with export_words(words):
         return record.exporter(store, out, options, **{**record.export_args, **kwargs})
