@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -41,6 +40,7 @@ from ..errors import PromptError, Sam2TrackError, StoreError, one_line
 from ..formats import FORMATS, ExportOptions, canonical_format, check_export_target, export
 from ..project.placement import Words
 from ._hub import ProjectHub
+from ._widgets import StatusLine
 from .propagate_box import RunWorker
 
 #: Seconds between two progress reports of the worker.
@@ -238,8 +238,7 @@ class ExportBox(QGroupBox):
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setVisible(False)
         form.addRow(self.progress_bar)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.status_label = StatusLine("", lines=3)
         form.addRow(self.status_label)
         hub.session_changed.connect(self._attach)
         self._attach(hub.session)
@@ -380,6 +379,4 @@ class ExportBox(QGroupBox):
         self.cancel_btn.setEnabled(False)
 
     def _show(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setToolTip(text)
-        self.status_label.setStyleSheet("color: #ff6b6b;" if error else "")
+        self.status_label.set_text(text, error=error)
