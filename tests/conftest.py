@@ -100,5 +100,8 @@ def long_blob_jpegs(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _private_dock_settings(monkeypatch, tmp_path_factory):
-    """The Export box's settings file lives in a folder of the test's own, never the user's."""
-    monkeypatch.setenv("NAPARI_SAM2_TRACK_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    """The settings file (:mod:`napari_sam2_track.settings`) lives in a folder of the test's
+    own, never the user's."""
+    from napari_sam2_track import settings
+
+    monkeypatch.setenv(settings.ENV_DIR, str(tmp_path_factory.mktemp("config")))

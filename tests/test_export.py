@@ -518,3 +518,50 @@ def test_the_formats_modules_import_each_other_without_a_cycle():
 
     assert [name for name in files if reaches(name, name, {name})] == []
     assert edges["formats._registry"] == {"project.placement"}  # the records know no format
+
+
+def test_a_refused_output_is_worded_for_the_caller(project, tmp_path):
+    """The exporter's own refusal names the command line's switches by default and the dock's
+    controls when the dock's words are passed."""
+    from napari_sam2_track.project.placement import Words
+
+    dock = Words(out="output path", overwrite="'overwrite'", resume=None, verb="tick",
+                 again="export again")
+    out = tmp_path / "taken.csv"
+    out.write_text("not an export\n")
+    with pytest.raises(StoreError, match="choose another --out or pass --overwrite"):
+        export(project[0], "table", out)
+    with pytest.raises(StoreError, match="choose another output path or tick 'overwrite'"):
+        export(project[0], "table", out, words=dock)
+    with pytest.raises(StoreError, match="'overwrite' only replaces a previous") as refused:
+        export(project[0], "table", out, overwrite=True, words=dock)
+    assert "--" not in str(refused.value)
+    assert out.read_text() == "not an export\n"
+
+
+@pytest.mark.parametrize("name", ["foo", "sav-json"])
+def test_an_unknown_export_format_names_the_export_formats_only(name):
+    from napari_sam2_track.formats import canonical_format
+
+    with pytest.raises(StoreError, match=f"unknown export format '{name}'; choose from ") as refused:
+        canonical_format(name)
+    listed = str(refused.value).split("choose from ", 1)[1].split(", ")
+    assert listed == list(FORMATS) and "sav-json" not in listed
+
+
+def test_notes_go_to_the_callers_hook_instead_of_warnings(tmp_path, recwarn):
+    """With ``notes``, *approved only* with nothing approved is told to the hook and issues no
+    warning (a GUI collects its notes without touching the process-wide warning state)."""
+    from napari_sam2_track.errors import NothingApprovedWarning
+    from napari_sam2_track.review.qc import reject
+
+    path = tmp_path / "p.zarr"
+    build_project(path)
+    reject(path, 1, 0, T - 1, reviewer="b")  # the latest decision counts: nothing approved now
+
+    notes: list[str] = []
+    export(path, "table", tmp_path / "a.csv", ExportOptions(approved_only=True), notes=notes.append)
+    assert len(notes) == 1 and "no masklet is approved" in notes[0]
+    assert not [w for w in recwarn if issubclass(w.category, NothingApprovedWarning)]
+    with pytest.warns(NothingApprovedWarning, match="no masklet is approved"):
+        export(path, "table", tmp_path / "b.csv", ExportOptions(approved_only=True))

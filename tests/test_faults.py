@@ -457,11 +457,12 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
     code, out, _ = cli(capsys, "info", project, "--check")
     assert code == 1 and "0 table rows verified" not in out
     assert ("segment run 1 was interrupted before merging its segments: segment_parts/run-1 holds "
-            "16 table rows of frames 0-7, not yet in the object tables; resume it (track VIDEO "
-            "--out p.zarr --segments 2 --resume, or the same batch again)") in out
+            "16 table rows of frames 0-7, not yet in the object tables; resume the segment run (on the "
+            "command line: track VIDEO --out p.zarr --segments 2 --resume, or the same batch "
+            "again)") in out
     out_file = tmp_path / "o.json"
     code, _, err = cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)
-    assert code == EXIT_USER_ERROR and "resume it" in one_error_line(err) and not out_file.exists()
+    assert code == EXIT_USER_ERROR and "resume the segment run" in one_error_line(err) and not out_file.exists()
     with ProjectStore.open(project) as store:  # what resuming does first
         assert merge_parts(store) == 16
     code, out, _ = cli(capsys, "info", project, "--check")
@@ -469,6 +470,41 @@ def test_a_segment_run_killed_before_its_merge_is_named_by_check_and_export(tmp_
     assert cli(capsys, "export", project, "--format", "coco-video", "--out", out_file)[0] == 0
     tracks = json.loads(out_file.read_text())["annotations"]
     assert [sum(1 for s in a["segmentations"] if s) for a in tracks] == [8, 8]
+
+
+def test_every_unmerged_segment_run_is_named(tmp_path):
+    """Two runs killed before their merges: each is named, in run order."""
+    from napari_sam2_track.distributed.segments import Segment
+    from napari_sam2_track.engine.tracker import FrameResult
+    from napari_sam2_track.project import StoreWriter
+    from napari_sam2_track.project.check import unmerged_segments
+    from napari_sam2_track.project.parts import PartWriter, create_part
+
+    project = tmp_path / "p.zarr"
+    with ProjectStore.create(project, num_frames=10, height=20, width=24) as store:
+        store.set_objects([ObjectSpec(id=1)])
+        store.layers.ensure_overlap_layers(1)
+        runs = []
+        for segments in ([Segment(0, 0, 4), Segment(1, 5, 9)], [Segment(0, 0, 9)]):
+            run = store.begin_run(direction="forward", segments=[[s.start, s.end] for s in segments])
+            for s in segments:
+                create_part(store, run, s.index, s.start, s.end)
+            runs.append((run, segments[0]))
+    for (run, segment), frames in zip(runs, (range(0, 3), range(0, 2))):
+        writer = StoreWriter(PartWriter(str(project), run, segment.index), run)
+        for t in frames:
+            writer.submit(FrameResult(frame=t, direction="forward", presence={1: 5.0},
+                                      masks={1: disc(20, 24, 8, 8, 4)}, prompted=set()))
+        writer.close()
+    with ProjectStore.open(project, "r") as store:
+        text = unmerged_segments(store)
+    first, second = runs[0][0], runs[1][0]
+    assert text.count("was interrupted before merging its segments") == 2
+    assert text.index(f"segment run {first} ") < text.index(f"segment run {second} ")
+    assert f"segment_parts/run-{first} holds 3 table rows of frames 0-2" in text
+    assert f"segment_parts/run-{second} holds 2 table rows of frames 0-1" in text
+    assert "--segments 2 --resume" in text and "--segments 1 --resume" in text
+    assert "\n" not in text
 
 
 # ------------------------------------------------------------------ notes from batch workers

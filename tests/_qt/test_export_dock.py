@@ -3,6 +3,7 @@ exports are read back with third-party readers (tifffile, pandas, zarr)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -191,16 +192,16 @@ def test_an_export_error_is_one_whole_line(make_napari_viewer, qtbot, tmp_path, 
 
 
 def test_the_last_export_folder_is_proposed_in_the_next_session(make_napari_viewer, qtbot, tmp_path, errors):
-    import json
-
-    from napari_sam2_track._qt.export_box import ExportBox, settings_path
+    from napari_sam2_track import settings
+    from napari_sam2_track._qt.export_box import ExportBox
 
     viewer, dock, session = _project_with_masks(make_napari_viewer, tmp_path)
     folder = tmp_path / "exports"
     assert dock.export("table", folder / "rows.csv") is not None
     _wait_export(qtbot, dock)
     assert not errors, errors
-    assert json.loads(settings_path().read_text()) == {"last_folder": str(folder.resolve())}
+    assert settings.get(settings.EXPORT_DIR) == str(folder.resolve())
+    assert settings.settings_path().parent == Path(os.environ[settings.ENV_DIR])
     # a new Export box (as in the next napari session) proposes that folder
     box = ExportBox(dock.hub, on_error=lambda exc: None)
     box.format_combo.setCurrentText("tiff")

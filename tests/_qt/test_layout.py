@@ -66,11 +66,14 @@ def _status_lines(docks) -> list[StatusLine]:
 
 def _check_long_texts_keep_the_size(window, docks) -> None:
     size = window.size()
-    for line in _status_lines(docks):
+    lines = _status_lines(docks)
+    export_boxes = [dock.export_box for dock in docks if hasattr(dock, "export_box")]
+    assert export_boxes and all(box.status_label in lines for box in export_boxes)
+    for line in lines:
         line.set_text(LONG, error=True)
     _settle(0.3)
     assert window.size() == size, f"{size} -> {window.size()}"
-    for line in _status_lines(docks):
+    for line in lines:
         assert line.text() == LONG and line.toolTip() == LONG  # all of it, in the tooltip
 
 

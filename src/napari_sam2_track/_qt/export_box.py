@@ -9,17 +9,14 @@ worker: the GUI thread only updates the dock. *Cancel* calls the worker's ``quit
 then asks the export to stop at its next frame and joins its thread: the exporter removes its
 staging output and a previous export at the destination stays as it was.
 
-The folder of the last export is remembered between sessions in a small JSON file
-(:func:`settings_path`) and proposed for the next one.
+The folder of the last export is remembered between sessions (``export_dir`` of
+:mod:`napari_sam2_track.settings`) and proposed for the next one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +29,18 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
 )
 
+from .. import settings
 from .._threads import lower_thread_priority
 from ..errors import PromptError, Sam2TrackError, StoreError, one_line
 from ..formats import FORMATS, ExportOptions, canonical_format, check_export_target, export
 from ..project.placement import Words
 from ._hub import ProjectHub
+from ._widgets import StatusLine
 from .propagate_box import RunWorker
 
 #: Seconds between two progress reports of the worker.
@@ -52,42 +50,20 @@ EXPORT_NICENESS = 10
 #: How refusals name the dock's controls.
 DOCK_WORDS = Words(out="output path", overwrite="'overwrite'", resume=None, verb="tick",
                    again="export again")
-#: Environment variable naming the folder of the dock's settings file (default: the user's
-#: configuration folder, e.g. ``~/.config/napari-sam2-track``).
-CONFIG_DIR_ENV = "NAPARI_SAM2_TRACK_CONFIG_DIR"
-SETTINGS_NAME = "export.json"
 
 
-# ------------------------------------------------------------------------------- settings
-def settings_path() -> Path:
-    """The JSON file of the Export box's settings (``{"last_folder": ...}``)."""
-    folder = os.environ.get(CONFIG_DIR_ENV)
-    if not folder:
-        from platformdirs import user_config_dir
-
-        folder = user_config_dir("napari-sam2-track", appauthor=False)
-    return Path(folder) / SETTINGS_NAME
-
-
+# ------------------------------------------------------------------------ the last folder
 def last_export_folder() -> Path | None:
     """The folder of the last export, if it is remembered and still there."""
-    try:
-        folder = Path(json.loads(settings_path().read_text())["last_folder"])
-    except (OSError, ValueError, KeyError, TypeError):
+    folder = settings.get(settings.EXPORT_DIR)
+    if not isinstance(folder, str) or not folder:
         return None
-    return folder if folder.is_dir() else None
+    return Path(folder) if Path(folder).is_dir() else None
 
 
 def remember_export_folder(folder: str | Path) -> None:
     """Remember ``folder`` for the next export (a convenience: failing to write is ignored)."""
-    path = settings_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"last_folder": str(Path(folder).resolve())}) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    settings.put(settings.EXPORT_DIR, str(Path(folder).resolve()))
 
 
 def default_output(project: str | Path, fmt: str, folder: str | Path | None = None) -> Path:
@@ -128,7 +104,8 @@ class ExportJob(threading.Thread):
     """One export on a thread of its own: :func:`napari_sam2_track.formats.export` with a
     ``progress`` hook that keeps the latest count and stops the export once :meth:`cancel` is
     called. After it ends, ``error`` holds what it raised (``None`` if it completed) and
-    ``warnings`` the exporter's warnings."""
+    ``warnings`` the exporter's notes (reported through its ``notes`` hook, not Python's
+    process-wide warnings machinery, so that other threads' warnings are left alone)."""
 
     def __init__(self, project: Path, fmt: str, out: Path, *, approved_only: bool = False,
                  overwrite: bool = False):
@@ -150,18 +127,17 @@ class ExportJob(threading.Thread):
             raise ExportCancelled
         self.latest = (int(done), int(total))
 
+    def _note(self, text: str) -> None:
+        self.warnings.append(one_line(text))
+
     def run(self) -> None:
         lower_thread_priority(EXPORT_NICENESS)
         try:
             if self._cancel_requested.is_set():
                 raise ExportCancelled
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
-                       progress=self._progress, overwrite=self.overwrite)
-            self.warnings = [one_line(str(w.message)) for w in caught
-                             if issubclass(w.category, UserWarning)
-                             and not issubclass(w.category, DeprecationWarning)]
+            export(self.project, self.fmt, self.out, ExportOptions(approved_only=self.approved_only),
+                   progress=self._progress, notes=self._note, overwrite=self.overwrite,
+                   words=DOCK_WORDS)
             self.completed = True
         except BaseException as exc:  # noqa: BLE001 - handed to the worker, which reports it
             self.error = exc
@@ -262,8 +238,7 @@ class ExportBox(QGroupBox):
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setVisible(False)
         form.addRow(self.progress_bar)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.status_label = StatusLine("", lines=3)
         form.addRow(self.status_label)
         hub.session_changed.connect(self._attach)
         self._attach(hub.session)
@@ -404,6 +379,4 @@ class ExportBox(QGroupBox):
         self.cancel_btn.setEnabled(False)
 
     def _show(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setToolTip(text)
-        self.status_label.setStyleSheet("color: #ff6b6b;" if error else "")
+        self.status_label.set_text(text, error=error)

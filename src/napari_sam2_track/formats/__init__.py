@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import Sam2TrackError, StoreError, one_line
 from ..project import ProjectStore, is_project
-from ..project.placement import check_separate
+from ..project.placement import CLI_NEW, Words, check_separate
 from ._frames import (
     DroppedWarning,
     EmptyExportWarning,
@@ -27,7 +27,7 @@ from ._frames import (
 
 # Each format module registers its record(s) when imported; this order is the order of FORMATS.
 from . import omezarr, ctc, tiff, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
-from ._registry import MARKER, FormatRecord, check_export_target, lookup, records  # noqa: E402
+from ._registry import MARKER, FormatRecord, check_export_target, export_words, lookup, records  # noqa: E402
 from ._registry import aliases as _aliases  # noqa: E402
 
 #: Export format name -> its record.
@@ -41,24 +41,35 @@ READERS: dict[str, FormatRecord | None] = {
 
 def canonical_format(fmt: str) -> str:
     """The export format a name or alias stands for."""
-    record = lookup(fmt)
-    if record.exporter is None:
+    try:
+        record = lookup(fmt)
+    except StoreError:  # its list names import-only formats too
+        record = None
+    if record is None or record.exporter is None:
         raise StoreError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     return record.name
 
 
 def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
            options: ExportOptions | None = None, *,
-           progress: Callable[[int, int], None] | None = None, **kwargs) -> Path:
+           progress: Callable[[int, int], None] | None = None,
+           notes: Callable[[str], None] | None = None, words: Words = CLI_NEW, **kwargs) -> Path:
     """Export a project; ``kwargs`` go to the format's function (e.g. ``dtype`` for tiff).
 
     ``progress(done, total)``: called as the frames are exported (``ExportOptions.progress``).
+    ``notes(text)``: called with the exporter's notes instead of issuing them as warnings
+    (``ExportOptions.notes``).
+    ``words``: how a refused or failed output names the caller's controls (the command line's
+    ``--out``/``--overwrite`` by default; a dock passes its own).
     """
     record = FORMATS[canonical_format(fmt)]
     if progress is not None:
         options = replace(options or ExportOptions(), progress=progress)
+    if notes is not None:
+        options = replace(options or ExportOptions(), notes=notes)
     store = project if isinstance(project, ProjectStore) else ProjectStore.open(project, "r")
-    return record.exporter(store, out, options, **{**record.export_args, **kwargs})
+    with export_words(words):
+        return record.exporter(store, out, options, **{**record.export_args, **kwargs})
 
 
 def guess_format(path: str | Path) -> str:

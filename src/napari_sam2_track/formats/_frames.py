@@ -44,6 +44,10 @@ class ExportOptions:
             (see :meth:`ProjectView.walk`), ``done`` counting up to ``total``: the frames
             exported, twice that for an export that goes through them twice (GEFF with its
             labels, OME-Zarr with the image included). It runs on the exporting thread.
+        notes: called as ``notes(text)`` with what the user should know though nothing failed
+            (e.g. *approved only* with nothing approved); ``None``: issued as warnings
+            (:class:`~napari_sam2_track.errors.Sam2TrackWarning`). It runs on the exporting
+            thread.
 
     Visible, occluded and out-of-frame follow :mod:`napari_sam2_track.review.visibility`, the
     rule the review flags use too: under the schema's ``edge_policy: drop`` masks touching the
@@ -59,6 +63,7 @@ class ExportOptions:
     end: int | None = None
     categories: list[str] | None = None
     progress: Callable[[int, int], None] | None = None
+    notes: Callable[[str], None] | None = None
 
 
 def staged(progress: Callable[[int, int], None] | None, stage: int, stages: int):
@@ -183,11 +188,14 @@ class ProjectView:
             self.approved = read_review(store).approved_ranges()
             objects = [o for o in objects if o.id in self.approved]
             if not objects:
-                warnings.warn(NothingApprovedWarning(
+                note = NothingApprovedWarning(
                     f"--approved-only: no object of {store.path.name} is exported because no "
                     "masklet is approved; approve masklets first ('napari-sam2-track review "
-                    "approve ...')"),
-                    stacklevel=2)
+                    "approve ...')")
+                if opts.notes is not None:
+                    opts.notes(str(note))
+                else:
+                    warnings.warn(note, stacklevel=2)
         self.objects: list[ObjectSpec] = sorted(objects, key=lambda o: o.id)
         self.frames = range(self.start, self.end + 1, opts.every)
         #: ``progress(done, total)`` after each frame of a walk that reads masks (the options')

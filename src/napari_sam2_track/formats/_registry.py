@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,21 @@ class FormatRecord:
         return f"{stem}-{self.name}{self.suffixes[0]}"
 
 
+#: How refusals of the export in progress on this thread name the caller's controls (set by
+#: :func:`napari_sam2_track.formats.export` for the call, read by :func:`export_target`).
+_EXPORT_WORDS: ContextVar[Words] = ContextVar("export_words", default=CLI_NEW)
+
+
+@contextmanager
+def export_words(words: Words) -> Iterator[None]:
+    """Within the block, exporters on this thread word their refusals with ``words``."""
+    token = _EXPORT_WORDS.set(words)
+    try:
+        yield
+    finally:
+        _EXPORT_WORDS.reset(token)
+
+
 _RECORDS: dict[str, FormatRecord] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -138,17 +154,22 @@ def check_export_target(project: str | Path, fmt: str, out: str | Path, *, overw
 
 
 @contextmanager
-def export_target(store: ProjectStore, out: str | Path, fmt: str, overwrite: bool = False) -> Iterator[Path]:
+def export_target(store: ProjectStore, out: str | Path, fmt: str, overwrite: bool = False,
+                  words: Words | None = None) -> Iterator[Path]:
     """The one way an exporter writes ``out``: yields the staging path (an empty folder, or a
     file name), puts the finished output in place when the block completes (see
-    :func:`~napari_sam2_track.project.placement.build_beside`); a folder gets the marker file."""
+    :func:`~napari_sam2_track.project.placement.build_beside`); a folder gets the marker file.
+
+    ``words``: how refusals name the caller's controls (default: those given to the
+    :func:`~napari_sam2_track.formats.export` call in progress, else the command line's)."""
     record = lookup(fmt)
+    words = words or _EXPORT_WORDS.get()
     try:
         with build_beside(out, record, overwrite=overwrite, inputs=[store.path],
-                          input_name="the project", words=CLI_NEW) as staging:
+                          input_name="the project", words=words) as staging:
             yield staging
             if record.is_dir:
                 (staging / MARKER).write_text(
                     json.dumps({"format": record.marker, "writer": "napari-sam2-track"}) + "\n")
     except OSError as exc:  # a full disk, a file size limit, a permission: one line
-        raise cannot_write(out, exc, CLI_NEW) from None
+        raise cannot_write(out, exc, words) from None

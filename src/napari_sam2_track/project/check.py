@@ -41,45 +41,55 @@ def metadata_problem(meta: Any) -> str | None:
 
 
 def unmerged_segments(store) -> str | None:
-    """What an interrupted ``--segments`` run left unmerged (its segments wrote masks and
-    table rows, its client died before merging them), and how to resume it; ``None`` if
-    nothing is left."""
+    """What interrupted ``--segments`` runs left unmerged (their segments wrote masks and
+    table rows, their client died before merging them), and how to resume them, one clause per
+    run joined by ``"; "``; ``None`` if nothing is left."""
     try:
         if PARTS_GROUP not in store.group:
             return None
         runs = list(store.group[PARTS_GROUP].groups())
     except Exception:  # noqa: BLE001 - a damaged group is reported by what reads it
         return None
-    for run_name, run_group in runs:
-        rows, first, last = 0, None, None
-        for _, part in run_group.arrays():
-            try:
-                states = np.asarray(part[:, :, COL["state"]])
-                start = int(part.attrs["start"])
-            except Exception:  # noqa: BLE001 - an unreadable part: frames unknown
-                continue
-            have = ~np.isnan(states)
-            rows += int(have.sum())
-            frames = np.flatnonzero(have.any(axis=0)) + start
-            if frames.size:
-                first = int(frames[0]) if first is None else min(first, int(frames[0]))
-                last = int(frames[-1]) if last is None else max(last, int(frames[-1]))
-        run_id = run_name.removeprefix("run-")
-        n = next((len(r.get("segments") or ()) for r in store.meta.get("runs", [])
-                  if str(r.get("id")) == run_id), 0)
-        held = f"{rows} table rows of frames {first}-{last}" if rows else "no table rows yet"
+    found = [_unmerged_run(store, name, group) for name, group in sorted(runs, key=_run_order)]
+    return "; ".join(found) or None
+
+
+def _run_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """Parts groups by run id (``run-2`` before ``run-10``); odd names last."""
+    run_id = item[0].removeprefix("run-")
+    return (int(run_id), "") if run_id.isdigit() else (1 << 62, item[0])
+
+
+def _unmerged_run(store, run_name: str, run_group) -> str:
+    """What one run's parts hold, and whether it runs or was interrupted."""
+    rows, first, last = 0, None, None
+    for _, part in run_group.arrays():
         try:
-            running = store.run_statuses().get(int(run_id)) == "running"
-        except Exception:  # noqa: BLE001 - a run id or metadata edited by hand
-            running = False
-        if running:
-            return (f"segment run {run_id} is still running: {PARTS_GROUP}/{run_name} holds {held}, "
-                    "not yet in the object tables; wait for the run to finish")
-        return (f"segment run {run_id} was interrupted before merging its segments: "
-                f"{PARTS_GROUP}/{run_name} holds {held}, not yet in the object tables; resume it "
-                f"(track VIDEO --out {store.path.name} --segments {n or 'N'} --resume, or the same "
-                "batch again)")
-    return None
+            states = np.asarray(part[:, :, COL["state"]])
+            start = int(part.attrs["start"])
+        except Exception:  # noqa: BLE001 - an unreadable part: frames unknown
+            continue
+        have = ~np.isnan(states)
+        rows += int(have.sum())
+        frames = np.flatnonzero(have.any(axis=0)) + start
+        if frames.size:
+            first = int(frames[0]) if first is None else min(first, int(frames[0]))
+            last = int(frames[-1]) if last is None else max(last, int(frames[-1]))
+    run_id = run_name.removeprefix("run-")
+    n = next((len(r.get("segments") or ()) for r in store.meta.get("runs", [])
+              if str(r.get("id")) == run_id), 0)
+    held = f"{rows} table rows of frames {first}-{last}" if rows else "no table rows yet"
+    try:
+        running = store.run_statuses().get(int(run_id)) == "running"
+    except Exception:  # noqa: BLE001 - a run id or metadata edited by hand
+        running = False
+    if running:
+        return (f"segment run {run_id} is still running: {PARTS_GROUP}/{run_name} holds {held}, "
+                "not yet in the object tables; wait for the run to finish")
+    return (f"segment run {run_id} was interrupted before merging its segments: "
+            f"{PARTS_GROUP}/{run_name} holds {held}, not yet in the object tables; resume the "
+            f"segment run (on the command line: track VIDEO --out {store.path.name} --segments "
+            f"{n or 'N'} --resume, or the same batch again)")
 
 
 def _error(exc: BaseException) -> str:
