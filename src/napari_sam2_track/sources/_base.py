@@ -22,7 +22,7 @@ _S = TypeVar("_S", bound="SourceLifetime")
 
 __all__ = [
     "FrameSource", "IntensityWindow", "FrameLayout", "resolve_layout", "guess_axes",
-    "check_pixel_dtype", "coerce_window",
+    "check_pixel_dtype", "coerce_window", "has_z_planes",
 ]
 
 # Total number of pixel values fed to np.percentile when estimating a window.
@@ -388,6 +388,14 @@ ACCEPTED_SHAPES = "(T,H,W), (T,H,W,C) with C<=4, or (T,C,H,W) with axes='tcyx'"
 def _role(name: Any) -> str:
     key = str(name).strip().lower() if name is not None else ""
     return _AXIS_ROLES.get(key, "?")
+
+
+def has_z_planes(axes: Sequence[Any] | None, shape: Sequence[int]) -> bool:
+    """Whether axis names ``axes`` (one per dimension of ``shape``) hold a z axis of more than
+    one plane; False when there are no names or their number does not match."""
+    return axes is not None and len(axes) == len(shape) and any(
+        _role(a) == "z" and int(n) > 1 for a, n in zip(axes, shape)
+    )
 
 
 @dataclass(frozen=True)
