@@ -275,6 +275,29 @@ def test_numpy_and_dask_arrays_with_axes(tmp_path):
     assert open_source(data[:, 0]).geometry.axes == "tyx"  # 2D sources are unchanged
 
 
+class _FailingStore:
+    """An array-like whose reads fail: with a SourceError of its own, or any other error."""
+
+    shape, dtype, ndim = (3, 4, 5), np.dtype(np.uint16), 3
+
+    def __init__(self, error):
+        self.error = error
+
+    def __getitem__(self, key):
+        raise self.error
+
+
+def test_read_failures_of_a_volume_are_one_line_not_wrapped_twice():
+    with ArrayVolumeSource(_FailingStore(SourceError("store x: chunk 2 is missing")), "ZYX",
+                           window=(0, 1)) as vol:
+        with pytest.raises(SourceError) as info:
+            vol.read_slice(0, 1)
+        assert str(info.value) == "store x: chunk 2 is missing"
+    with ArrayVolumeSource(_FailingStore(OSError("disk gone")), "ZYX", window=(0, 1)) as vol:
+        with pytest.raises(SourceError, match=r"cannot read slice \(t=0, z=2\): disk gone$"):
+            vol.read_slice(0, 2)
+
+
 # -- where volumes meet 2D code ----------------------------------------------------------------
 
 

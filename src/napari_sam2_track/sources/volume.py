@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
-from ._base import IntensityWindow, SourceLifetime, _role, check_pixel_dtype
+from ._base import (IntensityWindow, SourceLifetime, _role, check_pixel_dtype, checked_image,
+                    read_part)
 from .geometry import Geometry
 from .windows import resolve_window
 
@@ -142,24 +143,9 @@ class VolumeSource(SourceLifetime, abc.ABC):
         with self._lock:
             if self._closed:
                 raise SourceError(f"{self._label()}: source is closed")
-            image = np.asarray(self._read_slice(t, z))
-        if image.dtype != self.dtype:
-            if image.dtype.kind == self.dtype.kind and image.dtype.itemsize == self.dtype.itemsize:
-                image = image.astype(self.dtype)
-            else:
-                raise SourceError(
-                    f"{self._label()}: slice (t={t}, z={z}) has dtype {image.dtype}, "
-                    f"expected {self.dtype}"
-                )
-        if image.shape != self._shape[2:]:
-            raise SourceError(
-                f"{self._label()}: slice (t={t}, z={z}) has shape {image.shape}, expected "
-                f"{self._shape[2:]}"
-            )
-        if image.flags.writeable:
-            image = image.view()
-            image.flags.writeable = False
-        return image
+            image = self._read_slice(t, z)
+        return checked_image(image, self.dtype, self._shape[2:], self._label(),
+                             f"slice (t={t}, z={z})")
 
     def read_slice_rgb(self, t: int, z: int) -> np.ndarray:
         """Slice ``(t, z)`` as ``(H, W, 3)`` uint8 through the intensity window; NaN and
@@ -327,14 +313,8 @@ class ArrayVolumeSource(VolumeSource):
         self._configure(window)
 
     def _read_slice(self, t: int, z: int) -> np.ndarray:
-        try:
-            part = self._data[self.layout.key(t, z, self.channel)]
-            if hasattr(part, "compute"):
-                part = part.compute()
-            image = np.asarray(part)
-        except Exception as exc:  # decode/IO failures of the backing store
-            raise SourceError(f"{self._label()}: cannot read slice (t={t}, z={z}): {exc}"
-                              ) from None
+        image = read_part(self._data, self.layout.key(t, z, self.channel), self._label(),
+                          f"slice (t={t}, z={z})")
         return self.layout.to_slice(image)
 
     def _extra_description(self) -> dict[str, Any]:
