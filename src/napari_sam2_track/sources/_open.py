@@ -63,19 +63,22 @@ def open_source(
     if isinstance(obj, (FrameSource, VolumeSource)):
         if channel is not None or window is not None or axes is not None or series is not None:
             raise SourceError(
-                "open_source: channel/window/axes cannot be changed on an open source; "
+                "open_source: channel/window/axes/series cannot be changed on an open source; "
                 "open the original path or array again"
             )
         return obj
     if axes is not None:
         if not isinstance(axes, str) or not axes.isalpha():
             raise SourceError(f"open_source: axes must be letters like 'tyx', got {axes!r}")
-    if series is not None and not (isinstance(obj, (str, os.PathLike)) and is_dicom_folder(obj)):
-        raise SourceError(f"{obj}: series= only applies to a folder of DICOM files")
+    if series is not None and not isinstance(obj, (str, os.PathLike)):
+        raise SourceError(f"open_source: series= only applies to a folder of DICOM files, not "
+                          f"to an object of type {type(obj).__name__}")
     if isinstance(obj, (str, os.PathLike)):
         p = Path(obj).expanduser()
         if not p.exists():
             raise SourceError(f"{p}: file not found")
+        if series is not None and not is_dicom_folder(p):
+            raise SourceError(f"{p}: series= only applies to a folder of DICOM files")
         if p.is_dir():
             if _is_zarr_dir(p):
                 return _open_zarr(p, channel=channel, window=window, axes=axes)
