@@ -275,6 +275,15 @@ def test_numpy_and_dask_arrays_with_axes(tmp_path):
     assert open_source(data[:, 0]).geometry.axes == "tyx"  # 2D sources are unchanged
 
 
+def test_window_preset_on_2d_data_says_presets_are_for_volumes():
+    frames = np.zeros((3, 8, 8), np.uint16)
+    with pytest.raises(SourceError) as err:
+        open_source(frames, window="ct-lung")
+    message = str(err.value)
+    assert "'ct-lung' applies to volumes" in message and "(low, high)" in message
+    assert "\n" not in message and "unpack" not in message
+
+
 class _FailingStore:
     """An array-like whose reads fail: with a SourceError of its own, or any other error."""
 

@@ -134,6 +134,11 @@ def coerce_window(
     """An :class:`IntensityWindow` from ``(low, high)``; SourceError with one line if invalid."""
     if window is None or isinstance(window, IntensityWindow):
         return window
+    if isinstance(window, str):  # volumes resolve preset names before they get here
+        raise SourceError(
+            f"{label}: the window preset {window!r} applies to volumes (data with a z axis); "
+            "pass (low, high) for a 2D recording"
+        )
     try:
         low, high = window
         return IntensityWindow(low, high)
