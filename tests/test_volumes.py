@@ -105,7 +105,7 @@ def test_big_endian_scaled_nifti_matches_nibabel(tmp_path):
     assert nib.load(path).header.endianness == ">"
     expected = nib.load(path).get_fdata()
     with open_source(path) as vol:
-        assert vol.header_dtype == np.dtype(">i2") and vol.dtype.byteorder in "=|"
+        assert vol.describe()["file_dtype"] == ">i2" and vol.dtype.byteorder in "=|"
         assert vol.dtype.kind == "f"
         assert vol.shape == (1, 4, 5, 7)
         assert vol.geometry.spacing[1:] == pytest.approx((3.0, 0.6, 0.5))

@@ -35,8 +35,8 @@ ACCEPTED_VOLUMES = "(Z,Y,X), (T,Z,Y,X) or (T,Z,C,Y,X) with channel=K"
 
 def refuse_volume(source: Any, what: str = "tracking") -> None:
     """SourceError with one line when ``source`` is a volume (``what`` needs 2D frames)."""
-    geometry = getattr(source, "geometry", None)
-    if isinstance(source, VolumeSource) or (geometry is not None and geometry.is_volume):
+    if isinstance(source, VolumeSource):
+        geometry = source.geometry
         shape = "x".join(str(s) for s in geometry.shape)
         raise SourceError(
             f"{source._label()} is a volume ({shape}, axes {geometry.axes}): {NOT_TRACKABLE} "
