@@ -133,6 +133,31 @@ def test_float_nifti_nan_and_inf_go_to_the_window_low_end(tmp_path):
         assert rgb[0, 3, 0] == expected
 
 
+class _RecordingNifti(NiftiSource):
+    """The real NIfTI source, recording which slices it reads."""
+
+    def __init__(self, path, **kwargs):
+        self.reads = []
+        super().__init__(path, **kwargs)
+
+    def _read_slice(self, t, z):
+        self.reads.append((t, z))
+        return super()._read_slice(t, z)
+
+
+def test_nifti_gz_auto_window_reads_forward_only_up_to_the_middle_slice(tmp_path):
+    data = np.arange(6 * 5 * 40 * 2, dtype=np.int16).reshape(6, 5, 40, 2)
+    gz = _RecordingNifti(_nifti(tmp_path / "v.nii.gz", data))
+    with gz:
+        assert gz.reads == sorted(gz.reads) and len(gz.reads) == 16
+        assert max(gz.reads) == (0, 19)  # before the middle slice napari shows first
+        gz.reads.clear()
+        np.testing.assert_array_equal(gz.read_slice(0, 20), data[:, :, 20, 0].T)
+    plain = _RecordingNifti(_nifti(tmp_path / "v.nii", data))
+    with plain:  # files read at random stay sampled over all of (t, z)
+        assert plain.reads[0] == (0, 0) and plain.reads[-1] == (1, 39)
+
+
 def test_one_slice_and_2d_nifti_are_refused(tmp_path):
     for shape in ((8, 6, 1), (8, 6), (8, 6, 1, 5)):
         path = _nifti(tmp_path / f"s{len(shape)}.nii", np.zeros(shape, np.int16))

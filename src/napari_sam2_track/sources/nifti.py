@@ -85,6 +85,7 @@ class NiftiSource(VolumeSource):
         super().__init__(path=path, shape=shape4, dtype=dtype, geometry=geometry,
                          channel=check_channel(channel, c, label))
         self._file_dtype = np.dtype(img.get_data_dtype())
+        self.sequential_reads = path.lower().endswith(".gz")
         if geometry.oblique:
             self.notes.append("oblique voxel axes: slices are shown on the voxel grid; the "
                               "world geometry is kept in the affine")

@@ -54,6 +54,9 @@ class VolumeSource(SourceLifetime, abc.ABC):
     """
 
     kind: str = "volume"
+    #: Reads go forward cheaply but going back rewinds (a gzip stream): the ``auto`` window
+    #: samples only slices before the middle slice, which napari shows first.
+    sequential_reads: bool = False
 
     def __init__(
         self, *, path: str | None, shape: Sequence[int], dtype: Any, geometry: Geometry,
@@ -162,10 +165,13 @@ class VolumeSource(SourceLifetime, abc.ABC):
     def sample_window(self, lo: float = 0.5, hi: float = 99.5, max_slices: int = 16
                       ) -> IntensityWindow:
         """Percentile window over up to ``max_slices`` slices spread evenly over (t, z), read
-        in file order (compressed files are then decompressed once)."""
+        in file order (compressed files are then decompressed once). With
+        ``sequential_reads`` the slices end just before the middle slice of the first
+        timepoint, so showing that slice next needs no rewind (re-reading the last slice read
+        would rewind too)."""
         n_t, n_z = self._shape[:2]
-        total = n_t * n_z
-        flat = np.unique(np.linspace(0, total - 1, max(1, min(total, max_slices))).round())
+        last = max(0, n_z // 2 - 1) if self.sequential_reads else n_t * n_z - 1
+        flat = np.unique(np.linspace(0, last, max(1, min(last + 1, max_slices))).round())
         slices = (self.read_slice(*divmod(int(i), n_z)) for i in flat)
         return IntensityWindow.from_samples(slices, len(flat), lo, hi)
 
