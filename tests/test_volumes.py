@@ -105,7 +105,7 @@ def test_big_endian_scaled_nifti_matches_nibabel(tmp_path):
     assert nib.load(path).header.endianness == ">"
     expected = nib.load(path).get_fdata()
     with open_source(path) as vol:
-        assert vol.header_dtype == np.dtype(">i2") and vol.dtype.byteorder in "=|"
+        assert vol.describe()["file_dtype"] == ">i2" and vol.dtype.byteorder in "=|"
         assert vol.dtype.kind == "f"
         assert vol.shape == (1, 4, 5, 7)
         assert vol.geometry.spacing[1:] == pytest.approx((3.0, 0.6, 0.5))
@@ -131,6 +131,31 @@ def test_float_nifti_nan_and_inf_go_to_the_window_low_end(tmp_path):
         assert rgb[0, :3, 0].tolist() == [0, 0, 0]
         expected = np.rint(np.clip(data[3, 0, 1] / 50.0, 0, 1) * 255)
         assert rgb[0, 3, 0] == expected
+
+
+class _RecordingNifti(NiftiSource):
+    """The real NIfTI source, recording which slices it reads."""
+
+    def __init__(self, path, **kwargs):
+        self.reads = []
+        super().__init__(path, **kwargs)
+
+    def _read_slice(self, t, z):
+        self.reads.append((t, z))
+        return super()._read_slice(t, z)
+
+
+def test_nifti_gz_auto_window_reads_forward_only_up_to_the_middle_slice(tmp_path):
+    data = np.arange(6 * 5 * 40 * 2, dtype=np.int16).reshape(6, 5, 40, 2)
+    gz = _RecordingNifti(_nifti(tmp_path / "v.nii.gz", data))
+    with gz:
+        assert gz.reads == sorted(gz.reads) and len(gz.reads) == 16
+        assert max(gz.reads) == (0, 19)  # before the middle slice napari shows first
+        gz.reads.clear()
+        np.testing.assert_array_equal(gz.read_slice(0, 20), data[:, :, 20, 0].T)
+    plain = _RecordingNifti(_nifti(tmp_path / "v.nii", data))
+    with plain:  # files read at random stay sampled over all of (t, z)
+        assert plain.reads[0] == (0, 0) and plain.reads[-1] == (1, 39)
 
 
 def test_one_slice_and_2d_nifti_are_refused(tmp_path):
@@ -273,6 +298,38 @@ def test_numpy_and_dask_arrays_with_axes(tmp_path):
     with open_source(yxz, axes="yxz") as vol:
         np.testing.assert_array_equal(vol.read_slice(0, 2), data[0, 2])
     assert open_source(data[:, 0]).geometry.axes == "tyx"  # 2D sources are unchanged
+
+
+def test_window_preset_on_2d_data_says_presets_are_for_volumes():
+    frames = np.zeros((3, 8, 8), np.uint16)
+    with pytest.raises(SourceError) as err:
+        open_source(frames, window="ct-lung")
+    message = str(err.value)
+    assert "'ct-lung' applies to volumes" in message and "(low, high)" in message
+    assert "\n" not in message and "unpack" not in message
+
+
+class _FailingStore:
+    """An array-like whose reads fail: with a SourceError of its own, or any other error."""
+
+    shape, dtype, ndim = (3, 4, 5), np.dtype(np.uint16), 3
+
+    def __init__(self, error):
+        self.error = error
+
+    def __getitem__(self, key):
+        raise self.error
+
+
+def test_read_failures_of_a_volume_are_one_line_not_wrapped_twice():
+    with ArrayVolumeSource(_FailingStore(SourceError("store x: chunk 2 is missing")), "ZYX",
+                           window=(0, 1)) as vol:
+        with pytest.raises(SourceError) as info:
+            vol.read_slice(0, 1)
+        assert str(info.value) == "store x: chunk 2 is missing"
+    with ArrayVolumeSource(_FailingStore(OSError("disk gone")), "ZYX", window=(0, 1)) as vol:
+        with pytest.raises(SourceError, match=r"cannot read slice \(t=0, z=2\): disk gone$"):
+            vol.read_slice(0, 2)
 
 
 # -- where volumes meet 2D code ----------------------------------------------------------------

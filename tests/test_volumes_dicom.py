@@ -122,6 +122,25 @@ def test_two_series_are_listed_and_one_can_be_chosen(tmp_path):
         open_source(folder, series="9.9.9")
 
 
+def test_series_elsewhere_is_refused_in_one_line_naming_the_input(tmp_path):
+    with pytest.raises(SourceError) as err:
+        open_source(np.zeros((4, 8, 8)), series="1.2.3")
+    assert str(err.value) == ("open_source: series= only applies to a folder of DICOM files, "
+                              "not to an object of type ndarray")
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(SourceError, match=r"no-such-folder: file not found$"):
+        open_source(missing, series="1.2.3")
+    stack = tmp_path / "stack.npy"
+    stack.write_bytes(b"")
+    with pytest.raises(SourceError, match=r"stack.npy: series= only applies to a folder of DICOM"):
+        open_source(stack, series="1.2.3")
+    folder = tmp_path / "ct"
+    uid, _ = write_series(folder, n=3)
+    with open_volume(folder) as vol:
+        with pytest.raises(SourceError, match="channel/window/axes/series cannot be changed"):
+            open_source(vol, series=uid)
+
+
 def test_mixed_orientations_are_refused(tmp_path):
     folder = tmp_path / "ct"
     uid, _ = write_series(folder, n=4)

@@ -22,7 +22,7 @@ _S = TypeVar("_S", bound="SourceLifetime")
 
 __all__ = [
     "FrameSource", "IntensityWindow", "FrameLayout", "resolve_layout", "guess_axes",
-    "check_pixel_dtype", "coerce_window",
+    "check_pixel_dtype", "coerce_window", "has_z_planes", "checked_image", "read_part",
 ]
 
 # Total number of pixel values fed to np.percentile when estimating a window.
@@ -134,6 +134,11 @@ def coerce_window(
     """An :class:`IntensityWindow` from ``(low, high)``; SourceError with one line if invalid."""
     if window is None or isinstance(window, IntensityWindow):
         return window
+    if isinstance(window, str):  # volumes resolve preset names before they get here
+        raise SourceError(
+            f"{label}: the window preset {window!r} applies to volumes (data with a z axis); "
+            "pass (low, high) for a 2D recording"
+        )
     try:
         low, high = window
         return IntensityWindow(low, high)
@@ -295,22 +300,8 @@ class FrameSource(SourceLifetime, abc.ABC):
         with self._lock:
             if self._closed:
                 raise SourceError(f"{self._label()}: source is closed")
-            frame = np.asarray(self._read(t))
-        if frame.dtype != self.dtype:
-            if frame.dtype.kind == self.dtype.kind and frame.dtype.itemsize == self.dtype.itemsize:
-                frame = frame.astype(self.dtype)
-            else:
-                raise SourceError(
-                    f"{self._label()}: frame {t} has dtype {frame.dtype}, expected {self.dtype}"
-                )
-        if frame.shape != self.frame_shape:
-            raise SourceError(
-                f"{self._label()}: frame {t} has shape {frame.shape}, expected {self.frame_shape}"
-            )
-        if frame.flags.writeable:
-            frame = frame.view()
-            frame.flags.writeable = False
-        return frame
+            frame = self._read(t)
+        return checked_image(frame, self.dtype, self.frame_shape, self._label(), f"frame {t}")
 
     def read_rgb(self, t: int) -> np.ndarray:
         """Frame ``t`` as a C-contiguous read-only ``(H, W, 3)`` uint8 image for the model.
@@ -388,6 +379,48 @@ ACCEPTED_SHAPES = "(T,H,W), (T,H,W,C) with C<=4, or (T,C,H,W) with axes='tcyx'"
 def _role(name: Any) -> str:
     key = str(name).strip().lower() if name is not None else ""
     return _AXIS_ROLES.get(key, "?")
+
+
+def checked_image(
+    image: Any, dtype: np.dtype, shape: tuple[int, ...], label: str, what: str
+) -> np.ndarray:
+    """``image`` as a read-only array of ``dtype`` (same kind and size: byte order is
+    converted); SourceError naming ``what`` (e.g. ``frame 3``) when its dtype or shape is not
+    the source's."""
+    image = np.asarray(image)
+    if image.dtype != dtype:
+        if image.dtype.kind == dtype.kind and image.dtype.itemsize == dtype.itemsize:
+            image = image.astype(dtype)
+        else:
+            raise SourceError(f"{label}: {what} has dtype {image.dtype}, expected {dtype}")
+    if image.shape != shape:
+        raise SourceError(f"{label}: {what} has shape {image.shape}, expected {shape}")
+    if image.flags.writeable:
+        image = image.view()
+        image.flags.writeable = False
+    return image
+
+
+def read_part(data: Any, key: Any, label: str, what: str) -> np.ndarray:
+    """``data[key]`` of an array-like (numpy, dask, zarr) as numpy; decode and IO failures of
+    the backing store become one SourceError naming ``what``."""
+    try:
+        part = data[key]
+        if hasattr(part, "compute"):
+            part = part.compute()
+        return np.asarray(part)
+    except SourceError:
+        raise
+    except Exception as exc:  # decode/IO failures of the backing store
+        raise SourceError(f"{label}: cannot read {what}: {exc}") from exc
+
+
+def has_z_planes(axes: Sequence[Any] | None, shape: Sequence[int]) -> bool:
+    """Whether axis names ``axes`` (one per dimension of ``shape``) hold a z axis of more than
+    one plane; False when there are no names or their number does not match."""
+    return axes is not None and len(axes) == len(shape) and any(
+        _role(a) == "z" and int(n) > 1 for a, n in zip(axes, shape)
+    )
 
 
 @dataclass(frozen=True)
@@ -522,15 +555,7 @@ class LayoutSource(FrameSource):
         self._configure(channel, window)
 
     def _read(self, t: int) -> np.ndarray:
-        try:
-            part = self._data[self.layout.key(t)]
-            if hasattr(part, "compute"):
-                part = part.compute()
-            frame = np.asarray(part)
-        except SourceError:
-            raise
-        except Exception as exc:  # decode/IO failures of the backing store
-            raise SourceError(f"{self._label()}: cannot read frame {t}: {exc}") from exc
+        frame = read_part(self._data, self.layout.key(t), self._label(), f"frame {t}")
         return self.layout.to_frame(frame)
 
     def _extra_description(self) -> dict[str, Any]:

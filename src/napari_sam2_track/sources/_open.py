@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
-from ._base import FrameSource, IntensityWindow, _role
+from ._base import FrameSource, IntensityWindow, _role, has_z_planes
 from .array import ArraySource
 from .dicom import DicomSeriesSource, is_dicom_file, is_dicom_folder
 from .folder import IMAGE_SUFFIXES, ImageFolderSource
 from .nifti import NIFTI_SUFFIXES, NiftiSource, is_nifti_path
-from .tiff import TiffSource, TiffVolumeSource, tiff_is_volume
+from .tiff import OpenTiff, TiffSource, TiffVolumeSource
 from .video import VIDEO_SUFFIXES, VideoSource
 from .volume import ArrayVolumeSource, VolumeSource
-from .zarrsource import ZarrSource, ZarrVolumeSource, _array_axes, zarr_is_volume
+from .zarrsource import ZarrSource, ZarrVolumeSource, _array_axes, open_zarr_image
 
 __all__ = ["open_source", "open_volume", "TIFF_SUFFIXES"]
 
@@ -63,24 +63,25 @@ def open_source(
     if isinstance(obj, (FrameSource, VolumeSource)):
         if channel is not None or window is not None or axes is not None or series is not None:
             raise SourceError(
-                "open_source: channel/window/axes cannot be changed on an open source; "
+                "open_source: channel/window/axes/series cannot be changed on an open source; "
                 "open the original path or array again"
             )
         return obj
     if axes is not None:
         if not isinstance(axes, str) or not axes.isalpha():
             raise SourceError(f"open_source: axes must be letters like 'tyx', got {axes!r}")
-    if series is not None and not (isinstance(obj, (str, os.PathLike)) and is_dicom_folder(obj)):
-        raise SourceError(f"{obj}: series= only applies to a folder of DICOM files")
+    if series is not None and not isinstance(obj, (str, os.PathLike)):
+        raise SourceError(f"open_source: series= only applies to a folder of DICOM files, not "
+                          f"to an object of type {type(obj).__name__}")
     if isinstance(obj, (str, os.PathLike)):
         p = Path(obj).expanduser()
         if not p.exists():
             raise SourceError(f"{p}: file not found")
+        if series is not None and not is_dicom_folder(p):
+            raise SourceError(f"{p}: series= only applies to a folder of DICOM files")
         if p.is_dir():
             if _is_zarr_dir(p):
-                if zarr_is_volume(p, axes):
-                    return ZarrVolumeSource(p, channel=channel, window=window, axes=axes)
-                return ZarrSource(p, channel=channel, window=window, axes=axes)
+                return _open_zarr(p, channel=channel, window=window, axes=axes)
             if is_dicom_folder(p):
                 if axes is not None:
                     raise SourceError(f"{p}: axes= does not apply to a DICOM series (its slices "
@@ -95,9 +96,10 @@ def open_source(
                 raise SourceError(f"{p}: axes= does not apply to a video file")
             return VideoSource(p, channel=channel, window=window)
         if suffix in TIFF_SUFFIXES:
-            if tiff_is_volume(p, axes):
-                return TiffVolumeSource(p, channel=channel, window=window, axes=axes)
-            return TiffSource(p, channel=channel, window=window, axes=axes)
+            tif = OpenTiff(p)  # pages parsed once; the source owns (and closes) it
+            if tif.is_volume(axes):
+                return TiffVolumeSource(tif, channel=channel, window=window, axes=axes)
+            return TiffSource(tif, channel=channel, window=window, axes=axes)
         if is_nifti_path(p):
             if axes is not None:
                 raise SourceError(f"{p}: axes= does not apply to NIfTI (its axes are x, y, z, t)")
@@ -111,14 +113,12 @@ def open_source(
             f"{'/'.join(IMAGE_SUFFIXES)} frames"
         )
     if _is_zarr_node(obj, "Group"):
-        if zarr_is_volume(obj, axes):
-            return ZarrVolumeSource(obj, channel=channel, window=window, axes=axes)
-        return ZarrSource(obj, channel=channel, window=window, axes=axes)
+        return _open_zarr(obj, channel=channel, window=window, axes=axes)
     if isinstance(obj, np.ndarray) or _is_dask(obj) or _is_zarr_node(obj, "Array") or (
         hasattr(obj, "shape") and hasattr(obj, "dtype") and hasattr(obj, "__getitem__")
     ):
-        if _axes_have_z(axes, obj.shape) or (_is_zarr_node(obj, "Array") and axes is None
-                                             and zarr_is_volume(obj)):
+        if has_z_planes(axes, obj.shape) or (_is_zarr_node(obj, "Array") and axes is None
+                                             and open_zarr_image(obj).is_volume()):
             return ArrayVolumeSource(obj, (axes or "".join(
                 _role(n) for n in _array_axes(obj) or ())).upper(), channel=channel, window=window)
         return ArraySource(obj, channel=channel, window=window, axes=axes)
@@ -128,10 +128,14 @@ def open_source(
     )
 
 
-def _axes_have_z(axes: str | None, shape: Any) -> bool:
-    return axes is not None and len(axes) == len(shape) and any(
-        _role(a) == "z" and n > 1 for a, n in zip(axes, shape)
-    )
+def _open_zarr(
+    store: Any, *, channel: int | None, window: Any, axes: str | None
+) -> ZarrSource | ZarrVolumeSource:
+    """A zarr path or group, opened once, as a 2D or a volume source."""
+    image = open_zarr_image(store)
+    if image.is_volume(axes):
+        return ZarrVolumeSource(image, channel=channel, window=window, axes=axes)
+    return ZarrSource(image, channel=channel, window=window, axes=axes)
 
 
 def open_volume(

@@ -74,11 +74,6 @@ class Geometry:
             object.__setattr__(self, "affine", tuple(tuple(float(v) for v in row) for row in a))
 
     @classmethod
-    def plain(cls, axes: str, shape: Sequence[int]) -> Geometry:
-        """Unit spacing, no units, no affine (a video, an array without metadata)."""
-        return cls(axes, tuple(shape), (1.0,) * len(axes), (None,) * len(axes))
-
-    @classmethod
     def from_sizes(
         cls, axes: str, shape: Sequence[int], sizes: dict[str, tuple[float, str | None]]
     ) -> Geometry:

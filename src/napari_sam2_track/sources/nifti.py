@@ -84,7 +84,8 @@ class NiftiSource(VolumeSource):
             raise SourceError(f"cannot read {label}: {first_line(exc)}") from None
         super().__init__(path=path, shape=shape4, dtype=dtype, geometry=geometry,
                          channel=check_channel(channel, c, label))
-        self.header_dtype = np.dtype(img.get_data_dtype())
+        self._file_dtype = np.dtype(img.get_data_dtype())
+        self.sequential_reads = path.lower().endswith(".gz")
         if geometry.oblique:
             self.notes.append("oblique voxel axes: slices are shown on the voxel grid; the "
                               "world geometry is kept in the affine")
@@ -104,7 +105,8 @@ class NiftiSource(VolumeSource):
         return image.T  # (x, y) -> (y, x)
 
     def _extra_description(self) -> dict[str, Any]:
-        return {"axes": "TZYX", "file_axes": "XYZT"[: min(self._ndim, 4)]}
+        return {"axes": "TZYX", "file_axes": "XYZT"[: min(self._ndim, 4)],
+                "file_dtype": self._file_dtype.str}  # as stored, before scaling and byte swap
 
     def _close(self) -> None:
         self._proxy = None  # nibabel closes a file it keeps open when its proxy goes away

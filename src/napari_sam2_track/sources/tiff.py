@@ -20,11 +20,11 @@ import numpy as np
 
 from .._input_files import first_line
 from ..errors import SourceError
-from ._base import FrameLayout, FrameSource, IntensityWindow, _role, resolve_layout
+from ._base import FrameLayout, FrameSource, IntensityWindow, has_z_planes, resolve_layout
 from .geometry import normalize_unit
 from .volume import ArrayVolumeSource
 
-__all__ = ["TiffSource", "TiffVolumeSource", "tiff_is_volume", "physical_sizes"]
+__all__ = ["TiffSource", "TiffVolumeSource", "OpenTiff", "physical_sizes"]
 
 #: Series kinds tifffile gives to plain files (written frame by frame or by other software);
 #: their series are parts of one recording. Format-specific kinds (OME, ImageJ, ...) keep their
@@ -111,23 +111,6 @@ def physical_sizes(tif: Any) -> dict[str, tuple[float, str | None]]:
     return sizes
 
 
-def tiff_is_volume(path: str | os.PathLike[str], axes: str | None = None) -> bool:
-    """Whether the first series of a TIFF (with ``axes`` overriding its own) has a z axis of
-    more than one plane. Reads headers only; False when the file cannot be read."""
-    import tifffile
-
-    try:
-        with _tifffile_log(), tifffile.TiffFile(os.fspath(path)) as tif:
-            series = tif.series[0]
-            shape, file_axes = tuple(series.shape), series.axes
-    except Exception:  # noqa: BLE001 - TiffSource reports what is wrong with the file
-        return False
-    names = axes if axes is not None else file_axes
-    return len(names) == len(shape) and any(
-        _role(a) == "z" and n > 1 for a, n in zip(names, shape)
-    )
-
-
 def _series_extent(series: Any) -> int:
     """End (bytes) of the last pixel data of a series, from the offsets its pages declare."""
     end = 0
@@ -144,12 +127,28 @@ def _series_extent(series: Any) -> int:
     return end
 
 
-class _TiffFile:
-    """Opening a TIFF (series, their zarr stores, damage and truncation checks) and closing it;
-    shared by the 2D :class:`TiffSource` and the volume :class:`TiffVolumeSource`."""
+class OpenTiff:
+    """An opened TIFF: its series, their zarr arrays and axes, voxel sizes; damage and
+    truncation are checked once here. Pages are parsed once: ``open_source`` decides 2D or
+    volume from it and hands it to :class:`TiffSource` or :class:`TiffVolumeSource`, which
+    then own it (closing the source closes it)."""
 
-    _tif: Any
-    _stores: list[Any]
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._tif: Any = None
+        self._stores: list[Any] = []
+        try:
+            self.arrays = self._open_arrays(self.path)
+            self.sizes = physical_sizes(self._tif)
+        except BaseException:
+            self.close()
+            raise
+
+    def is_volume(self, axes: str | None = None) -> bool:
+        """Whether the first series (with ``axes`` overriding its own) has a z axis of more
+        than one plane."""
+        data, file_axes = self.arrays[0]
+        return has_z_planes(axes if axes is not None else file_axes, data.shape)
 
     def _open_arrays(self, path: str) -> list[tuple[Any, str]]:
         """The arrays and axes of the series that make up the recording; SourceError when the
@@ -165,9 +164,6 @@ class _TiffFile:
             )
         self._check_extent(path, series_list)
         return arrays
-
-    def _physical_sizes(self) -> dict[str, tuple[float, str | None]]:
-        return physical_sizes(self._tif) if self._tif is not None else {}
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -222,7 +218,7 @@ class _TiffFile:
                     f"has {size:,} bytes; copy or export it again"
                 )
 
-    def _release(self) -> None:
+    def close(self) -> None:
         for obj in (*self._stores, self._tif):
             if obj is not None:
                 try:
@@ -234,32 +230,31 @@ class _TiffFile:
 
 
 
-class TiffSource(_TiffFile, FrameSource):
+class TiffSource(FrameSource):
     """A TIFF file's frames; axes from ``series.axes`` (e.g. TYX, TCYX, QYX, YX, TYXS).
 
     Only the pages (or tiles) of the requested frame are read. ``axes`` overrides the file's
     axes (one letter per dimension of each series). Plain files whose frames were written as
     separate series are read as all their frames; every such series must have the same frame
-    size, channels and dtype.
+    size, channels and dtype. ``path`` may be an :class:`OpenTiff`, which the source then owns.
     """
 
     kind = "tiff"
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | OpenTiff,
         *,
         channel: int | None = None,
         window: IntensityWindow | tuple[float, float] | None = None,
         axes: str | None = None,
     ) -> None:
-        path = os.fspath(path)
-        self._tif: Any = None
-        self._stores: list[Any] = []
+        self._file = path if isinstance(path, OpenTiff) else OpenTiff(path)
+        path = self._file.path
         self._parts: list[tuple[Any, FrameLayout]] = []
         self._starts: list[int] = []
         try:
-            arrays = self._open_arrays(path)
+            arrays = self._file.arrays
             many = len(arrays) > 1
             for i, (data, file_axes) in enumerate(arrays):
                 what = f"TIFF {path}" + (f" series {i}" if many else "")
@@ -288,14 +283,13 @@ class TiffSource(_TiffFile, FrameSource):
                 channels=first.channels,
                 dtype=geometry[3],
             )
-            self._sizes = self._physical_sizes()
             self._configure(channel, window)
         except BaseException:
-            self._release()
+            self._file.close()
             raise
 
     def _pixel_sizes(self) -> dict[str, tuple[float, str | None]]:
-        return self._sizes
+        return self._file.sizes
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -327,28 +321,28 @@ class TiffSource(_TiffFile, FrameSource):
 
     def _close(self) -> None:
         self._parts = []
-        self._release()
+        self._file.close()
 
 
-class TiffVolumeSource(_TiffFile, ArrayVolumeSource):
+class TiffVolumeSource(ArrayVolumeSource):
     """A z-stack or 3D + time TIFF/OME-TIFF (axes ZYX, TZYX, TZCYX, ...; ``axes`` overrides the
-    file's), read one 2D slice at a time. Voxel sizes come from OME or ImageJ metadata."""
+    file's), read one 2D slice at a time. Voxel sizes come from OME or ImageJ metadata.
+    ``path`` may be an :class:`OpenTiff`, which the source then owns."""
 
     kind = "tiff"
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | OpenTiff,
         *,
         channel: int | None = None,
         window: IntensityWindow | tuple[float, float] | str | None = None,
         axes: str | None = None,
     ) -> None:
-        path = os.fspath(path)
-        self._tif = None
-        self._stores = []
+        self._file = path if isinstance(path, OpenTiff) else OpenTiff(path)
+        path = self._file.path
         try:
-            arrays = self._open_arrays(path)
+            arrays = self._file.arrays
             if len(arrays) > 1:
                 raise SourceError(
                     f"TIFF {path}: holds {len(arrays)} separate series; a volume is read from "
@@ -357,11 +351,11 @@ class TiffVolumeSource(_TiffFile, ArrayVolumeSource):
             data, file_axes = arrays[0]
             super().__init__(
                 data, (axes if axes is not None else file_axes).upper(), path=path,
-                channel=channel, window=window, sizes=self._physical_sizes(),
+                channel=channel, window=window, sizes=self._file.sizes,
                 what=f"TIFF {path}",
             )
         except BaseException:
-            self._release()
+            self._file.close()
             raise
 
     def _read_slice(self, t: int, z: int) -> np.ndarray:
@@ -374,4 +368,4 @@ class TiffVolumeSource(_TiffFile, ArrayVolumeSource):
 
     def _close(self) -> None:
         super()._close()
-        self._release()
+        self._file.close()

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
-from ._base import IntensityWindow, SourceLifetime, _role, check_pixel_dtype
+from ._base import (IntensityWindow, SourceLifetime, _role, check_pixel_dtype, checked_image,
+                    read_part)
 from .geometry import Geometry
 from .windows import resolve_window
 
@@ -34,8 +35,8 @@ ACCEPTED_VOLUMES = "(Z,Y,X), (T,Z,Y,X) or (T,Z,C,Y,X) with channel=K"
 
 def refuse_volume(source: Any, what: str = "tracking") -> None:
     """SourceError with one line when ``source`` is a volume (``what`` needs 2D frames)."""
-    geometry = getattr(source, "geometry", None)
-    if isinstance(source, VolumeSource) or (geometry is not None and geometry.is_volume):
+    if isinstance(source, VolumeSource):
+        geometry = source.geometry
         shape = "x".join(str(s) for s in geometry.shape)
         raise SourceError(
             f"{source._label()} is a volume ({shape}, axes {geometry.axes}): {NOT_TRACKABLE} "
@@ -53,6 +54,9 @@ class VolumeSource(SourceLifetime, abc.ABC):
     """
 
     kind: str = "volume"
+    #: Reads go forward cheaply but going back rewinds (a gzip stream): the ``auto`` window
+    #: samples only slices before the middle slice, which napari shows first.
+    sequential_reads: bool = False
 
     def __init__(
         self, *, path: str | None, shape: Sequence[int], dtype: Any, geometry: Geometry,
@@ -142,24 +146,9 @@ class VolumeSource(SourceLifetime, abc.ABC):
         with self._lock:
             if self._closed:
                 raise SourceError(f"{self._label()}: source is closed")
-            image = np.asarray(self._read_slice(t, z))
-        if image.dtype != self.dtype:
-            if image.dtype.kind == self.dtype.kind and image.dtype.itemsize == self.dtype.itemsize:
-                image = image.astype(self.dtype)
-            else:
-                raise SourceError(
-                    f"{self._label()}: slice (t={t}, z={z}) has dtype {image.dtype}, "
-                    f"expected {self.dtype}"
-                )
-        if image.shape != self._shape[2:]:
-            raise SourceError(
-                f"{self._label()}: slice (t={t}, z={z}) has shape {image.shape}, expected "
-                f"{self._shape[2:]}"
-            )
-        if image.flags.writeable:
-            image = image.view()
-            image.flags.writeable = False
-        return image
+            image = self._read_slice(t, z)
+        return checked_image(image, self.dtype, self._shape[2:], self._label(),
+                             f"slice (t={t}, z={z})")
 
     def read_slice_rgb(self, t: int, z: int) -> np.ndarray:
         """Slice ``(t, z)`` as ``(H, W, 3)`` uint8 through the intensity window; NaN and
@@ -176,10 +165,13 @@ class VolumeSource(SourceLifetime, abc.ABC):
     def sample_window(self, lo: float = 0.5, hi: float = 99.5, max_slices: int = 16
                       ) -> IntensityWindow:
         """Percentile window over up to ``max_slices`` slices spread evenly over (t, z), read
-        in file order (compressed files are then decompressed once)."""
+        in file order (compressed files are then decompressed once). With
+        ``sequential_reads`` the slices end just before the middle slice of the first
+        timepoint, so showing that slice next needs no rewind (re-reading the last slice read
+        would rewind too)."""
         n_t, n_z = self._shape[:2]
-        total = n_t * n_z
-        flat = np.unique(np.linspace(0, total - 1, max(1, min(total, max_slices))).round())
+        last = max(0, n_z // 2 - 1) if self.sequential_reads else n_t * n_z - 1
+        flat = np.unique(np.linspace(0, last, max(1, min(last + 1, max_slices))).round())
         slices = (self.read_slice(*divmod(int(i), n_z)) for i in flat)
         return IntensityWindow.from_samples(slices, len(flat), lo, hi)
 
@@ -327,14 +319,8 @@ class ArrayVolumeSource(VolumeSource):
         self._configure(window)
 
     def _read_slice(self, t: int, z: int) -> np.ndarray:
-        try:
-            part = self._data[self.layout.key(t, z, self.channel)]
-            if hasattr(part, "compute"):
-                part = part.compute()
-            image = np.asarray(part)
-        except Exception as exc:  # decode/IO failures of the backing store
-            raise SourceError(f"{self._label()}: cannot read slice (t={t}, z={z}): {exc}"
-                              ) from None
+        image = read_part(self._data, self.layout.key(t, z, self.channel), self._label(),
+                          f"slice (t={t}, z={z})")
         return self.layout.to_slice(image)
 
     def _extra_description(self) -> dict[str, Any]:

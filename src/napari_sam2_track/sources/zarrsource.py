@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SourceError
-from ._base import IntensityWindow, LayoutSource, _role, guess_axes
+from ._base import IntensityWindow, LayoutSource, _role, guess_axes, has_z_planes
 from .geometry import normalize_unit
 from .volume import ArrayVolumeSource
 
-__all__ = ["ZarrSource", "ZarrVolumeSource", "open_zarr_image"]
+__all__ = ["ZarrSource", "ZarrVolumeSource", "ZarrImage", "open_zarr_image"]
 
 
 def _array_axes(arr: Any) -> list[str] | None:
@@ -46,11 +46,27 @@ def _ome_sizes(ms: dict, names: list[str] | None) -> dict[str, tuple[float, str 
     }
 
 
-def open_zarr_image(
-    store: str | os.PathLike[str] | Any,
-) -> tuple[Any, list[str] | None, str | None, str, str, dict[str, tuple[float, str | None]]]:
-    """The image array of a zarr path, array or OME-Zarr group: ``(array, axis names or None,
-    path, label, array path inside the group, sizes per axis letter)``."""
+class ZarrImage(NamedTuple):
+    """The image array of a zarr path, array or OME-Zarr group, opened once: ``open_source``
+    decides 2D or volume from it and hands it to :class:`ZarrSource` or
+    :class:`ZarrVolumeSource`."""
+
+    array: Any
+    names: list[str] | None  # axis names, None when the store names none
+    path: str | None
+    label: str
+    array_path: str  # inside the group
+    sizes: dict[str, tuple[float, str | None]]  # per axis letter
+
+    def is_volume(self, axes: str | None = None) -> bool:
+        """Whether the image (with ``axes`` overriding its own names) has a z axis of several
+        planes."""
+        return has_z_planes(list(axes) if axes is not None else self.names, self.array.shape)
+
+
+def open_zarr_image(store: str | os.PathLike[str] | Any) -> ZarrImage:
+    """The image array of a zarr path, array or OME-Zarr group (an opened :class:`ZarrImage`
+    is returned as is)."""
     import zarr
 
     if isinstance(store, (str, os.PathLike)):
@@ -60,25 +76,14 @@ def open_zarr_image(
             node = zarr.open(path, mode="r")
         except Exception as exc:
             raise SourceError(f"cannot read zarr {path}: {exc}") from exc
+    elif isinstance(store, ZarrImage):
+        return store
     else:
         node, path, label = store, None, "zarr source"
     if isinstance(node, zarr.Group):
         arr, names, array_path, sizes = _ome_image(node, label)
-        return arr, names, path, label, array_path, sizes
-    return node, _array_axes(node), path, label, "", {}
-
-
-def zarr_is_volume(store: Any, axes: str | None = None) -> bool:
-    """Whether a zarr image (with ``axes`` overriding its own) has a z axis of several planes;
-    False when it cannot be read (ZarrSource reports why)."""
-    try:
-        arr, names = open_zarr_image(store)[:2]
-    except SourceError:
-        return False
-    names = list(axes) if axes is not None else names
-    return names is not None and len(names) == arr.ndim and any(
-        _role(a) == "z" and n > 1 for a, n in zip(names, arr.shape)
-    )
+        return ZarrImage(arr, names, path, label, array_path, sizes)
+    return ZarrImage(node, _array_axes(node), path, label, "", {})
 
 
 def _ome_image(group: Any, label: str) -> tuple[Any, list[str] | None, str, dict]:
@@ -110,14 +115,15 @@ class ZarrSource(LayoutSource):
     """A zarr array, or the full-resolution array of an OME-Zarr image group, read per frame.
 
     Axes come from OME metadata, zarr v3 ``dimension_names`` or ``_ARRAY_DIMENSIONS``, else they
-    are guessed like numpy arrays; ``axes`` overrides them.
+    are guessed like numpy arrays; ``axes`` overrides them. ``store`` may be a
+    :class:`ZarrImage` already opened.
     """
 
     kind = "zarr"
 
     def __init__(
         self,
-        store: str | os.PathLike[str] | Any,
+        store: str | os.PathLike[str] | ZarrImage | Any,
         *,
         channel: int | None = None,
         window: IntensityWindow | tuple[float, float] | None = None,
@@ -140,13 +146,14 @@ class ZarrSource(LayoutSource):
 class ZarrVolumeSource(ArrayVolumeSource):
     """A zarr array or OME-Zarr image with a z axis, read one 2D slice at a time. Axes and
     voxel sizes come from OME ``axes`` and ``coordinateTransformations`` (or
-    ``dimension_names``); ``axes`` overrides the axes."""
+    ``dimension_names``); ``axes`` overrides the axes. ``store`` may be a :class:`ZarrImage`
+    already opened."""
 
     kind = "zarr"
 
     def __init__(
         self,
-        store: str | os.PathLike[str] | Any,
+        store: str | os.PathLike[str] | ZarrImage | Any,
         *,
         channel: int | None = None,
         window: IntensityWindow | tuple[float, float] | str | None = None,
