@@ -72,10 +72,10 @@ def merge_parts(store: ProjectStore) -> int:
             rows = part[:]
             start = int(part.attrs["start"])
             for i, obj_id in enumerate(part.attrs["objects"]):
-                have = np.flatnonzero(~np.isnan(rows[i, :, COL["state"]]))
-                if have.size:
-                    store.write_rows({int(obj_id): [(start + int(j), rows[i, j].tolist()) for j in have]})
-                    merged += int(have.size)
+                have = ~np.isnan(rows[i, :, COL["state"]])
+                if have.any():
+                    store.write_table_block(int(obj_id), start, rows[i], keep=have)
+                    merged += int(have.sum())
     del store.group[PARTS_GROUP]
     return merged
 
