@@ -123,7 +123,6 @@ class ProjectStore(RunRecords, MaskStore):
         source: dict | None = None,
         overwrite: bool = False,
         command: str | None = None,
-        inputs: Iterable[str | Path] = (),
         words: placement.Words = placement.CLI,
     ) -> Iterator["ProjectStore"]:
         """Build a new project beside ``path``; it appears at ``path`` when the block completes.
@@ -132,17 +131,15 @@ class ProjectStore(RunRecords, MaskStore):
         (:func:`.placement.build_beside`). On normal exit the project is moved into place in one
         rename (``overwrite``: exchanged with the previous project, which is then deleted); on an
         exception the staging folder is deleted and ``path`` is untouched. ``overwrite`` only
-        replaces a napari-sam2-track project, and only while no other process writes it;
-        ``path`` may not be, lie inside or contain one of ``inputs`` (what the project is made
-        from). ``words``: how refusals name the output and switches. The store stays locked
+        replaces a napari-sam2-track project, and only while no other process writes it.
+        ``words``: how refusals name the output and switches. The store stays locked
         after the block: :meth:`close` it when done.
         """
         path = Path(path)
         store = None
         try:
-            with placement.build_beside(path, placement.PROJECT, overwrite=overwrite, inputs=inputs,
-                                        input_name="the annotations", command=command,
-                                        words=words) as staging:
+            with placement.build_beside(path, placement.PROJECT, overwrite=overwrite,
+                                        command=command, words=words) as staging:
                 store = cls._create_in(staging, num_frames, height, width, source, command)
                 try:
                     yield store
