@@ -175,6 +175,9 @@ def test_manifests_read_csv_and_yaml_and_refuse_what_is_not_one(tmp_path):
     (tmp_path / "e.csv").write_text("video\n")
     with pytest.raises(ManifestError, match="lists no videos"):
         load_manifest(tmp_path / "e.csv", tmp_path)
+    (tmp_path / "bad.yaml").write_text("videos: [a.mp4\n")
+    with pytest.raises(ManifestError, match="bad.yaml is not valid YAML .*; see docs/distributed.md"):
+        load_manifest(tmp_path / "bad.yaml", tmp_path)
     (tmp_path / "r.csv").write_text("video,start,end\na.mp4,9,3\n")
     assert "end 3 is before start 9" in load_manifest(tmp_path / "r.csv", tmp_path)[0].error
     assert np.all([r.error is None for r in load_manifest(tmp_path / "m.yaml", tmp_path)])

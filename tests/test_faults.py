@@ -331,12 +331,13 @@ def test_a_manifest_that_is_not_utf8_is_one_line(tmp_path, capsys):
     manifest.write_bytes(b"video,prompts\na.mp4,p.json\nb\xe4r.mp4,p.json\n")
     code, out, err = cli(capsys, "batch", manifest, "--out-dir", tmp_path / "out")
     assert code == EXIT_USER_ERROR and out == ""
-    assert one_error_line(err) == (f"error: {manifest}: line 3 is not UTF-8 text (byte 0xe4); save "
-                                   "the manifest as UTF-8")
+    assert one_error_line(err) == (f"error: manifest {manifest} is not UTF-8 text (byte 0xe4 on line 3, "
+                                   "offset 28); save it as UTF-8; see docs/distributed.md for the "
+                                   "manifest format")
     manifest = tmp_path / "m.yaml"
     manifest.write_bytes(b"videos:\n  - \xff.mp4\n")
     code, out, err = cli(capsys, "batch", manifest, "--out-dir", tmp_path / "out")
-    assert code == EXIT_USER_ERROR and "line 2 is not UTF-8 text (byte 0xff)" in one_error_line(err)
+    assert code == EXIT_USER_ERROR and "is not UTF-8 text (byte 0xff on line 2," in one_error_line(err)
 
 
 def test_a_manifest_row_whose_project_name_is_too_long_fails_alone_up_front(tmp_path):

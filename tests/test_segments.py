@@ -78,16 +78,16 @@ def test_part_tables_merge_into_the_object_tables(tmp_path):
     run = store.begin_run(direction="forward")
     create_part(store, run, seg.index, seg.start, seg.end)
     part = PartWriter(tmp_path / "p.zarr", run, seg.index)
-    mask = np.zeros((8, 8), bool)
-    mask[2:4, 1:6] = True
-    for t in (1000, 1500, 2047):
-        part.write_row(2, t, mask, presence=1.5, state=STATE_PROPAGATED, run=run)
+    row = [1.5, 10, 1, 2, 6, 4, STATE_PROPAGATED, run]  # presence, area, box, state, run
+    part.write_rows({2: [(t, row) for t in (1000, 1500, 2047)]})
     assert part.done()[2] == {1000, 1500, 2047} and part.done()[1] == set()
     assert np.isnan(store.table(2)[:, COL["state"]]).all()  # nothing in the table before the merge
+    kept = [0.5, 4, 0, 0, 2, 2, STATE_ABSENT, 0]
+    store.write_rows({2: [(1200, kept)]})  # a frame the part left unwritten keeps its row
     merge_parts(store)
     table = store.table(2)
-    assert np.flatnonzero(~np.isnan(table[:, COL["state"]])).tolist() == [1000, 1500, 2047]
-    assert table[1500].tolist() == [1.5, 10, 1, 2, 6, 4, STATE_PROPAGATED, run]
+    assert np.flatnonzero(~np.isnan(table[:, COL["state"]])).tolist() == [1000, 1200, 1500, 2047]
+    assert table[1500].tolist() == row and table[1200].tolist() == kept
     assert np.isnan(store.table(1)).all()
     assert not has_parts(store)
 

@@ -72,9 +72,10 @@ def read_text(path: str | Path, what: str, error: type[Sam2TrackError], hint: st
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise error(
-            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8; {hint}"
+            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}, "
+            f"offset {exc.start}); save it as UTF-8; {hint}"
         ) from None
 
 

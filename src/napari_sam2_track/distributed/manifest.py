@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._input_files import parse_yaml, read_text
 from ..errors import Sam2TrackError, first_validation_problem
 from ..project.placement import STAGING_EXTRA
 
@@ -74,17 +75,13 @@ CSV_COLUMNS = {field.alias or name for name, field in BatchItem.model_fields.ite
     "window"} | {"window_low", "window_high"}
 
 
+#: What to do about a manifest that cannot be read or parsed.
+_HINT = "see docs/distributed.md for the manifest format"
+
+
 def _text(path: Path) -> str:
-    """The manifest's text; one line if it is not UTF-8."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ManifestError(
-            f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the "
-            "manifest as UTF-8"
-        ) from None
+    """The manifest's text (a leading BOM dropped); one line if it is not UTF-8."""
+    return read_text(path, "manifest", ManifestError, _HINT)
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -112,13 +109,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_yaml(path: Path) -> list[dict[str, Any]]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(_text(path))
-    except yaml.YAMLError as exc:
-        problem = " ".join(str(exc).split())[:160]
-        raise ManifestError(f"{path}: not valid YAML ({problem})") from None
+    data = parse_yaml(_text(path), str(path), ManifestError, _HINT)
     defaults: dict = {}
     if isinstance(data, dict):
         defaults = data.get("defaults") or {}

@@ -208,8 +208,7 @@ def import_annotations(path: str | Path, out: str | Path, fmt: str | None = None
 
     check_separate(Path(out), [path], "the annotations")  # before the annotations are read
     source = read_labels(path, fmt, **kwargs)
-    return write_project(source, out, keyframes=keyframes, overwrite=overwrite, schema=schema,
-                         inputs=(path,))
+    return write_project(source, out, keyframes=keyframes, overwrite=overwrite, schema=schema)
 
 
 __all__ = ["DroppedWarning", "EmptyExportWarning", "ExportOptions", "FORMATS", "FORMAT_ALIASES", "Frame",

@@ -17,11 +17,12 @@ from typing import Literal
 import numpy as np
 
 from ..errors import NothingApprovedWarning, Sam2TrackError, StoreError, one_line
-from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore, table_path
+from ..project import COL, TABLE_CHUNK, ProjectStore
 from ..project.labels import merge_lowest_id
 from ..prompts import ObjectSpec
 from ..review.models import read_review
 from ..review.visibility import OCCLUDED, VISIBLE, VisibilityRule, iter_visibility, store_row_reader
+from ..review.visibility import damaged as store_damaged
 
 Occlusion = Literal["absent", "occluded"]
 
@@ -103,13 +104,13 @@ class DroppedWarning(UserWarning):
     """An importer could not represent part of its input and left it out."""
 
 
+_EXPORT_ADVICE = ("nothing was exported — re-track or edit those frames, or export a range "
+                  "without them (--start/--end)")
+
+
 def damaged(store: ProjectStore, name: str, frames: str, exc: BaseException) -> StoreError:
-    """The one-line error for a chunk or array of a project that cannot be read."""
-    return StoreError(one_line(
-        f"{store.path} is damaged: {name} cannot be read at {frames} ({type(exc).__name__}: {exc}); "
-        "nothing was exported — re-track or edit those frames, or export a range without them "
-        "(--start/--end)"
-    ))
+    """The one-line error for a chunk or array of a project that cannot be read (exports)."""
+    return store_damaged(store, name, frames, exc, _EXPORT_ADVICE)
 
 
 def approved_ids(store: ProjectStore) -> set[int]:
@@ -123,6 +124,7 @@ class _Tables:
     def __init__(self, store: ProjectStore, ids: list[int]):
         self.store = store
         self.ids = ids
+        self._read = store_row_reader(store, _EXPORT_ADVICE)
         self._block = -1
         self._rows: dict[int, np.ndarray] = {}
 
@@ -131,15 +133,7 @@ class _Tables:
         if block != self._block:
             self._block = block
             lo, hi = block * TABLE_CHUNK, min((block + 1) * TABLE_CHUNK, self.store.num_frames)
-            self._rows = {}
-            for i in self.ids:
-                try:
-                    rows = self.store.table_rows(i, lo, hi)
-                except Sam2TrackError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - any failure of a damaged table
-                    raise damaged(self.store, table_path(i), f"frames {lo}-{hi - 1}", exc) from None
-                self._rows[i] = np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if rows is None else rows
+            self._rows = {i: self._read(i, lo, hi) for i in self.ids}
         return self._rows[obj_id][t - block * TABLE_CHUNK]
 
 

@@ -33,7 +33,6 @@ def write_project(
     keyframes: str = "none",
     overwrite: bool = False,
     schema: Schema | None = None,
-    inputs: tuple[str | Path, ...] = (),
 ) -> ProjectStore:
     """Write imported annotations as a project store, all or nothing.
 
@@ -54,7 +53,7 @@ def write_project(
     objects = _checked_parents(source)
     meta = {"path": source.description, "kind": "import", **source.info}
     with ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
-                               inputs=inputs, words=CLI_NEW) as store:
+                               words=CLI_NEW) as store:
         cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
         store.set_schema(schema_for(cats, schema))
         store.set_objects(objects)

@@ -158,29 +158,31 @@ def read_records(path: str | Path, validate: Callable[[dict], Any] | None = None
         data = path.read_bytes()
     except FileNotFoundError:
         return []
+
+    def parse(line: bytes) -> Any:
+        """The line's record, validated; ``None`` if it is not one."""
+        record = _record(line)
+        if record is None or validate is None:
+            return record
+        try:
+            return validate(record)
+        except ValueError:  # written by a newer version, or damaged by hand
+            return None
+
     records, skipped = [], []
     lines = data.split(b"\n")
     torn = lines.pop()  # after the last newline: empty, or a line without its newline
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        record = _record(line)
-        if record is not None and validate is not None:
-            try:
-                record = validate(record)
-            except ValueError:  # written by a newer version, or damaged by hand
-                record = None
+        record = parse(line)
         if record is None:
             skipped.append(number)
         else:
             records.append(record)
     torn_line = None
     if torn.strip():
-        record = _record(torn)
-        try:
-            record = validate(record) if record is not None and validate is not None else record
-        except ValueError:
-            record = None
+        record = parse(torn)
         if record is not None:  # a whole record that lacks only its newline
             records.append(record)
         else:

@@ -164,7 +164,7 @@ def read_holder(project: str | Path) -> LockHolder | None:
         data = json.loads(lock_path(project).read_bytes())
         pid = data["pid"]
         if not isinstance(pid, int) or isinstance(pid, bool) or not 1 <= pid <= MAX_PID:
-            raise ValueError(f"PID {str(pid)[:24]} is not a process id")
+            return _unknown_writer(f"{UNREADABLE}: PID {str(pid)[:24]} is not a process id")
         start = data.get("process_start")
         optional = {key: data.get(key) if isinstance(data.get(key), str) else None
                     for key in ("worker", "scheduler")}
@@ -178,11 +178,14 @@ def read_holder(project: str | Path) -> LockHolder | None:
         )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         # Unreadable or half-written by something else: treat as held by an unknown writer.
-        why = exc.args[0] if isinstance(exc, ValueError) and "process id" in str(exc) else None
-        return LockHolder(host="?", pid=-1, started="?",
-                          command=f"{UNREADABLE}: {why}" if why else UNREADABLE)
+        return _unknown_writer(UNREADABLE)
+
+
+def _unknown_writer(command: str) -> LockHolder:
+    """The holder of a lock file that names no process we can check: PID -1."""
+    return LockHolder(host="?", pid=-1, started="?", command=command)
 
 
 def _is_number(value) -> bool:

@@ -24,7 +24,6 @@ from ..errors import StoreError
 from ._chunks import ChunkIO, UnsupportedChunkLayout, write_table_rows
 from .layer_arrays import LayerArrays
 from .layout import ATTR_KEY, COL, FORMAT_VERSION, PARTS_GROUP, TABLE_COLUMNS, table_path
-from .masks import mask_stats
 from .store import ProjectStore
 from .writer import Rows
 
@@ -72,10 +71,10 @@ def merge_parts(store: ProjectStore) -> int:
             rows = part[:]
             start = int(part.attrs["start"])
             for i, obj_id in enumerate(part.attrs["objects"]):
-                have = np.flatnonzero(~np.isnan(rows[i, :, COL["state"]]))
-                if have.size:
-                    store.write_rows({int(obj_id): [(start + int(j), rows[i, j].tolist()) for j in have]})
-                    merged += int(have.size)
+                have = ~np.isnan(rows[i, :, COL["state"]])
+                if have.any():
+                    store.write_table_block(int(obj_id), start, rows[i], keep=have)
+                    merged += int(have.sum())
     del store.group[PARTS_GROUP]
     return merged
 
@@ -120,12 +119,6 @@ class PartWriter:
         """Refuse an object the part has no rows for (added after the run started)."""
         if obj_id not in self.row_of:
             raise StoreError(f"object {obj_id} is not part of this run; add it and track again")
-
-    def write_row(self, obj_id: int, t: int, mask, *, presence: float, state: int, run: int) -> None:
-        """Write one object's row on frame ``t`` into the part table (area and box from ``mask``)."""
-        area, bbox = mask_stats(mask)
-        x0, y0, x1, y1 = bbox if bbox is not None else (np.nan,) * 4
-        self.write_rows({obj_id: [(t, [presence, area, x0, y0, x1, y1, state, run])]})
 
     def write_rows(self, rows: Rows) -> None:
         """Write table rows ``{object: [(frame, row), ...]}`` into the part table."""

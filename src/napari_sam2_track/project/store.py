@@ -123,7 +123,6 @@ class ProjectStore(RunRecords, MaskStore):
         source: dict | None = None,
         overwrite: bool = False,
         command: str | None = None,
-        inputs: Iterable[str | Path] = (),
         words: placement.Words = placement.CLI,
     ) -> Iterator["ProjectStore"]:
         """Build a new project beside ``path``; it appears at ``path`` when the block completes.
@@ -132,17 +131,15 @@ class ProjectStore(RunRecords, MaskStore):
         (:func:`.placement.build_beside`). On normal exit the project is moved into place in one
         rename (``overwrite``: exchanged with the previous project, which is then deleted); on an
         exception the staging folder is deleted and ``path`` is untouched. ``overwrite`` only
-        replaces a napari-sam2-track project, and only while no other process writes it;
-        ``path`` may not be, lie inside or contain one of ``inputs`` (what the project is made
-        from). ``words``: how refusals name the output and switches. The store stays locked
+        replaces a napari-sam2-track project, and only while no other process writes it.
+        ``words``: how refusals name the output and switches. The store stays locked
         after the block: :meth:`close` it when done.
         """
         path = Path(path)
         store = None
         try:
-            with placement.build_beside(path, placement.PROJECT, overwrite=overwrite, inputs=inputs,
-                                        input_name="the annotations", command=command,
-                                        words=words) as staging:
+            with placement.build_beside(path, placement.PROJECT, overwrite=overwrite,
+                                        command=command, words=words) as staging:
                 store = cls._create_in(staging, num_frames, height, width, source, command)
                 try:
                     yield store
@@ -430,6 +427,39 @@ class ProjectStore(RunRecords, MaskStore):
         if io is not None and io.chunk_shape[1:] == io.shape[1:]:
             return read_table_rows(io, lo, hi)
         return array[lo:hi]
+
+    def write_table_block(self, obj_id: int, start: int, rows: np.ndarray,
+                          keep: np.ndarray | None = None) -> None:
+        """Write ``rows`` (``(k, 8)``) as rows ``start:start + k`` of an object's table, one
+        whole-chunk write per table chunk (for many rows: faster than :meth:`write_rows`).
+
+        ``keep``: bool per row; rows where it is ``False`` keep their stored values.
+        """
+        name = table_path(obj_id)
+        array = self._array(name)
+        rows = np.asarray(rows, dtype=np.float64)
+        stop = start + len(rows)
+        io = self.layers.chunk_io(name)
+        if io is None or io.chunk_shape[1:] != io.shape[1:]:
+            block = rows if keep is None else np.where(keep[:, None], rows, array[start:stop])
+            array[start:stop] = block
+            return
+        per = io.chunk_shape[0]
+        for c in range(start // per, (stop - 1) // per + 1):
+            lo, hi = max(start, c * per), min(stop, (c + 1) * per)
+            part = rows[lo - start : hi - start]
+            want = None if keep is None else keep[lo - start : hi - start]
+            if want is not None and not want.any():
+                continue
+            chunk = io.read((c, 0))
+            if chunk is None:
+                chunk = np.full(io.chunk_shape, io.fill, dtype=io.dtype)
+            target = chunk[lo - c * per : hi - c * per]
+            if want is None:
+                target[:] = part
+            else:
+                target[want] = part[want]
+            io.write((c, 0), io.encode(chunk))
 
     def table_column(self, obj_id: int, name: str) -> np.ndarray | None:
         """Column ``name`` (one of ``TABLE_COLUMNS``) of an object's table over every frame,

@@ -114,6 +114,6 @@ def restore_snapshot(store: ProjectStore, obj_id: int) -> tuple[int, int]:
     store.update_meta(prompts=[*kept, *restored])
     for t in range(start, end + 1):  # the object's mask back into the frame's label layers
         store.merge_labels(t, {obj_id: masks[t - start]})
-    store.write_rows({obj_id: [(start + i, row.tolist()) for i, row in enumerate(table)]})
+    store.write_table_block(obj_id, start, table)
     del store.group[_name(obj_id)]
     return start, end

@@ -16,10 +16,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import StoreError, one_line
+from ..errors import StoreError
 from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
 from .models import Flag, Masklet, Suggestion
-from .visibility import VISIBLE, RowReader, VisibilityRule, iter_visibility, store_row_reader
+from .visibility import (VISIBLE, RowReader, VisibilityRule, damaged, iter_visibility,
+                         store_row_reader)
 
 #: Frames read per block: 8 table chunks (8,192 rows, 512 KiB per object).
 BLOCK = 8 * TABLE_CHUNK
@@ -92,10 +93,8 @@ class TableSource:
 
 def _damaged(store: ProjectStore, t: int, exc: BaseException) -> StoreError:
     """The one-line error for masks of frame ``t`` that cannot be read (for overlap flags)."""
-    return StoreError(one_line(
-        f"{store.path} is damaged: {store.unreadable_mask_array(t)} cannot be read at frame {t} "
-        f"({type(exc).__name__}: {exc}); re-track or edit that frame"
-    ))
+    return damaged(store, store.unreadable_mask_array(t), f"frame {t}", exc,
+                   "re-track or edit that frame")
 
 
 @dataclass

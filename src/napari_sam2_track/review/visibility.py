@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import StoreError, one_line
+from ..errors import Sam2TrackError, StoreError, one_line
 from ..project import COL, TABLE_CHUNK, TABLE_COLUMNS, ProjectStore, table_path
 
 NOT_RUN, ABSENT, VISIBLE, OCCLUDED, OUT_OF_FRAME = 0, 1, 2, 3, 4
@@ -102,17 +102,28 @@ class VisibilityRule:
         return codes, int(state[-1]) if n else carry
 
 
-def store_row_reader(store: ProjectStore) -> RowReader:
-    """Rows of a project's per-object tables (NaN rows for an object without a table)."""
+def damaged(store: ProjectStore, name: str, where: str, exc: BaseException,
+            advice: str = "re-track or edit those frames") -> StoreError:
+    """The one-line error for array ``name`` of a project that cannot be read at ``where``
+    (``"frames 0-99"``, ``"frame 7"``), ending with ``advice``."""
+    return StoreError(one_line(
+        f"{store.path} is damaged: {name} cannot be read at {where} ({type(exc).__name__}: {exc}); "
+        f"{advice}"
+    ))
+
+
+def store_row_reader(store: ProjectStore,
+                     advice: str = "re-track or edit those frames") -> RowReader:
+    """Rows of a project's per-object tables (NaN rows for an object without a table); a
+    table that cannot be read raises :func:`damaged` with ``advice``."""
 
     def read_rows(obj_id: int, lo: int, hi: int) -> np.ndarray:
         try:
             rows = store.table_rows(obj_id, lo, hi)
+        except Sam2TrackError:
+            raise
         except Exception as exc:  # noqa: BLE001 - whatever a damaged chunk raises
-            raise StoreError(one_line(
-                f"{store.path} is damaged: {table_path(obj_id)} cannot be read at frames "
-                f"{lo}-{hi - 1} ({type(exc).__name__}: {exc}); re-track or edit those frames"
-            )) from None
+            raise damaged(store, table_path(obj_id), f"frames {lo}-{hi - 1}", exc, advice) from None
         return np.full((hi - lo, len(TABLE_COLUMNS)), np.nan) if rows is None else rows
 
     return read_rows
