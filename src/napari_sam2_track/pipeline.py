@@ -297,7 +297,6 @@ def track(
             ``prompts`` must then be ``None`` and ``out`` the open store holding them.
         command: how the writer is named in the project's lock file.
     """
-    refuse_volume(source)
     request = Request(direction, start, end, obj_ids)
     if isinstance(out, ProjectStore):
         yield from track_in_store(out, source, prompts, model=model, request=request,
@@ -338,6 +337,7 @@ def track_in_store(
     """Track into an open project (its lock held by the caller). With ``tracker`` (whose
     prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
     is made for this run and seeded from ``prompts`` or the project's own."""
+    refuse_volume(source)
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     seeding = _Seeding(source, prompts, prompts_dir, schema)
