@@ -122,12 +122,9 @@ def check_output(out: str | Path, source: "FrameSource", *, has_prompts: bool, r
                          if not exists else "--overwrite needs --prompts for the new project")
     if exists and not resume:
         if not overwrite:
-            raise StoreError(
-                f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
-            )
-        if not out.is_dir() or (any(out.iterdir()) and not placement.is_project_dir(out)):
-            raise StoreError(f"{out} is not a napari-sam2-track project; --overwrite only "
-                             "replaces a project made by napari-sam2-track; choose another --out")
+            raise placement.already_exists(out)
+        if not out.is_dir() or (any(out.iterdir()) and not placement.is_project(out)):
+            raise placement.not_replaceable(out, placement.PROJECT)
     if exists and out.is_dir():
         holder = live_holder(out)
         if holder is not None and holder.pid != os.getpid():
