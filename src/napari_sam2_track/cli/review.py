@@ -63,7 +63,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace) -> int:
     from ..review.models import default_reviewer, utf8_text
-    from ..review.qc import decide, masklets
+    from ..review.qc import decide, masklets, require_object
     from ..project import ProjectStore
 
     if len(args.target) != 3:
@@ -80,9 +80,7 @@ def _decide(args: argparse.Namespace) -> int:
         reviewer = default_reviewer()  # checked there: one line naming the variable
     frames = parse_frames(args.frames) if args.frames is not None else None
     store = ProjectStore.open(project)
-    if obj_id not in store.object_ids():
-        known = ", ".join(map(str, store.object_ids())) or "none"
-        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
+    require_object(store, obj_id)
     if frames is not None:
         _refuse_untracked(store, obj_id, *frames)
         ranges = [frames]
