@@ -332,7 +332,7 @@ def test_overwrite_never_replaces_something_else(tmp_path, video, checkpoint, ca
         out.write_text("precious")
     before = snapshot(out) if out.is_dir() else out.read_bytes()
     assert_refused(track_args(video, prompts_file(tmp_path, GOOD), out, checkpoint, "--overwrite"),
-                   capsys, "only replaces a project made by napari-sam2-track")
+                   capsys, "--overwrite only replaces a previous napari-sam2-track project")
     assert (snapshot(out) if out.is_dir() else out.read_bytes()) == before
 
 

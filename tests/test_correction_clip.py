@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from napari_sam2_track.project import COL, STATE_NOT_RUN, ProjectStore
+from napari_sam2_track.review.segments import correction_segment
 from napari_sam2_track.session import AnnotationSession
-from napari_sam2_track.session.corrections import propagated_around
 from napari_sam2_track.sources import open_source
 
 from conftest import make_blob_video
@@ -28,6 +28,7 @@ def test_correction_stays_inside_the_propagated_frames(tmp_path, test_model):
         assert (states[6:] == STATE_NOT_RUN).all() and (states[:6] != STATE_NOT_RUN).all()
         # the keyframe rule alone would give 1-11; the propagated frames end at 5
         assert session.correction_segment(1, 3) == (1, 5)
+        assert correction_segment(store, 1, 3) == (1, 5)  # the store-level rule is the same
         correction = session.correct(3, [(40.0, 42.0, 1)], obj_id=1)
         assert (correction.start, correction.end) == (1, 5)
         assert (store.states(1)[6:] == STATE_NOT_RUN).all()  # never written
@@ -37,20 +38,3 @@ def test_correction_stays_inside_the_propagated_frames(tmp_path, test_model):
         assert session.undo_segment(1) == (1, 5)
     finally:
         session.close()
-
-
-def test_propagated_around_stops_at_gaps(tmp_path):
-    from napari_sam2_track.prompts import ObjectSpec
-
-    store = ProjectStore.create(tmp_path / "q.zarr", num_frames=10, height=8, width=8)
-    store.set_objects([ObjectSpec(id=1)])
-    mask = np.zeros((8, 8), bool)
-    mask[2:4, 2:4] = True
-    for t in (1, 2, 3, 6, 7):  # two separate runs of frames with a result
-        store.write_edited_labels(t, mask.astype(np.uint32))
-    assert propagated_around(store, 1, 2, 0, 9) == (1, 3)
-    assert propagated_around(store, 1, 7, 0, 9) == (6, 7)
-    assert propagated_around(store, 1, 9, 0, 9) == (9, 9)  # the frame itself always belongs
-    assert propagated_around(store, 1, 5, 0, 9) == (5, 7)  # and joins the run beside it
-    assert propagated_around(store, 1, 2, 2, 9) == (2, 3)  # inside the keyframes' segment
-    assert propagated_around(store, 99, 4, 0, 9) == (4, 4)  # no table: the frame alone

@@ -183,8 +183,8 @@ def test_review_decisions_on_what_does_not_exist_are_refused(partly_tracked, cap
 @pytest.mark.parametrize("option, value, where", [
     ("--comment", "caf\udce9", "--comment is not valid UTF-8 text (byte 0xe9 at character 4)"),
     ("--reviewer", "j\udcf6rg", "--reviewer is not valid UTF-8 text (byte 0xf6 at character 2)"),
-    ("env", "m\udcfcller", "the reviewer name (from $NAPARI_SAM2_TRACK_REVIEWER or the OS user) is "
-                          "not valid UTF-8 text (byte 0xfc"),
+    ("env", "m\udcfcller", "$NAPARI_SAM2_TRACK_REVIEWER is not valid UTF-8 text (byte 0xfc "
+                          "at character 2); set it to the name as UTF-8 text"),
 ])
 def test_non_utf8_reviewer_or_comment_is_refused_in_one_line(partly_tracked, capsys, monkeypatch,
                                                              option, value, where):

@@ -154,3 +154,15 @@ def test_resume_writes_only_missing_frames(tmp_path, test_model, frames):
     list(track(open_source(frames), None, out, model=test_model, direction="forward", resume=True))
     runs = ProjectStore.open(out, "r").table(1)[:, COL["run"]]
     assert (runs[:4] == 1).all() and (runs[4:] == 2).all()
+
+
+def test_track_in_store_refuses_a_volume_in_one_line(tmp_path):
+    """The entry of the session's runs refuses a volume as the CLI path does, before any work."""
+    from napari_sam2_track.errors import SourceError
+    from napari_sam2_track.pipeline import track_in_store
+    from napari_sam2_track.sources import open_source
+
+    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=4, height=8, width=8)
+    vol = open_source(np.zeros((4, 8, 8), np.uint8), axes="zyx")
+    with pytest.raises(SourceError, match="tracking through volumes is not available yet"):
+        next(track_in_store(store, vol, None, model=None))

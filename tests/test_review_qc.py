@@ -275,3 +275,20 @@ def test_reviewer_defaults_to_the_setting_then_the_os_user(tmp_path, monkeypatch
     assert approve(store, 1, 0, 9).reviewer == "dana"
     monkeypatch.delenv("NAPARI_SAM2_TRACK_REVIEWER")
     assert decide(store, 1, 0, 9, "unsatisfactory").reviewer == getpass.getuser()
+
+
+def test_a_reviewer_setting_that_is_not_utf8_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Bytes that are not UTF-8 in the environment reach Python as surrogate escapes: every
+    user of the default reviewer (decisions, the session's activity log) gets one line naming
+    the variable, and nothing is written."""
+    from napari_sam2_track.session.activity import ActivityLog
+
+    store = synthetic_project(tmp_path / "p.zarr")
+    monkeypatch.setenv("NAPARI_SAM2_TRACK_REVIEWER", "m\udcfcller")
+    line = r"\$NAPARI_SAM2_TRACK_REVIEWER is not valid UTF-8 text \(byte 0xfc at character 2\)"
+    with pytest.raises(ReviewError, match=line):
+        approve(store, 1, 0, 9)
+    with pytest.raises(ReviewError, match=line):
+        ActivityLog(store)
+    assert read_review(store).decisions == []
+    assert ActivityLog(store, annotator="dana").annotator == "dana"  # a name given is used

@@ -12,6 +12,7 @@ from napari_sam2_track.review.qc import approve
 from napari_sam2_track.review.segments import (
     correction_segment,
     has_undo,
+    propagated_around,
     segment_snapshot,
     snapshot_segment,
     undo_segment,
@@ -102,6 +103,26 @@ def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, tes
     assert read_review(store).changes[-1].source == "undo"
 
 
+def test_propagated_around_stops_at_gaps(tmp_path):
+    from napari_sam2_track.prompts import ObjectSpec
+
+    store = ProjectStore.create(tmp_path / "q.zarr", num_frames=10, height=8, width=8)
+    store.set_objects([ObjectSpec(id=1)])
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    for t in (1, 2, 3, 6, 7):  # two separate runs of frames with a result
+        store.write_edited_labels(t, mask.astype(np.uint32))
+    assert propagated_around(store, 1, 2, 0, 9) == (1, 3)
+    assert propagated_around(store, 1, 7, 0, 9) == (6, 7)
+    assert propagated_around(store, 1, 9, 0, 9) == (9, 9)  # the frame itself always belongs
+    assert propagated_around(store, 1, 5, 0, 9) == (5, 7)  # and joins the run beside it
+    assert propagated_around(store, 1, 2, 2, 9) == (2, 3)  # inside the keyframes' segment
+    assert propagated_around(store, 99, 4, 0, 9) == (4, 4)  # no table: the frame alone
+    # the store-level rule applies the same clip: no keyframes, so the whole video, clipped
+    assert correction_segment(store, 1, 2) == (1, 3)
+    assert correction_segment(store, 1, 7) == (6, 7)
+
+
 def test_undo_restores_a_replaced_mask_prompt(tmp_path):
     store = ProjectStore.create(tmp_path / "p.zarr", num_frames=6, height=16, width=16)
     from napari_sam2_track.prompts import ObjectSpec
@@ -111,8 +132,10 @@ def test_undo_restores_a_replaced_mask_prompt(tmp_path):
     old[2:6, 2:6] = True
     store.put_prompt(Prompt(object=1, frame=0, mask="store:pending"), old)
     store.put_prompt(Prompt(object=1, frame=3, mask="store:pending"), old)
-    assert correction_segment(store, 1, 3) == (1, 5)
-    assert correction_segment(store, 1, 0) == (0, 2)
+    # never propagated (prompts only, no table row holds a result): a correction covers only
+    # the prompted frame, never the keyframes' segment 1-5 / 0-2 of frames without a result
+    assert correction_segment(store, 1, 3) == (3, 3)
+    assert correction_segment(store, 1, 0) == (0, 0)
     snapshot_segment(store, 1, 1, 5)
     new = np.zeros((16, 16), bool)
     new[8:12, 8:12] = True

@@ -229,3 +229,16 @@ def test_session_and_tracker_judge_a_request_by_one_rule(session, test_model):
     with pytest.raises(PromptError, match="no prompt for objects"):
         session.propagate_iter("both", 0, 1)
     assert not session.running
+
+
+def test_plan_refusals_list_objects_readably():
+    """Object lists in the planner's refusals are summarized, not printed as Python lists."""
+    from napari_sam2_track.passes import plan_passes
+
+    keyframes = {o: [0] for o in range(1, 31)}
+    with pytest.raises(PromptError, match=r"^objects 99 have no prompts \(prompted objects: "
+                                          r"1, 2, 3, 4, 5, 6, 7, 8, 9, 10 \.\.\. and 20 more\)$"):
+        plan_passes(keyframes, 5, obj_ids=[99])
+    with pytest.raises(PromptError, match=r"^no prompt for objects 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 "
+                                          r"\.\.\. and 20 more in frames 3-4; add a prompt there"):
+        plan_passes(keyframes, 5, start=3, end=4)

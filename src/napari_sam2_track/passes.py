@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from .errors import PromptError
+from .errors import PromptError, summarize_list
 
 __all__ = ["Direction", "Pass", "Plan", "correction_range", "plan_passes"]
 
@@ -93,12 +93,14 @@ def plan_passes(
     chosen = prompted if obj_ids is None else [int(o) for o in obj_ids]
     unknown = [o for o in chosen if o not in known]
     if unknown:
-        raise PromptError(f"objects {unknown} have no prompts (prompted objects: {prompted})")
+        raise PromptError(f"objects {summarize_list(unknown)} have no prompts "
+                          f"(prompted objects: {summarize_list(prompted)})")
     keys = {o: [k for k in known[o] if start <= k <= end] for o in chosen}
     keys = {o: k for o, k in keys.items() if k}
     if not keys:
         raise PromptError(
-            f"no prompt for objects {chosen} in frames {start}-{end}; add a prompt there first"
+            f"no prompt for objects {summarize_list(chosen)} in frames {start}-{end}; "
+            "add a prompt there first"
         )
     passes = []
     if direction in ("forward", "both"):

@@ -122,12 +122,9 @@ def check_output(out: str | Path, source: "FrameSource", *, has_prompts: bool, r
                          if not exists else "--overwrite needs --prompts for the new project")
     if exists and not resume:
         if not overwrite:
-            raise StoreError(
-                f"{out} already exists; pass --resume to continue it or --overwrite to replace it"
-            )
-        if not out.is_dir() or (any(out.iterdir()) and not placement.is_project_dir(out)):
-            raise StoreError(f"{out} is not a napari-sam2-track project; --overwrite only "
-                             "replaces a project made by napari-sam2-track; choose another --out")
+            raise placement.already_exists(out)
+        if not out.is_dir() or (any(out.iterdir()) and not placement.is_project(out)):
+            raise placement.not_replaceable(out, placement.PROJECT)
     if exists and out.is_dir():
         holder = live_holder(out)
         if holder is not None and holder.pid != os.getpid():
@@ -297,7 +294,6 @@ def track(
             ``prompts`` must then be ``None`` and ``out`` the open store holding them.
         command: how the writer is named in the project's lock file.
     """
-    refuse_volume(source)
     request = Request(direction, start, end, obj_ids)
     if isinstance(out, ProjectStore):
         yield from track_in_store(out, source, prompts, model=model, request=request,
@@ -338,6 +334,7 @@ def track_in_store(
     """Track into an open project (its lock held by the caller). With ``tracker`` (whose
     prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
     is made for this run and seeded from ``prompts`` or the project's own."""
+    refuse_volume(source)
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     seeding = _Seeding(source, prompts, prompts_dir, schema)

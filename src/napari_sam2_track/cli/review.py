@@ -41,21 +41,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--idle", type=float, help="idle gap in seconds (default: the schema's review.idle_seconds)")
 
 
-def utf8_text(value: str, what: str, fix: str) -> str:
-    """``value`` if it is valid UTF-8 text; bytes that are not (kept by Python as surrogate
-    escapes in arguments and environment variables) give one line naming the first of them."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        try:
-            byte = f"byte 0x{value[exc.start].encode('utf-8', 'surrogateescape').hex()}"
-        except UnicodeEncodeError:
-            byte = f"code point U+{ord(value[exc.start]):04X}"
-        raise ReviewError(f"{what} is not valid UTF-8 text ({byte} at character {exc.start + 1}); "
-                          f"{fix}") from None
-    return value
-
-
 def parse_frames(text: str) -> tuple[int, int]:
     """``"A-B"`` (or ``"A"``) as a frame range."""
     try:
@@ -77,7 +62,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from ..review.qc import decide, default_reviewer, masklets
+    from ..review.models import default_reviewer, utf8_text
+    from ..review.qc import decide, masklets, require_object
     from ..project import ProjectStore
 
     if len(args.target) != 3:
@@ -91,13 +77,10 @@ def _decide(args: argparse.Namespace) -> int:
     if args.reviewer is not None:
         reviewer = utf8_text(args.reviewer, "--reviewer", "pass the name as UTF-8 text")
     else:
-        reviewer = utf8_text(default_reviewer(), "the reviewer name (from $NAPARI_SAM2_TRACK_REVIEWER "
-                             "or the OS user)", "pass --reviewer NAME")
+        reviewer = default_reviewer()  # checked there: one line naming the variable
     frames = parse_frames(args.frames) if args.frames is not None else None
     store = ProjectStore.open(project)
-    if obj_id not in store.object_ids():
-        known = ", ".join(map(str, store.object_ids())) or "none"
-        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
+    require_object(store, obj_id)
     if frames is not None:
         _refuse_untracked(store, obj_id, *frames)
         ranges = [frames]

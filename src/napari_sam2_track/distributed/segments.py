@@ -137,11 +137,12 @@ def run_segment(
             min_visible_pixels=store.schema.min_visible_pixels,
             skip_frames=lambda obj, t: t in done.get(obj, ()),
         )
-        total = tracker.plan(direction, segment.start, segment.end).total
+        plan = tracker.plan(direction, segment.start, segment.end)
+        total = plan.total
         task = f"{index}/{segment.index}"
         last = 0.0
         try:
-            for result in tracker.propagate(direction, segment.start, segment.end):
+            for result in tracker.run(plan):
                 writer.submit(result)
                 computed += 1
                 now = time.perf_counter()

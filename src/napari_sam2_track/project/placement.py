@@ -71,9 +71,6 @@ def is_project(path: str | Path) -> bool:
     return (path / LABELS_PATH / "zarr.json").is_file()
 
 
-is_project_dir = is_project  # the name earlier callers use
-
-
 # --------------------------------------------------------------------------- kinds of output
 class OutputKind(Protocol):
     """What is being written, as the mechanism needs it: its name in messages, whether it is

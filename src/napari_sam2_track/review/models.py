@@ -281,15 +281,34 @@ def read_events(project: ProjectStore | str | Path) -> list[Event]:
     return sorted(_load(Event, log_dir(project) / EVENTS_LOG), key=lambda e: e.time)
 
 
+def utf8_text(value: str, what: str, fix: str) -> str:
+    """``value`` if it is valid UTF-8 text; bytes that are not (kept by Python as surrogate
+    escapes in arguments and environment variables) give one line naming the first of them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            byte = f"byte 0x{value[exc.start].encode('utf-8', 'surrogateescape').hex()}"
+        except UnicodeEncodeError:
+            byte = f"code point U+{ord(value[exc.start]):04X}"
+        raise ReviewError(f"{what} is not valid UTF-8 text ({byte} at character {exc.start + 1}); "
+                          f"{fix}") from None
+    return value
+
+
 def default_reviewer() -> str:
-    """The reviewer's name: ``$NAPARI_SAM2_TRACK_REVIEWER``, else the OS user."""
+    """The reviewer's name: ``$NAPARI_SAM2_TRACK_REVIEWER``, else the OS user.
+
+    Raises :class:`ReviewError` (one line naming the variable) when the name is not valid
+    UTF-8 text, as it could not be written to the project's logs."""
     name = os.environ.get(REVIEWER_ENV, "").strip()
     if name:
-        return name
+        return utf8_text(name, f"${REVIEWER_ENV}", "set it to the name as UTF-8 text")
     try:
-        return getpass.getuser()
+        user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in this environment
         return "unknown"
+    return utf8_text(user, "the OS user name", f"set ${REVIEWER_ENV} to the name as UTF-8 text")
 
 
 def log_event(

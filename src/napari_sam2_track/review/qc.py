@@ -12,7 +12,7 @@ from pathlib import Path
 from ..project._jsonl import append_records, now_iso
 from ..errors import ReviewError
 from ..project import ProjectStore
-from .models import (  # noqa: F401 - default_reviewer is used by the review dock from here
+from .models import (
     DECISIONS_LOG,
     DecisionStatus,
     Masklet,
@@ -27,6 +27,13 @@ from .models import (  # noqa: F401 - default_reviewer is used by the review doc
 
 def _store(project: ProjectStore | str | Path) -> ProjectStore:
     return project if isinstance(project, ProjectStore) else ProjectStore.open(project, mode="r")
+
+
+def require_object(store: ProjectStore, obj_id: int) -> None:
+    """Refuse (one line listing the project's objects) an object that is not in ``store``."""
+    if obj_id not in store.object_ids():
+        known = ", ".join(map(str, store.object_ids())) or "none"
+        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
 
 
 def decide(
@@ -47,9 +54,7 @@ def decide(
     """
     store = _store(project)
     n = store.num_frames
-    if obj_id not in store.object_ids():
-        known = ", ".join(map(str, store.object_ids())) or "none"
-        raise ReviewError(f"object {obj_id} is not in {store.path.name} (objects: {known})")
+    require_object(store, obj_id)
     if not (0 <= start <= end < n):
         raise ReviewError(f"frames {start}-{end} are not a range inside the video (frames 0-{n - 1})")
     if status not in ("satisfactory", "unsatisfactory"):

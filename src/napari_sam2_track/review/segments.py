@@ -1,8 +1,9 @@
 """Undo of a correction: the rule of which segment a correction touches and whether its undo
 is still allowed.
 
-Before a correction re-propagates object ``o`` on the frames ``[a, b]`` between its neighbouring
-keyframes (:func:`correction_segment`), :func:`snapshot_segment` keeps that object's masks,
+Before a correction re-propagates object ``o`` on the frames ``[a, b]`` (:func:`correction_segment`:
+between its neighbouring keyframes, clipped to the frames around the corrected one that hold a
+result), :func:`snapshot_segment` keeps that object's masks,
 table rows and prompts on ``[a, b]`` in the project (stored by :mod:`napari_sam2_track.project.undo`).
 One snapshot is kept per object, until the next correction of that object replaces it or an
 undo uses it. Once the correction is written, :func:`mark_corrected` notes the time: a later
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import datetime as _dt
 
+import numpy as np
+
 from ..errors import ReviewError
 from ..passes import correction_range
-from ..project import ProjectStore
+from ..project import COL, STATE_NOT_RUN, ProjectStore
 from ..project.undo import (
     corrected_time,
     mark_corrected,
@@ -31,6 +34,7 @@ __all__ = [
     "correction_segment",
     "has_undo",
     "mark_corrected",
+    "propagated_around",
     "segment_snapshot",
     "snapshot_segment",
     "undo_segment",
@@ -38,10 +42,32 @@ __all__ = [
 
 
 def correction_segment(store: ProjectStore, obj_id: int, frame: int) -> tuple[int, int]:
-    """The frames a prompt on ``frame`` affects, by the object's keyframes stored in the
-    project (:func:`~napari_sam2_track.passes.correction_range`)."""
+    """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates: those
+    between its neighbouring keyframes stored in the project
+    (:func:`~napari_sam2_track.passes.correction_range`), clipped to the frames around
+    ``frame`` that hold a result (:func:`propagated_around`): a correction never extends into
+    frames never propagated."""
     keyframes = [p.frame for p in store.prompts.prompts if p.object == obj_id]
-    return correction_range(keyframes, frame, store.num_frames)
+    start, end = correction_range(keyframes, frame, store.num_frames)
+    return propagated_around(store, obj_id, frame, start, end)
+
+
+def propagated_around(store: ProjectStore, obj_id: int, frame: int, start: int,
+                      end: int) -> tuple[int, int]:
+    """The run of frames around ``frame`` inside ``start..end`` that hold a result for
+    ``obj_id`` (its table's ``state`` is not ``not_run``: propagated, absent, prompted or
+    edited); ``frame`` itself always belongs. Reads only the rows ``start..end``."""
+    rows = store.table_rows(obj_id, start, end + 1)
+    if rows is None:
+        return frame, frame
+    states = np.asarray(rows[:, COL["state"]], dtype=np.float64)
+    done = np.isfinite(states) & (states != STATE_NOT_RUN)
+    done[frame - start] = True
+    gaps = np.flatnonzero(~done)
+    before, after = gaps[gaps < frame - start], gaps[gaps > frame - start]
+    first = start + (int(before[-1]) + 1 if len(before) else 0)
+    last = start + (int(after[0]) - 1 if len(after) else end - start)
+    return first, last
 
 
 def change_since_correction(store: ProjectStore, obj_id: int) -> Change | None:

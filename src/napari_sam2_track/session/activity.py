@@ -39,7 +39,7 @@ class ActivityLog:
     """
 
     def __init__(self, store: Any, annotator: str | None = None, on_error=None):
-        from ..review.qc import default_reviewer
+        from ..review.models import default_reviewer
 
         self.store = store
         self.annotator = annotator or default_reviewer()

@@ -448,12 +448,10 @@ class AnnotationSession(ObjectsMixin):
         """
         if self._closed:
             raise StoreError("this project was closed; open it again")
-        if not self.prompt_book:
-            raise PromptError("no prompts yet: click on an object or draw a box first")
+        plan = self.plan(direction, start, end, obj_ids)  # "no prompts yet" before the model
         self.engine.require_model()
         from ..pipeline import Request
 
-        plan = self.plan(direction, start, end, obj_ids)
         if not self._running.acquire(blocking=False):
             raise PromptError("a propagation is already running; wait for it or press Cancel")
         self.engine.compute.cancel_prefetch()

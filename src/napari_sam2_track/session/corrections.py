@@ -6,9 +6,11 @@ A prompt on frame ``t`` of object ``o`` is a *correction* when it is requested w
 earlier propagation produced ``o``'s mask on ``t`` (the Review dock turns it on). The prompt's
 job on the compute thread then
 
-1. keeps ``o``'s masks, table rows and prompts on the segment ``[a, b]`` between its
-   neighbouring keyframes (:func:`~napari_sam2_track.review.segments.snapshot_segment`; a burst
-   of prompts on the same frame is one correction, kept once),
+1. keeps ``o``'s masks, table rows and prompts on the segment ``[a, b]``
+   (:func:`~napari_sam2_track.review.segments.correction_segment`: between its neighbouring
+   keyframes, clipped to the frames around ``t`` that hold a result) with
+   :func:`~napari_sam2_track.review.segments.snapshot_segment` (a burst of prompts on the same
+   frame is one correction, kept once),
 2. computes and writes the prompt's mask as any prompt,
 3. re-propagates ``o`` alone over ``[a, b]`` (both directions from ``t``) with the session's
    tracker, unless a newer prompt on ``(o, t)`` is already waiting (its job does it).
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PromptError
-from ..project import COL, STATE_NOT_RUN
+from ..project import COL
 from ..review import segments
 from .events import PromptKey, SessionEvents
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from .engine import SessionEngine
     from .prompt_book import PromptBook
 
-__all__ = ["Correction", "Corrections", "propagated_around"]
+__all__ = ["Correction", "Corrections"]
 
 
 @dataclass(frozen=True)
@@ -52,23 +54,6 @@ class Correction:
     end: int
     seconds: float = 0.0
     undone: bool = False
-
-
-def propagated_around(store, obj_id: int, frame: int, start: int, end: int) -> tuple[int, int]:
-    """The run of frames around ``frame`` inside ``start..end`` that hold a result for
-    ``obj_id`` (its table's ``state`` is not ``not_run``: propagated, absent, prompted or
-    edited); ``frame`` itself always belongs."""
-    column = store.table_column(obj_id, "state")
-    if column is None:
-        return frame, frame
-    states = column[start : end + 1]
-    done = np.isfinite(states) & (states != STATE_NOT_RUN)
-    done[frame - start] = True
-    gaps = np.flatnonzero(~done)
-    before, after = gaps[gaps < frame - start], gaps[gaps > frame - start]
-    first = start + (int(before[-1]) + 1 if len(before) else 0)
-    last = start + (int(after[0]) - 1 if len(after) else end - start)
-    return first, last
 
 
 class Corrections:
@@ -102,9 +87,8 @@ class Corrections:
     def segment(self, obj_id: int, frame: int) -> tuple[int, int]:
         """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates: those
         between its neighbouring keyframes, clipped to the frames around ``frame`` that a
-        propagation produced (a correction never extends into frames never propagated)."""
-        start, end = segments.correction_segment(self.store, obj_id, frame)
-        return propagated_around(self.store, obj_id, frame, start, end)
+        propagation produced (:func:`~napari_sam2_track.review.segments.correction_segment`)."""
+        return segments.correction_segment(self.store, obj_id, frame)
 
     def was_propagated(self, obj_id: int, frame: int) -> bool:
         """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""
