@@ -35,6 +35,8 @@ def add_parsers(sub) -> None:
     q.add_argument("sources", nargs="+", metavar="VIDEO",
                    help="videos, stacks, volumes, or one CSV/YAML manifest as 'batch' reads it")
     q.add_argument("--prompts", help="prompts JSON for the videos given")
+    q.add_argument("--project", help="the project of the (one) video given (default: "
+                   "projects/<id>.zarr in the dataset)")
     q.add_argument("--check", action="store_true",
                    help="these items hold reference masks (check frames)")
 
@@ -118,10 +120,11 @@ def _add(args) -> int:
     if len(sources) == 1 and sources[0].suffix.lower() in MANIFEST_SUFFIXES and sources[0].is_file():
         from ..distributed.manifest import load_manifest
 
-        if args.prompts:
+        if args.prompts or args.project:
             from ..dataset import DatasetError
 
-            raise DatasetError("--prompts goes with videos; a manifest names its prompts per row")
+            raise DatasetError("--prompts and --project go with videos; a manifest names them "
+                               "per row (prompts, out)")
         rows = load_manifest(sources[0], ds.folder / "projects")
         bad = next((r for r in rows if r.error), None)
         if bad is not None:
@@ -134,7 +137,12 @@ def _add(args) -> int:
             if row.item.name and row.item.name != Path(row.item.video).stem:
                 entry["id"] = row.item.name
     else:
-        entries = [{"source": s, "prompts": args.prompts, "check": args.check} for s in sources]
+        if args.project and len(sources) > 1:
+            from ..dataset import DatasetError
+
+            raise DatasetError("--project names the project of one video; give one video")
+        entries = [{"source": s, "prompts": args.prompts, "check": args.check,
+                    "project": args.project} for s in sources]
     items = ds.add_many(entries)
     for item in items:
         print(f"added {item.id}: {item.source} -> {item.project}")
