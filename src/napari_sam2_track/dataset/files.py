@@ -1,0 +1,116 @@
+"""The dataset file ``dataset.yaml``: read it, and change it safely from several processes.
+
+A change takes an exclusive ``flock`` on ``.dataset.lock`` in the dataset folder, reads the
+current file, applies the change, writes the result under a temporary name (``fsync``) and
+renames it over ``dataset.yaml``. Readers never take the lock: a rename is atomic, so they see
+the old file or the new one, never a torn one; two writers are serialised, so neither loses the
+other's change. A writer killed with ``kill -9`` gives the ``flock`` back with its process and
+leaves at most its temporary file, which the next writer removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import Sam2TrackError
+
+DATASET_FILE = "dataset.yaml"
+LOCK_FILE = ".dataset.lock"
+FORMAT_NAME = "napari-sam2-track dataset"
+FORMAT_VERSION = 1
+
+
+class DatasetError(Sam2TrackError):
+    """A dataset cannot be read, or a request about it cannot be done (one line)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_dataset_file(folder: Path) -> dict[str, Any]:
+    """The parsed ``dataset.yaml`` of ``folder``; one line if it is not a dataset."""
+    path = folder / DATASET_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        what = "not found" if not folder.exists() else f"no {DATASET_FILE}"
+        raise DatasetError(f"{folder} is not a dataset ({what}); create one with "
+                           f"'napari-sam2-track dataset init {folder}'") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} is not UTF-8 text; restore it from a backup") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise DatasetError(f"{path} is not valid YAML{where}; fix it or restore it from a backup") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{path} is not a napari-sam2-track dataset file (no 'format: "
+                           f"{FORMAT_NAME}')")
+    version = data.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DatasetError(f"{path} has dataset format version {version!r}; this napari-sam2-track "
+                           f"reads version {FORMAT_VERSION} (upgrade napari-sam2-track)")
+    return data
+
+
+def write_dataset_file(folder: Path, data: dict[str, Any]) -> None:
+    """Write ``dataset.yaml`` whole: a temporary file, ``fsync``, renamed over the old one."""
+    path = folder / DATASET_FILE
+    tmp = folder / f".{DATASET_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def dataset_lock(folder: Path) -> Iterator[None]:
+    """Hold the dataset's exclusive ``flock`` (serialises changes of its files)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # pragma: no cover - no flock on this file system
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def changing(folder: Path) -> Iterator[dict[str, Any]]:
+    """Read ``dataset.yaml`` under the lock, let the caller change the dict, write it back.
+
+    Nothing is written when the block raises."""
+    with dataset_lock(folder):
+        for stale in folder.glob(f".{DATASET_FILE}.*.tmp"):  # left by a writer that was killed
+            stale.unlink(missing_ok=True)
+        data = read_dataset_file(folder)
+        yield data
+        write_dataset_file(folder, data)

@@ -1,0 +1,239 @@
+"""What a project says about its item: frames, objects, flags, QC coverage, effort, and the
+stages that follow from them, cached so that ``dataset status`` reads only small files.
+
+A project's summary is computed from its metadata (``zarr.json``), its per-object tables (never
+a mask: the overlap check of the flags is left out) and its review logs. It is cached in the
+dataset's ``.cache/summaries.json``, keyed by the size and modification time of the files it was
+read from (``zarr.json``, ``review/decisions.jsonl``, ``changes.jsonl``, ``events.jsonl``), so a
+cached summary costs five ``stat`` calls. The cache is a convenience: it is written whole under
+a temporary name and renamed, and losing it (or a race between two writers) only costs a
+recomputation. Tables written in place during a run do not change the key: frame counts of a
+running item are those of its last metadata update (the run's start), and are refreshed when
+the run ends.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .records import StageRecord
+
+CACHE_DIR = ".cache"
+CACHE_FILE = "summaries.json"
+CACHE_VERSION = 1
+KEY_FILES = ("zarr.json", "review/decisions.jsonl", "review/changes.jsonl", "review/events.jsonl",
+             ".napari_sam2_track.dataset.json")
+
+
+def project_key(project: Path) -> list | None:
+    """Sizes and modification times of the files a summary is read from (``None``: no project)."""
+    key = []
+    for name in KEY_FILES:
+        try:
+            st = os.stat(project / name)
+        except OSError:
+            if name == "zarr.json":
+                return None
+            key.append(None)
+            continue
+        key.append([st.st_size, st.st_mtime_ns])
+    return key
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.astimezone(_dt.timezone.utc).isoformat()
+    return str(value)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _overlap(a: int, b: int, ranges: list[tuple[int, int]]) -> int:
+    return sum(max(0, min(b, y) - max(a, x) + 1) for x, y in ranges)
+
+
+def compute_summary(project: Path) -> dict[str, Any]:
+    """A project's summary (see the module docstring); ``{"error": ...}`` if it cannot be read."""
+    from ..errors import Sam2TrackError
+    from ..project import ProjectStore
+    from ..review.analytics import report
+    from ..review.flags import TableSource, find_flags
+    from ..review.models import read_review
+    from ..review.visibility import store_row_reader
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store = ProjectStore.open(project, mode="r")
+            meta = store.meta
+            n, h, w = store.shape
+            ids = store.object_ids()
+            read_rows = store_row_reader(store)
+            tracked = np.zeros(n, bool)
+            for obj in ids:
+                for lo in range(0, n, 8192):
+                    rows = read_rows(obj, lo, min(n, lo + 8192))
+                    tracked[lo:lo + len(rows)] |= ~np.isnan(rows[:, 6])
+            review = read_review(store)
+            reviewed = {o: _merge(r) for o, r in review.reviewed_ranges().items()}
+            found = find_flags(TableSource(ids, n, h, w, read_rows, None), reviewed=None)
+            effort = report(store)["project"]
+    except (Sam2TrackError, OSError, ValueError, KeyError) as exc:
+        return {"error": " ".join(str(exc).split())[:300]}
+    visible = sum(m.end - m.start + 1 for m in found.spans)
+    covered = sum(_overlap(m.start, m.end, reviewed.get(m.object, [])) for m in found.spans)
+    open_flags = sum(
+        1 for f in found.flags
+        if f.kind not in ("span_start", "span_end", "unreviewed")
+        and _overlap(f.start, f.end, reviewed.get(f.object, [])) < f.end - f.start + 1
+    )
+    statuses = store.run_statuses()
+    runs = [{"status": statuses.get(r["id"], r.get("status")), "finished": r.get("finished"),
+             "started": r.get("started"), "host": r.get("host", "")} for r in meta.get("runs", [])]
+    valid = [s.decision for s in review.statuses if s.valid]
+    rejected = sorted((d for o in {d.object for d in valid} for _, _, d in review.intervals(o)
+                       if d.status == "unsatisfactory"), key=lambda d: d.time)
+    times = [meta.get("created")] + [r["finished"] or r["started"] for r in runs]
+    times += [_iso(c.time) for c in review.changes] + [_iso(d.time) for d in review.decisions]
+    times = [t for t in times if t]
+    return {
+        "frames": int(n),
+        "height": int(h),
+        "width": int(w),
+        "objects": len(ids),
+        "prompts": len(meta.get("prompts") or []),
+        "created": meta.get("created"),
+        "tracked_frames": int(tracked.sum()),
+        "runs": runs,
+        "visible_frames": int(visible),
+        "covered_frames": int(covered),
+        "qc_coverage": round(100.0 * covered / visible, 2) if visible else None,
+        "open_flags": int(open_flags),
+        "decisions": len(valid),
+        "first_decision": ({"time": _iso(valid[0].time), "reviewer": valid[0].reviewer}
+                           if valid else None),
+        "last_decision": ({"time": _iso(valid[-1].time), "reviewer": valid[-1].reviewer}
+                          if valid else None),
+        "rejected": ({"time": _iso(rejected[-1].time), "reviewer": rejected[-1].reviewer,
+                      "count": len(rejected)} if rejected else None),
+        "last_change": _iso(review.changes[-1].time) if review.changes else None,
+        "active_seconds": float(effort["active_seconds"]),
+        "annotated_frames": int(effort["annotated_frames"]),
+        "last_activity": max(times, key=_parse) if times else None,
+        "schema": meta.get("schema"),
+    }
+
+
+def _parse(text: str | None) -> _dt.datetime:
+    try:
+        value = _dt.datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+
+
+class SummaryCache:
+    """Project summaries of a dataset, kept in ``.cache/summaries.json``."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / CACHE_DIR / CACHE_FILE
+        self.entries: dict[str, dict] = {}
+        self.dirty = False
+        self.computed = 0
+        try:
+            data = json.loads(self.path.read_bytes())
+            if isinstance(data, dict) and data.get("version") == CACHE_VERSION:
+                self.entries = dict(data.get("projects") or {})
+        except (OSError, ValueError):
+            pass
+
+    def get(self, project: Path) -> dict[str, Any] | None:
+        """The project's summary (``None``: there is no project)."""
+        key = project_key(project)
+        if key is None:
+            return None
+        name = str(project)
+        entry = self.entries.get(name)
+        if entry is not None and entry.get("key") == key:
+            return entry["summary"]
+        summary = compute_summary(project)
+        self.computed += 1
+        if project_key(project) == key and "error" not in summary:  # unchanged while read
+            self.entries[name] = {"key": key, "summary": summary}
+            self.dirty = True
+        return summary
+
+    def save(self) -> None:
+        """Write the cache if it changed (best effort: a read-only folder keeps no cache)."""
+        if not self.dirty:
+            return
+        tmp = self.path.with_name(f"{CACHE_FILE}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "projects": self.entries}),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass
+        finally:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def derived_stages(item, summary: dict | None = None, cache: SummaryCache | None = None
+                   ) -> list[StageRecord]:
+    """The stage changes an item's project (or its prompts file) shows, oldest first."""
+    if summary is None:
+        summary = (cache or SummaryCache(item.project.parent)).get(item.project)
+    out: list[StageRecord] = []
+
+    def add(stage: str, time, who: str = "", note: str = "") -> None:
+        if time:
+            out.append(StageRecord(item=item.id, stage=stage, who=who or "", time=_parse(time),
+                                   note=note, derived=True))
+
+    if summary is None or "error" in summary:
+        if item.prompts is not None and item.prompts.is_file():
+            mtime = _dt.datetime.fromtimestamp(item.prompts.stat().st_mtime, _dt.timezone.utc)
+            add("prompted", mtime.isoformat(), note="prompts file present")
+        return out
+    if summary["prompts"] or (item.prompts is not None and item.prompts.is_file()):
+        add("prompted", summary["created"], note=f"{summary['prompts']} prompts in the project")
+    completed = [r for r in summary["runs"] if r["status"] == "completed"]
+    if summary["tracked_frames"] and completed:
+        last = max([completed[-1]["finished"] or completed[-1]["started"],
+                    summary["last_change"]], key=_parse)
+        add("tracked", last, completed[-1]["host"],
+            f"{summary['tracked_frames']} of {summary['frames']} frames tracked")
+    if summary["first_decision"]:
+        add("in_review", summary["first_decision"]["time"], summary["first_decision"]["reviewer"],
+            f"QC coverage {summary['qc_coverage']}%")
+    if summary["rejected"]:
+        add("returned", summary["rejected"]["time"], summary["rejected"]["reviewer"],
+            f"{summary['rejected']['count']} masklets unsatisfactory")
+    elif summary["qc_coverage"] == 100.0 and summary["last_decision"]:
+        add("verified", summary["last_decision"]["time"], summary["last_decision"]["reviewer"],
+            "every visible frame approved")
+    out.sort(key=lambda r: r.time)
+    return out
