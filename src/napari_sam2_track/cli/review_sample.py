@@ -47,8 +47,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sample = None if asked else current_sample(read_review(store), obj_id, a, b)
     if sample is None:
         refuse_untracked(store, obj_id, a, b)
+        from ..dataset.checks import hidden_frames
+
         sample = draw_sample(store, obj_id, a, b, size=args.size, fraction=args.fraction,
-                             seed=args.seed, reviewer=reviewer)
+                             seed=args.seed, reviewer=reviewer,
+                             extra_frames=hidden_frames(store.path, obj_id, a, b))
     if args.json:
         print(json.dumps({"sample": sample.id, "object": sample.object, "start": sample.start,
                           "end": sample.end, "seed": sample.seed, "frames": sample.frames,
