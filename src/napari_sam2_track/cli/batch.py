@@ -34,9 +34,12 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("batch", help="track the videos listed in a CSV/YAML manifest on dask")
-    p.add_argument("manifest", help="CSV or YAML: video, prompts, out, start, end, direction, ...")
-    p.add_argument("--out-dir", required=True, help="folder of the output projects")
+    p = sub.add_parser("batch", help="track the videos listed in a CSV/YAML manifest (or a "
+                       "dataset's items with prompts) on dask")
+    p.add_argument("manifest", help="CSV or YAML: video, prompts, out, start, end, direction, "
+                   "...; or a dataset folder (docs/datasets.md)")
+    p.add_argument("--out-dir", help="folder of the output projects (required for a manifest; "
+                   "a dataset's items name their own)")
     add_model_options(p)
     add_cluster_options(p)
     p.add_argument(
@@ -64,10 +67,27 @@ def _report(summary, args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..distributed import ModelSpec, run_batch
 
+    manifest, out_dir, dataset = args.manifest, args.out_dir, None
+    if Path(manifest).is_dir():
+        from ..dataset import Dataset
+        from ..dataset.batch import batch_rows
+
+        dataset = Dataset.open(manifest)
+        manifest, skipped = batch_rows(dataset)
+        for item_id, why in skipped:
+            print(f"{item_id}: {why}", file=sys.stderr)
+        if not manifest:
+            print(f"no item of {dataset.folder} has prompts and is not tracked yet")
+            return 0
+        out_dir = dataset.folder / "projects"
+    elif out_dir is None:
+        from ..errors import Sam2TrackError
+
+        raise Sam2TrackError("--out-dir is required with a manifest (the folder of the projects)")
     try:
         summary = run_batch(
-            args.manifest,
-            args.out_dir,
+            manifest,
+            out_dir,
             model=ModelSpec.from_args(args),
             scheduler=args.scheduler,
             n_workers=args.workers,
@@ -77,9 +97,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except KeyboardInterrupt:
-        print(f"\ninterrupted; run the same command again to resume ({args.out_dir})",
+        print(f"\ninterrupted; run the same command again to resume ({out_dir})",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    if dataset is not None:
+        from ..dataset.batch import record_batch
+        from ..review.models import default_reviewer
+
+        record_batch(dataset, summary, default_reviewer())
     return _report(summary, args)
 
 

@@ -20,7 +20,7 @@ from ..errors import Sam2TrackError, describe_os_error, one_line
 from ._registry import COMMANDS, EXIT_USER_ERROR
 
 #: Subcommand modules, each with ``add_parsers(subparsers)`` and ``@command`` handlers.
-SUBCOMMAND_MODULES = ("track", "info", "export", "review", "batch", "annotate")
+SUBCOMMAND_MODULES = ("track", "info", "export", "review", "batch", "annotate", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
