@@ -273,3 +273,25 @@ def test_dataset_report_json_and_a_self_contained_html_page(two_copies, tmp_path
     page = write_html(result, tmp_path / "out" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 2 and "SAM 2 paper" in page
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing outside the page
+
+
+def test_dataset_report_merge_and_checks_on_the_command_line(two_copies, tmp_path, capsys):
+    from napari_sam2_track.formats import export
+
+    ds, item = two_copies
+    code, out, _ = run(capsys, "dataset", "report", ds.folder, "--json")
+    assert code == 0 and json.loads(out)["agreement"][0]["objects"]["1"]["frames_disagreeing"] == 3
+    code, out, _ = run(capsys, "dataset", "report", ds.folder)
+    assert code == 0 and "SAM 2, SAM 2 paper" in out and "most disagreeing frames 5 6 7" in out
+    code, out, _ = run(capsys, "dataset", "report", ds.folder, "--html", tmp_path / "r.html")
+    assert code == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    code, _, err = run(capsys, "dataset", "merge", ds.folder, "blobs", "--take", "1=bob")
+    assert code == 2 and "choose a copy for objects 2" in err and not item.project.exists()
+    code, out, _ = run(capsys, "dataset", "merge", ds.folder, "blobs", "--take", "1=bob,2=ann")
+    assert code == 0 and "merged item blobs" in out and item.project.exists()
+    # bob's copy as the reference of the check frames 5 and 6, from a DAVIS export
+    reference = export(item.copies["bob"], "davis", tmp_path / "davis")
+    code, out, _ = run(capsys, "dataset", "checks", ds.folder, "blobs", reference, "--frames", "5,6")
+    assert code == 0 and out.startswith("2 check frames")
+    code, _, err = run(capsys, "dataset", "checks", ds.folder, "blobs", reference, "--frames", "5;6")
+    assert code == 2 and "--frames" in err

@@ -29,33 +29,15 @@ COLUMNS = (
 )
 
 
-def progress(dataset, seconds_per_frame: float | None) -> dict:
-    """Items per stage, frames in all and in verified items, and the ETA of the rest at the
-    measured active seconds per frame (``None`` before anything is measured)."""
-    from ..errors import Sam2TrackError
-    from .summary import SummaryCache
+def progress(dataset) -> dict:
+    """Items per stage, frames, the work left and the ETA, as ``dataset status`` gives them
+    (:func:`.status.status`), with each item's stage and frames."""
+    from .status import status
 
-    cache = SummaryCache(dataset.folder)
-    stages: dict[str, int] = {}
-    frames = verified = 0
-    items = []
-    for item in dataset.items:
-        try:
-            stage = dataset.stage(item.id).stage
-        except (Sam2TrackError, OSError):
-            stage = "new"
-        summary = cache.get(item.project) or {}
-        n = int(summary.get("frames") or 0)
-        stages[stage] = stages.get(stage, 0) + 1
-        frames += n
-        verified += n if stage == "verified" else 0
-        items.append({"item": item.id, "stage": stage, "frames": n})
-    cache.save()
-    left = frames - verified
-    eta = left * seconds_per_frame if seconds_per_frame is not None else None
-    return {"items": len(items), "stages": stages, "frames": frames, "verified_frames": verified,
-            "percent_verified": 100.0 * verified / frames if frames else None,
-            "eta_seconds": eta, "per_item": items}
+    result = status(dataset)
+    return {**result["totals"], "per_item": [{"item": r["id"], "stage": r["stage"], "frames": r["frames"],
+                                              "qc_coverage": r["qc_coverage"], "assignee": r["assignee"],
+                                              "reviewer": r["reviewer"]} for r in result["items"]]}
 
 
 def dataset_report(dataset, *, idle_seconds: float | None = None,
@@ -72,7 +54,7 @@ def dataset_report(dataset, *, idle_seconds: float | None = None,
         "dataset": dataset.name,
         "folder": str(dataset.folder),
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "progress": progress(dataset, analytics["dataset"]["seconds_per_frame"]),
+        "progress": progress(dataset),
         "analytics": analytics,
         "agreement": agreement,
         "checks": {"iou_threshold": iou_threshold, "calls": [c.as_dict() for c in calls],
@@ -156,7 +138,7 @@ def _plots(result: dict) -> list[str]:
             if k == 0:
                 ax.legend(fontsize=7)
         out.append(_png(fig))
-    stages = result["progress"]["stages"]
+    stages = {k: v for k, v in result["progress"]["stages"].items() if v}
     if stages:
         from .records import STAGES
 
@@ -181,10 +163,13 @@ def write_html(result: dict, path: str | Path) -> Path:
         f"<h1>Dataset {html.escape(result['dataset'])}</h1>",
         f"<p>{html.escape(result['folder'])} — generated {html.escape(result['generated'])}</p>",
         "<h2>Progress</h2>",
-        f"<p>{p['items']} items, {p['frames']} frames; {p['verified_frames']} frames in verified items "
-        f"({_cell(p['percent_verified'])} %). ETA at the measured seconds per frame: "
+        f"<p>{p['items']} items, {p['frames']} frames; {p['covered_frames']} of {p['visible_frames']} "
+        f"visible (object, frame) pairs under a valid QC decision; {p['frames_left']} left. ETA at "
+        f"the measured {_cell(p['seconds_per_frame'])} s per frame: "
         f"{'–' if eta is None else f'{eta / 3600:.1f} h'}.</p>",
-        _table(["item", "stage", "frames"], [[i["item"], i["stage"], i["frames"]] for i in p["per_item"]]),
+        _table(["item", "stage", "frames", "QC coverage %", "annotator", "reviewer"],
+               [[i["item"], i["stage"], i["frames"], i["qc_coverage"], i["assignee"], i["reviewer"]]
+                for i in p["per_item"]]),
         "<h2>Annotators</h2>",
         "<p>Per annotator, the dataset, and the SAM 2 paper's data-engine rows (Table 1).</p>",
         _table(["who", *[h for _, h in COLUMNS]], rows),
@@ -229,3 +214,32 @@ class _Page:
 
 
 _PAGE = _Page()
+
+
+def main(dataset, *, json_out: bool = False, html: str | None = None) -> int:
+    """``dataset report DIR [--json | --html FILE]``: print the report (text or JSON), or write
+    it as one HTML page."""
+    from .analytics import iter_rows
+
+    result = dataset_report(dataset)
+    if json_out:
+        print(to_json(result))
+        return 0
+    if html:
+        print(f"wrote {write_html(result, html)}")
+        return 0
+    p = result["progress"]
+    print(f"dataset {result['dataset']}: {p['items']} items, {p['frames']} frames, {p['frames_left']} "
+          f"(object, frame) pairs left, ETA " + ("–" if p["eta_seconds"] is None else f"{p['eta_seconds'] / 3600:.1f} h"))
+    print(f"{'who':<36}" + "".join(f"{h:>20}" for _, h in COLUMNS))
+    for row in iter_rows(result["analytics"]):
+        print(f"{row['who'][:35]:<36}" + "".join(f"{_cell(row.get(k)):>20}" for k, _ in COLUMNS))
+    for a in result["agreement"]:
+        for obj, o in sorted(a["objects"].items()):
+            worst = " ".join(str(w["frame"]) for w in o["worst_frames"])
+            print(f"agreement {a['item']} {' vs '.join(a['annotators'])} object {obj}: J&F {o['J&F']:.3f}"
+                  + (f", most disagreeing frames {worst}" if worst else ""))
+    for c in result["checks"]["mistakes"]:
+        print(f"check frame: {c['reviewer']} {'approved' if c['status'] == 'satisfactory' else 'rejected'} "
+              f"object {c['object']} frame {c['frame']} of {Path(c['project']).name} (IoU {c['iou']:.2f})")
+    return 0
