@@ -267,7 +267,7 @@ def test_dataset_report_json_and_a_self_contained_html_page(two_copies, tmp_path
     assert rows["ann"]["qc_pass_rate"] == 100.0 and rows["bob"]["qc_pass_rate"] == 50.0
     assert rows["ver"]["review_seconds_per_masklet"] == pytest.approx(70 / 3)
     assert set(result["analytics"]["daily"]["bob"]) == {"2025-03-02"}
-    assert result["progress"]["items"] == 1
+    assert result["totals"]["items"] == 1 and result["items"][0]["id"] == "blobs"
     assert result["agreement"][0]["objects"][1]["frames_disagreeing"] == 3
     assert json.loads(to_json(result))["analytics"]["reference"][1]["seconds_per_frame"] == 4.5
     page = write_html(result, tmp_path / "out" / "report.html").read_text()

@@ -29,21 +29,12 @@ COLUMNS = (
 )
 
 
-def progress(dataset) -> dict:
-    """Items per stage, frames, the work left and the ETA, as ``dataset status`` gives them
-    (:func:`.status.status`), with each item's stage and frames."""
-    from .status import status
-
-    result = status(dataset)
-    return {**result["totals"], "per_item": [{"item": r["id"], "stage": r["stage"], "frames": r["frames"],
-                                              "qc_coverage": r["qc_coverage"], "assignee": r["assignee"],
-                                              "reviewer": r["reviewer"]} for r in result["items"]]}
-
-
 def dataset_report(dataset, *, idle_seconds: float | None = None,
                    iou_threshold: float = IOU_THRESHOLD) -> dict:
-    """Every number of the dataset report (JSON-ready)."""
+    """Every number of the dataset report (JSON-ready): ``items`` and ``totals`` (progress and
+    ETA) as ``dataset status`` gives them, ``analytics``, ``agreement`` and ``checks``."""
     from .agreement import item_agreement
+    from .status import status
 
     analytics = annotator_analytics(owners(dataset), idle_seconds=idle_seconds)
     calls = dataset_check_calls(dataset, iou_threshold=iou_threshold)
@@ -54,7 +45,7 @@ def dataset_report(dataset, *, idle_seconds: float | None = None,
         "dataset": dataset.name,
         "folder": str(dataset.folder),
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "progress": progress(dataset),
+        **{k: v for k, v in status(dataset).items() if k in ("items", "totals")},
         "analytics": analytics,
         "agreement": agreement,
         "checks": {"iou_threshold": iou_threshold, "calls": [c.as_dict() for c in calls],
@@ -138,7 +129,7 @@ def _plots(result: dict) -> list[str]:
             if k == 0:
                 ax.legend(fontsize=7)
         out.append(_png(fig))
-    stages = {k: v for k, v in result["progress"]["stages"].items() if v}
+    stages = {k: v for k, v in result["totals"]["stages"].items() if v}
     if stages:
         from .records import STAGES
 
@@ -157,7 +148,7 @@ def write_html(result: dict, path: str | Path) -> Path:
 
     analytics = result["analytics"]
     rows = [[r["who"], *[r.get(k) for k, _ in COLUMNS]] for r in iter_rows(analytics)]
-    p = result["progress"]
+    p = result["totals"]
     eta = p["eta_seconds"]
     parts = [
         f"<h1>Dataset {html.escape(result['dataset'])}</h1>",
@@ -168,8 +159,8 @@ def write_html(result: dict, path: str | Path) -> Path:
         f"the measured {_cell(p['seconds_per_frame'])} s per frame: "
         f"{'–' if eta is None else f'{eta / 3600:.1f} h'}.</p>",
         _table(["item", "stage", "frames", "QC coverage %", "annotator", "reviewer"],
-               [[i["item"], i["stage"], i["frames"], i["qc_coverage"], i["assignee"], i["reviewer"]]
-                for i in p["per_item"]]),
+               [[i["id"], i["stage"], i["frames"], i["qc_coverage"], i["assignee"], i["reviewer"]]
+                for i in result["items"]]),
         "<h2>Annotators</h2>",
         "<p>Per annotator, the dataset, and the SAM 2 paper's data-engine rows (Table 1).</p>",
         _table(["who", *[h for _, h in COLUMNS]], rows),
@@ -228,7 +219,7 @@ def main(dataset, *, json_out: bool = False, html: str | None = None) -> int:
     if html:
         print(f"wrote {write_html(result, html)}")
         return 0
-    p = result["progress"]
+    p = result["totals"]
     print(f"dataset {result['dataset']}: {p['items']} items, {p['frames']} frames, {p['frames_left']} "
           f"(object, frame) pairs left, ETA " + ("–" if p["eta_seconds"] is None else f"{p['eta_seconds'] / 3600:.1f} h"))
     print(f"{'who':<36}" + "".join(f"{h:>20}" for _, h in COLUMNS))
