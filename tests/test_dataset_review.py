@@ -295,3 +295,27 @@ def test_dataset_report_merge_and_checks_on_the_command_line(two_copies, tmp_pat
     assert code == 0 and out.startswith("2 check frames")
     code, _, err = run(capsys, "dataset", "checks", ds.folder, "blobs", reference, "--frames", "5;6")
     assert code == 2 and "--frames" in err
+
+
+def test_dataset_sample_draws_every_masklet_of_an_item_reproducibly(cells_dataset, capsys):
+    ds, item = cells_dataset
+    code, out, _ = run(capsys, "dataset", "sample", ds.folder, "cells", "--size", "1", "--seed", "3",
+                       "--reviewer", "ver", "--json")
+    assert code == 0
+    first = json.loads(out)
+    store = ProjectStore.open(item.project, "r")
+    from napari_sam2_track.review.qc import masklets
+
+    assert [(s["object"], s["start"], s["end"]) for s in first] == sorted(
+        (m.object, m.start, m.end) for m in masklets(store))
+    for s in first:  # the check frames inside each masklet are in its sample
+        assert {f for f in (1, 3) if s["start"] <= f <= s["end"]} <= set(s["frames"])
+    code, out, _ = run(capsys, "dataset", "sample", ds.folder, "cells", "--reviewer", "ver", "--json")
+    assert json.loads(out) == first  # current samples are shown, not drawn again
+    code, out, _ = run(capsys, "dataset", "sample", ds.folder, "cells", "--size", "1", "--seed", "3",
+                       "--reviewer", "ver", "--new", "--json")
+    again = json.loads(out)
+    assert [s["frames"] for s in again] == [s["frames"] for s in first]  # same seed, same frames
+    assert {s["sample"] for s in again}.isdisjoint({s["sample"] for s in first})
+    code, _, err = run(capsys, "dataset", "sample", ds.folder, "cells", "--reviewer", "eve")
+    assert code == 2 and "unknown annotator 'eve'" in err

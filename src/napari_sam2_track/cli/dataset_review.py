@@ -1,5 +1,5 @@
-"""``dataset merge`` and ``dataset checks``: the verification side of a dataset
-(``docs/datasets.md``). Wired into ``napari-sam2-track dataset`` by :mod:`.dataset`."""
+"""``dataset sample``, ``dataset merge`` and ``dataset checks``: the verification side of a
+dataset (``docs/datasets_review.md``). Wired into ``napari-sam2-track dataset`` by :mod:`.dataset`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def add_parsers(ds) -> None:
     q.add_argument("--rest", metavar="ANNOTATOR", help="take the objects --take does not name from this copy")
     q.add_argument("--out", help="write the merged project here (default: the item's project)")
     q.add_argument("--overwrite", action="store_true", help="replace a project at --out")
+
+    q = ds.add_parser("sample", help="draw the sampled-QC frames of every masklet of an item")
+    q.add_argument("dir")
+    q.add_argument("item")
+    q.add_argument("--reviewer", help="the verifier (default: $NAPARI_SAM2_TRACK_REVIEWER or the user)")
+    size = q.add_mutually_exclusive_group()
+    size.add_argument("--size", type=int, help="frames per masklet (default: the schema's review.sample_size)")
+    size.add_argument("--fraction", type=float, help="fraction of each masklet's frames")
+    q.add_argument("--seed", type=int, help="the item's seed (default: a random one; each sample records its own)")
+    q.add_argument("--new", action="store_true", help="draw new samples even where one exists")
+    q.add_argument("--json", action="store_true", help="print JSON")
 
     q = ds.add_parser("checks", help="import reference masks of an item as its check frames")
     q.add_argument("dir")
@@ -61,4 +72,25 @@ def _checks(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = {"merge": _merge, "checks": _checks}
+def _sample(args: argparse.Namespace) -> int:
+    import json
+
+    from ..dataset import Dataset
+    from ..dataset.sampling import sample_item
+    from .review import reviewer_of
+
+    ds = Dataset.open(args.dir)
+    samples = sample_item(ds, args.item, reviewer=reviewer_of(args), size=args.size,
+                          fraction=args.fraction, seed=args.seed, redraw=args.new)
+    project = ds.item(args.item).project
+    if args.json:
+        print(json.dumps([{"sample": s.id, "object": s.object, "start": s.start, "end": s.end,
+                           "seed": s.seed, "frames": s.frames} for s in samples], indent=2))
+        return 0
+    for s in samples:
+        print(f"object {s.object} frames {s.start}-{s.end}: sample {s.id}, frames {' '.join(map(str, s.frames))}")
+    print(f"judge each: napari-sam2-track review approve|reject {project} OBJ --frame F")
+    return 0
+
+
+SUBCOMMANDS = {"sample": _sample, "merge": _merge, "checks": _checks}
