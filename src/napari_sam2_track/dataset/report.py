@@ -181,9 +181,10 @@ def write_html(result: dict, path: str | Path) -> Path:
         parts.append(f"<h2>Check frames</h2><p>A call is wrong when a reviewer approves a mask with IoU "
                      f"below {checks['iou_threshold']:.2f} against the reference, or rejects one at or "
                      "above it.</p>")
-        parts.append(_table(["reviewer", "project", "object", "frame", "call", "IoU"],
-                            [[c["reviewer"], Path(c["project"]).name, c["object"], c["frame"], c["status"], c["iou"]]
-                             for c in checks["mistakes"]]) if checks["mistakes"] else "<p>No wrong calls.</p>")
+        wrong = [[c["reviewer"], Path(c["project"]).name, c["object"], c["frame"], c["status"], c["iou"]]
+                 for c in checks["mistakes"]]
+        parts.append(_table(["reviewer", "project", "object", "frame", "call", "IoU"], wrong)
+                     if wrong else "<p>No wrong calls.</p>")
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
@@ -220,8 +221,9 @@ def main(dataset, *, json_out: bool = False, html: str | None = None) -> int:
         print(f"wrote {write_html(result, html)}")
         return 0
     p = result["totals"]
+    eta = "–" if p["eta_seconds"] is None else f"{p['eta_seconds'] / 3600:.1f} h"
     print(f"dataset {result['dataset']}: {p['items']} items, {p['frames']} frames, {p['frames_left']} "
-          f"(object, frame) pairs left, ETA " + ("–" if p["eta_seconds"] is None else f"{p['eta_seconds'] / 3600:.1f} h"))
+          f"(object, frame) pairs left, ETA {eta}")
     print(f"{'who':<36}" + "".join(f"{h:>20}" for _, h in COLUMNS))
     for row in iter_rows(result["analytics"]):
         print(f"{row['who'][:35]:<36}" + "".join(f"{_cell(row.get(k)):>20}" for k, _ in COLUMNS))
