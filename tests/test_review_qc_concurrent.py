@@ -177,3 +177,52 @@ def test_reviewers_decide_while_a_real_run_tracks(tmp_path, blob_jpegs, test_mod
             assert s.invalidated_by is not None and s.invalidated_by.run == run_id
         else:
             assert s.valid
+
+
+REPORTING = """
+import sys
+from napari_sam2_track.review.qc import decide
+project, name = sys.argv[1], sys.argv[2]
+for i in range(10_000):
+    decide(project, 2, 6, 9, "satisfactory", reviewer=name, comment=f"{name} decision {i} " + "y" * 2000)
+    print(i, flush=True)
+"""
+
+
+def test_reviewers_killed_mid_write_lose_nothing_they_reported_and_tear_nothing(tmp_path):
+    import signal
+
+    path = tmp_path / "p.zarr"
+    synthetic_project(path).close()
+    holder = start(HOLD, str(path), stdin=subprocess.PIPE)
+    survivors = [start(REVIEWER, str(path), f"s{k}", "20") for k in range(3)]
+    victims = [start(REPORTING, str(path), f"k{k}") for k in range(3)]
+    try:
+        holder.stdout.readline()
+        reported = {}
+        for k, p in enumerate(victims):
+            lines = [p.stdout.readline() for _ in range(5 + 3 * k)]  # killed at different points
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=60)
+            reported[f"k{k}"] = [int(x) for x in lines]
+        for p in survivors:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        decide_more = start(REVIEWER, str(path), "after", "2")  # cuts off a line a kill tore
+        _, err = decide_more.communicate(timeout=120)
+        assert decide_more.returncode == 0, err
+    finally:
+        for p in [holder, *victims, *survivors]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines = (path / "review" / "decisions.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[:-1]]  # whole records only: the torn one is gone
+    by = {}
+    for r in records:
+        by.setdefault(r["reviewer"], set()).add(int(r["comment"].split()[2]))
+    for k in range(3):
+        assert by[f"s{k}"] == set(range(20))
+        assert set(reported[f"k{k}"]) <= by[f"k{k}"]  # every decision reported before the kill
+    assert by["after"] == {0, 1}

@@ -89,9 +89,7 @@ def _table(headings: list[str], rows: list[list]) -> str:
 
 
 def _plots(result: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib import dates as mdates
     from matplotlib.figure import Figure
 
     out = []
@@ -103,8 +101,9 @@ def _plots(result: dict) -> list[str]:
     fig = Figure(figsize=(10, 3.2))
     for k, (key, title) in enumerate(measures):
         ax = fig.add_subplot(1, 3, k + 1)
-        labels = [*names, "dataset"]
-        values = [analytics["annotators"][n].get(key) or 0 for n in names] + [analytics["dataset"].get(key) or 0]
+        rows = [(n, analytics["annotators"][n].get(key)) for n in names]
+        rows = [(n, v) for n, v in rows if v is not None] + [("dataset", analytics["dataset"].get(key) or 0)]
+        labels, values = [n for n, _ in rows], [v for _, v in rows]
         ax.bar(range(len(labels)), values, color="tab:blue")
         for ref, style in zip(refs, ("--", ":")):
             if ref.get(key) is not None:
@@ -125,6 +124,8 @@ def _plots(result: dict) -> list[str]:
                 if xs:
                     ax.plot(xs, ys, marker="o", label=name)
             ax.set_title(f"{title}, per day", fontsize=10)
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=2, maxticks=8))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
             ax.tick_params(axis="x", labelsize=7, rotation=30)
             if k == 0:
                 ax.legend(fontsize=7)
