@@ -172,6 +172,12 @@ def test_check_frames_are_mixed_into_the_sample_and_score_the_reviewer(cells_dat
     assert by[("ver", 59, 3)].iou < 0.5 and not by[("ver", 59, 3)].correct  # approved a wrong mask
     assert by[("ver", 59, 1)].iou == 1.0 and by[("ver", 59, 1)].correct
     assert not by[("ann", 3, 1)].correct and not by[("ann", 3, 3)].correct  # rejected right masks
+    from napari_sam2_track.dataset.analytics import add_accuracy, annotator_analytics
+
+    analytics = add_accuracy(annotator_analytics([(item.project, None)]), calls)
+    today = by[("ver", 59, 3)].time[:10]  # the call's day
+    assert analytics["annotators"]["ann"]["check_accuracy"] == 0.0
+    assert analytics["daily"]["ver"][today]["false_approvals"] == 1
     acc = reviewer_accuracy(calls)
     assert acc["ver"]["false_approvals"] == 1 and acc["ver"]["correct"] == acc["ver"]["judged"] - 1
     assert acc["ann"] == {"judged": 2, "correct": 0, "false_approvals": 0, "false_rejections": 2,
@@ -266,7 +272,10 @@ def test_dataset_report_json_and_a_self_contained_html_page(two_copies, tmp_path
     assert rows["ann"]["clicks_per_clicked_frame"] == 2.0
     assert rows["ann"]["qc_pass_rate"] == 100.0 and rows["bob"]["qc_pass_rate"] == 50.0
     assert rows["ver"]["review_seconds_per_masklet"] == pytest.approx(70 / 3)
-    assert set(result["analytics"]["daily"]["bob"]) == {"2025-03-02"}
+    today = read_review(item.copies["bob"]).decisions[0].time.date().isoformat()  # decisions' day
+    assert set(result["analytics"]["daily"]["bob"]) == {"2025-03-02", today}
+    assert result["analytics"]["daily"]["bob"]["2025-03-02"]["seconds_per_frame"] == pytest.approx(50 / 20)
+    assert result["analytics"]["daily"]["bob"][today]["qc_pass_rate"] == 50.0  # by the decisions' day
     assert result["totals"]["items"] == 1 and result["items"][0]["id"] == "blobs"
     assert result["agreement"][0]["objects"][1]["frames_disagreeing"] == 3
     assert json.loads(to_json(result))["analytics"]["reference"][1]["seconds_per_frame"] == 4.5

@@ -6,7 +6,8 @@ an annotator's seconds per frame is their active seconds over all projects divid
 annotated frames over all projects. Active time is counted inside each project (a switch from
 one project to another is not active time). Over time, the same measures per UTC day (a
 correction counts in the totals only: it needs the propagation before it, maybe on another
-day).
+day), with the QC pass rate by the day of the decisions and the accuracy on check frames by the
+day of the calls.
 
 QC per annotator: of the masklets of the projects an annotator made, the share whose latest
 valid decision (on the whole masklet, or a sampled verdict) is satisfactory — the **QC pass
@@ -52,9 +53,10 @@ def _finish(total: dict) -> dict:
     return out
 
 
-def qc_outcomes(project: str | Path) -> dict[str, int]:
-    """``satisfactory`` / ``unsatisfactory`` / ``invalidated`` counts of the masklets decided in
-    a project (latest decision per masklet; single sampled frames are not masklets)."""
+def qc_outcomes(project: str | Path) -> list[tuple[str, str]]:
+    """``(outcome, UTC day)`` of each masklet decided in a project: its latest decision's
+    ``satisfactory`` / ``unsatisfactory``, or ``invalidated`` (single sampled frames are not
+    masklets)."""
     from ..review.models import read_review
 
     state = read_review(project)
@@ -63,10 +65,14 @@ def qc_outcomes(project: str | Path) -> dict[str, int]:
         d = s.decision
         if d.basis != "frame":
             latest[(d.object, d.start, d.end)] = s
-    out = {"satisfactory": 0, "unsatisfactory": 0, "invalidated": 0}
-    for s in latest.values():
-        out[s.decision.status if s.valid else "invalidated"] += 1
-    return out
+    return [(s.decision.status if s.valid else "invalidated", s.decision.time.date().isoformat())
+            for s in latest.values()]
+
+
+def _pass_rate(outcomes: list[str]) -> dict:
+    passed, failed = outcomes.count("satisfactory"), outcomes.count("unsatisfactory")
+    return {"masklets_passed": passed, "masklets_failed": failed,
+            "qc_pass_rate": 100.0 * passed / (passed + failed) if passed + failed else None}
 
 
 def _project_report(path: Path, idle_seconds: float | None) -> tuple[dict, list]:
@@ -89,7 +95,7 @@ def annotator_analytics(projects: Sequence[tuple[str | Path, str | None]], *,
     """
     totals: dict[str, dict] = {}
     daily: dict[str, dict[str, dict]] = {}
-    qc: dict[str, dict[str, int]] = {}
+    qc: dict[str, list[tuple[str, str]]] = {}
     everyone = _blank()
     read = 0
     for path, owner in projects:
@@ -114,34 +120,45 @@ def annotator_analytics(projects: Sequence[tuple[str | Path, str | None]], *,
         makers = [owner] if owner else sorted({e.annotator for e in events
                                                if e.kind not in ("review", "navigate")})
         for name in makers:
-            row = qc.setdefault(name, {"satisfactory": 0, "unsatisfactory": 0, "invalidated": 0})
-            for k, v in outcomes.items():
-                row[k] += v
+            qc.setdefault(name, []).extend(outcomes)
     annotators = {}
     for name in sorted(set(totals) | set(qc)):
         row = _finish(totals.get(name, _blank()))
-        outcome = qc.get(name, {"satisfactory": 0, "unsatisfactory": 0, "invalidated": 0})
-        decided = outcome["satisfactory"] + outcome["unsatisfactory"]
-        row.update(masklets_passed=outcome["satisfactory"], masklets_failed=outcome["unsatisfactory"],
-                   qc_pass_rate=100.0 * outcome["satisfactory"] / decided if decided else None)
+        row.update(_pass_rate([o for o, _ in qc.get(name, [])]))
         annotators[name] = row
+    by_day = {name: {day: _finish(m) for day, m in days.items()} for name, days in daily.items()}
+    for name, outcomes in qc.items():
+        for day in {d for _, d in outcomes}:
+            row = by_day.setdefault(name, {}).setdefault(day, _finish(_blank()))
+            row.update(_pass_rate([o for o, d in outcomes if d == day]))
     return {
         "projects": read,
         "annotators": annotators,
-        "daily": {name: {day: _finish(m) for day, m in sorted(days.items())} for name, days in daily.items()},
+        "daily": {name: dict(sorted(days.items())) for name, days in by_day.items()},
         "dataset": _finish(everyone),
         "reference": [dict(r) for r in REFERENCE_ROWS],
     }
 
 
-def add_accuracy(analytics: dict, accuracy: dict[str, dict]) -> dict:
-    """Put each reviewer's check-frame accuracy (:func:`.checks.reviewer_accuracy`) into the
-    annotator rows (reviewers who are not annotators get a row of their own)."""
-    for name, acc in accuracy.items():
-        row = analytics["annotators"].setdefault(name, _finish(_blank()))
-        row.update(check_frames_judged=acc["judged"],
-                   check_accuracy=None if acc["accuracy"] is None else 100.0 * acc["accuracy"],
-                   false_approvals=acc["false_approvals"], false_rejections=acc["false_rejections"])
+def _accuracy_fields(acc: dict) -> dict:
+    return {"check_frames_judged": acc["judged"],
+            "check_accuracy": None if acc["accuracy"] is None else 100.0 * acc["accuracy"],
+            "false_approvals": acc["false_approvals"], "false_rejections": acc["false_rejections"]}
+
+
+def add_accuracy(analytics: dict, calls: Sequence) -> dict:
+    """Put each reviewer's accuracy on check frames (:func:`.checks.reviewer_accuracy` of
+    ``calls``) into the annotator rows, in all and per day of the call (reviewers who are not
+    annotators get rows of their own)."""
+    from .checks import reviewer_accuracy
+
+    for name, acc in reviewer_accuracy(calls).items():
+        analytics["annotators"].setdefault(name, _finish(_blank())).update(_accuracy_fields(acc))
+    for day in sorted({c.time[:10] for c in calls}):
+        for name, acc in reviewer_accuracy([c for c in calls if c.time[:10] == day]).items():
+            days = analytics["daily"].setdefault(name, {})
+            days.setdefault(day, _finish(_blank())).update(_accuracy_fields(acc))
+            analytics["daily"][name] = dict(sorted(days.items()))
     return analytics
 
 

@@ -141,6 +141,8 @@ class CheckCall:
     status: str
     iou: float
     correct: bool
+    #: when the call was made (ISO 8601 UTC)
+    time: str = ""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -171,7 +173,8 @@ def check_calls(project: str | Path, checks: CheckSet, *,
             good = iou >= iou_threshold
             calls[(d.reviewer, d.object, t)] = CheckCall(
                 reviewer=d.reviewer, project=str(store.path), object=d.object, frame=t,
-                status=d.status, iou=iou, correct=good == (d.status == "satisfactory"))
+                status=d.status, iou=iou, correct=good == (d.status == "satisfactory"),
+                time=d.time.astimezone(_dt.timezone.utc).isoformat())
     return sorted(calls.values(), key=lambda c: (c.reviewer, c.object, c.frame))
 
 

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from .analytics import add_accuracy, annotator_analytics, iter_rows, owners
-from .checks import IOU_THRESHOLD, dataset_check_calls, reviewer_accuracy
+from .checks import IOU_THRESHOLD, dataset_check_calls
 
 #: Columns of the annotator table, with their headings.
 COLUMNS = (
@@ -38,7 +38,7 @@ def dataset_report(dataset, *, idle_seconds: float | None = None,
 
     analytics = annotator_analytics(owners(dataset), idle_seconds=idle_seconds)
     calls = dataset_check_calls(dataset, iou_threshold=iou_threshold)
-    add_accuracy(analytics, reviewer_accuracy(calls))
+    add_accuracy(analytics, calls)
     agreement = [a for item in dataset.items if len(item.copies) >= 2
                  if (a := item_agreement(item)) is not None]
     return {
@@ -115,9 +115,9 @@ def _plots(result: dict) -> list[str]:
     out.append(_png(fig))
     daily = analytics["daily"]
     if daily:
-        fig = Figure(figsize=(10, 3))
-        for k, (key, title) in enumerate(measures[:2]):
-            ax = fig.add_subplot(1, 2, k + 1)
+        fig = Figure(figsize=(12, 3))
+        for k, (key, title) in enumerate([*measures[:2], ("qc_pass_rate", "QC pass %")]):
+            ax = fig.add_subplot(1, 3, k + 1)
             for name, days in sorted(daily.items()):
                 xs = [_dt.date.fromisoformat(d) for d, m in days.items() if m.get(key) is not None]
                 ys = [m[key] for m in days.values() if m.get(key) is not None]
@@ -127,7 +127,7 @@ def _plots(result: dict) -> list[str]:
             ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=2, maxticks=8))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
             ax.tick_params(axis="x", labelsize=7, rotation=30)
-            if k == 0:
+            if k == 0 and ax.get_lines():
                 ax.legend(fontsize=7)
         out.append(_png(fig))
     stages = {k: v for k, v in result["totals"]["stages"].items() if v}
