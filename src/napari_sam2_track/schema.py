@@ -188,6 +188,13 @@ class ReviewThresholds(BaseModel):
     """Flag overlaps with another object above this fraction of the object's area."""
     idle_seconds: float = Field(default=60.0, gt=0)
     """Analytics: gaps between interactions longer than this are idle, not active time."""
+    sample_size: int = Field(default=10, ge=1)
+    """Sampled QC: frames drawn at random from each masklet (flagged frames come on top)."""
+    sample_fraction: float | None = Field(default=None, gt=0, le=1)
+    """Sampled QC: draw this fraction of the masklet's frames instead (at least one)."""
+    sample_pass: float = Field(default=1.0, ge=0, le=1)
+    """Sampled QC: the masklet is satisfactory when at least this fraction of its sampled
+    frames pass (1.0: all of them)."""
 
 
 def _default_categories() -> list[Category]:

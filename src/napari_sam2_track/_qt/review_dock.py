@@ -44,6 +44,7 @@ from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
 from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
+from .review_sample import SampleBox
 from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline
 
 KEYS = """\
@@ -217,6 +218,11 @@ class ReviewWidget(ScrollDock):
         self.decision_list.frame_clicked.connect(self.go_to_frame)
         form.addRow(self.decision_list)
         self.add_section("QC", box)
+        self.sample_box = SampleBox(self._error, lambda: self.current_frame,
+                                    lambda: self.reviewer_edit.text().strip() or None)
+        self.sample_box.frame_clicked.connect(self.go_to_frame)
+        self.sample_box.judged.connect(self.refresh)
+        self.add_section("Sampled QC", self.sample_box)
 
         self.report_box = ReportBox()
         self.report_table = self.report_box.table
@@ -421,6 +427,7 @@ class ReviewWidget(ScrollDock):
 
         self._crops_token += 1
         masklet, session = self.chosen_masklet(), self.session
+        self.sample_box.set_masklet(session.store if session is not None else None, masklet)
         if masklet is None or session is None or self.samples_spin.value() == 0:
             self.crops.set_crops([])
             return

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import dataset_review
 from ._registry import command
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
@@ -98,6 +99,7 @@ def add_parsers(sub) -> None:
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--html", metavar="FILE")
+    dataset_review.add_parsers(ds)  # sample, merge, checks
 
 
 def _open(args):
@@ -283,6 +285,7 @@ def _totals_text(totals: dict) -> str:
 SUBCOMMANDS = {"init": _init, "add": _add, "annotators": _annotators, "move": _move,
                "status": _status, "assign": _assign, "next": _next, "stage": _stage,
                "schema": _schema, "export": _export, "report": _report}
+SUBCOMMANDS.update(dataset_review.SUBCOMMANDS)  # sample, merge, checks
 
 
 @command("dataset")

@@ -1,7 +1,9 @@
 """Command line: ``napari-sam2-track review ...`` and ``napari-sam2-track report ...``.
 
 ``review PROJECT`` lists flags and masklets with their QC status; ``review approve|reject
-PROJECT OBJ [--frames A-B]`` records decisions; ``report PROJECT`` prints annotator analytics.
+PROJECT OBJ [--frames A-B | --frame F]`` records decisions (without the project's write lock);
+``review sample PROJECT OBJ`` draws the frames of a sampled QC and ``review verdict PROJECT
+[OBJ]`` shows where it stands; ``report PROJECT`` prints annotator analytics.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ._registry import command
 from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
+SAMPLED = ("sample", "verdict")
 
 
 def add_parsers(sub) -> None:
@@ -23,15 +26,18 @@ def add_parsers(sub) -> None:
         "review",
         help="list flags and masklets with QC status, or approve/reject a masklet",
         description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
-                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]",
+                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
+                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
+                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]",
     )
-    p.add_argument("target", nargs="+", metavar="[approve|reject] PROJECT [OBJ]",
-                   help="a project to list, or approve/reject, a project and an object id")
+    p.add_argument("target", nargs="+", metavar="[approve|reject|sample|verdict] PROJECT [OBJ]",
+                   help="a project to list, or approve/reject/sample/verdict, a project and an object id")
     p.add_argument("--frames", help="frame range A-B (default: each presence span of the object)")
     p.add_argument("--reviewer", help="reviewer name (default: $NAPARI_SAM2_TRACK_REVIEWER or the OS user)")
     p.add_argument("--comment", default="", help="comment stored with the decision")
     p.add_argument("--object", type=int, help="list only this object")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_sample_arguments(p)
 
     p = sub.add_parser("report", help="annotator analytics beside the SAM 2 paper's reference rows")
     p.add_argument("project", help="PROJECT.zarr")
@@ -52,8 +58,26 @@ def parse_frames(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    """The switches of sampled QC (``docs/review.md``, "Sampled QC")."""
+    p.add_argument("--frame", type=int, help="approve/reject: one frame of the masklet's sample")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", type=int, help="sample: frames to draw (default: the schema's review.sample_size)")
+    size.add_argument("--fraction", type=float, help="sample: fraction of the masklet's frames to draw")
+    p.add_argument("--seed", type=int, help="sample: seed of the random draw (default: a random one, recorded)")
+    p.add_argument("--new", action="store_true", help="sample: draw a new sample even if one exists")
+
+
 @command("review")
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.target[0] in SAMPLED:
+        from .review_sample import cmd_sample, cmd_verdict
+
+        return (cmd_sample if args.target[0] == "sample" else cmd_verdict)(args)
+    if args.target[0] in ACTIONS and args.frame is not None:
+        from .review_sample import judge
+
+        return judge(args)
     if args.target[0] in ACTIONS:
         return _decide(args)
     if len(args.target) != 1:
@@ -62,7 +86,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from ..review.models import default_reviewer, utf8_text
+    from ..review.models import utf8_text
     from ..review.qc import decide, masklets, require_object
     from ..project import ProjectStore
 
@@ -74,15 +98,12 @@ def _decide(args: argparse.Namespace) -> int:
     except ValueError:
         raise ReviewError(f"object id {obj!r} is not a number") from None
     comment = utf8_text(args.comment, "--comment", "pass the comment as UTF-8 text")
-    if args.reviewer is not None:
-        reviewer = utf8_text(args.reviewer, "--reviewer", "pass the name as UTF-8 text")
-    else:
-        reviewer = default_reviewer()  # checked there: one line naming the variable
+    reviewer = reviewer_of(args)
     frames = parse_frames(args.frames) if args.frames is not None else None
-    store = ProjectStore.open(project)
+    store = ProjectStore.open(project, mode="r")  # decisions need no write lock (docs/review.md)
     require_object(store, obj_id)
     if frames is not None:
-        _refuse_untracked(store, obj_id, *frames)
+        refuse_untracked(store, obj_id, *frames)
         ranges = [frames]
     else:
         ranges = [(m.start, m.end) for m in masklets(store, obj_id)]
@@ -95,7 +116,16 @@ def _decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_untracked(store, obj_id: int, start: int, end: int) -> None:
+def reviewer_of(args: argparse.Namespace) -> str:
+    """``--reviewer`` (UTF-8 text), else the default reviewer (checked there)."""
+    from ..review.models import default_reviewer, utf8_text
+
+    if args.reviewer is not None:
+        return utf8_text(args.reviewer, "--reviewer", "pass the name as UTF-8 text")
+    return default_reviewer()  # checked there: one line naming the variable
+
+
+def refuse_untracked(store, obj_id: int, start: int, end: int) -> None:
     """A decision on frames the object was never tracked on says nothing: refuse it."""
     import numpy as np
 

@@ -111,11 +111,12 @@ def _aligned(a: LabelSource, b: LabelSource):
 
 
 def davis_jf(a: LabelSource, b: LabelSource, *, bound_th: float = BOUND_TH,
-             skip_first_last: bool = False) -> dict:
+             skip_first_last: bool = False, per_frame: bool = False) -> dict:
     """Per-object and overall J and F of ``b`` against the reference ``a`` (values in 0..1).
 
     ``skip_first_last`` leaves out the first and last frame, as the DAVIS semi-supervised
-    protocol does (the first frame is the given one).
+    protocol does (the first frame is the given one). ``per_frame`` adds ``per_frame``:
+    ``{id: {"J": [...], "F": [...]}}`` over every frame.
     """
     if tuple(a.shape) != tuple(b.shape):
         raise StoreError(f"the label sets differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (t, y, x)")
@@ -147,9 +148,12 @@ def davis_jf(a: LabelSource, b: LabelSource, *, bound_th: float = BOUND_TH,
         overall[key] = {s: float(np.mean([per_object[i][key][s] for i in ref_ids])) if ref_ids else float("nan")
                         for s in ("mean", "recall", "decay")}
     overall["J&F"] = (overall["J"]["mean"] + overall["F"]["mean"]) / 2
-    return {"objects": per_object, "overall": overall, "bound_th": bound_th, "bound_pix": int(bound_pix),
-            "frames": n, "missing": [i for i in ref_ids if i not in other_ids],
-            "extra": [i for i in other_ids if i not in ref_ids]}
+    result = {"objects": per_object, "overall": overall, "bound_th": bound_th, "bound_pix": int(bound_pix),
+              "frames": n, "missing": [i for i in ref_ids if i not in other_ids],
+              "extra": [i for i in other_ids if i not in ref_ids]}
+    if per_frame:
+        result["per_frame"] = {i: {"J": J[i].tolist(), "F": F[i].tolist()} for i in ids}
+    return result
 
 
 def ctc_metrics(a: LabelSource, b: LabelSource) -> dict:

@@ -1,7 +1,9 @@
 """Review, QC verification and annotator analytics, without Qt and without the engine.
 
 * :mod:`.flags` — frames most likely to be wrong, from the per-frame tables;
-* :mod:`.qc` — satisfactory/unsatisfactory decisions per masklet, append-only and durable;
+* :mod:`.qc` — satisfactory/unsatisfactory decisions per masklet, append-only and durable,
+  without the project's write lock;
+* :mod:`.sampling` — sampled QC: a seeded sample of a masklet's frames, judged frame by frame;
 * :mod:`.segments` — undo of a segment re-propagated by a correction;
 * :mod:`.analytics` — effort measures from the interaction log, beside the SAM 2 paper's;
 * :mod:`.models` — the typed records, :func:`read_review` (the one reader of QC state) and
@@ -19,6 +21,7 @@ from .models import (
     Masklet,
     QCDecision,
     ReviewState,
+    SampleRecord,
     Suggestion,
     default_reviewer,
     log_event,
@@ -34,6 +37,7 @@ __all__ = [
     "Masklet",
     "QCDecision",
     "ReviewState",
+    "SampleRecord",
     "Suggestion",
     "default_reviewer",
     "log_event",

@@ -108,12 +108,55 @@ Time = Annotated[_dt.datetime, AfterValidator(_aware)]
 
 
 class QCDecision(_Range):
-    """A reviewer's verdict on a masklet."""
+    """A reviewer's verdict on a masklet.
+
+    ``basis`` says what it judges: the whole ``masklet`` (the default), one sampled ``frame``
+    of the sample ``sample``, or the masklet's verdict derived from that ``sample``'s frames.
+    ``runs``: propagation runs in flight when it was taken; a change those runs record on its
+    frames invalidates it, whenever that change is recorded (``docs/review.md``).
+    """
 
     status: QCStatus
     reviewer: str = Field(min_length=1)
     time: Time
     comment: str = ""
+    basis: Literal["masklet", "frame", "sample"] = "masklet"
+    sample: str | None = None
+    runs: list[int] = Field(default_factory=list)
+
+    def record(self) -> dict:
+        """The JSON record of ``decisions.jsonl`` (fields left at their defaults are omitted,
+        so plain masklet decisions read as they always did)."""
+        out = self.model_dump(mode="json")
+        for key, default in (("basis", "masklet"), ("sample", None), ("runs", [])):
+            if out.get(key) == default:
+                out.pop(key)
+        return out
+
+
+class SampleRecord(BaseModel):
+    """The frames of a masklet drawn for sampled QC: a ``sample`` record of ``decisions.jsonl``.
+
+    ``frames`` are every frame to judge, sorted: ``drawn`` at random with ``seed``, plus the
+    flagged frames of the masklet (always included) and any hidden extra frames. ``rule`` is
+    the fraction of judged frames that must pass for the masklet to be satisfactory.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["sample"] = "sample"
+    id: str = Field(min_length=1)
+    object: int
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    seed: int
+    size: int = Field(ge=0)
+    frames: list[int]
+    drawn: list[int]
+    flagged: list[int] = Field(default_factory=list)
+    rule: float = Field(ge=0, le=1)
+    reviewer: str = Field(min_length=1)
+    time: Time
 
 
 class Change(_Range):
@@ -184,8 +227,10 @@ class ReviewState:
     * on each frame, the **latest valid** decision covering it gives the frame's QC status.
     """
 
-    def __init__(self, decisions: list[QCDecision], changes: list[Change]):
+    def __init__(self, decisions: list[QCDecision], changes: list[Change],
+                 samples: list[SampleRecord] | None = None):
         self.decisions = sorted(decisions, key=lambda d: d.time)
+        self.samples = sorted(samples or [], key=lambda r: r.time)
         self.changes = sorted(changes, key=lambda c: c.time)
         self._by_object: dict[int, list[Change]] = {}
         for c in self.changes:
@@ -200,7 +245,13 @@ class ReviewState:
         # a change in the same instant as the decision counts as after it (the safe side)
         while i > 0 and changes[i - 1].time == d.time:
             i -= 1
-        return next((c for c in changes[i:] if c.overlaps(d)), None)
+        later = next((c for c in changes[i:] if c.overlaps(d)), None)
+        if not d.runs:
+            return later
+        # a run in flight when the decision was taken rewrites its frames: its start record
+        # (before the decision) invalidates it too, even if the run never wrote its end record
+        during = next((c for c in changes[:i] if c.run in d.runs and c.overlaps(d)), None)
+        return during if during is not None else later
 
     def valid_decisions(self, obj_id: int | None = None) -> list[QCDecision]:
         """Valid decisions (of one object), oldest first."""
@@ -267,12 +318,21 @@ class ReviewState:
         return out
 
 
+def _decision_or_sample(record: dict) -> QCDecision | SampleRecord:
+    if record.get("kind") == "sample":
+        return SampleRecord.model_validate(record)
+    return QCDecision.model_validate(record)
+
+
 def read_review(project: ProjectStore | str | Path) -> ReviewState:
-    """The QC state of a project: every decision and change, read from its ``review/`` logs."""
+    """The QC state of a project: every decision, sample and change, read from its ``review/``
+    logs."""
     folder = log_dir(project)
+    records = read_records(folder / DECISIONS_LOG, _decision_or_sample)
     return ReviewState(
-        _load(QCDecision, folder / DECISIONS_LOG),
+        [r for r in records if isinstance(r, QCDecision)],
         _load(Change, folder / CHANGES_LOG),
+        [r for r in records if isinstance(r, SampleRecord)],
     )
 
 

@@ -3,6 +3,11 @@
 A decision is one line appended to ``review/decisions.jsonl`` and made durable (flush +
 ``fsync``) before :func:`decide` returns, so a crash right after it loses nothing. Decisions
 are never rewritten: the latest valid one counts (:class:`~.models.ReviewState`).
+
+Deciding never takes the project's write lock: the log is appended under its own ``flock``,
+and the object and frames are checked against what is stored, read without the lock. A
+decision taken while a propagation run rewrites the object is recorded with that run's id, so
+the run's change records invalidate it (``docs/review.md``, "QC and the write lock").
 """
 
 from __future__ import annotations
@@ -46,11 +51,16 @@ def decide(
     reviewer: str | None = None,
     comment: str = "",
     log: bool = True,
+    basis: str = "masklet",
+    sample: str | None = None,
+    seconds: float | None = None,
 ) -> QCDecision:
     """Record a decision on object ``obj_id`` over frames ``start..end``; durable on return.
 
-    With ``log`` a ``review`` event is appended to the interaction log as well (the reviewer
-    is its annotator), so decisions from the docks, scripts and the CLI all count in reports.
+    Needs no write lock: another process may track or decide at the same time. With ``log`` a
+    ``review`` event is appended to the interaction log as well (the reviewer is its
+    annotator; ``seconds`` the time spent, when known), so decisions from the docks, scripts
+    and the CLI all count in reports. ``basis`` and ``sample``: see :class:`QCDecision`.
     """
     store = _store(project)
     n = store.num_frames
@@ -62,12 +72,23 @@ def decide(
     reviewer = (reviewer or default_reviewer()).strip()
     if not reviewer:
         raise ReviewError("the reviewer name is empty; pass --reviewer NAME")
+    time = now_iso()  # before the runs are read: a run begun after this has a later change record
     decision = QCDecision(object=obj_id, start=start, end=end, status=status, reviewer=reviewer,
-                          time=now_iso(), comment=" ".join(comment.split()))
-    append_records(log_dir(store) / DECISIONS_LOG, [decision.model_dump(mode="json")])
+                          time=time, comment=" ".join(comment.split()), basis=basis, sample=sample,
+                          runs=runs_in_flight(store))
+    append_records(log_dir(store) / DECISIONS_LOG, [decision.record()])
     if log:
-        log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status)
+        extra = {} if seconds is None else {"seconds": float(seconds)}
+        if basis != "masklet":
+            extra["basis"] = basis
+        log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status,
+                  **extra)
     return decision
+
+
+def runs_in_flight(store: ProjectStore) -> list[int]:
+    """Ids of the propagation runs whose writer is alive now (read without the lock)."""
+    return sorted(run for run, status in store.run_statuses().items() if status == "running")
 
 
 def approve(project, obj_id: int, start: int, end: int, **kw) -> QCDecision:
@@ -126,11 +147,12 @@ def previous_correction(project, obj_id: int, frame: int) -> DecisionStatus | No
 
 
 def masklet_statuses(project: ProjectStore | str | Path) -> list[dict]:
-    """Every default masklet and every decided range, with its latest decision and validity."""
+    """Every default masklet and every decided range, with its latest decision and validity
+    (judgments of single sampled frames are left to :func:`.sampling.verdicts`)."""
     store = _store(project)
     state = read_review(store)
     ranges = {(m.object, m.start, m.end) for m in masklets(store)}
-    ranges |= {(d.object, d.start, d.end) for d in state.decisions}
+    ranges |= {(d.object, d.start, d.end) for d in state.decisions if d.basis != "frame"}
     out = []
     for o, a, b in sorted(ranges):
         latest = state.latest(Masklet(object=o, start=a, end=b))
