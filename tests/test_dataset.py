@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from conftest import REPO, make_blob_video, write_jpeg_folder
 from napari_sam2_track.cli import main
 from napari_sam2_track.dataset import Dataset, DatasetError
 from napari_sam2_track.dataset.export import export_dataset, split_items
-from napari_sam2_track.dataset.status import assign, item_rows, next_item, status, totals
+from napari_sam2_track.dataset.status import item_rows, next_item, status, totals
 from napari_sam2_track.dataset.summary import SummaryCache
 from napari_sam2_track.project import ProjectStore
 from napari_sam2_track.review.analytics import log_event

@@ -12,8 +12,8 @@ See ``docs/datasets.md``.
 * :mod:`.status` — the status table, totals and ETA, assignment plans and the next item.
 """
 
-from .files import DatasetError
-from .model import Dataset, Item, project_owner
+from .files import DatasetError, project_owner
+from .model import Dataset, Item
 from .records import ROLES, STAGES, AssignmentRecord, StageRecord
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The dataset file ``dataset.yaml``: read it, and change it safely from several processes.
+"""The dataset's files: ``dataset.yaml`` (read it, and change it safely from several
+processes), the schema versions in ``schemas/`` and the membership file in each project.
 
 A change takes an exclusive ``flock`` on ``.dataset.lock`` in the dataset folder, reads the
 current file, applies the change, writes the result under a temporary name (``fsync``) and
@@ -11,6 +12,7 @@ leaves at most its temporary file, which the next writer removes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ from ..errors import Sam2TrackError
 
 DATASET_FILE = "dataset.yaml"
 LOCK_FILE = ".dataset.lock"
+#: The file in a project that names the dataset and item it belongs to.
+MEMBERSHIP_FILE = ".napari_sam2_track.dataset.json"
 FORMAT_NAME = "napari-sam2-track dataset"
 FORMAT_VERSION = 1
 
@@ -114,3 +118,36 @@ def changing(folder: Path) -> Iterator[dict[str, Any]]:
         data = read_dataset_file(folder)
         yield data
         write_dataset_file(folder, data)
+
+
+def project_owner(project: Path) -> dict | None:
+    """The membership record of a project (which dataset and item), if it has one."""
+    try:
+        data = json.loads((Path(project) / MEMBERSHIP_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_schema(schema):
+    """A Schema, or the schema in a YAML/JSON file."""
+    from ..schema import Schema
+
+    return schema if isinstance(schema, Schema) else Schema.load(schema)
+
+
+def schema_key(schema) -> str:
+    """A schema's content as a canonical string (equal schemas, equal keys)."""
+    return json.dumps(schema.model_dump(mode="json"), sort_keys=True)
+
+
+def write_schema(folder: Path, version: int, schema) -> None:
+    """Write ``schemas/<version>.json`` whole (a temporary file renamed into place)."""
+    path = folder / "schemas" / f"{version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(schema.model_dump(mode="json"), indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

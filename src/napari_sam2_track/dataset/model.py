@@ -23,8 +23,13 @@ from .files import (
     FORMAT_NAME,
     FORMAT_VERSION,
     DatasetError,
+    MEMBERSHIP_FILE,
     changing,
     dataset_lock,
+    load_schema,
+    project_owner,
+    schema_key,
+    write_schema,
     read_dataset_file,
     write_dataset_file,
 )
@@ -41,8 +46,6 @@ from .records import (
 
 SCHEMAS_DIR = "schemas"
 PROJECTS_DIR = "projects"
-#: The file in a project that names the dataset and item it belongs to.
-MEMBERSHIP_FILE = ".napari_sam2_track.dataset.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -104,13 +107,13 @@ class Dataset:
             raise DatasetError(f"{folder} is a file, not a folder; choose another folder")
         if folder.exists() and _is_project(folder):
             raise DatasetError(f"{folder} is a project store; a dataset is a folder of its own")
-        schema = _schema(schema) if schema is not None else Schema.default()
+        schema = load_schema(schema) if schema is not None else Schema.default()
         people = _checked_names(annotators)
         folder.mkdir(parents=True, exist_ok=True)
         with dataset_lock(folder):
             if (folder / DATASET_FILE).exists():
                 raise DatasetError(f"{folder} is a dataset already; use it, or choose another folder")
-            _write_schema(folder, 1, schema)
+            write_schema(folder, 1, schema)
             ensure_log_dir(folder / LOG_DIR)
             data = {
                 "format": FORMAT_NAME,
@@ -352,14 +355,14 @@ class Dataset:
     def set_schema(self, schema) -> int:
         """Make ``schema`` (a Schema or a file) the next version; returns the new version.
         :meth:`outdated_projects` then lists the projects made with an older one."""
-        schema = _schema(schema)
+        schema = load_schema(schema)
         with changing(self.folder) as data:
             version = int(data.get("schema_version", 1))
-            if _schema_key(schema) == _schema_key(self.schema_of(version)):
+            if schema_key(schema) == schema_key(self.schema_of(version)):
                 raise DatasetError(f"the schema is the same as the current version {version}; "
                                    "nothing changed")
             version += 1
-            _write_schema(self.folder, version, schema)
+            write_schema(self.folder, version, schema)
             data["schema_version"] = version
         return version
 
@@ -382,12 +385,12 @@ class Dataset:
         from ..schema import Schema
 
         try:
-            key = _schema_key(Schema.model_validate(stored) if stored else Schema.default())
+            key = schema_key(Schema.model_validate(stored) if stored else Schema.default())
         except ValueError:
             return None
         for version in range(self.schema_version, 0, -1):
             try:
-                if _schema_key(self.schema_of(version)) == key:
+                if schema_key(self.schema_of(version)) == key:
                     return version
             except Exception:  # noqa: BLE001 - a damaged version file matches nothing
                 continue
@@ -535,15 +538,6 @@ class Dataset:
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
-def project_owner(project: Path) -> dict | None:
-    """The membership record of a project (which dataset and item), if it has one."""
-    try:
-        data = json.loads((Path(project) / MEMBERSHIP_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _is_project(folder: Path) -> bool:
     from ..project import is_project
 
@@ -578,24 +572,3 @@ def _checked_names(names: Iterable[str]) -> list[str]:
             raise DatasetError(f"the name {name!r} is not UTF-8 text") from None
         out.append(name)
     return out
-
-
-def _schema(schema):
-    from ..schema import Schema
-
-    return schema if isinstance(schema, Schema) else Schema.load(schema)
-
-
-def _schema_key(schema) -> str:
-    return json.dumps(schema.model_dump(mode="json"), sort_keys=True)
-
-
-def _write_schema(folder: Path, version: int, schema) -> None:
-    path = folder / SCHEMAS_DIR / f"{version}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(schema.model_dump(mode="json"), indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
