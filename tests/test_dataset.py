@@ -352,3 +352,22 @@ def test_report_carries_the_status_totals(tmp_path, tracked, capsys):
     assert main(["dataset", "report", str(ds.folder), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["totals"] == totals(item_rows(ds))
+
+
+def test_stage_annotators_and_status_json_on_the_command_line(tmp_path, tracked, capsys):
+    ds = make_dataset(tmp_path, tracked)
+    folder = str(ds.folder)
+    assert main(["dataset", "annotators", folder, "--add", "zed"]) == 0
+    assert capsys.readouterr().out.split() == ["ana", "ben", "kim", "zed"]
+    assert main(["dataset", "stage", folder, "clip0", "in-review", "--who", "zed", "--note",
+                 "ready", "--history"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("clip0: in review by zed at ")
+    assert "tracked    project" in out and "in_review  zed  ready" in out
+    assert main(["dataset", "status", folder, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["items"][0]
+    assert (row["id"], row["stage"], row["stage_by"]) == ("clip0", "in_review", "zed")
+    assert result["totals"]["items"] == 3 and result["schema_version"] == 1
+    err = error_line(capsys, ["dataset", "stage", folder, "clip0", "done", "--who", "zed"])
+    assert "unknown stage 'done'; stages: new, prompted, tracked, in_review, verified, returned" in err
