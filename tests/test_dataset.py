@@ -347,8 +347,9 @@ def test_split_text_is_checked(tmp_path, tracked, capsys):
         assert why in err
 
 
-def test_report_prints_the_totals(tmp_path, tracked, capsys):
+def test_report_carries_the_status_totals(tmp_path, tracked, capsys):
     ds = make_dataset(tmp_path, tracked)
+    capsys.readouterr()
     assert main(["dataset", "report", str(ds.folder), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data == totals(item_rows(ds)) or "items" in data
+    assert data["totals"] == totals(item_rows(ds))

@@ -1,8 +1,9 @@
 """``napari-sam2-track dataset ...``: a dataset of many videos on a shared folder.
 
 Subcommands: ``init``, ``add``, ``annotators``, ``move``, ``status``, ``assign``, ``next``,
-``stage``, ``schema``, ``export`` and ``report``. ``batch DIR`` (in :mod:`.batch`) tracks a
-dataset's items. See ``docs/datasets.md``.
+``stage``, ``schema``, ``export`` and ``report`` here; ``sample``, ``merge`` and ``checks`` in
+:mod:`.dataset_review`. ``batch DIR`` (in :mod:`.batch`) tracks a dataset's items. See
+``docs/datasets.md``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def add_parsers(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     q.add_argument("--overwrite", action="store_true", help="replace a previous dataset export")
 
-    q = ds.add_parser("report", help="dataset report (totals of status until the report lands)")
+    q = ds.add_parser("report", help="progress, analytics per annotator, agreement, check frames")
     q.add_argument("dir")
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
@@ -257,29 +258,9 @@ def _export(args) -> int:
 
 
 def _report(args) -> int:
-    try:
-        from ..dataset import report as report_module  # written beside this module
-    except ImportError:
-        report_module = None
-    ds = _open(args)
-    if report_module is not None and hasattr(report_module, "main"):
-        return report_module.main(ds, json_out=args.json, html=args.html)
-    from ..dataset.status import status
+    from ..dataset.report import main as report_main
 
-    result = status(ds)
-    if args.html:
-        from ..dataset import DatasetError
-
-        raise DatasetError("--html needs the dataset report, which this version does not have; "
-                           "use --json")
-    print(json.dumps(result["totals"], indent=1) if args.json else _totals_text(result["totals"]))
-    return 0
-
-
-def _totals_text(totals: dict) -> str:
-    lines = [f"{k}: {v}" for k, v in totals.items() if k != "stages"]
-    lines += [f"stage {k.replace('_', ' ')}: {v}" for k, v in totals["stages"].items()]
-    return "\n".join(lines)
+    return report_main(_open(args), json_out=args.json, html=args.html)
 
 
 SUBCOMMANDS = {"init": _init, "add": _add, "annotators": _annotators, "move": _move,
@@ -293,7 +274,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from ._registry import EXIT_USER_ERROR
 
     if args.dataset_command is None:
-        print("usage: napari-sam2-track dataset SUBCOMMAND ... (init, add, annotators, move, "
-              "status, assign, next, stage, schema, export, report)", file=sys.stderr)
+        print(f"usage: napari-sam2-track dataset SUBCOMMAND ... ({', '.join(SUBCOMMANDS)})",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     return SUBCOMMANDS[args.dataset_command](args)

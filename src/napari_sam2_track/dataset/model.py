@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..project._jsonl import append_records, now_iso, read_records
+from ..project._jsonl import append_records, ensure_log_dir, now_iso, read_records
 from .files import (
     DATASET_FILE,
     FORMAT_NAME,
@@ -30,6 +30,7 @@ from .files import (
 )
 from .records import (
     ASSIGNMENTS_LOG,
+    LOG_DIR,
     ROLES,
     STAGES,
     STAGES_LOG,
@@ -110,6 +111,7 @@ class Dataset:
             if (folder / DATASET_FILE).exists():
                 raise DatasetError(f"{folder} is a dataset already; use it, or choose another folder")
             _write_schema(folder, 1, schema)
+            ensure_log_dir(folder / LOG_DIR)
             data = {
                 "format": FORMAT_NAME,
                 "version": FORMAT_VERSION,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -54,7 +55,7 @@ def ensure_log_dir(folder: Path) -> None:
     if marker.is_file():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "zarr.json.tmp"
+    tmp = folder / f"zarr.json.{os.getpid()}-{threading.get_ident()}.tmp"  # one per writer: several may create the folder at once
     with open(tmp, "wb") as f:
         f.write(_GROUP_JSON)
         f.flush()
