@@ -17,11 +17,11 @@ def test_draw_judge_and_verdict_in_the_dock(dock, qtbot):  # noqa: F811
     dock.select_object(2)
     dock.go_to_frame(12)
     assert dock.chosen_masklet() == (2, 10, 19)
-    qtbot.waitUntil(lambda: box.masklet == (2, 10, 19) and "no sample" in box.verdict_label.text(), timeout=10000)
+    qtbot.waitUntil(lambda: box.masklet == (2, 10, 19) and "no sample" in box.verdict_label.text(), timeout=30000)
     assert not box.pass_button.isEnabled()
     dock.reviewer_edit.setText("vera")
     box.draw_button.click()
-    qtbot.waitUntil(lambda: box.frames.count() > 0, timeout=10000)
+    qtbot.waitUntil(lambda: box.frames.count() > 0, timeout=30000)
     (sample,) = read_review(dock.session.store).samples
     assert (sample.object, sample.start, sample.end, sample.reviewer) == (2, 10, 19, "vera")
     assert [box.frames.item(i).text() for i in range(box.frames.count())] == [f"· {f}" for f in sample.frames]
@@ -32,7 +32,7 @@ def test_draw_judge_and_verdict_in_the_dock(dock, qtbot):  # noqa: F811
     assert dock.current_frame == sample.frames[-1]
     for i in range(box.frames.count()):
         box.frames.setCurrentRow(i)
-        with qtbot.waitSignal(box.judged, timeout=10000):
+        with qtbot.waitSignal(box.judged, timeout=30000):
             (box.fail_button if i == 0 else box.pass_button).click()
     assert box.frames.item(0).text().startswith("✗")
     rule_ok = (len(sample.frames) - 1) / len(sample.frames) >= sample.rule
