@@ -26,7 +26,7 @@ from ._frames import (
 )
 
 # Each format module registers its record(s) when imported; this order is the order of FORMATS.
-from . import omezarr, ctc, tiff, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
+from . import omezarr, ctc, tiff, nifti, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
 from ._registry import MARKER, FormatRecord, check_export_target, export_words, lookup, records  # noqa: E402
 from ._registry import aliases as _aliases  # noqa: E402
 

@@ -12,7 +12,7 @@ import bisect
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -289,6 +289,11 @@ class LabelSource:
     info: dict = field(default_factory=dict)
     #: What the input held that the project cannot represent (one line each).
     dropped: list[str] = field(default_factory=list)
+    #: Volume label sets: ``(T, Z, H, W)``; ``shape`` is then ``(T * Z, H, W)`` and ``frames()``
+    #: yields planes ``p = t * Z + z``. ``None`` for a 2D + t label set.
+    volume: tuple[int, int, int, int] | None = None
+    #: Where the voxels lie (volumes: spacing, units, affine); ``None`` where unknown.
+    geometry: Any = None
 
     def labels(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(t, merged uint32 labels)`` for every frame 0..T-1 (lowest id wins)."""
