@@ -163,7 +163,7 @@ def label_volume_source(volume, description: str, *, what: str = "label volume")
                     yield t * depth + z, masks
 
     return LabelSource((t_count * depth, h, w), objects_from_ids(ids), frames, description=description,
-                       volume=(t_count, depth, h, w), geometry=volume.geometry)
+                       volume=(t_count, depth, h, w), geometry=volume.geometry, volume_source=volume)
 
 
 def check_on_image(labels: Geometry, image: Geometry, label_path, image_path) -> None:
@@ -180,9 +180,51 @@ def check_on_image(labels: Geometry, image: Geometry, label_path, image_path) ->
             raise StoreError(f"{label_path} lies elsewhere in space than the image {image_path} (their affines "
                              f"differ by up to {diff:.3g} mm): the labels were not drawn on this image")
     else:
-        _, lu = spatial_spacing(labels)
-        ls, _ = spatial_spacing(labels)
-        is_, iu = spatial_spacing(image)
-        if not np.allclose(ls, is_, rtol=1e-4) and lu is not None and iu is not None:
-            raise StoreError(f"{label_path} has voxels of {ls} {lu} but the image {image_path} {is_} {iu}: "
-                             "the labels were not drawn on this image")
+        (ls, lu), (is_, iu) = spatial_spacing(labels), spatial_spacing(image)
+        if lu and iu and (lu != iu or not np.allclose(ls, is_, rtol=1e-4)):
+            raise StoreError(f"{label_path} has voxels of {ls} {lu} (z, y, x) but the image {image_path} "
+                             f"{is_} {iu}: the labels were not drawn on this image")
+
+
+def _image_geometry(image) -> tuple[Geometry, str]:
+    from ..sources import open_volume
+
+    volume = open_volume(image, window=(0, 1))
+    try:
+        return volume.geometry, str(image)
+    finally:
+        volume.close()
+
+
+def read_label_volume(volume, path, *, image=None, what: str = "label volume") -> LabelSource:
+    """A :class:`LabelSource` of a label volume source, checked against ``image`` when given
+    (a volume file or folder whose grid and placement the labels must share)."""
+    if image is not None:
+        geometry, image_path = _image_geometry(image)
+        check_on_image(volume.geometry, geometry, path, image_path)
+    source = label_volume_source(volume, str(path), what=what)
+    if image is not None:
+        source.info["image"] = str(image)
+    if not source.objects:
+        raise StoreError(f"{path} holds no labels (every voxel is 0); nothing was written")
+    return source
+
+
+def project_volume(source: LabelSource):
+    """The volume source a project of the volume label set ``source`` is built on: its image
+    (``info["image"]``), else the label volume itself, else an empty volume of its geometry."""
+    from ..sources import open_volume
+
+    if source.info.get("image"):
+        return open_volume(source.info["image"], window=(0, 1))
+    if source.volume_source is not None:
+        return source.volume_source
+    import dask.array as da
+
+    from ..sources.volume import ArrayVolumeSource
+
+    t, z, h, w = source.volume
+    geometry = source.geometry or Geometry("tzyx", source.volume, (1.0,) * 4, (None,) * 4)
+    empty = ArrayVolumeSource(da.zeros(source.volume, dtype=np.uint8, chunks=(1, 1, h, w)), "TZYX", window=(0, 1))
+    empty.geometry = geometry  # the labels' own placement
+    return empty

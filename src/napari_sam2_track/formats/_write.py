@@ -52,8 +52,15 @@ def write_project(
         raise StoreError(f"found no objects in {source.description}; nothing was written")
     objects = _checked_parents(source)
     meta = {"path": source.description, "kind": "import", **source.info}
-    with ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
-                               words=CLI_NEW) as store:
+    if source.volume is not None:
+        building = _building_volume(source, out, meta, overwrite)
+    else:
+        building = ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
+                                         words=CLI_NEW)
+    with building as store:
+        if source.volume is not None:  # the image's provenance, with what was imported onto it
+            meta = {**store.meta["source"], "import": meta, "format": meta.get("format")}
+            store.update_meta(source=meta)
         cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
         store.set_schema(schema_for(cats, schema))
         store.set_objects(objects)
@@ -69,6 +76,18 @@ def write_project(
     for note in source.dropped:
         warnings.warn(note, DroppedWarning, stacklevel=2)
     return store
+
+
+def _building_volume(source: LabelSource, out, meta: dict, overwrite: bool):
+    """``ProjectStore.building`` of a volume project for a volume label set (on its image when given)."""
+    from ._volume import project_volume
+
+    volume = project_volume(source)
+    shape = tuple(int(v) for v in volume.shape)
+    if shape[1:] != tuple(source.volume[1:]) or source.volume[0] not in (1, shape[0]):
+        raise StoreError(f"{source.description} is {source.volume} (t, z, y, x) but the image is {shape}; "
+                         "nothing was written")
+    return ProjectStore.building(out, source=volume, overwrite=overwrite, words=CLI_NEW)
 
 
 def _checked_parents(source: LabelSource) -> list[ObjectSpec]:

@@ -32,7 +32,7 @@ from ..schema import object_colors
 from ..sources.geometry import Geometry
 from ._frames import ExportOptions, LabelSource
 from ._registry import FormatRecord, export_target, register
-from ._volume import VolumeView, check_on_image, label_volume_source, refuse_2d_project, smallest_label_dtype
+from ._volume import VolumeView, read_label_volume, refuse_2d_project, smallest_label_dtype
 
 LABELS_FILE = "labels.nii.gz"
 DESCRIPTION_FILE = "labels.json"
@@ -154,30 +154,6 @@ def export_nifti(store: ProjectStore, out: str | Path, options: ExportOptions | 
             "file": LABELS_FILE, "timepoints": list(view.timepoints), "dtype": dtype.name,
             "affine_ras": nifti_affine(view.geometry).tolist(), "source_space": view.geometry.space})
     return final
-
-
-def _image_geometry(image) -> tuple[Geometry, str]:
-    from ..sources import open_volume
-
-    volume = open_volume(image, window=(0, 1))
-    try:
-        return volume.geometry, str(image)
-    finally:
-        volume.close()
-
-
-def read_label_volume(volume, path, *, image=None, what: str = "label volume") -> LabelSource:
-    """A :class:`LabelSource` of a label volume source, checked against ``image`` when given
-    (a volume file or folder whose grid and placement the labels must share)."""
-    if image is not None:
-        geometry, image_path = _image_geometry(image)
-        check_on_image(volume.geometry, geometry, path, image_path)
-    source = label_volume_source(volume, str(path), what=what)
-    if image is not None:
-        source.info["image"] = str(image)
-    if not source.objects:
-        raise StoreError(f"{path} holds no labels (every voxel is 0); nothing was written")
-    return source
 
 
 def read_nifti_labels(path: str | Path, *, image: str | Path | None = None) -> LabelSource:
