@@ -289,6 +289,16 @@ def test_approved_only_keeps_the_approved_planes(micro, tmp_path):
     np.testing.assert_array_equal(data[1], masks[1, 1].astype(data.dtype))
 
 
+@pytest.mark.parametrize("fmt", ["nifti", "ome-zarr", "tiff", "ctc"])
+def test_progress_counts_each_exported_plane_once(micro, tmp_path, fmt):
+    store, _ = micro
+    calls = []
+    export(store, fmt, tmp_path / ("out.tif" if fmt == "tiff" else "out"), ExportOptions(start=1),
+           progress=lambda done, total: calls.append((done, total)))
+    total = (T - 1) * Z
+    assert calls == [(done, total) for done in range(1, total + 1)]
+
+
 def test_timepoint_range_outside_is_one_line(micro, tmp_path):
     store, _ = micro
     with pytest.raises(StoreError, match="timepoint range 1-5 is outside the project"):

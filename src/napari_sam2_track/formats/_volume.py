@@ -209,22 +209,3 @@ def read_label_volume(volume, path, *, image=None, what: str = "label volume") -
         raise StoreError(f"{path} holds no labels (every voxel is 0); nothing was written")
     return source
 
-
-def project_volume(source: LabelSource):
-    """The volume source a project of the volume label set ``source`` is built on: its image
-    (``info["image"]``), else the label volume itself, else an empty volume of its geometry."""
-    from ..sources import open_volume
-
-    if source.info.get("image"):
-        return open_volume(source.info["image"], window=(0, 1))
-    if source.volume_source is not None:
-        return source.volume_source
-    import dask.array as da
-
-    from ..sources.volume import ArrayVolumeSource
-
-    t, z, h, w = source.volume
-    geometry = source.geometry or Geometry("tzyx", source.volume, (1.0,) * 4, (None,) * 4)
-    empty = ArrayVolumeSource(da.zeros(source.volume, dtype=np.uint8, chunks=(1, 1, h, w)), "TZYX", window=(0, 1))
-    empty.geometry = geometry  # the labels' own placement
-    return empty

@@ -80,8 +80,6 @@ def write_project(
 
 def _building_volume(source: LabelSource, out, meta: dict, overwrite: bool):
     """``ProjectStore.building`` of a volume project for a volume label set (on its image when given)."""
-    from ._volume import project_volume
-
     volume = project_volume(source)
     shape = tuple(int(v) for v in volume.shape)
     if shape[1:] != tuple(source.volume[1:]) or source.volume[0] not in (1, shape[0]):
@@ -141,3 +139,24 @@ def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> s
 def objects_from_ids(ids, category: str = "object", names: dict | None = None) -> list[ObjectSpec]:
     names = names or {}
     return [ObjectSpec(id=int(i), name=str(names.get(int(i), "")), category=category) for i in sorted(ids)]
+
+
+def project_volume(source: LabelSource):
+    """The volume source a project of the volume label set ``source`` is built on: its image
+    (``info["image"]``), else the label volume itself, else an empty volume of its geometry."""
+    from ..sources import open_volume
+    from ..sources.geometry import Geometry
+
+    if source.info.get("image"):
+        return open_volume(source.info["image"], window=(0, 1))
+    if source.volume_source is not None:
+        return source.volume_source
+    import dask.array as da
+
+    from ..sources.volume import ArrayVolumeSource
+
+    t, z, h, w = source.volume
+    geometry = source.geometry or Geometry("tzyx", source.volume, (1.0,) * 4, (None,) * 4)
+    empty = ArrayVolumeSource(da.zeros(source.volume, dtype=np.uint8, chunks=(1, 1, h, w)), "TZYX", window=(0, 1))
+    empty.geometry = geometry  # the labels' own placement
+    return empty
