@@ -113,3 +113,35 @@ def test_bad_volume_inputs_are_one_line(tmp_path, checkpoint, capsys):
                         "--z-range", "0-2", "--model", checkpoint, *MODEL], capsys)
     assert code != 0 and "only apply to volumes" in err
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_manifest_row_tracks_a_volume_like_track(tmp_path, checkpoint, test_model):
+    """A batch row with the volume columns gives the project ``track`` gives (the task run in
+    this process; the dask cluster itself is tested in test_batch.py)."""
+    from napari_sam2_track.distributed import ModelSpec, load_manifest
+    from napari_sam2_track.distributed.tasks import track_video
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.prompts import PromptSet
+    from napari_sam2_track.sources import open_source
+
+    data, _ = sphere_volume(z=6, radius=6)
+    path = nifti(tmp_path / "ball.nii.gz", data[0])
+    p = prompts(tmp_path, [{"object": 1, "frame": 0, "z": 3, "points": [[26, 32]], "labels": [1]}])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,prompts,axis,z_range,stop_after_empty\n"
+                        f"{path.name},{p.name},z,1-4,2\n")
+    (row,) = load_manifest(manifest, tmp_path / "out")
+    assert row.error is None and row.item.z_range == "1-4" and row.item.stop_after_empty == 2
+    spec = ModelSpec(model=str(checkpoint), image_size=256, device="cpu")
+    result = track_video(0, row.item.model_dump(), str(row.out), spec)
+    assert result["status"] == "completed", result
+    with open_source(path) as vol:
+        list(track(vol, PromptSet.load(p), tmp_path / "ref.zarr", model=test_model,
+                   z_range="1-4", stop_after_empty=2, prompts_dir=tmp_path))
+    ours, ref = ProjectStore.open(row.out, mode="r"), ProjectStore.open(tmp_path / "ref.zarr", mode="r")
+    np.testing.assert_array_equal(ours.states(1), ref.states(1))
+    assert ours.meta["runs"][-1]["z_range"] == [1, 4]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"video,z_range\n{path.name},4-1\n")
+    (row,) = load_manifest(bad, tmp_path / "out")
+    assert "z_range 4-1 is empty" in row.error
