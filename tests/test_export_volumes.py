@@ -340,3 +340,26 @@ def test_cli_export_nifti(micro, tmp_path):
     r = subprocess.run([sys.executable, "-m", "napari_sam2_track.cli", "export", str(store.path), "-f", "davis",
                         "--out", str(tmp_path / "d")], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "volume project" in r.stderr
+
+
+def test_omezarr_includes_the_project_image_in_its_own_type(shared_data, tmp_path):
+    """The image of a NIfTI-sourced project is found from the project and copied as int16."""
+    import zarr
+
+    from napari_sam2_track.sources import open_source
+
+    image = shared_data / "volumes" / "example4d.nii.gz"
+    if not image.exists():
+        pytest.skip("example4d.nii.gz not available")
+    source = open_source(image)
+    n_t, depth, h, w = source.shape
+    masks = {(1, 0): _ball((depth, h, w), (12, 48, 60), (5, 15, 20))}
+    store = write_volume_project(tmp_path / "f.zarr", source, masks, objects=(1,))
+    out = export(store, "ome-zarr", tmp_path / "f.ome.zarr", ExportOptions(start=1), image="include")
+    arr = zarr.open_array(str(out / "0"))
+    assert arr.shape == (1, depth, h, w) and arr.dtype == np.int16
+    for z in (0, depth // 2, depth - 1):
+        np.testing.assert_array_equal(arr[0, z], source.read_slice(1, z))
+    attrs = zarr.open_group(str(out)).attrs["ome"]["multiscales"][0]
+    assert attrs["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == pytest.approx(
+        [source.geometry.spacing[1], source.geometry.spacing[2], source.geometry.spacing[3]])
