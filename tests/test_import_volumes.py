@@ -134,19 +134,6 @@ def test_dicom_label_series_onto_its_ct(tmp_path):
     assert r.returncode == 2 and "lies elsewhere in space" in r.stderr and not (tmp_path / "q.zarr").exists()
 
 
-def test_dicom_seg_object_is_refused_in_one_line(tmp_path):
-    import pydicom
-
-    from test_volumes_dicom import write_slice
-
-    write_slice(tmp_path / "seg.dcm", pixels=np.zeros((4, 4)), position=(0, 0, 0), series_uid="1.2.3")
-    ds = pydicom.dcmread(tmp_path / "seg.dcm")
-    ds.Modality = "SEG"
-    ds.save_as(tmp_path / "seg.dcm")
-    with pytest.raises(StoreError, match="Segmentation \\(SEG\\).*convert it to NIfTI"):
-        import_annotations(tmp_path / "seg.dcm", tmp_path / "p.zarr", fmt="dicom")
-
-
 @pytest.fixture
 def micro_pair(tmp_path):
     """Two volume projects of the same anisotropic volume: the truth, and object 1 moved by one
@@ -215,3 +202,102 @@ def test_compare_refuses_a_volume_against_frames(micro_pair, tmp_path):
     flat = ProjectStore.create(tmp_path / "flat.zarr", num_frames=T * Z, height=H, width=W)
     with pytest.raises(StoreError, match="holds 2D frames but the other label set holds volumes"):
         compare(read_labels(a.path), read_labels(flat.path))
+
+
+@pytest.fixture
+def ct3(shared_data, tmp_path):
+    """The three contiguous slices of the real CT series."""
+    import shutil
+
+    folder = shared_data / "volumes" / "ct_series"
+    if not folder.is_dir():
+        pytest.skip("ct_series not available")
+    out = tmp_path / "ct3"
+    out.mkdir()
+    for name in ("17136", "17166", "17196"):
+        shutil.copy(folder / name, out / name)
+    return out
+
+
+def _seg(images, masks, path, fractional=False):
+    """A DICOM SEG written by highdicom (the reference writer) for ``masks`` (frames, rows,
+    columns, segments)."""
+    hd = pytest.importorskip("highdicom")
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    sources = [pydicom.dcmread(f) for f in sorted(images.iterdir())]
+    desc = [hd.seg.SegmentDescription(segment_number=i + 1, segment_label=f"lesion {i + 1}",
+                                      segmented_property_category=codes.SCT.Tissue,
+                                      segmented_property_type=codes.SCT.Tissue,
+                                      algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+            for i in range(masks.shape[-1])]
+    kind = hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY
+    seg = hd.seg.Segmentation(source_images=sources, pixel_array=masks.astype(np.float32 if fractional else bool),
+                              segmentation_type=kind, segment_descriptions=desc,
+                              series_instance_uid=hd.UID(), series_number=9, sop_instance_uid=hd.UID(),
+                              instance_number=1, manufacturer="test", manufacturer_model_name="test",
+                              software_versions="1", device_serial_number="1")
+    seg.save_as(path)
+    return path
+
+
+def test_dicom_seg_onto_real_ct(ct3, tmp_path):
+    from napari_sam2_track.sources import open_source
+
+    ct = open_source(ct3)
+    _, depth, h, w = ct.shape
+    masks = np.zeros((depth, h, w, 2), bool)
+    masks[0, 3:9, 4:12, 0] = True
+    masks[2, 3:9, 4:12, 0] = True  # segment 1 skips the middle slice
+    masks[2, 6:12, 8:14, 1] = True  # segment 2 overlaps segment 1 on the last slice
+    # highdicom sorts nothing: give it the slices in the order the volume reads them
+    ordered = tmp_path / "ordered"
+    ordered.mkdir()
+    for k, f in enumerate(ct.files):
+        (ordered / f"{k:02d}").write_bytes(open(f, "rb").read())
+    seg = _seg(ordered, masks, tmp_path / "seg.dcm")
+    store = import_annotations(seg, tmp_path / "p.zarr", image=ct3)
+    assert [(o.id, o.name, o.category) for o in store.objects] == [(1, "lesion 1", "Tissue"), (2, "lesion 2", "Tissue")]
+    for i in (1, 2):
+        np.testing.assert_array_equal(store.object_volume(i, 0), masks[..., i - 1])  # overlap kept
+    r = _cli("import", seg, "--out", tmp_path / "q.zarr")
+    assert r.returncode == 2 and "onto the image it segments" in r.stderr
+
+
+def test_dicom_seg_of_another_image_is_refused(ct3, tmp_path):
+    from test_volumes_dicom import write_series
+
+    from napari_sam2_track.sources import open_source
+
+    ct = open_source(ct3)
+    _, depth, h, w = ct.shape
+    masks = np.zeros((depth, h, w, 1), bool)
+    masks[1, 2:5, 2:5, 0] = True
+    ordered = tmp_path / "ordered"
+    ordered.mkdir()
+    for k, f in enumerate(ct.files):
+        (ordered / f"{k:02d}").write_bytes(open(f, "rb").read())
+    seg = _seg(ordered, masks, tmp_path / "seg.dcm")
+    write_series(tmp_path / "other", n=depth, step=1.25, shape=(h, w))
+    with pytest.raises(StoreError, match="does not lie on a slice of the image"):
+        import_annotations(seg, tmp_path / "p.zarr", image=tmp_path / "other")
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_fractional_dicom_seg_keeps_at_least_half(ct3, tmp_path):
+    from napari_sam2_track.sources import open_source
+
+    ct = open_source(ct3)
+    _, depth, h, w = ct.shape
+    frac = np.zeros((depth, h, w, 1), np.float32)
+    frac[1, 2:6, 2:6, 0] = 0.8
+    frac[1, 6:9, 2:6, 0] = 0.3  # below half: not the object
+    ordered = tmp_path / "ordered"
+    ordered.mkdir()
+    for k, f in enumerate(ct.files):
+        (ordered / f"{k:02d}").write_bytes(open(f, "rb").read())
+    seg = _seg(ordered, frac, tmp_path / "seg.dcm", fractional=True)
+    store = import_annotations(seg, tmp_path / "p.zarr", image=ct3)
+    np.testing.assert_array_equal(store.object_volume(1, 0), frac[..., 0] >= 0.5)
+    assert store.meta["source"]["import"]["segmentation_type"] == "FRACTIONAL"

@@ -115,6 +115,10 @@ def _guess(p: Path) -> str:
     suffix = p.suffix.lower()
     if p.name.lower().endswith((".nii", ".nii.gz")):
         return "nifti"
+    from ..sources.dicom import is_dicom_file
+
+    if is_dicom_file(p):
+        return "dicom"
     if suffix in (".tif", ".tiff"):
         return "tiff"
     if suffix == ".xml":
