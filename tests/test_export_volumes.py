@@ -363,3 +363,38 @@ def test_omezarr_includes_the_project_image_in_its_own_type(shared_data, tmp_pat
     attrs = zarr.open_group(str(out)).attrs["ome"]["multiscales"][0]
     assert attrs["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == pytest.approx(
         [source.geometry.spacing[1], source.geometry.spacing[2], source.geometry.spacing[3]])
+
+
+def test_a_tracked_volume_exports_and_compares(tmp_path, test_model):
+    """A 3D + time project made by tracking (test model) exports as NIfTI with the labels the
+    store holds, and ``compare`` scores it against the ground truth imported from a TIFF."""
+    import nibabel as nib
+    import tifffile
+    from _volumes import sphere_volume
+
+    from napari_sam2_track.formats import import_annotations
+    from napari_sam2_track.formats.metrics import compare
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.prompts import Prompt, PromptSet
+
+    data, gt = sphere_volume(t=2)
+    sizes = {"z": (2.0, "µm"), "y": (0.5, "µm"), "x": (0.5, "µm")}
+    vol = ArrayVolumeSource(data, "TZYX", sizes=sizes)
+    prompts = PromptSet(objects=[ObjectSpec(id=1)],
+                        prompts=[Prompt(object=1, frame=0, z=6, points=[(26, 32)], labels=[1])])
+    list(track(vol, prompts, tmp_path / "v.zarr", model=test_model))
+    store = ProjectStore.open(tmp_path / "v.zarr", "r")
+    out = export(store, "nifti", tmp_path / "n")
+    img = nib.load(out / "labels.nii.gz")
+    assert img.shape == (data.shape[3], data.shape[2], data.shape[1], data.shape[0])
+    np.testing.assert_allclose(np.diag(img.affine)[:3], [0.5, 0.5, 2.0])
+    for t in range(data.shape[0]):
+        np.testing.assert_array_equal(np.asarray(img.dataobj)[..., t].transpose(2, 1, 0), store.label_volume(t))
+    tifffile.imwrite(tmp_path / "gt.tif", np.asarray(gt, np.uint16), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZYX", "spacing": 2.0, "unit": "micron"})
+    truth_store = import_annotations(tmp_path / "gt.tif", tmp_path / "gt.zarr")
+    r = compare(read_labels(truth_store.path), read_labels(store.path))
+    assert r["timepoints"] == data.shape[0] and r["units"] == "µm" and r["spacing"] == [2.0, 0.5, 0.5]
+    dice0 = r["objects"][1]["per_timepoint"]["dice"][0]
+    found = store.object_volume(1, 0)
+    assert dice0 == pytest.approx(2 * (found & gt[0]).sum() / (found.sum() + gt[0].sum()))
