@@ -64,6 +64,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--schema", help="annotation schema (YAML/JSON) to store in the project")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous project at --out (never anything else)")
+    g = p.add_argument_group("label volumes (nifti, dicom, tiff ZYX/TZYX)")
+    g.add_argument("--image", help="the image volume the labels were drawn on (NIfTI file, DICOM folder, "
+                   "z-stack TIFF): the project is built on it; the labels' grid and affine must match")
+    g.add_argument("--series", help="dicom: the SeriesInstanceUID of the label series in a folder of several")
     g = p.add_argument_group("SA-V JSON (sav-json)")
     g.add_argument("--video", help="the video the annotations belong to: its frame count places "
                    "each annotated frame on its real frame (SA-V annotates every 4th frame)")
@@ -71,7 +75,7 @@ def add_parsers(sub) -> None:
     g.add_argument("--frame-stride", type=int, help="video frames between annotated frames "
                    "(default: from the video's frame count, else the file's video_frame_count)")
 
-    p = sub.add_parser("compare", help="J&F and CTC SEG/TRA between two label sets")
+    p = sub.add_parser("compare", help="J&F and CTC SEG/TRA between two label sets (volumes: Dice, IoU, HD95)")
     p.add_argument("reference", help="reference labels: project or importable annotations")
     p.add_argument("other", help="labels to evaluate against the reference")
     p.add_argument("--format-a", help="format of the reference (default: guessed)")
@@ -182,6 +186,22 @@ def _sav_options(args: argparse.Namespace, fmt: str | None) -> dict:
     return given
 
 
+def _volume_options(args: argparse.Namespace, fmt: str | None) -> dict:
+    given = {k: v for k, v in (("image", args.image), ("series", args.series)) if v is not None}
+    if not given:
+        return {}
+    from ..errors import Sam2TrackError
+    from ..formats import guess_format
+
+    fmt = fmt or guess_format(args.annotations)
+    allowed = {"nifti": ("image",), "dicom": ("image", "series"), "tiff": ("image",)}.get(fmt, ())
+    wrong = [k for k in given if k not in allowed]
+    if wrong:
+        raise Sam2TrackError(f"--{wrong[0]} applies to label volumes ({'nifti, dicom, tiff' if wrong[0] == 'image' else 'dicom'}), "
+                             f"not to {fmt} annotations")
+    return given
+
+
 @command("import")
 def cmd_import(args: argparse.Namespace) -> int:
     from ..formats import import_annotations
@@ -189,12 +209,20 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     schema = Schema.load(args.schema) if args.schema else None
     kwargs = _sav_options(args, args.format)
+    kwargs.update(_volume_options(args, args.format))
     with _warnings_as_lines():
         store = import_annotations(args.annotations, args.out, args.format, keyframes=args.keyframes,
                                    overwrite=args.overwrite, schema=schema, **kwargs)
     t, h, w = store.shape
     src = store.meta.get("source") or {}
     notes = [f"format {src['format']}"] if src.get("format") else []
+    if getattr(store, "is_volume", False):
+        n_t, n_z, h, w = store.volume_shape
+        if (src.get("import") or {}).get("image"):
+            notes.append(f"on the image {src['import']['image']}")
+        print(f"wrote {args.out}: {len(store.objects)} objects, {n_t} timepoint(s) of {n_z} slices of {w}x{h}"
+              + (f" ({'; '.join(notes)})" if notes else ""))
+        return 0
     if src.get("convention"):
         notes.append(f"convention {src['convention']}")
     if src.get("frame_stride"):
@@ -218,6 +246,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a = read_labels(args.reference, args.format_a)
     b = read_labels(args.other, args.format_b)
     result = compare(a, b, bound_th=args.bound_th, ctc=not args.no_ctc, skip_first_last=args.skip_first_last)
+    if result.get("kind") == "volume":
+        return _print_volume_compare(result, args.json)
     if args.json:
         result["objects"] = {str(k): v for k, v in result["objects"].items()}
         print(json.dumps(result, indent=2))
@@ -232,4 +262,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{'overall':>8}  {_fmt(o['J&F'])} " + " ".join(_fmt(o[k][s]) for k in "JF" for s in ("mean", "recall", "decay")))
     if "ctc" in result:
         print(f"CTC SEG {_fmt(result['ctc']['SEG'])}  TRA {_fmt(result['ctc']['TRA'])}")
+    return 0
+
+
+def _print_volume_compare(result: dict, as_json: bool) -> int:
+    """``compare`` of two volume label sets: Dice, IoU, HD95 per object (mean over timepoints)."""
+    if as_json:
+        result["objects"] = {str(k): v for k, v in result["objects"].items()}
+        print(json.dumps(result, indent=2))
+        return 0
+    unit = result["units"] or "voxels"
+    print(f"reference  {result['reference']}\nother      {result['other']}\ntimepoints {result['timepoints']}"
+          f"  voxel {' x '.join(f'{s:g}' for s in result['spacing'])} {unit} (z, y, x)")
+    print(f"{'object':>8}  {'Dice':>6} {'IoU':>6} {'HD95':>9}  ({unit}; means over timepoints)")
+    for i, r in result["objects"].items():
+        mark = "" if r["in_reference"] and r["in_other"] else ("  (missing)" if r["in_reference"] else "  (extra)")
+        m = r["mean"]
+        print(f"{i:>8}  {_fmt(m['dice'])} {_fmt(m['iou'])} {_fmt(m['hd95']):>9}" + mark)
+    o = result["overall"]
+    print(f"{'overall':>8}  {_fmt(o['dice'])} {_fmt(o['iou'])} {_fmt(o['hd95']):>9}")
     return 0

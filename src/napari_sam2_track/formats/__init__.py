@@ -26,8 +26,10 @@ from ._frames import (
 )
 
 # Each format module registers its record(s) when imported; this order is the order of FORMATS.
-from . import omezarr, ctc, tiff, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
+from . import omezarr, ctc, tiff, nifti, davis, sav, coco, cvat, mots, geff_graph, table  # noqa: E402,F401,I001
+from . import dicom_labels  # noqa: E402,F401,I001
 from ._registry import MARKER, FormatRecord, check_export_target, export_words, lookup, records  # noqa: E402
+from ._volume import VOLUME_FORMATS, refuse_volume_project  # noqa: E402
 from ._registry import aliases as _aliases  # noqa: E402
 
 #: Export format name -> its record.
@@ -68,6 +70,8 @@ def export(project: str | Path | ProjectStore, fmt: str, out: str | Path,
     if notes is not None:
         options = replace(options or ExportOptions(), notes=notes)
     store = project if isinstance(project, ProjectStore) else ProjectStore.open(project, "r")
+    if record.name not in VOLUME_FORMATS:
+        refuse_volume_project(store, record.title)
     with export_words(words):
         return record.exporter(store, out, options, **{**record.export_args, **kwargs})
 
@@ -89,6 +93,12 @@ def _guess(p: Path) -> str:
     if p.is_dir():
         if is_project(p):
             return "project"
+        if (p / "labels.nii.gz").is_file():
+            return "nifti"
+        from ..sources.dicom import is_dicom_folder
+
+        if is_dicom_folder(p):
+            return "dicom"
         if (p / "zarr.json").is_file():
             return "ome-zarr"
         if (p / ".zattrs").is_file() or (p / ".zgroup").is_file():
@@ -103,6 +113,12 @@ def _guess(p: Path) -> str:
             return "sav"
         raise StoreError(f"cannot tell the annotation format of {p}; pass --format")
     suffix = p.suffix.lower()
+    if p.name.lower().endswith((".nii", ".nii.gz")):
+        return "nifti"
+    from ..sources.dicom import is_dicom_file
+
+    if is_dicom_file(p):
+        return "dicom"
     if suffix in (".tif", ".tiff"):
         return "tiff"
     if suffix == ".xml":

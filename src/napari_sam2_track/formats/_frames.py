@@ -12,7 +12,7 @@ import bisect
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -289,6 +289,13 @@ class LabelSource:
     info: dict = field(default_factory=dict)
     #: What the input held that the project cannot represent (one line each).
     dropped: list[str] = field(default_factory=list)
+    #: Volume label sets: ``(T, Z, H, W)``; ``shape`` is then ``(T * Z, H, W)`` and ``frames()``
+    #: yields planes ``p = t * Z + z``. ``None`` for a 2D + t label set.
+    volume: tuple[int, int, int, int] | None = None
+    #: Where the voxels lie (volumes: spacing, units, affine); ``None`` where unknown.
+    geometry: Any = None
+    #: The volume source the labels were read from (a project is built on it when no image is given).
+    volume_source: Any = None
 
     def labels(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(t, merged uint32 labels)`` for every frame 0..T-1 (lowest id wins)."""
@@ -312,12 +319,17 @@ def project_source(store: ProjectStore, options: ExportOptions | None = None) ->
             if fr.masks:
                 yield fr.index, fr.masks
 
+    volume = tuple(store.volume_shape) if getattr(store, "is_volume", False) else None
+    if volume is not None and (view.start, view.options.every, view.num_frames) != (0, 1, store.num_frames):
+        raise StoreError(f"{store.path.name} is a volume project: it is read whole (no frame range or --every)")
     return LabelSource(
         (view.num_frames, view.height, view.width),
         view.objects,
         frames,
         categories=view.schema.category_names(),
         description=str(store.path),
+        volume=volume,
+        geometry=store.geometry if volume is not None else None,
     )
 
 

@@ -52,8 +52,15 @@ def write_project(
         raise StoreError(f"found no objects in {source.description}; nothing was written")
     objects = _checked_parents(source)
     meta = {"path": source.description, "kind": "import", **source.info}
-    with ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
-                               words=CLI_NEW) as store:
+    if source.volume is not None:
+        building = _building_volume(source, out, meta, overwrite)
+    else:
+        building = ProjectStore.building(out, num_frames=n, height=h, width=w, source=meta, overwrite=overwrite,
+                                         words=CLI_NEW)
+    with building as store:
+        if source.volume is not None:  # the image's provenance, with what was imported onto it
+            meta = {**store.meta["source"], "import": meta, "format": meta.get("format")}
+            store.update_meta(source=meta)
         cats = source.categories or sorted({o.category for o in objects if o.category}) or ["object"]
         store.set_schema(schema_for(cats, schema))
         store.set_objects(objects)
@@ -69,6 +76,16 @@ def write_project(
     for note in source.dropped:
         warnings.warn(note, DroppedWarning, stacklevel=2)
     return store
+
+
+def _building_volume(source: LabelSource, out, meta: dict, overwrite: bool):
+    """``ProjectStore.building`` of a volume project for a volume label set (on its image when given)."""
+    volume = project_volume(source)
+    shape = tuple(int(v) for v in volume.shape)
+    if shape[1:] != tuple(source.volume[1:]) or source.volume[0] not in (1, shape[0]):
+        raise StoreError(f"{source.description} is {source.volume} (t, z, y, x) but the image is {shape}; "
+                         "nothing was written")
+    return ProjectStore.building(out, source=volume, overwrite=overwrite, words=CLI_NEW)
 
 
 def _checked_parents(source: LabelSource) -> list[ObjectSpec]:
@@ -122,3 +139,24 @@ def _write_frames(store: ProjectStore, source: LabelSource, keyframes: str) -> s
 def objects_from_ids(ids, category: str = "object", names: dict | None = None) -> list[ObjectSpec]:
     names = names or {}
     return [ObjectSpec(id=int(i), name=str(names.get(int(i), "")), category=category) for i in sorted(ids)]
+
+
+def project_volume(source: LabelSource):
+    """The volume source a project of the volume label set ``source`` is built on: its image
+    (``info["image"]``), else the label volume itself, else an empty volume of its geometry."""
+    from ..sources import open_volume
+    from ..sources.geometry import Geometry
+
+    if source.info.get("image"):
+        return open_volume(source.info["image"], window=(0, 1))
+    if source.volume_source is not None:
+        return source.volume_source
+    import dask.array as da
+
+    from ..sources.volume import ArrayVolumeSource
+
+    t, z, h, w = source.volume
+    geometry = source.geometry or Geometry("tzyx", source.volume, (1.0,) * 4, (None,) * 4)
+    empty = ArrayVolumeSource(da.zeros(source.volume, dtype=np.uint8, chunks=(1, 1, h, w)), "TZYX", window=(0, 1))
+    empty.geometry = geometry  # the labels' own placement
+    return empty

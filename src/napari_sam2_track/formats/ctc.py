@@ -21,6 +21,7 @@ from ..project import ProjectStore
 from ..project.labels import merge_lowest_id
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._registry import FormatRecord, export_target, register
+from ._volume import VolumeView, is_volume_store
 from ._write import objects_from_ids
 
 MAX_TRACKS = 65535
@@ -85,6 +86,8 @@ def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | No
     """Write a CTC result folder (``maskTTT.tif`` + ``res_track.txt``)."""
     import tifffile
 
+    if is_volume_store(store):
+        return _export_ctc_volume(store, out, options, overwrite=overwrite, prefix=prefix, track_file=track_file)
     view = ProjectView(store, options)
     # Count tracks first (tables only), so that too many tracks fail before anything is written.
     counter = _Tracks(_parents(view), view.ids)
@@ -98,6 +101,36 @@ def export_ctc(store: ProjectStore, out: str | Path, options: ExportOptions | No
             mapping = tracks.step(fr.index, sorted(fr.masks))
             labels = merge_lowest_id(fr.masks, (view.height, view.width), np.uint16, mapping)
             tifffile.imwrite(out / f"{prefix}{fr.index:0{width}d}.tif", labels, compression="zlib")
+        write_track_file(out / track_file, tracks.rows)
+    return final
+
+
+def _export_ctc_volume(store: ProjectStore, out, options, *, overwrite: bool, prefix: str, track_file: str) -> Path:
+    """CTC 3D: one ``maskTTT.tif`` (uint16, ``ZYX``) per timepoint; an object is in a track on
+    every timepoint where it has voxels (the tracks of the 2D export, along t)."""
+    import tifffile
+
+    view = VolumeView(store, options)
+    parents = {o.id: o.parent for o in view.objects if o.parent is not None}
+    # Count tracks first (tables only), so that too many tracks fail before anything is written.
+    counter, depth = _Tracks(parents, view.ids), view.depth
+    present: dict[int, set[int]] = {}
+    for fr in view.view.walk(read_masks=False):
+        present.setdefault(fr.t // depth, set()).update(fr.masks)
+    for index, t in enumerate(view.timepoints):
+        counter.step(index, sorted(present.get(t, ())))
+    final = Path(out)
+    with export_target(store, final, "ctc", overwrite) as out:
+        width = digits(len(view.timepoints))
+        tracks = _Tracks(parents, view.ids)
+        for index, _t, labels in view.walk():
+            ids = [int(i) for i in np.unique(labels) if i]
+            mapping = tracks.step(index, ids)
+            lut = np.zeros(int(labels.max()) + 1, np.uint16)
+            for obj_id, label in mapping.items():
+                lut[obj_id] = label
+            tifffile.imwrite(out / f"{prefix}{index:0{width}d}.tif", lut[labels], compression="zlib",
+                             metadata={"axes": "ZYX"})
         write_track_file(out / track_file, tracks.rows)
     return final
 
@@ -166,9 +199,10 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
             if p and p in tracks and len(children[p]) == 1 and tracks[p][1] < b - 1:
                 alias[label] = alias.get(p, p)
     first = tifffile.imread(files[0][1])
-    if first.ndim != 2 or first.dtype.kind not in "ui":
+    if first.ndim not in (2, 3) or first.dtype.kind not in "ui":
         raise StoreError(f"{files[0][1]} is not a label image ({first.dtype} pixels, shape {first.shape}); "
-                         "CTC masks are 2-D integer TIFFs")
+                         "CTC masks are 2-D (or 3-D ZYX) integer TIFFs")
+    depth = first.shape[0] if first.ndim == 3 else 1
     n = files[-1][0] + 1
     parents: dict[int, int] = {}
     dropped: list[str] = []
@@ -195,16 +229,18 @@ def read_ctc(path: str | Path, *, merge_tracks: bool = True) -> LabelSource:
             if labels.shape != first.shape:
                 raise StoreError(f"{f} is {labels.shape[-1]}x{labels.shape[0]}, but {files[0][1].name} is "
                                  f"{first.shape[-1]}x{first.shape[0]}; every mask must have the same size")
-            masks: dict[int, np.ndarray] = {}
-            for label, m in labels_to_masks(labels).items():
-                obj = alias.get(label, label)
-                masks[obj] = masks[obj] | m if obj in masks else m
-            if masks:
-                yield t, masks
+            for z, plane in enumerate(labels.reshape(-1, *labels.shape[-2:])):
+                masks: dict[int, np.ndarray] = {}
+                for label, m in labels_to_masks(plane).items():
+                    obj = alias.get(label, label)
+                    masks[obj] = masks[obj] | m if obj in masks else m
+                if masks:
+                    yield t * depth + z, masks
 
     objects = [o.model_copy(update={"parent": parents.get(o.id)}) for o in objects_from_ids(ids)]
-    return LabelSource((n, *first.shape[-2:]), objects, frames, description=str(path),
-                       info={"lineage_links": len(parents)}, dropped=dropped)
+    volume = (n, depth, *first.shape[-2:]) if first.ndim == 3 else None
+    return LabelSource((n * depth, *first.shape[-2:]), objects, frames, description=str(path),
+                       info={"lineage_links": len(parents)}, dropped=dropped, volume=volume)
 
 
 def write_ctc_source(source: LabelSource, out: Path, *, prefix: str = "mask",

@@ -176,9 +176,49 @@ def ctc_metrics(a: LabelSource, b: LabelSource) -> dict:
     return {k: (None if out.get(k) is None else float(out[k])) for k in ("SEG", "TRA")}
 
 
+def volume_metrics(a: LabelSource, b: LabelSource) -> dict:
+    """Per object and timepoint Dice, IoU and HD95 (physical units) of the volume label set
+    ``b`` against the reference ``a`` (see :mod:`.volume_metrics`)."""
+    from ._volume import spatial_spacing
+    from .volume_metrics import PackedVolume, check_same_grid, compare_volumes
+
+    if a.volume is None or b.volume is None:
+        which = a.description if a.volume is None else b.description
+        raise StoreError(f"{which} holds 2D frames but the other label set holds volumes; compare "
+                         "volumes with volumes")
+    spacing_a, unit_a = spatial_spacing(a.geometry)
+    spacing_b, unit_b = spatial_spacing(b.geometry)
+    if b.geometry is None or a.geometry is None:  # a side without voxel sizes takes the other's
+        spacing_a, unit_a = (spacing_b, unit_b) if a.geometry is None else (spacing_a, unit_a)
+        spacing_b = spacing_a
+    check_same_grid(a.volume, b.volume, spacing_a, spacing_b)
+    depth = a.volume[1]
+    shape = tuple(a.volume[1:])
+
+    def timepoints():
+        va: dict[int, PackedVolume] = {}
+        vb: dict[int, PackedVolume] = {}
+        for p, ma, mb in _aligned(a, b):
+            t, z = divmod(p, depth)
+            for masks, vols in ((ma, va), (mb, vb)):
+                for i, m in masks.items():
+                    vols.setdefault(i, PackedVolume(shape)).add(z, m)
+            if z == depth - 1:
+                yield t, va, vb
+                va, vb = {}, {}
+
+    return compare_volumes(timepoints(), sorted({o.id for o in a.objects}), sorted({o.id for o in b.objects}),
+                           spacing_a, unit_a)
+
+
 def compare(a: LabelSource, b: LabelSource, *, bound_th: float = BOUND_TH, ctc: bool = True,
             skip_first_last: bool = False) -> dict:
-    """DAVIS J&F (and CTC SEG/TRA when ``ctc``) of ``b`` against the reference ``a``."""
+    """DAVIS J&F (and CTC SEG/TRA when ``ctc``) of ``b`` against the reference ``a``; for volume
+    label sets, Dice, IoU and HD95 per object per timepoint (:func:`volume_metrics`)."""
+    if a.volume is not None or b.volume is not None:
+        result = {"kind": "volume", **volume_metrics(a, b)}
+        result["reference"], result["other"] = a.description, b.description
+        return result
     result = davis_jf(a, b, bound_th=bound_th, skip_first_last=skip_first_last)
     if ctc:
         result["ctc"] = ctc_metrics(a, b)

@@ -16,12 +16,20 @@ from ._registry import FormatRecord, export_target, head, register
 COLUMNS = ("object_id", "name", "category", "frame", "visible", "occluded", "area", "x0", "y0", "x1", "y1",
            "centroid_x", "centroid_y", "presence_logit", "state", "qc_status", "qc_reviewer",
            "qc_time")
+#: A volume project's table: ``frame`` is the plane ``t * Z + z``, followed by ``t`` and ``z``.
+VOLUME_COLUMNS = (*COLUMNS[:4], "t", "z", *COLUMNS[4:])
+
+
+def _columns(store: ProjectStore) -> tuple[str, ...]:
+    return VOLUME_COLUMNS if getattr(store, "is_volume", False) else COLUMNS
 
 
 def _rows(store: ProjectStore, view: ProjectView):
     review = read_review(store)
     tables = _Tables(store, view.ids)
     names = {o.id: o.name for o in view.objects}
+    volume = getattr(store, "is_volume", False)
+    depth = store.volume_shape[1] if volume else 1
     for fr in view:
         for obj_id in view.ids:
             row = tables.row(obj_id, fr.t)
@@ -39,6 +47,8 @@ def _rows(store: ProjectStore, view: ProjectView):
                 "qc_status": qc.status if qc else "", "qc_reviewer": qc.reviewer if qc else "",
                 "qc_time": qc.time.isoformat() if qc else "",
             }
+            if volume:
+                rec["t"], rec["z"] = divmod(fr.t, depth)
             if m is not None:
                 ys, xs = np.nonzero(m)
                 rec.update(x0=int(xs.min()), y0=int(ys.min()), x1=int(xs.max()) + 1, y1=int(ys.max()) + 1,
@@ -62,7 +72,7 @@ def export_table(store: ProjectStore, out: str | Path, options: ExportOptions | 
             _write_parquet(store, view, tmp, pa, pq)
         else:
             with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=COLUMNS)
+                w = csv.DictWriter(f, fieldnames=_columns(store))
                 w.writeheader()
                 for rec in _rows(store, view):
                     w.writerow(rec)
@@ -74,7 +84,7 @@ def _write_parquet(store: ProjectStore, view: ProjectView, out: Path, pa, pq) ->
 
     def flush():
         nonlocal writer
-        table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in batch])
+        table = pa.Table.from_pylist([{c: r.get(c) for c in _columns(store)} for r in batch])
         if writer is None:
             writer = pq.ParquetWriter(out, table.schema)
         writer.write_table(table.cast(writer.schema))
@@ -94,7 +104,8 @@ def _write_parquet(store: ProjectStore, view: ProjectView, out: Path, pa, pq) ->
 
 def _is_csv_or_parquet(path: Path) -> bool:
     text = head(path)
-    return text.startswith(b"PAR1") or text.split(b"\n", 1)[0].rstrip(b"\r") == ",".join(COLUMNS).encode()
+    first = text.split(b"\n", 1)[0].rstrip(b"\r")
+    return text.startswith(b"PAR1") or first in (",".join(COLUMNS).encode(), ",".join(VOLUME_COLUMNS).encode())
 
 
 register(FormatRecord("table", "table export (CSV/Parquet)", (".csv", ".parquet"), _is_csv_or_parquet,

@@ -13,6 +13,7 @@ from ..errors import StoreError
 from ..project import ProjectStore
 from ._frames import ExportOptions, LabelSource, ProjectView, labels_to_masks
 from ._registry import FormatRecord, export_target, head, register
+from ._volume import VolumeView, is_volume_store, read_label_volume, spatial_spacing
 from ._write import objects_from_ids
 
 
@@ -32,6 +33,8 @@ def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | N
         raise StoreError(f"unknown TIFF flavour {flavour!r}; use imagej or ome")
     if flavour == "imagej" and dt == np.uint32:
         raise StoreError("ImageJ hyperstacks cannot hold uint32 labels; use --dtype uint16 or --tiff-flavour ome")
+    if is_volume_store(store):
+        return _export_volume_tiff(store, out, options, dt, flavour, overwrite)
     view = ProjectView(store, options)
     if view.ids and max(view.ids) > np.iinfo(dt).max:
         raise StoreError(f"object id {max(view.ids)} does not fit in {dtype}; use --dtype uint32")
@@ -45,6 +48,45 @@ def export_tiff(store: ProjectStore, out: str | Path, options: ExportOptions | N
         else:
             tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, ome=True, bigtiff=big,
                              metadata={"axes": "TYX", "Name": "masklets"}, compression="zlib")
+    return Path(out)
+
+
+#: Geometry unit -> the unit string ImageJ writes.
+_IMAGEJ_UNITS = {"µm": "micron", "mm": "mm", "nm": "nm", "cm": "cm", "m": "m"}
+
+
+def _export_volume_tiff(store: ProjectStore, out, options, dt: np.dtype, flavour: str, overwrite: bool) -> Path:
+    """A volume project: axes ``ZYX`` (one timepoint) or ``TZYX``, with the voxel size
+    (OME ``PhysicalSizeX/Y/Z`` with units and ``TimeIncrement``; ImageJ resolution, ``spacing``,
+    ``unit`` and ``finterval``), written a plane at a time."""
+    import tifffile
+
+    view = VolumeView(store, options)
+    if view.ids and max(view.ids) > np.iinfo(dt).max:
+        raise StoreError(f"object id {max(view.ids)} does not fit in {dt.name}; use --dtype uint32")
+    n, (depth, h, w) = len(view.timepoints), view.shape[1:]
+    axes = "ZYX" if n == 1 else "TZYX"
+    shape = (depth, h, w) if n == 1 else (n, depth, h, w)
+    (dz, dy, dx), unit = spatial_spacing(view.geometry)
+    g = view.geometry
+    dt_step, t_unit = (g.spacing[g.axes.index("t")], g.units[g.axes.index("t")]) if "t" in g.axes else (1.0, None)
+    pages = (labels[z].astype(dt, copy=False) for _, _, labels in view.walk(dt) for z in range(depth))
+    big = n * depth * h * w * dt.itemsize > 2**31
+    with export_target(store, out, "tiff", overwrite) as tmp:
+        if flavour == "imagej":
+            meta = {"axes": axes, "spacing": dz, "unit": _IMAGEJ_UNITS.get(unit or "", "pixel")}
+            if n > 1 and t_unit:
+                meta["finterval"] = dt_step
+            tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, imagej=True, resolution=(1 / dx, 1 / dy),
+                             metadata=meta, bigtiff=False)
+        else:
+            meta = {"axes": axes, "Name": "masklets", "PhysicalSizeX": dx, "PhysicalSizeY": dy, "PhysicalSizeZ": dz}
+            if unit:
+                meta.update(PhysicalSizeXUnit=unit, PhysicalSizeYUnit=unit, PhysicalSizeZUnit=unit)
+            if n > 1 and t_unit:
+                meta.update(TimeIncrement=dt_step, TimeIncrementUnit=t_unit)
+            tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dt, ome=True, bigtiff=big, metadata=meta,
+                             compression="zlib")
     return Path(out)
 
 
@@ -108,7 +150,7 @@ def _layout(tif, path: Path) -> list[tuple[int, int]]:
     return layout
 
 
-def read_tiff(path: str | Path) -> LabelSource:
+def read_tiff(path: str | Path, *, image: str | Path | None = None) -> LabelSource:
     """Read a label TIFF stack (``TYX``), one page at a time.
 
     Every series is read, in order: a stack written as one series, or as one series (or page)
@@ -117,6 +159,15 @@ def read_tiff(path: str | Path) -> LabelSource:
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path} is not a file")
+    with _strict_tiff(path) as (tif, _):
+        series = tif.series[0] if tif.series else None
+        volume = series is not None and "Z" in series.axes and series.shape[series.axes.index("Z")] > 1
+    if volume:  # a ZYX / TZYX label stack: a volume label set, on its image when given
+        from ..sources import open_volume
+
+        return read_label_volume(open_volume(path, window=(0, 1)), path, image=image, what="label TIFF")
+    if image is not None:
+        raise StoreError(f"{path} holds 2D label frames; --image is for label volumes")
     ids: set[int] = set()
     cache: dict = {}
     with _strict_tiff(path) as (tif, _):
