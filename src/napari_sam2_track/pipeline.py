@@ -50,6 +50,8 @@ from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, stor
 
 if TYPE_CHECKING:
     from .engine.models import LoadedModel
+    from .project.versions import RunVersions
+    from .review.segments import EarlyStop
     from .engine.tracker import StreamingTracker
     from .schema import Schema
     from .sources import FrameSource
@@ -330,20 +332,28 @@ def track_in_store(
     retain_frames: int | str = "window",
     schema: "Schema | None" = None,
     tracker: "StreamingTracker | None" = None,
+    versions: "RunVersions | None" = None,
+    early_stop: "EarlyStop | None" = None,
 ) -> Iterator[Progress]:
     """Track into an open project (its lock held by the caller). With ``tracker`` (whose
     prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
-    is made for this run and seeded from ``prompts`` or the project's own."""
+    is made for this run and seeded from ``prompts`` or the project's own.
+
+    ``versions``: the track versions this run's pre-images go to (a correction's; the caller
+    finishes them); by default the run records and finishes a ``propagation`` version per
+    object. ``early_stop``: end each pass once its frames agree with the stored masks
+    (:class:`~napari_sam2_track.review.segments.EarlyStop`)."""
     refuse_volume(source)
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     seeding = _Seeding(source, prompts, prompts_dir, schema)
     if tracker is not None:
         yield from _seed_and_run(store, tracker, seeding, model, request, resume, cancel,
-                                 seed=False)
+                                 seed=False, versions=versions, early_stop=early_stop)
         return
     with _own_tracker(model, source, retain_frames) as own:
-        yield from _seed_and_run(store, own, seeding, model, request, resume, cancel)
+        yield from _seed_and_run(store, own, seeding, model, request, resume, cancel,
+                                 versions=versions, early_stop=early_stop)
 
 
 # ----------------------------------------------------------------------- the three modes
@@ -404,12 +414,14 @@ def _write_failures(out: Path, store: ProjectStore | None, objects: list[int], *
 
 def _seed_and_run(store: ProjectStore, tracker: "StreamingTracker", seeding: _Seeding,
                   model: "LoadedModel", request: Request, resume: bool,
-                  cancel: threading.Event | None, *, seed: bool = True) -> Iterator[Progress]:
+                  cancel: threading.Event | None, *, seed: bool = True,
+                  versions: "RunVersions | None" = None,
+                  early_stop: "EarlyStop | None" = None) -> Iterator[Progress]:
     """Into an open project: seed (``seed``: the tracker too), then run."""
     masks, plan = seeding.prepare(tracker, store, request, seed=seed)
     with _write_failures(store.path, store, plan.objects, discarded=False):
         seeding.store(store, masks)
-        yield from _run(store, tracker, model, request, plan, resume, cancel)
+        yield from _run(store, tracker, model, request, plan, resume, cancel, versions, early_stop)
 
 
 def _new_store(out: Path, source: "FrameSource", *, overwrite: bool, command: str | None):
@@ -463,9 +475,13 @@ def _track_replacement(out: Path, tracker: "StreamingTracker", seeding: _Seeding
 
 def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
          request: Request, plan: Plan, resume: bool,
-         cancel: threading.Event | None) -> Iterator[Progress]:
+         cancel: threading.Event | None, versions: "RunVersions | None" = None,
+         early_stop: "EarlyStop | None" = None) -> Iterator[Progress]:
     """Propagate and write; the run's status is recorded however it ends (an ``OSError`` is
-    re-raised once the status is written)."""
+    re-raised once the status is written). Each frame's pre-image goes to the track versions
+    (``versions``, else a ``propagation`` version per object) before the frame is written."""
+    from .project.versions import RunVersions
+
     store.update_meta(model=model.describe())
     schema = store.schema
     run_id = store.begin_run(
@@ -484,6 +500,12 @@ def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
     if resume:
         done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in tracker.obj_ids}
         skip = lambda obj, t: t in done.get(obj, ())  # noqa: E731
+    own_versions = versions is None
+    if own_versions:
+        versions = RunVersions.begin(store, plan.ranges(), "propagation", f"propagation run {run_id}",
+                                     skip=skip)
+    frames = (tracker.run(plan, cancel) if early_stop is None
+              else early_stop.results(tracker, plan, cancel, versions))
     reserve = _SpaceReserve(store.path)
     writer = StoreWriter(store, run_id, min_visible_pixels=schema.min_visible_pixels, skip_frames=skip)
     status, error = "failed", None
@@ -491,7 +513,8 @@ def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
     computed = 0
     state_bytes = 0
     try:
-        for result in tracker.run(plan, cancel):
+        for result in frames:
+            versions.capture(result)  # the frame as stored, kept before it is rewritten
             writer.submit(result)
             computed += 1
             if computed % 25 == 1:  # walking the state costs ~1 ms; sample it
@@ -525,6 +548,8 @@ def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
                     [(o, a, b) for o, ranges in writer.written.items() for a, b in ranges],
                     f"propagation run {run_id} wrote these frames", "propagation", run=run_id,
                 )
+                if own_versions:
+                    versions.finish(run=run_id)
             except OSError:
                 pass  # shown as interrupted once the lock is given back
     if error is not None:

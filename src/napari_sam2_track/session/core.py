@@ -48,6 +48,7 @@ import numpy as np
 from ..errors import PromptError, StoreError
 from ..passes import Plan, plan_passes
 from ..project import ProjectStore
+from ..project.versions import edit_frame
 from ..prompts import Prompt
 from .activity import ActivityLog
 from .corrections import Correction, Corrections
@@ -534,8 +535,8 @@ class AnnotationSession(ObjectsMixin):
                 f"{self.source.width}x{self.source.height} video"
             )
         before = self.store.object_ids()
-        with self.store_lock:
-            changed = self.store.write_edited_labels(frame, labels2d)
+        with self.store_lock:  # a version of each changed object, kept before the write
+            changed = edit_frame(self.store, frame, labels2d, who=self.activity.annotator)
         if changed:
             self.activity.log("brush", frames=(frame, frame), objects=[int(o) for o in changed])
         if self.store.object_ids() != before:
