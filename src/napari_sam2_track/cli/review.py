@@ -16,6 +16,7 @@ from ._registry import command
 from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
+VERSION_ACTIONS = ("history", "restore")
 
 
 def add_parsers(sub) -> None:
@@ -23,7 +24,8 @@ def add_parsers(sub) -> None:
         "review",
         help="list flags and masklets with QC status, or approve/reject a masklet",
         description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
-                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]",
+                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]  |  review history "
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION",
     )
     p.add_argument("target", nargs="+", metavar="[approve|reject] PROJECT [OBJ]",
                    help="a project to list, or approve/reject, a project and an object id")
@@ -56,6 +58,8 @@ def parse_frames(text: str) -> tuple[int, int]:
 def cmd_review(args: argparse.Namespace) -> int:
     if args.target[0] in ACTIONS:
         return _decide(args)
+    if args.target[0] in VERSION_ACTIONS:
+        return _versions(args)
     if len(args.target) != 1:
         raise ReviewError("give one project to list, or: review approve|reject PROJECT OBJ --frames A-B")
     return _list(args.target[0], args)
@@ -173,4 +177,52 @@ def cmd_report(args: argparse.Namespace) -> int:
                                       "frames_propagated_per_prompt")]
         text = ["-" if v is None else f"{v:.2f}" for v in cells]
         print(f"{row['who']:<40} {text[0]:>8} {text[1]:>9} {text[2]:>21} {text[3]:>19} {text[4]:>17} {text[5]:>14}")
+    return 0
+
+
+# ------------------------------------------------------------------ track versions
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ReviewError(f"{what} {text!r} is not a number") from None
+
+
+def _versions(args: argparse.Namespace) -> int:
+    """``review history PROJECT OBJ [--json]`` and ``review restore PROJECT OBJ VERSION``."""
+    from ..project import ProjectStore
+    from ..project.versions import list_versions, restore_version
+    from ..review.qc import require_object
+
+    action = args.target[0]
+    wanted = 3 if action == "history" else 4
+    if len(args.target) != wanted:
+        raise ReviewError("usage: review history PROJECT OBJ [--json]" if action == "history"
+                          else "usage: review restore PROJECT OBJ VERSION")
+    obj_id = _int_arg(args.target[2], "object id")
+    if action == "history":
+        store = ProjectStore.open(args.target[1], mode="r")
+        require_object(store, obj_id)
+        versions = list_versions(store, obj_id)
+        if args.json:
+            print(json.dumps([v.as_json() for v in versions], indent=2))
+            return 0
+        if not versions:
+            print(f"object {obj_id} has no versions")
+        for v in versions:
+            frames = summarize_list(f"{a}-{b}" if a != b else f"{a}" for a, b in v.frames) or "-"
+            print(f"{v.number:>5}  {v.kind:<11} {v.time:<26} {v.who:<12} frames {frames:<16} "
+                  f"{v.bytes:>9} B  {v.what}")
+        return 0
+    number = _int_arg(args.target[3], "version")
+    store = ProjectStore.open(args.target[1], command="napari-sam2-track review restore")
+    try:
+        require_object(store, obj_id)
+        reviewer = args.reviewer
+        info = restore_version(store, obj_id, number, who=reviewer)
+    finally:
+        store.close()
+    print(f"object {obj_id} restored to before version {number} (frames "
+          f"{summarize_list(f'{a}-{b}' for a, b in info.frames) or 'none changed'}); "
+          f"this restore is version {info.number}")
     return 0
