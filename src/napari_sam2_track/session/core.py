@@ -518,6 +518,13 @@ class AnnotationSession(ObjectsMixin):
         self.check_idle("undo a correction")
         return self.corrections.request_undo(obj_id)
 
+    def request_restore(self, obj_id: int, number: int) -> Future:
+        """Restore object ``obj_id`` to how it was before its version ``number`` (masks, rows,
+        prompts; :func:`~napari_sam2_track.project.versions.restore_version`) on the compute
+        thread; the future gives the :class:`~.corrections.Correction` undone."""
+        self.check_idle("restore a version")
+        return self.corrections.request_restore(obj_id, number)
+
     def undo_correction(self, obj_id: int | None = None) -> Correction:
         """:meth:`request_undo`, waiting until the segment is restored."""
         return self.request_undo(obj_id).result()

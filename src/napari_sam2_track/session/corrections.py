@@ -198,14 +198,26 @@ class Corrections:
         on the compute thread; the future gives the :class:`Correction` undone."""
         if self.undo_span(obj_id) is None:
             raise PromptError(f"object {obj_id} has no correction to undo")
+        return self.request_restore(obj_id, None)
+
+    def request_restore(self, obj_id: int, number: int | None) -> Future:
+        """Restore the object to how it was before version ``number`` (``None``: undo its
+        newest) on the compute thread; the future gives the :class:`Correction` undone."""
         future: Future = Future()
+
+        def restore() -> tuple[int, int]:
+            if number is None:
+                return segments.undo_segment(self.store, obj_id, who=self.activity.annotator)
+            info = segments.restore_version(self.store, obj_id, number, who=self.activity.annotator)
+            return info.span or (0, -1)
 
         def run() -> None:
             try:
                 with self.store_lock:
-                    start, end = segments.undo_segment(self.store, obj_id, who=self.activity.annotator)
+                    start, end = restore()
                     self._episodes.pop(obj_id, None)
-                    changed = self.prompt_book.reload(obj_id, start, end, self.store.prompts.prompts)
+                    changed = self.prompt_book.reload(obj_id, 0, self.store.num_frames - 1,
+                                                      self.store.prompts.prompts)
                 self.engine.drop_tracker()  # its memory holds the corrected segment: rebuilt from the store
                 self.activity.log("undo", object=obj_id, frames=(start, end))
                 frame = next((c.frame for c in (self.last_correction,) if c and c.object == obj_id), start)
