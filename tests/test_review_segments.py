@@ -12,7 +12,6 @@ from napari_sam2_track.review.qc import approve
 from napari_sam2_track.review.segments import (
     begin_correction,
     correction_segment,
-    has_undo,
     list_versions,
     propagated_around,
     segment_snapshot,

@@ -9,7 +9,7 @@ import pytest
 from napari_sam2_track.engine.tracker import FrameResult
 from napari_sam2_track.errors import ReviewError
 from napari_sam2_track.passes import plan_passes
-from napari_sam2_track.project import COL, ProjectStore
+from napari_sam2_track.project import ProjectStore
 from napari_sam2_track.project.versions import (
     RunVersions,
     edit_frame,

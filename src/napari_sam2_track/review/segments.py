@@ -140,10 +140,6 @@ def has_undo(store: ProjectStore, obj_id: int) -> bool:
 
 
 # ------------------------------------------------------------------- early stop
-def _present(mask: np.ndarray, area: float, visible: bool, threshold: int) -> bool:
-    return bool(visible) and area >= threshold
-
-
 @dataclass
 class EarlyStop:
     """Stop each direction of a correction once ``frames`` consecutive re-propagated frames
@@ -170,12 +166,11 @@ class EarlyStop:
         threshold = max(1, self.min_visible_pixels)
         new_mask = np.asarray(result.masks[obj_id], bool)
         new_area = int(new_mask.sum())
-        new_on = _present(new_mask, new_area, result.presence[obj_id] > 0 or obj_id in result.prompted, threshold)
+        new_on = (result.presence[obj_id] > 0 or obj_id in result.prompted) and new_area >= threshold
         state = old_row[COL["state"]]
-        old_area = int(old_mask.sum())
-        old_on = np.isfinite(state) and state not in (STATE_NOT_RUN, STATE_ABSENT) and old_area >= threshold
         if not np.isfinite(state) or state == STATE_NOT_RUN:
             return False  # nothing to agree with
+        old_on = state != STATE_ABSENT and int(old_mask.sum()) >= threshold
         if new_on != old_on:
             return False
         if not new_on:
