@@ -160,3 +160,25 @@ def test_early_stop_after_exactly_k_agreeing_frames_and_not_on_presence_change(t
     rec2 = begin_correction(store, 1, 2, 0, N - 1)
     out = [r.frame for r in rule.results(_FakeTracker(results), plan, None, RunVersions({1: rec2}))]
     assert out[:6] == [2, 3, 4, 5, 6, 7] and "forward" not in rule.stops
+
+
+def test_an_undo_snapshot_of_an_earlier_release_becomes_the_newest_version(tmp_path):
+    """``undo/<id>`` (mask, table, prompts of a segment) is migrated when the project is next
+    opened for writing, and the undo still restores it byte for byte."""
+    store = _project(tmp_path)
+    before = chunk_files(store)
+    group = store.group.require_group("undo/1")
+    group.create_array("mask", data=store.masks(1, 2, 5))
+    group.create_array("table", data=store.table_rows(1, 2, 5))
+    group.attrs.update({"start": 2, "end": 4, "time": "2026-01-01T00:00:00+00:00", "prompts": [],
+                        "complete": True, "corrected": "2026-01-01T00:00:01+00:00"})
+    for t in (2, 3, 4):
+        write_frame(store, t, {1: disc(H, W, 40, 30, 5)})
+    assert [v.number for v in list_versions(store, 1)] == [0]  # listed before it is migrated
+    store.close()
+    store = ProjectStore.open(store.path)
+    assert "undo" not in store.group or "1" not in store.group["undo"]
+    newest = list_versions(store, 1)[-1]
+    assert (newest.kind, newest.frames) == ("correction", [[2, 4]])
+    undo_newest(store, 1)
+    assert chunk_files(store) == before
