@@ -1,6 +1,7 @@
 """Command line: ``napari-sam2-track review ...`` and ``napari-sam2-track report ...``.
 
-``review PROJECT`` lists flags and masklets with their QC status; ``review approve|reject
+``review PROJECT`` lists flags and masklets with their QC status; ``review history|restore
+PROJECT OBJ`` lists and restores track versions; ``review approve|reject
 PROJECT OBJ [--frames A-B]`` records decisions; ``report PROJECT`` prints annotator analytics.
 """
 
