@@ -9,6 +9,16 @@ corrections does: propagating every object over the whole video again. Prints on
 per video length with the wall seconds of each step and the frames x objects each computes::
 
     OMP_NUM_THREADS=2 python benchmarks/correction.py --frames 24 48 --objects 3
+
+``--early-stop``: one object keyed on the first and last frame of a long segment (the cells
+sample, or ``--video``), propagated, then corrected on ``--fix-at`` (default: a tenth into the
+segment) once with the early stop (``--agree-frames``, ``--agree-iou``) and once over the whole
+segment, on two copies of the same project in the same run. Per case one JSON line:
+``segment_frames``, ``frames_repropagated``, ``seconds`` (early stop), ``seconds_full_segment``,
+``differ_after_stop`` (frames beyond the stop where the full segment's mask differs from the
+kept one: IoU below the threshold or another presence) and ``version_bytes``::
+
+    OMP_NUM_THREADS=2 python benchmarks/correction.py --early-stop --frames 1000
 """
 
 from __future__ import annotations
@@ -71,6 +81,82 @@ def run(n_frames: int, n_objects: int, keyframes: int, size: int, model, root: P
     }
 
 
+def _iou_differs(a: np.ndarray, b: np.ndarray, iou: float) -> bool:
+    if a.any() != b.any():
+        return True
+    union = (a | b).sum()
+    return bool(union) and (a & b).sum() / union < iou
+
+
+def run_early_stop(n_frames: int, size: int, model, root: Path, *, video: str | None, fix_at: int | None,
+                   agree_frames: int, agree_iou: float) -> dict:
+    """Correct one frame of a long segment with the early stop and over the whole segment."""
+    import shutil
+
+    from napari_sam2_track.project import ProjectStore
+    from napari_sam2_track.project.versions import list_versions
+    from napari_sam2_track.samples import first_frame_prompts, make_cells
+    from napari_sam2_track.session import AnnotationSession
+    from napari_sam2_track.sources import open_source
+
+    if video:
+        source = open_source(video)
+        n_frames = min(n_frames, len(source))
+        x, y = source.width / 2, source.height / 2
+    else:
+        sample = make_cells(n_frames=n_frames, size=(size, size))
+        source = open_source(sample.frames)
+        x, y = list(first_frame_prompts(sample).values())[0]
+    last = n_frames - 1
+    path = root / f"e{n_frames}.zarr"
+    store = ProjectStore.create(path, num_frames=len(source), height=source.height, width=source.width)
+    schema = store.schema
+    store.set_schema(schema.model_copy(update={"review": schema.review.model_copy(
+        update={"agree_frames": agree_frames, "agree_iou": agree_iou})}))
+    session = AnnotationSession(source, store, prefetch=False)
+    session.set_model(model)
+    obj = session.add_object().id
+    session.add_click(0, x, y, obj_id=obj)
+    session.add_click(last, x, y, obj_id=obj)
+    began = time.perf_counter()
+    list(session.propagate_iter("forward", 0, last))
+    first_pass = time.perf_counter() - began
+    session.close()
+    full_path = root / f"f{n_frames}.zarr"
+    shutil.copytree(path, full_path)
+    frame = fix_at if fix_at is not None else max(1, last // 10)
+    results = {}
+    for name, where, early in (("early", path, True), ("full", full_path, False)):
+        session = AnnotationSession(source, ProjectStore.open(where), prefetch=False)
+        session.set_model(model)
+        session.corrections.stop_early = early
+        session.tracker  # built outside the timing
+        began = time.perf_counter()
+        correction = session.correct(frame, [(x, y, 1), (x + 3, y + 3, 0)], obj_id=obj)
+        results[name] = (correction, time.perf_counter() - began)
+        session.close()
+    early, seconds = results["early"]
+    full, seconds_full = results["full"]
+    a, b = ProjectStore.open(path, mode="r"), ProjectStore.open(full_path, mode="r")
+    beyond = [t for t in range(1, last) if not early.start <= t <= early.end]
+    differ = int(sum(_iou_differs(a.mask(obj, t), b.mask(obj, t), agree_iou) for t in beyond))
+    version = next(v for v in list_versions(a, obj) if v.number == early.version)
+    return {
+        "case": "early_stop", "video": video or "cells (procedural)", "size": [source.height, source.width],
+        "segment_frames": early.segment[1] - early.segment[0] + 1, "fix_at": frame,
+        "frames_repropagated": early.frames, "stops": {k: int(v) for k, v in early.stops.items()},
+        "seconds": round(seconds, 2), "seconds_full_segment": round(seconds_full, 2),
+        "frames_full_segment": full.frames,
+        "ratio": round(seconds / seconds_full, 3),
+        "frames_after_stop": len(beyond), "differ_after_stop": differ,
+        "agree_frames": agree_frames, "agree_iou": agree_iou,
+        "version_bytes": version.bytes, "version_frames": version.frames,
+        "bytes_per_version_frame": round(version.bytes / max(1, early.frames)),
+        "first_propagation_s": round(first_pass, 2),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, nargs="+", default=[24, 48])
@@ -78,11 +164,32 @@ def main() -> None:
     p.add_argument("--keyframes", type=int, default=3, help="keyframes per object besides frame 0")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--early-stop", action="store_true",
+                   help="a correction that stops once the track agrees, against the whole segment")
+    p.add_argument("--video", help="--early-stop: a video instead of the procedural cells")
+    p.add_argument("--fix-at", type=int, help="--early-stop: the corrected frame")
+    p.add_argument("--agree-frames", type=int, default=5)
+    p.add_argument("--agree-iou", type=float, default=0.9)
+    p.add_argument("--nudge", action="store_true", help="make the random model's masks usable (as the tests)")
     args = p.parse_args()
 
     from napari_sam2_track.engine.models import load_random_model
 
     model = load_random_model(image_size=256, seed=0, device=args.device)
+    if args.nudge:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from conftest import nudge_test_model
+
+        nudge_test_model(model.predictor)
+    if args.early_stop:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.frames:
+                print(json.dumps(run_early_stop(n, args.size, model, Path(tmp), video=args.video,
+                                                fix_at=args.fix_at, agree_frames=args.agree_frames,
+                                                agree_iou=args.agree_iou)), flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.frames:
             print(json.dumps(run(n, args.objects, args.keyframes, args.size, model, Path(tmp))), flush=True)

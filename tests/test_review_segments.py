@@ -10,8 +10,9 @@ from napari_sam2_track.prompts import Prompt, PromptSet
 from napari_sam2_track.review import Masklet, read_review
 from napari_sam2_track.review.qc import approve
 from napari_sam2_track.review.segments import (
+    begin_correction,
     correction_segment,
-    has_undo,
+    list_versions,
     propagated_around,
     segment_snapshot,
     snapshot_segment,
@@ -42,7 +43,8 @@ def frame_files(files: dict[str, bytes], t: int) -> dict[str, bytes]:
 
 def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, test_model):
     from napari_sam2_track.engine.tracker import StreamingTracker
-    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.pipeline import Request, track, track_in_store
+    from napari_sam2_track.project.versions import RunVersions
     from napari_sam2_track.sources import open_source
 
     frames = make_blob_video(N)
@@ -66,15 +68,16 @@ def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, tes
     prompts_before = store.meta["prompts"]
     start, end = correction_segment(store, 1, 5)
     assert (start, end) == (1, N - 2) == tracker.correction_range(1, 5)
-    snapshot_segment(store, 1, start, end)
-    assert segment_snapshot(store, 1) == (start, end)
+    version = begin_correction(store, 1, 5, start, end)
     approve(store, 1, 2, 3, reviewer="ann")
 
     correction = Prompt(object=1, frame=5, points=[(60, 60)], labels=[0])
     store.put_prompt(correction)
     tracker.add_prompt(correction)
-    list(track(source, None, store, model=test_model, direction="both", start=start, end=end,
-               obj_ids=[1], tracker=tracker))
+    list(track_in_store(store, source, model=test_model, request=Request("both", start, end, [1]),
+                        tracker=tracker, versions=RunVersions({1: version})))
+    version.finish()
+    assert segment_snapshot(store, 1) == (start, end)
     after = chunk_files(store)
     # outside the segment nothing moved, to the byte; object 2 kept every mask and row
     for t in (0, N - 1):
@@ -94,9 +97,10 @@ def test_correction_rewrites_only_its_segment_and_undo_restores_it(tmp_path, tes
     for o in (1, 2):
         assert store.table(o).tobytes() == tables[o].tobytes()
     assert sorted(map(str, store.meta["prompts"])) == sorted(map(str, prompts_before))
-    assert not has_undo(store, 1)
-    with pytest.raises(ReviewError, match="no correction to undo"):
-        undo_segment(store, 1)
+    # the undo is a version too: undoing it gives the correction back, byte for byte
+    assert [v.kind for v in list_versions(store, 1)][-2:] == ["correction", "undo"]
+    undo_segment(store, 1)
+    assert chunk_files(store) == after
     # the approval inside the segment was invalidated; the undo is on the record
     change = read_review(store).latest(Masklet(object=1, start=2, end=3)).invalidated_by
     assert change is not None
@@ -171,35 +175,3 @@ def test_undo_restores_overlap_layers_byte_for_byte(tmp_path):
     assert chunk_files(store) == before
     for o in (1, 2, 3):
         assert np.array_equal(store.masks(o, 0, 5), masks_before[o])
-
-
-def test_an_unfinished_or_damaged_snapshot_is_never_restored(tmp_path):
-    """A snapshot whose ``complete`` mark is missing (the copy was cut short) is no undo; a
-    damaged one is refused before anything of the project is rewritten."""
-    import zarr
-
-    from napari_sam2_track.prompts import ObjectSpec
-
-    from test_store import disc, write_frame
-
-    store = ProjectStore.create(tmp_path / "p.zarr", num_frames=5, height=40, width=50)
-    store.set_objects([ObjectSpec(id=1), ObjectSpec(id=2)])
-    for t in range(5):
-        write_frame(store, t, {1: disc(40, 50, 20 + t, 20, 8), 2: disc(40, 50, 10, 10, 5)})
-    snapshot_segment(store, 1, 1, 3)
-    root = zarr.open_group(str(store.path), mode="r+")
-    del root["undo/1"].attrs["complete"]  # as if the copy had been killed before its end
-    assert segment_snapshot(store, 1) is None and not has_undo(store, 1)
-    with pytest.raises(ReviewError, match="no correction to undo"):
-        undo_segment(store, 1)
-
-    snapshot_segment(store, 1, 1, 3)  # replaces the unfinished one
-    assert segment_snapshot(store, 1) == (1, 3)
-    for t in (1, 2, 3):
-        store.merge_labels(t, {1: disc(40, 50, 40, 30, 5)})
-    files = chunk_files(store)
-    del root["undo/1/table"]
-    root.create_array("undo/1/table", data=np.zeros((2, len(COL))))  # one row short
-    with pytest.raises(ReviewError, match="damaged"):
-        undo_segment(store, 1)
-    assert chunk_files(store) == files  # nothing of the project was rewritten

@@ -75,9 +75,7 @@ def test_correction_rewrites_its_segment_only_and_undo_restores_it(tracked):
     for o in (1, 2):
         assert store.table(o).tobytes() == tables[o].tobytes()
     assert session.prompts() == prompts and session.keyframes(1) == [0, N - 1]
-    assert session.undo_segment(1) is None
-    with pytest.raises(PromptError, match="no correction to undo"):
-        session.request_undo(1)
+    assert session.undo_segment(1) == (1, N - 2)  # the undo is a version: undoing it redoes
     with pytest.raises(PromptError, match="needs clicks or a box"):
         session.request_correction(5, [], obj_id=1)
     session.activity.flush()
@@ -100,7 +98,7 @@ def test_auto_correct_only_on_propagated_frames(tracked):
     session, store = tracked, tracked.store
     files = chunk_files(store)
     session.add_click(3, 40, 40, positive=False, obj_id=1)  # auto_correct is off: the prompt only
-    assert session.undo_segment(1) is None
+    assert session.undo_segment(1) == (0, N - 1)  # still the propagation's version
     changed = [t for t in range(N) if frame_files(chunk_files(store), t) != frame_files(files, t)]
     assert changed == [3]
     session.auto_correct = True
@@ -115,23 +113,27 @@ def test_auto_correct_only_on_propagated_frames(tracked):
     assert len(finished) == 1
 
 
-def test_undo_refuses_after_a_later_change_of_the_segment(tracked):
-    from napari_sam2_track.errors import ReviewError
-
+def test_undo_goes_back_one_version_at_a_time(tracked):
+    """A hand edit after a correction is a version of its own: the first undo takes the edit
+    back, the second the correction, each byte for byte."""
     session, store = tracked, tracked.store
+    before = chunk_files(store)
     session.correct(5, [(60.0, 60.0, 0)], obj_id=1)
+    corrected = chunk_files(store)
     labels = np.asarray(store.labels[3]).copy()
     labels[:3, :3] = 1
     session.persist_edit(3, labels)  # a hand edit inside the corrected segment, after it
-    edited = chunk_files(store)
-    with pytest.raises(ReviewError, match=r"changed on frames 3-3 after the correction .*edited by hand"):
-        session.undo_correction(1)
-    assert chunk_files(store) == edited and session.undo_segment(1) == (1, N - 2)
-    labels = np.asarray(store.labels[0]).copy()
-    labels[:3, :3] = 2  # object 2 and frames outside the segment do not stand in the way
-    session.persist_edit(0, labels)
-    with pytest.raises(ReviewError, match="frames 3-3"):
-        session.undo_correction(1)
+    assert session.undo_segment(1) == (3, 3)
+    undone = session.undo_correction(1)
+    assert (undone.start, undone.end) == (3, 3)
+    assert chunk_files(store) == corrected
+    # the undo of the edit is the newest version now; the correction's version is before it
+    from napari_sam2_track.review.segments import list_versions, restore_version
+
+    kinds = [(v.number, v.kind) for v in list_versions(store, 1)]
+    correction = [n for n, k in kinds if k == "correction"][-1]
+    restore_version(store, 1, correction)
+    assert chunk_files(store) == before
 
 
 def test_edits_wait_while_a_correction_runs(tracked):

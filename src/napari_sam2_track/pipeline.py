@@ -31,7 +31,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -51,6 +51,8 @@ from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, stor
 if TYPE_CHECKING:
     from .volumes.checks import VolumeRequest
     from .engine.models import LoadedModel
+    from .project.versions import RunVersions
+    from .review.segments import EarlyStop
     from .engine.tracker import StreamingTracker
     from .schema import Schema
     from .sources import FrameSource
@@ -388,21 +390,29 @@ def track_in_store(
     retain_frames: int | str = "window",
     schema: "Schema | None" = None,
     tracker: "StreamingTracker | None" = None,
+    versions: "RunVersions | None" = None,
+    early_stop: "EarlyStop | None" = None,
 ) -> Iterator[Progress]:
     """Track into an open project (its lock held by the caller). With ``tracker`` (whose
     prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
     is made for this run and seeded from ``prompts`` or the project's own. Videos only: a
-    volume is tracked by :func:`track` with a path."""
+    volume is tracked by :func:`track` with a path.
+
+    ``versions``: the track versions this run's pre-images go to (a correction's; the caller
+    finishes them); by default the run records and finishes a ``propagation`` version per
+    object. ``early_stop``: end each pass once its frames agree with the stored masks
+    (:class:`~napari_sam2_track.review.segments.EarlyStop`)."""
     refuse_volume(source, "an open project (the napari session)")
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     seeding = _Seeding(source, prompts, prompts_dir, schema)
     if tracker is not None:
         yield from _seed_and_run(store, tracker, seeding, model, request, resume, cancel,
-                                 seed=False)
+                                 seed=False, versions=versions, early_stop=early_stop)
         return
     with _own_tracker(model, source, retain_frames) as own:
-        yield from _seed_and_run(store, own, seeding, model, request, resume, cancel)
+        yield from _seed_and_run(store, own, seeding, model, request, resume, cancel,
+                                 versions=versions, early_stop=early_stop)
 
 
 # ----------------------------------------------------------------------- the three modes
@@ -463,12 +473,14 @@ def _write_failures(out: Path, store: ProjectStore | None, objects: list[int], *
 
 def _seed_and_run(store: ProjectStore, tracker: "StreamingTracker", seeding: _Seeding,
                   model: "LoadedModel", request: Request, resume: bool,
-                  cancel: threading.Event | None, *, seed: bool = True) -> Iterator[Progress]:
+                  cancel: threading.Event | None, *, seed: bool = True,
+                  versions: "RunVersions | None" = None,
+                  early_stop: "EarlyStop | None" = None) -> Iterator[Progress]:
     """Into an open project: seed (``seed``: the tracker too), then run."""
     masks, plan = seeding.prepare(tracker, store, request, seed=seed)
     with _write_failures(store.path, store, plan.objects, discarded=False):
         seeding.store(store, masks)
-        yield from _run(store, tracker, model, request, plan, resume, cancel)
+        yield from _run(store, tracker, model, request, plan, resume, cancel, versions, early_stop)
 
 
 def _new_store(out: Path, source: "FrameSource", *, overwrite: bool, command: str | None):
@@ -522,32 +534,47 @@ def _track_replacement(out: Path, tracker: "StreamingTracker", seeding: _Seeding
 
 def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
          request: Request, plan: Plan, resume: bool,
-         cancel: threading.Event | None) -> Iterator[Progress]:
+         cancel: threading.Event | None, versions: "RunVersions | None" = None,
+         early_stop: "EarlyStop | None" = None) -> Iterator[Progress]:
     """Propagate and write; the run's status is recorded however it ends (an ``OSError`` is
-    re-raised once the status is written)."""
+    re-raised once the status is written). Each frame's pre-image goes to the track versions
+    (``versions``, else a ``propagation`` version per object) before the frame is written."""
     skip = None
     if resume:
         done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in tracker.obj_ids}
         skip = lambda obj, t: t in done.get(obj, ())  # noqa: E731
+
+    def results(run_versions: "RunVersions") -> Iterator:
+        if early_stop is None:
+            return tracker.run(plan, cancel)
+        return early_stop.results(tracker, plan, cancel, run_versions)
+
     yield from run_into_store(
-        store, model, tracker.run(plan, cancel), total=plan.total, ranges=plan.ranges(),
+        store, model, results, total=plan.total, ranges=plan.ranges(),
         run_info={"direction": request.direction, "start": request.start, "end": request.end,
                   "objects": plan.objects, "resume": resume},
-        skip=skip, cancel=cancel, state_bytes=tracker.state_bytes)
+        skip=skip, cancel=cancel, state_bytes=tracker.state_bytes, versions=versions)
 
 
-def run_into_store(store: ProjectStore, model: "LoadedModel", results: Iterator, *, total: int,
+def run_into_store(store: ProjectStore, model: "LoadedModel",
+                   results: "Callable[[RunVersions], Iterator]", *, total: int,
                    ranges: list[tuple[int, int, int]], run_info: dict,
                    skip=None, cancel: threading.Event | None = None,
-                   state_bytes=lambda: 0) -> Iterator[Progress]:
-    """Write tracking ``results`` (:class:`~.engine.tracker.FrameResult`, frames being the
+                   state_bytes=lambda: 0,
+                   versions: "RunVersions | None" = None) -> Iterator[Progress]:
+    """Write tracking results (:class:`~.engine.tracker.FrameResult`, frames being the
     project's frames) into ``store`` as one recorded run, yielding a :class:`Progress` each.
 
-    ``ranges``: ``(object, first, last)`` the run will rewrite (recorded as changes unless
+    ``results(versions)`` gives the results once the run's track versions exist; ``ranges``:
+    ``(object, first, last)`` the run will rewrite (recorded as changes unless
     ``run_info["resume"]``); ``run_info``: the run record's fields; ``skip(obj, frame)``:
-    results not to write (``--resume``). The run's status is recorded however it ends (an
-    ``OSError`` is re-raised once the status is written).
+    results not to write (``--resume``); ``versions``: where each frame's pre-image goes (a
+    correction's, finished by its caller), by default a ``propagation`` version per object,
+    finished here. The run's status is recorded however it ends (an ``OSError`` is re-raised
+    once the status is written).
     """
+    from .project.versions import RunVersions
+
     store.update_meta(model=model.describe())
     schema = store.schema
     run_id = store.begin_run(model=model.name, **run_info)
@@ -555,6 +582,11 @@ def run_into_store(store: ProjectStore, model: "LoadedModel", results: Iterator,
     if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
         store.record_changes(ranges, f"propagation run {run_id}", "propagation",
                              run=run_id)
+    own_versions = versions is None
+    if own_versions:
+        versions = RunVersions.begin(store, ranges, "propagation", f"propagation run {run_id}",
+                                     skip=skip)
+    frames = results(versions)
     reserve = _SpaceReserve(store.path)
     writer = StoreWriter(store, run_id, min_visible_pixels=schema.min_visible_pixels, skip_frames=skip)
     status, error = "failed", None
@@ -562,7 +594,8 @@ def run_into_store(store: ProjectStore, model: "LoadedModel", results: Iterator,
     computed = 0
     held = 0
     try:
-        for result in results:
+        for result in frames:
+            versions.capture(result)  # the frame as stored, kept before it is rewritten
             writer.submit(result)
             computed += 1
             if computed % 25 == 1:  # walking the state costs ~1 ms; sample it
@@ -596,6 +629,8 @@ def run_into_store(store: ProjectStore, model: "LoadedModel", results: Iterator,
                     [(o, a, b) for o, ranges in writer.written.items() for a, b in ranges],
                     f"propagation run {run_id} wrote these frames", "propagation", run=run_id,
                 )
+                if own_versions:
+                    versions.finish(run=run_id)
             except OSError:
                 pass  # shown as interrupted once the lock is given back
     if error is not None:

@@ -195,6 +195,16 @@ class ReviewThresholds(BaseModel):
     sample_pass: float = Field(default=1.0, ge=0, le=1)
     """Sampled QC: the masklet is satisfactory when at least this fraction of its sampled
     frames pass (1.0: all of them)."""
+    correction_stop: Literal["agree", "segment"] = "agree"
+    """Corrections: re-propagate each direction until ``agree_frames`` consecutive frames agree
+    with the stored masks (``agree``), or always the whole segment between the keyframes."""
+    agree_frames: int = Field(default=5, ge=1, le=10_000)
+    """Corrections stop a direction after this many consecutive agreeing frames."""
+    agree_iou: float = Field(default=0.9, gt=0, le=1)
+    """A re-propagated frame agrees when its IoU with the stored mask is at least this and the
+    presence (visible or not) is the same."""
+    keep_versions: int = Field(default=10, ge=1, le=1000)
+    """Track versions kept per object (propagations, corrections, edits, undos, restores)."""
 
 
 def _default_categories() -> list[Category]:

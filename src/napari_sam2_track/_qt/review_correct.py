@@ -48,6 +48,13 @@ class CorrectBox(QGroupBox):
             "A prompt on a frame that was propagated re-propagates that object alone between its\n"
             "neighbouring keyframes (on a worker); the other frames and objects stay as they are.")
         self.auto_check.toggled.connect(self._apply_auto)
+        self.stop_check = QCheckBox("Stop once the track agrees")
+        self.stop_check.setChecked(True)
+        self.stop_check.setToolTip(
+            "Each direction stops after the schema's review.agree_frames frames in a row agree with\n"
+            "the stored masks (faster; the frames beyond keep masks made with the older memory).\n"
+            "Off: re-propagate the whole segment between the keyframes (exact).")
+        self.stop_check.toggled.connect(self._apply_stop)
         self.status_label = StatusLine(IDLE_TEXT, lines=2)
         row = QHBoxLayout()
         self.undo_button = QPushButton("Undo")
@@ -58,6 +65,7 @@ class CorrectBox(QGroupBox):
         row.addWidget(self.status_label, 1)
         row.addWidget(self.undo_button)
         layout.addWidget(self.auto_check)
+        layout.addWidget(self.stop_check)
         layout.addLayout(row)
 
     # -------------------------------------------------------------- session
@@ -73,6 +81,8 @@ class CorrectBox(QGroupBox):
             self.undo_button.setEnabled(False)
             return
         self._apply_auto(self.auto_check.isChecked())
+        self.stop_check.setChecked(session.store.schema.review.correction_stop == "agree")
+        self._apply_stop(self.stop_check.isChecked())
         self._link.connect(session.events.correction_started, self._on_started)
         self._link.connect(session.events.correction_finished, self._on_finished)
 
@@ -85,6 +95,10 @@ class CorrectBox(QGroupBox):
     def _apply_auto(self, on: bool) -> None:
         if self.session is not None:
             self.session.auto_correct = bool(on)
+
+    def _apply_stop(self, on: bool) -> None:
+        if self.session is not None:
+            self.session.corrections.stop_early = bool(on)
 
     def set_selected(self, obj_id: int | None, undo_span: tuple[int, int] | None) -> None:
         """The selected object and the frames an undo of its last correction restores."""
@@ -106,8 +120,9 @@ class CorrectBox(QGroupBox):
         if c.undone:
             self.status_label.setText(f"object {c.object}: frames {c.start}-{c.end} restored")
         else:
+            stopped = f" (stopped: {', '.join(f'{k} at {v}' for k, v in c.stops.items())})" if c.stops else ""
             self.status_label.setText(
-                f"object {c.object}: frames {c.start}-{c.end} re-propagated in {c.seconds:.1f} s")
+                f"object {c.object}: frames {c.start}-{c.end} re-propagated in {c.seconds:.1f} s{stopped}")
         if c.object == self.selected:
             self.set_selected(self.selected, None if c.undone else (c.start, c.end))
         if c.undone:  # the segment is as it was: nothing to outline any more

@@ -40,6 +40,7 @@ from ._gui_thread import SessionLink
 from ._hub import hub_for, report
 from ._widgets import ScrollDock, StatusLine
 from .review_correct import CorrectBox
+from .review_history import HistoryBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
 from .review_notes import DecisionList, FlagList, flag_at, flag_text
@@ -165,6 +166,10 @@ class ReviewWidget(ScrollDock):
         self.correct_box.setTitle("")
         self.correct_box.setFlat(True)
         self.add_section("Correct", self.correct_box)
+        self.history_box = HistoryBox(self._error)
+        self.history_box.setTitle("")
+        self.history_box.setFlat(True)
+        self.add_section("History", self.history_box, expanded=False)
 
         box = QWidget()
         form = QFormLayout(box)
@@ -259,6 +264,7 @@ class ReviewWidget(ScrollDock):
     def _on_session_changed(self, session) -> None:
         self._link.disconnect_all()
         self.correct_box.attach(session)
+        self.history_box.attach(session)
         self.data = None
         self.selected = None
         if session is None:
@@ -373,6 +379,7 @@ class ReviewWidget(ScrollDock):
     def _update_undo(self) -> None:
         track = self.track
         self.correct_box.set_selected(self.selected, track.undo if track is not None else None)
+        self.history_box.set_selected(self.selected)
 
     def _fill_table(self) -> None:
         table = self.table
@@ -589,4 +596,5 @@ class ReviewWidget(ScrollDock):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self._link.disconnect_all()
         self.correct_box.detach()
+        self.history_box.detach()
         super().closeEvent(event)

@@ -3,7 +3,8 @@
 ``review PROJECT`` lists flags and masklets with their QC status; ``review approve|reject
 PROJECT OBJ [--frames A-B | --frame F]`` records decisions (without the project's write lock);
 ``review sample PROJECT OBJ`` draws the frames of a sampled QC and ``review verdict PROJECT
-[OBJ]`` shows where it stands; ``report PROJECT`` prints annotator analytics.
+[OBJ]`` shows where it stands; ``review history|restore PROJECT OBJ`` lists and restores track
+versions; ``report PROJECT`` prints annotator analytics.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
 SAMPLED = ("sample", "verdict")
+VERSION_ACTIONS = ("history", "restore")
 
 
 def add_parsers(sub) -> None:
@@ -28,10 +30,11 @@ def add_parsers(sub) -> None:
         description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
                     "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
                     "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
-                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]",
+                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION",
     )
-    p.add_argument("target", nargs="+", metavar="[approve|reject|sample|verdict] PROJECT [OBJ]",
-                   help="a project to list, or approve/reject/sample/verdict, a project and an object id")
+    p.add_argument("target", nargs="+", metavar="[approve|reject|sample|verdict|history|restore] PROJECT [OBJ]",
+                   help="a project to list; or an action, a project and an object id")
     p.add_argument("--frames", help="frame range A-B (default: each presence span of the object)")
     p.add_argument("--reviewer", help="reviewer name (default: $NAPARI_SAM2_TRACK_REVIEWER or the OS user)")
     p.add_argument("--comment", default="", help="comment stored with the decision")
@@ -80,6 +83,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         return judge(args)
     if args.target[0] in ACTIONS:
         return _decide(args)
+    if args.target[0] in VERSION_ACTIONS:
+        return _versions(args)
     if len(args.target) != 1:
         raise ReviewError("give one project to list, or: review approve|reject PROJECT OBJ --frames A-B")
     return _list(args.target[0], args)
@@ -203,4 +208,52 @@ def cmd_report(args: argparse.Namespace) -> int:
                                       "frames_propagated_per_prompt")]
         text = ["-" if v is None else f"{v:.2f}" for v in cells]
         print(f"{row['who']:<40} {text[0]:>8} {text[1]:>9} {text[2]:>21} {text[3]:>19} {text[4]:>17} {text[5]:>14}")
+    return 0
+
+
+# ------------------------------------------------------------------ track versions
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ReviewError(f"{what} {text!r} is not a number") from None
+
+
+def _versions(args: argparse.Namespace) -> int:
+    """``review history PROJECT OBJ [--json]`` and ``review restore PROJECT OBJ VERSION``."""
+    from ..project import ProjectStore
+    from ..project.versions import list_versions, restore_version
+    from ..review.qc import require_object
+
+    action = args.target[0]
+    wanted = 3 if action == "history" else 4
+    if len(args.target) != wanted:
+        raise ReviewError("usage: review history PROJECT OBJ [--json]" if action == "history"
+                          else "usage: review restore PROJECT OBJ VERSION")
+    obj_id = _int_arg(args.target[2], "object id")
+    if action == "history":
+        store = ProjectStore.open(args.target[1], mode="r")
+        require_object(store, obj_id)
+        versions = list_versions(store, obj_id)
+        if args.json:
+            print(json.dumps([v.as_json() for v in versions], indent=2))
+            return 0
+        if not versions:
+            print(f"object {obj_id} has no versions")
+        for v in versions:
+            frames = summarize_list(f"{a}-{b}" if a != b else f"{a}" for a, b in v.frames) or "-"
+            print(f"{v.number:>5}  {v.kind:<11} {v.time:<26} {v.who:<12} frames {frames:<16} "
+                  f"{v.bytes:>9} B  {v.what}")
+        return 0
+    number = _int_arg(args.target[3], "version")
+    store = ProjectStore.open(args.target[1], command="napari-sam2-track review restore")
+    try:
+        require_object(store, obj_id)
+        reviewer = args.reviewer
+        info = restore_version(store, obj_id, number, who=reviewer)
+    finally:
+        store.close()
+    print(f"object {obj_id} restored to before version {number} (frames "
+          f"{summarize_list(f'{a}-{b}' for a, b in info.frames) or 'none changed'}); "
+          f"this restore is version {info.number}")
     return 0

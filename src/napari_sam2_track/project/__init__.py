@@ -1,7 +1,7 @@
 """The project on disk: a zarr v3 store, its single writer thread and its layout constants.
 
 Only this package knows where things are stored: everything else reads and writes through
-:class:`ProjectStore`'s public methods, :mod:`.undo` (undo snapshots) and :mod:`.parts` (the
+:class:`ProjectStore`'s public methods, :mod:`.versions` (track versions) and :mod:`.parts` (the
 part tables of segmented runs). See ``docs/store.md`` for the layout specification.
 """
 

@@ -40,7 +40,7 @@ TABLE_CHUNK = 1024
 #: Folder (an empty zarr group) of the append-only JSON-Lines logs, and the change log in it.
 REVIEW_GROUP = "review"
 CHANGES_LOG = "changes.jsonl"
-#: Group of the undo snapshots ``undo/<id>`` (:mod:`.undo`).
+#: Group of the undo snapshots of earlier releases ``undo/<id>`` (read as track versions: :mod:`.versions`).
 UNDO_GROUP = "undo"
 #: Group of the part tables of segmented runs ``segment_parts/run-<id>/<segment>`` (:mod:`.parts`).
 PARTS_GROUP = "segment_parts"

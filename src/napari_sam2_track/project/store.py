@@ -12,7 +12,7 @@ Layout (see ``docs/store.md``)::
                                  objects overlap (a shard per frame, 128-px tiles where needed)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
       review/changes.jsonl       append-only record of hand edits, prompts and written runs
-      undo/<id>/                 the segment an undo restores (:mod:`.undo`)
+      versions/<id>/<n>/         what each change of an object replaced (:mod:`.versions`)
       segment_parts/             part tables of a segmented run in progress (:mod:`.parts`)
 
 Overlaps: in the merged ``labels`` image a pixel claimed by several objects goes to the
@@ -283,6 +283,10 @@ class ProjectStore(RunRecords, MaskStore, VolumeStore, PromptRecords):
             from .migrate import upgrade_store
 
             upgrade_store(store)  # under the write lock; finishes an interrupted migration too
+            if store._lock.first_hold:
+                from .versions import recover_versions
+
+                recover_versions(store)  # a change killed half-way: rolled back or finished
         return store
 
     # ------------------------------------------------------------------- locking

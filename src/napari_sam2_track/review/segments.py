@@ -1,40 +1,50 @@
-"""Undo of a correction: the rule of which segment a correction touches and whether its undo
-is still allowed.
+"""Corrections: which segment a correction touches, where its re-propagation may stop, and
+its undo (the newest track version).
 
 Before a correction re-propagates object ``o`` on the frames ``[a, b]`` (:func:`correction_segment`:
 between its neighbouring keyframes, clipped to the frames around the corrected one that hold a
-result), :func:`snapshot_segment` keeps that object's masks,
-table rows and prompts on ``[a, b]`` in the project (stored by :mod:`napari_sam2_track.project.undo`).
-One snapshot is kept per object, until the next correction of that object replaces it or an
-undo uses it. Once the correction is written, :func:`mark_corrected` notes the time: a later
-change of the object on the segment (a hand edit, another prompt, a propagation) makes
-:func:`undo_segment` refuse, as undoing would silently lose that change.
+result), :func:`begin_correction` starts a track version of ``o``
+(:mod:`napari_sam2_track.project.versions`): its prompts on ``[a, b]`` and its mask and row on
+the corrected frame are kept, and every frame the re-propagation writes is kept just before it
+is written. With :class:`EarlyStop` a direction stops once ``agree_frames`` consecutive frames
+agree with the stored masks; the frames beyond keep their masks and rows. :func:`undo_segment`
+restores the object's newest version (whatever its last change was).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ReviewError
-from ..passes import correction_range
-from ..project import COL, STATE_NOT_RUN, ProjectStore
-from ..project.undo import (
-    corrected_time,
-    mark_corrected,
-    restore_snapshot,
-    segment_snapshot,
-    snapshot_segment,
+from ..passes import Plan, correction_range
+from ..project import COL, STATE_ABSENT, STATE_NOT_RUN, ProjectStore
+from ..project.versions import (
+    Recording,
+    RunVersions,
+    begin_version,
+    list_versions,
+    newest_version,
+    restore_version,
+    undo_newest,
 )
-from .models import Change, read_review
+
+if TYPE_CHECKING:
+    from ..engine.tracker import FrameResult, StreamingTracker
 
 __all__ = [
-    "change_since_correction",
+    "EarlyStop",
+    "begin_correction",
     "correction_segment",
     "has_undo",
-    "mark_corrected",
+    "list_versions",
+    "newest_version",
     "propagated_around",
+    "restore_version",
     "segment_snapshot",
     "snapshot_segment",
     "undo_segment",
@@ -70,38 +80,124 @@ def propagated_around(store: ProjectStore, obj_id: int, frame: int, start: int,
     return first, last
 
 
-def change_since_correction(store: ProjectStore, obj_id: int) -> Change | None:
-    """The first change of object ``obj_id`` on its snapshot's segment after the correction
-    was written (``None``: none, or no correction marked)."""
-    span = segment_snapshot(store, obj_id)
-    corrected = corrected_time(store, obj_id)
-    if span is None or corrected is None:
-        return None
-    since = _dt.datetime.fromisoformat(corrected)
-    probe = Change(object=obj_id, start=span[0], end=span[1], source="undo", reason="", time=since)
-    return next((c for c in read_review(store).changes if c.time > since and c.overlaps(probe)), None)
+def begin_correction(store: ProjectStore, obj_id: int, frame: int, start: int, end: int,
+                     who: str | None = None) -> Recording:
+    """Start the version of a correction of ``obj_id`` on ``frame`` over ``start..end``: its
+    prompts on the segment and its mask and row on ``frame`` are kept now (the prompt's mask is
+    written next); the frames the re-propagation writes are kept as it goes
+    (:class:`~napari_sam2_track.project.versions.RunVersions`)."""
+    _check_segment(store, obj_id, start, end)
+    rec = begin_version(store, obj_id, "correction", f"correction on frame {frame}", [(start, end)],
+                        who=who, prompt_span=(start, end), frame=frame)
+    row = store.table_rows(obj_id, frame, frame + 1)
+    rec.capture(frame, store.mask(obj_id, frame), row[0] if row is not None else np.full(len(COL), np.nan))
+    return rec
 
 
-def undo_segment(store: ProjectStore, obj_id: int) -> tuple[int, int]:
-    """Restore object ``obj_id``'s segment from its snapshot; returns the frames restored.
+def _check_segment(store: ProjectStore, obj_id: int, start: int, end: int) -> None:
+    n = store.num_frames
+    if obj_id not in store.object_ids():
+        raise ReviewError(f"object {obj_id} is not in {store.path.name}")
+    if not (0 <= start <= end < n):
+        raise ReviewError(f"frames {start}-{end} are not a range inside the video (frames 0-{n - 1})")
 
-    The object's masks, table rows and prompts on the segment become what they were when the
-    snapshot was taken, the merged labels of those frames are recomputed, and a change record
-    (``undo``) is appended. The snapshot is used up. Refused while the segment changed after
-    the correction (:func:`change_since_correction`).
-    """
-    if segment_snapshot(store, obj_id) is None:
+
+def snapshot_segment(store: ProjectStore, obj_id: int, start: int, end: int) -> Recording:
+    """Keep ``obj_id``'s masks, table rows and prompts on ``start..end`` now, as a complete
+    version (for changes written by other means than a tracking run): :func:`undo_segment`
+    gives them back."""
+    _check_segment(store, obj_id, start, end)
+    rec = begin_version(store, obj_id, "correction", f"frames {start}-{end} kept", [(start, end)],
+                        prompt_span=(start, end))
+    rows = store.table_rows(obj_id, start, end + 1)
+    for t in range(start, end + 1):  # frame by frame: memory does not grow with the segment
+        rec.capture(t, store.mask(obj_id, t), rows[t - start])
+    rec.finish(range(start, end + 1))
+    return rec
+
+
+def segment_snapshot(store: ProjectStore, obj_id: int) -> tuple[int, int] | None:
+    """The first and last frame an undo of ``obj_id`` restores (its newest version), if any."""
+    newest = newest_version(store, obj_id)
+    return newest.span if newest is not None else None
+
+
+def undo_segment(store: ProjectStore, obj_id: int, who: str | None = None) -> tuple[int, int]:
+    """Undo the object's last change: restore its newest version (masks, table rows and
+    prompts, byte for byte); returns the first and last frame restored. The undo is a version
+    itself (undo it to redo), and a change record (``undo``) invalidates QC decisions there."""
+    newest = newest_version(store, obj_id)
+    if newest is None:
         raise ReviewError(f"object {obj_id} has no correction to undo")
-    later = change_since_correction(store, obj_id)
-    if later is not None:
-        raise ReviewError(
-            f"object {obj_id} changed on frames {later.frames} after the correction ({later.reason}); "
-            "undoing it would lose that change: correct the frame again instead")
-    start, end = restore_snapshot(store, obj_id)
-    store.record_changes([(obj_id, start, end)], f"undo of the correction on frames {start}-{end}", "undo")
-    return start, end
+    span = newest.span
+    undo_newest(store, obj_id, who=who)
+    return span if span is not None else (0, -1)
 
 
 def has_undo(store: ProjectStore, obj_id: int) -> bool:
-    """Whether object ``obj_id`` has a correction that :func:`undo_segment` can undo."""
-    return segment_snapshot(store, obj_id) is not None
+    """Whether object ``obj_id`` has a change that :func:`undo_segment` can undo."""
+    return newest_version(store, obj_id) is not None
+
+
+# ------------------------------------------------------------------- early stop
+@dataclass
+class EarlyStop:
+    """Stop each direction of a correction once ``frames`` consecutive re-propagated frames
+    agree with the stored masks: the same presence (visible or not) and, where visible, an
+    IoU of at least ``iou``. ``stops`` says where each direction stopped."""
+
+    frames: int = 5
+    iou: float = 0.9
+    min_visible_pixels: int = 0
+    stops: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_schema(cls, store: ProjectStore) -> "EarlyStop | None":
+        """The project's rule (``None``: its schema asks for the whole segment)."""
+        schema = store.schema
+        review = schema.review
+        if review.correction_stop != "agree":
+            return None
+        return cls(review.agree_frames, review.agree_iou, schema.min_visible_pixels)
+
+    def agrees(self, result: "FrameResult", obj_id: int, before: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Whether ``result``'s mask of ``obj_id`` agrees with the stored one (``before``)."""
+        old_mask, old_row = before
+        threshold = max(1, self.min_visible_pixels)
+        new_mask = np.asarray(result.masks[obj_id], bool)
+        new_area = int(new_mask.sum())
+        new_on = (result.presence[obj_id] > 0 or obj_id in result.prompted) and new_area >= threshold
+        state = old_row[COL["state"]]
+        if not np.isfinite(state) or state == STATE_NOT_RUN:
+            return False  # nothing to agree with
+        old_on = state != STATE_ABSENT and int(old_mask.sum()) >= threshold
+        if new_on != old_on:
+            return False
+        if not new_on:
+            return True
+        union = int((new_mask | old_mask).sum())
+        return union > 0 and int((new_mask & old_mask).sum()) / union >= self.iou
+
+    def results(self, tracker: "StreamingTracker", plan: Plan, cancel: threading.Event | None,
+                versions: RunVersions) -> Iterator["FrameResult"]:
+        """The results of ``plan``, pass by pass, each pass ended after ``frames`` agreeing
+        frames in a row (that frame included). Keeps each frame's pre-image in ``versions``
+        first (it is also what the frame is compared with)."""
+        self.stops = {}
+        for p in plan.passes:
+            agreeing = 0
+            frames = tracker.run(Plan(plan.direction, plan.start, plan.end, plan.objects, [p]), cancel)
+            try:
+                for result in frames:
+                    before = versions.capture(result)
+                    objs = [o for o in result.masks if o in before]
+                    if not objs or result.prompted or not all(self.agrees(result, o, before[o]) for o in objs):
+                        agreeing = 0
+                    else:
+                        agreeing += 1
+                    yield result
+                    if agreeing >= self.frames:
+                        self.stops["backward" if p.reverse else "forward"] = result.frame
+                        break
+            finally:
+                frames.close()

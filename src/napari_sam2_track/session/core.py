@@ -48,6 +48,7 @@ import numpy as np
 from ..errors import PromptError, StoreError
 from ..passes import Plan, plan_passes
 from ..project import ProjectStore
+from ..project.versions import edit_frame
 from ..prompts import Prompt
 from .activity import ActivityLog
 from .corrections import Correction, Corrections
@@ -517,6 +518,13 @@ class AnnotationSession(ObjectsMixin):
         self.check_idle("undo a correction")
         return self.corrections.request_undo(obj_id)
 
+    def request_restore(self, obj_id: int, number: int) -> Future:
+        """Restore object ``obj_id`` to how it was before its version ``number`` (masks, rows,
+        prompts; :func:`~napari_sam2_track.project.versions.restore_version`) on the compute
+        thread; the future gives the :class:`~.corrections.Correction` undone."""
+        self.check_idle("restore a version")
+        return self.corrections.request_restore(obj_id, number)
+
     def undo_correction(self, obj_id: int | None = None) -> Correction:
         """:meth:`request_undo`, waiting until the segment is restored."""
         return self.request_undo(obj_id).result()
@@ -534,8 +542,8 @@ class AnnotationSession(ObjectsMixin):
                 f"{self.source.width}x{self.source.height} video"
             )
         before = self.store.object_ids()
-        with self.store_lock:
-            changed = self.store.write_edited_labels(frame, labels2d)
+        with self.store_lock:  # a version of each changed object, kept before the write
+            changed = edit_frame(self.store, frame, labels2d, who=self.activity.annotator)
         if changed:
             self.activity.log("brush", frames=(frame, frame), objects=[int(o) for o in changed])
         if self.store.object_ids() != before:

@@ -319,7 +319,7 @@ def _run(store: ProjectStore, volume, prompts: PromptSet, masks, model: "LoadedM
     ranges = [(o, plan.t_lo * n_z, plan.t_hi * n_z + n_z - 1)
               for o in plan.objects]
     yield from run_into_store(
-        store, model, iter(tracking), total=tracking.total, ranges=ranges,
+        store, model, lambda _versions: iter(tracking), total=tracking.total, ranges=ranges,
         run_info={"direction": request.direction, "start": plan.t_lo, "end": plan.t_hi,
                   "objects": plan.objects, "resume": resume, **request.describe()},
         skip=skip, cancel=cancel, state_bytes=tracking.state_bytes)
