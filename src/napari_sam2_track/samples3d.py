@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 from .schema import Category, Schema
 
 __all__ = ["SampleVolume", "make_nuclei3d", "make_cells3dt", "middle_slice_prompts",
-           "VOLUME_SAMPLES", "make_volume_sample"]
+           "VOLUME_SAMPLES", "make_volume_sample", "sample_layers"]
 
 #: Default voxel size (z, y, x) of the volume samples, in µm: z spacing 4x the in-plane one.
 SAMPLE_SPACING = (2.0, 0.5, 0.5)
@@ -402,3 +402,13 @@ def sample_layers(sample: SampleVolume) -> list[tuple]:
              "colormap": labels_colormap(colors), "opacity": 0.4,
              "metadata": {META_KEY: {"kind": "ground_truth", "sample": sample.name}}}
     return [(data, image, "image"), (labels, truth, "labels")]
+
+
+def sample_nuclei3d() -> list[tuple]:
+    """napari sample data: the ``nuclei3d`` z-stack with its ground truth."""
+    return sample_layers(make_nuclei3d())
+
+
+def sample_cells3dt() -> list[tuple]:
+    """napari sample data: the ``cells3dt`` 3D + time series with its ground truth."""
+    return sample_layers(make_cells3dt())
