@@ -84,24 +84,16 @@ def test_ground_truth_round_trip_is_exact_for_integer_stretch(nuclei, axis):
         assert np.array_equal(view.masks_to_volume(planes == obj), truth == obj)
 
 
-@pytest.mark.parametrize("dz", [1.3, 1.7, 2.9])
-def test_round_trip_error_for_fractional_stretch_is_bounded(dz):
-    """Stretch 2.6, 3.4 and 5.8: only boundary voxels along z may change, < 1.5 % of each
-    object, and the volume moves by less than half a voxel per boundary."""
+@pytest.mark.parametrize("dz", [0.55, 1.3, 1.7, 2.9])
+def test_round_trip_is_exact_for_fractional_stretch(dz):
+    """Stretch 1.1, 2.6, 3.4 and 5.8: each slice is covered for at least half its extent by
+    the view rows that nearest-neighbour sampling takes from it, so it comes back whole."""
     sample = make_nuclei3d(shape=(24, 96, 96), spacing=(dz, 0.5, 0.5), seed=1)
     truth = sample.labels[0]
     for axis in ("y", "x"):
         view = AxisView(sample.source(), axis)
-        back = view.labels_to_volume(view.volume_to_view(truth))
-        changed = back != truth
-        up, down = np.roll(truth, 1, 0), np.roll(truth, -1, 0)
-        at_z_boundary = (truth != up) | (truth != down)
-        assert not (changed & ~at_z_boundary).any()
-        for obj in sample.object_ids:
-            a, b = truth == obj, back == obj
-            assert (a ^ b).sum() <= 0.015 * a.sum() + 1
-            columns = a.any(0).sum()  # one boundary voxel per column at each end
-            assert abs(int(b.sum()) - int(a.sum())) <= columns
+        assert view.shape[2] == round(24 * dz / 0.5)
+        assert np.array_equal(view.labels_to_volume(view.volume_to_view(truth)), truth)
 
 
 def test_masks_back_are_area_correct():
