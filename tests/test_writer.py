@@ -375,8 +375,8 @@ def test_format_1_reads_as_is_and_migrates_when_opened_for_writing(tmp_path):
         old.merge_labels(0)
 
     store = ProjectStore.open(path)  # for writing: migrated in place
-    assert store.format_version == FORMAT_VERSION == 2
-    assert json.loads((path / "zarr.json").read_text())["attributes"][ATTR_KEY]["format_version"] == 2
+    assert store.format_version == FORMAT_VERSION == 3  # 1 -> 2 -> 3
+    assert json.loads((path / "zarr.json").read_text())["attributes"][ATTR_KEY]["format_version"] == 3
     assert not list(path.glob("objects/*/mask"))
     for t, masks in frames.items():
         for obj, mask in masks.items():
@@ -416,7 +416,7 @@ def test_info_check_reads_format_1_as_is_and_format_2_after_migration(tmp_path):
     assert [p.split(":")[0] for p in problems] == ["objects/5/mask frame 2"]
     make_v1_project(path, {0: blobs(0), 2: blobs(2)})
     with ProjectStore.open(path) as store:  # migrated
-        assert store.format_version == 2 and (path / "overlaps/1/c/0/0/0").is_file()
+        assert store.format_version == 3 and (path / "overlaps/1/c/0/0/0").is_file()
         assert verify_project(store) == ([], {"frames": 4, "objects": 4, "rows": 8})
 
 

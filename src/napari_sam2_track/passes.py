@@ -31,6 +31,11 @@ class Pass(NamedTuple):
         """The objects tracked on frame ``t`` of this pass."""
         return [o for o, e in self.entry.items() if (t <= e if self.reverse else t >= e)]
 
+    def stop(self, obj_id: int) -> None:
+        """Track ``obj_id`` on no later frame of this pass (an early stop: the frames the
+        pass still has to compute no longer ask for it; :meth:`Plan.ranges` forgets it)."""
+        self.entry.pop(obj_id, None)
+
 
 @dataclass(frozen=True)
 class Plan:

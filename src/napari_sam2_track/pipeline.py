@@ -44,11 +44,12 @@ from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
 from .project import placement
 from .project.lock import live_holder, lock_path
 from .project.store import check_object_categories
-from .sources.volume import refuse_volume
+from .sources.volume import VolumeSource, refuse_volume
 from .prompts import PromptSet
 from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, store_mask_problem, store_prompts
 
 if TYPE_CHECKING:
+    from .volumes.checks import VolumeRequest
     from .engine.models import LoadedModel
     from .engine.tracker import StreamingTracker
     from .schema import Schema
@@ -100,6 +101,11 @@ class Target:
     mode: Literal["new", "overwrite", "resume"]
 
 
+def is_volume_source(source: object) -> bool:
+    """Whether ``source`` is a volume (tracked along z by :mod:`.volumes.run`)."""
+    return isinstance(source, VolumeSource)
+
+
 def check_output_path(out: str | Path, source: "FrameSource") -> None:
     """Refuse an output equal to, inside, or containing the input video."""
     src = getattr(source, "path", None)
@@ -130,6 +136,31 @@ def check_output(out: str | Path, source: "FrameSource", *, has_prompts: bool, r
         if holder is not None and holder.pid != os.getpid():
             raise ProjectLockedError(f"{out} is being written by {holder.describe()}; wait for it "
                                      f"to finish (if that process is gone, delete {lock_path(out)})")
+
+
+def volume_request(direction: Direction = "both", start: int | None = None,
+                   end: int | None = None, obj_ids: list[int] | None = None,
+                   z_range=None, stop_after_empty: int | None = None,
+                   axis: str | None = None) -> "VolumeRequest":
+    """A :class:`~.volumes.checks.VolumeRequest` from :func:`track`'s arguments (``z_range``
+    as ``"A-B"`` or a pair); ``axis`` ``None`` is left so (video runs refuse any other)."""
+    from .volumes.checks import VolumeRequest, parse_z_range
+
+    return VolumeRequest(direction, start, end, obj_ids, parse_z_range(z_range),
+                         None if stop_after_empty is None else int(stop_after_empty),
+                         axis)  # type: ignore[arg-type]
+
+
+def refuse_volume_options(volume: "VolumeRequest | None") -> None:
+    """One line when volume-only options are given for a 2D video."""
+    if volume is None:
+        return
+    given = [name for name, value in (("--z-range", volume.z_range),
+                                      ("--stop-after-empty", volume.stop_after_empty),
+                                      ("--axis", volume.axis)) if value is not None]
+    if given:
+        raise PromptError(f"{', '.join(given)} only apply to volumes; the input is a 2D video "
+                          "(open a z-stack, NIfTI, DICOM series or OME-Zarr volume)")
 
 
 def _check_fits(store: ProjectStore, source: "FrameSource", description: dict) -> None:
@@ -165,7 +196,7 @@ def open_or_create_store(
     The store holds the project's write lock: :meth:`~.project.ProjectStore.close` it when done.
     """
     out = Path(out)
-    refuse_volume(source)
+    refuse_volume(source, "an open project (the napari session, --segments)")
     check_output_path(out, source)
     description = _describe(source)
     if out.exists() and resume:
@@ -235,12 +266,19 @@ class _SpaceReserve:
 
 
 def check_target(out: str | Path, source: "FrameSource", prompts: PromptSet | None, *,
-                 resume: bool = False, overwrite: bool = False) -> Target:
-    """Every check of a run that needs no model: ``prompts`` against the video, then the
-    output (:func:`check_output`). Nothing is loaded or written."""
-    refuse_volume(source)
-    if prompts is not None:
-        prompts.check_video(len(source), source.height, source.width)
+                 resume: bool = False, overwrite: bool = False,
+                 volume: "VolumeRequest | None" = None) -> Target:
+    """Every check of a run that needs no model: ``prompts`` against the video (or volume:
+    ``volume`` is the request's axis, z-range and early stop), then the output
+    (:func:`check_output`). Nothing is loaded or written."""
+    if is_volume_source(source):
+        from .volumes.checks import VolumeRequest, check_volume_request
+
+        check_volume_request(source, prompts, volume or VolumeRequest())
+    else:
+        refuse_volume_options(volume)
+        if prompts is not None:
+            prompts.check_video(len(source), source.height, source.width)
     path = Path(out)
     check_output(path, source, has_prompts=prompts is not None, resume=resume, overwrite=overwrite)
     target = Target(path, "overwrite" if overwrite else
@@ -270,6 +308,9 @@ def track(
     schema: "Schema | None" = None,
     tracker: "StreamingTracker | None" = None,
     command: str | None = None,
+    z_range: "str | tuple[int, int] | None" = None,
+    stop_after_empty: int | None = None,
+    axis: str | None = None,
 ) -> Iterator[Progress]:
     """Track prompted objects through ``source`` into the project at ``out``.
 
@@ -293,7 +334,24 @@ def track(
             already applied (the napari session keeps one, so corrections reuse its memory);
             ``prompts`` must then be ``None`` and ``out`` the open store holding them.
         command: how the writer is named in the project's lock file.
+        z_range, stop_after_empty, axis: volumes only (a
+            :class:`~napari_sam2_track.sources.volume.VolumeSource`): the slices ``"A-B"`` to
+            track, the early stop after that many empty slices in a row, the propagation axis
+            (``z``). ``start``/``end`` are then timepoints; see ``docs/volumes.md``.
     """
+    volume = volume_request(direction, start, end, obj_ids, z_range, stop_after_empty, axis)
+    if is_volume_source(source):
+        if isinstance(out, ProjectStore) or tracker is not None:
+            refuse_volume(source, "an open project (the napari session)")
+        from .volumes.run import track_volume
+
+        target = out if isinstance(out, Target) else check_target(
+            out, source, prompts, resume=resume, overwrite=overwrite, volume=volume)
+        yield from track_volume(source, prompts, target, model=model, request=volume,
+                                prompts_dir=prompts_dir, cancel=cancel, schema=schema,
+                                command=command, retain_frames=retain_frames)
+        return
+    refuse_volume_options(volume)
     request = Request(direction, start, end, obj_ids)
     if isinstance(out, ProjectStore):
         yield from track_in_store(out, source, prompts, model=model, request=request,
@@ -333,8 +391,9 @@ def track_in_store(
 ) -> Iterator[Progress]:
     """Track into an open project (its lock held by the caller). With ``tracker`` (whose
     prompts are applied already: the session's), ``prompts`` is ``None``; without, a tracker
-    is made for this run and seeded from ``prompts`` or the project's own."""
-    refuse_volume(source)
+    is made for this run and seeded from ``prompts`` or the project's own. Videos only: a
+    volume is tracked by :func:`track` with a path."""
+    refuse_volume(source, "an open project (the napari session)")
     if prompts is not None:
         prompts.check_video(len(source), source.height, source.width)
     seeding = _Seeding(source, prompts, prompts_dir, schema)
@@ -466,44 +525,56 @@ def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
          cancel: threading.Event | None) -> Iterator[Progress]:
     """Propagate and write; the run's status is recorded however it ends (an ``OSError`` is
     re-raised once the status is written)."""
-    store.update_meta(model=model.describe())
-    schema = store.schema
-    run_id = store.begin_run(
-        direction=request.direction,
-        start=request.start,
-        end=request.end,
-        objects=plan.objects,
-        model=model.name,
-        resume=resume,
-    )
-    total = plan.total
-    if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
-        store.record_changes(plan.ranges(), f"propagation run {run_id}", "propagation",
-                             run=run_id)
     skip = None
     if resume:
         done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in tracker.obj_ids}
         skip = lambda obj, t: t in done.get(obj, ())  # noqa: E731
+    yield from run_into_store(
+        store, model, tracker.run(plan, cancel), total=plan.total, ranges=plan.ranges(),
+        run_info={"direction": request.direction, "start": request.start, "end": request.end,
+                  "objects": plan.objects, "resume": resume},
+        skip=skip, cancel=cancel, state_bytes=tracker.state_bytes)
+
+
+def run_into_store(store: ProjectStore, model: "LoadedModel", results: Iterator, *, total: int,
+                   ranges: list[tuple[int, int, int]], run_info: dict,
+                   skip=None, cancel: threading.Event | None = None,
+                   state_bytes=lambda: 0) -> Iterator[Progress]:
+    """Write tracking ``results`` (:class:`~.engine.tracker.FrameResult`, frames being the
+    project's frames) into ``store`` as one recorded run, yielding a :class:`Progress` each.
+
+    ``ranges``: ``(object, first, last)`` the run will rewrite (recorded as changes unless
+    ``run_info["resume"]``); ``run_info``: the run record's fields; ``skip(obj, frame)``:
+    results not to write (``--resume``). The run's status is recorded however it ends (an
+    ``OSError`` is re-raised once the status is written).
+    """
+    store.update_meta(model=model.describe())
+    schema = store.schema
+    run_id = store.begin_run(model=model.name, **run_info)
+    resume = bool(run_info.get("resume"))
+    if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
+        store.record_changes(ranges, f"propagation run {run_id}", "propagation",
+                             run=run_id)
     reserve = _SpaceReserve(store.path)
     writer = StoreWriter(store, run_id, min_visible_pixels=schema.min_visible_pixels, skip_frames=skip)
     status, error = "failed", None
     started = time.perf_counter()
     computed = 0
-    state_bytes = 0
+    held = 0
     try:
-        for result in tracker.run(plan, cancel):
+        for result in results:
             writer.submit(result)
             computed += 1
             if computed % 25 == 1:  # walking the state costs ~1 ms; sample it
-                state_bytes = tracker.state_bytes()
+                held = state_bytes()
             yield Progress(
                 run_id=run_id,
                 frame=result.frame,
                 computed=computed,
                 written=writer.frames_written,
-                total=total,
+                total=max(total, computed),
                 elapsed=time.perf_counter() - started,
-                state_bytes=state_bytes,
+                state_bytes=held,
             )
         status = "cancelled" if cancel is not None and cancel.is_set() else "completed"
     except (GeneratorExit, KeyboardInterrupt):

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from ._input_files import first_line, parse_json, read_text, validation_problem
 from .errors import PromptError, repeated, summarize_list
@@ -53,12 +54,15 @@ class Prompt(BaseModel):
 
     Either clicks and/or a box, or a mask: a path to an image whose non-zero pixels (or the
     pixels equal to ``mask_value``) are the object, relative to the prompts file.
+    In a volume, ``frame`` is the timepoint (0 for a single volume) and ``z`` the slice index
+    along the propagation axis; ``z`` is left out (``None``) for a 2D video.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     object: int = Field(ge=1, le=MAX_OBJECT_ID)
     frame: int = Field(ge=0, le=MAX_FRAME)
+    z: int | None = Field(default=None, ge=0, le=MAX_FRAME)
     points: list[tuple[float, float]] = Field(default_factory=list)
     labels: list[Literal[0, 1]] = Field(default_factory=list)
     box: tuple[float, float, float, float] | None = None
@@ -82,6 +86,19 @@ class Prompt(BaseModel):
                 raise ValueError(f"box {list(self.box)} must be [x0, y0, x1, y1] with x1>x0, y1>y0")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_z(self, handler):
+        """A 2D prompt is written as before: without a ``z`` key."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("z", 0) is None:
+            del data["z"]
+        return data
+
+    @property
+    def where(self) -> str:
+        """``frame 3``, or ``timepoint 0, slice 12`` for a prompt on a volume slice."""
+        return f"frame {self.frame}" if self.z is None else f"timepoint {self.frame}, slice {self.z}"
+
     @classmethod
     def build(cls, **fields: Any) -> "Prompt":
         """Validate a prompt, raising a one-line :class:`PromptError` if it is invalid."""
@@ -99,8 +116,30 @@ class Prompt(BaseModel):
             return "box+points" if self.points else "box"
         return "points"
 
-    def check_frame(self, num_frames: int, height: int, width: int) -> None:
-        """Raise :class:`PromptError` if the prompt lies outside the video."""
+    def check_frame(self, num_frames: int, height: int, width: int,
+                    depth: int | None = None) -> None:
+        """Raise :class:`PromptError` if the prompt lies outside the video (``depth``: the
+        slices of a volume, whose prompts need ``z``; ``None`` for a 2D video)."""
+        if depth is None and self.z is not None:
+            raise PromptError(
+                f"prompt for object {self.object} on frame {self.frame} gives z={self.z} but the "
+                "input is a 2D video; remove 'z' (it is only for volumes)"
+            )
+        if depth is not None and self.z is None:
+            raise PromptError(
+                f"prompt for object {self.object} on timepoint {self.frame} has no 'z' but the "
+                f"input is a volume of {depth} slices; give the slice index z (0..{depth - 1})"
+            )
+        if depth is not None and self.z >= depth:
+            raise PromptError(
+                f"prompt for object {self.object} is on slice z={self.z} but the volume has "
+                f"{depth} slices (0..{depth - 1})"
+            )
+        if self.frame >= num_frames and depth is not None:
+            raise PromptError(
+                f"prompt for object {self.object} is on timepoint {self.frame} but the volume has "
+                f"{num_frames} timepoint(s) (0..{num_frames - 1}); use frame 0 for a single volume"
+            )
         if self.frame >= num_frames:
             raise PromptError(
                 f"prompt for object {self.object} is on frame {self.frame} but the video has "
@@ -109,14 +148,14 @@ class Prompt(BaseModel):
         for x, y in self.points:
             if not (0 <= x < width and 0 <= y < height):
                 raise PromptError(
-                    f"point ({x:g}, {y:g}) for object {self.object} on frame {self.frame} is "
+                    f"point ({x:g}, {y:g}) for object {self.object} on {self.where} is "
                     f"outside the {width}x{height} frame"
                 )
         if self.box is not None:
             x0, y0, x1, y1 = self.box
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                 raise PromptError(
-                    f"box {list(self.box)} for object {self.object} on frame {self.frame} is "
+                    f"box {list(self.box)} for object {self.object} on {self.where} is "
                     f"outside the {width}x{height} frame"
                 )
 
@@ -198,20 +237,23 @@ class PromptSet(BaseModel):
                     f"prompt on frame {p.frame} refers to unknown object id {p.object}; "
                     f"add it to 'objects' ({listed})"
                 )
-        dupes = repeated((p.object, p.frame) for p in self.prompts)
+        dupes = repeated((p.object, p.frame, p.z) for p in self.prompts)
         if dupes:
-            obj, frame = dupes[0]
+            obj, frame, z = dupes[0]
+            where = f"frame {frame}" if z is None else f"timepoint {frame}, slice {z}"
             more = f" (and {len(dupes) - 1:,} more object/frame pairs)" if len(dupes) > 1 else ""
             raise ValueError(
-                f"object {obj} has more than one prompt on frame {frame}{more}; merge them into "
+                f"object {obj} has more than one prompt on {where}{more}; merge them into "
                 "one prompt (one prompt holds all the clicks and the box of an object on a frame)"
             )
         return self
 
-    def check_video(self, num_frames: int, height: int, width: int) -> None:
-        """Raise :class:`PromptError` for the first prompt outside the video."""
+    def check_video(self, num_frames: int, height: int, width: int,
+                    depth: int | None = None) -> None:
+        """Raise :class:`PromptError` for the first prompt outside the video (``depth``: the
+        slices of a volume, ``num_frames`` then its timepoints)."""
         for p in self.prompts:
-            p.check_frame(num_frames, height, width)
+            p.check_frame(num_frames, height, width, depth)
 
     @classmethod
     def load(cls, path: str | Path) -> "PromptSet":

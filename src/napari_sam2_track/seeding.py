@@ -20,11 +20,16 @@ from .prompts import Prompt, PromptSet
 if TYPE_CHECKING:
     from .project import ProjectStore
 
-__all__ = ["MaskFiles", "PromptSink", "load_mask_files", "mask_source", "seed_tracker", "store_mask_problem",
+__all__ = ["MaskFiles", "PromptSink", "load_mask_files", "mask_key", "mask_source", "seed_tracker", "store_mask_problem",
            "store_prompts"]
 
-#: pixels of mask prompts read from files, by ``(object, frame)``
-MaskFiles = dict[tuple[int, int], np.ndarray]
+#: pixels of mask prompts read from files, by :func:`mask_key` (``(object, frame)``)
+MaskFiles = dict[tuple[int, ...], np.ndarray]
+
+
+def mask_key(p: Prompt) -> tuple[int, ...]:
+    """Where a prompt is: ``(object, frame)``, or ``(object, timepoint, z)`` on a volume slice."""
+    return (p.object, p.frame) if p.z is None else (p.object, p.frame, p.z)
 
 
 class PromptSink(Protocol):
@@ -42,15 +47,15 @@ def load_mask_files(prompts: PromptSet | None, base_dir: str | Path | None, heig
     :class:`~napari_sam2_track.errors.PromptError` for a missing or mis-sized file."""
     if prompts is None:
         return {}
-    return {(p.object, p.frame): p.load_mask(base_dir, height, width) for p in prompts.prompts
+    return {mask_key(p): p.load_mask(base_dir, height, width) for p in prompts.prompts
             if p.mask is not None and not p.mask.startswith("store:")}
 
 
-def store_prompts(store: "ProjectStore", prompts: PromptSet, masks: Mapping[tuple[int, int], np.ndarray]) -> None:
+def store_prompts(store: "ProjectStore", prompts: PromptSet, masks: Mapping[tuple[int, ...], np.ndarray]) -> None:
     """Make ``prompts`` the project's objects and prompts; mask prompts read from files
     (``masks``) are stored in the project, so it no longer depends on those files."""
     store.set_prompts(prompts)
-    by_key = {(p.object, p.frame): p for p in prompts.prompts}
+    by_key = {mask_key(p): p for p in prompts.prompts}
     for key, mask in masks.items():
         store.put_prompt(by_key[key], mask)
 
@@ -67,16 +72,16 @@ def seed_tracker(tracker: PromptSink, prompts: PromptSet,
 
 def store_mask_problem(p: Prompt) -> str:
     """Why a mask prompt that names a project's array cannot seed a new project."""
-    return (f"the mask prompt of object {p.object} on frame {p.frame} names {p.mask!r}, which only "
+    return (f"the mask prompt of object {p.object} on {p.where} names {p.mask!r}, which only "
             "an existing project holds; give the mask as an image file")
 
 
-def mask_source(store: "ProjectStore | None", masks: Mapping[tuple[int, int], np.ndarray],
+def mask_source(store: "ProjectStore | None", masks: Mapping[tuple[int, ...], np.ndarray],
                 base_dir: str | Path | None = None) -> Callable[[Prompt], np.ndarray]:
     """The pixels of a mask prompt: from ``masks`` (read from files), else from the project."""
 
     def mask_of(p: Prompt) -> np.ndarray:
-        mask = masks.get((p.object, p.frame))
+        mask = masks.get(mask_key(p))
         if mask is not None:
             return mask
         if store is None:

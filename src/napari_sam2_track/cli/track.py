@@ -13,15 +13,23 @@ from ._registry import EXIT_INTERRUPTED, add_model_options, add_source_options, 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("track", help="propagate prompts through a video into a project store")
-    p.add_argument("video", help="video file, TIFF stack, zarr array or image folder")
+    p.add_argument("video", help="video file, TIFF stack, zarr array or image folder; or a "
+                   "volume (z-stack, NIfTI, DICOM series, OME-Zarr), tracked along z")
     p.add_argument("--prompts", help="prompts JSON (see docs/prompts.md); default: the project's")
     p.add_argument("--out", required=True, help="project store to write (PROJECT.zarr)")
     p.add_argument("--schema", help="annotation schema (YAML/JSON) to store in the project")
     add_model_options(p)
     add_source_options(p)
     p.add_argument("--direction", choices=["forward", "backward", "both"], default="both")
-    p.add_argument("--start", type=int, help="first frame of the range (inclusive)")
-    p.add_argument("--end", type=int, help="last frame of the range (inclusive)")
+    p.add_argument("--start", type=int, help="first frame of the range (inclusive; volumes: "
+                   "first timepoint)")
+    p.add_argument("--end", type=int, help="last frame of the range (inclusive; volumes: last "
+                   "timepoint)")
+    p.add_argument("--axis", help="volumes: the axis whose slices are propagated through "
+                   "(z, the default)")
+    p.add_argument("--z-range", metavar="A-B", help="volumes: track slices A..B only (inclusive)")
+    p.add_argument("--stop-after-empty", type=int, metavar="N", help="volumes: stop an object's "
+                   "direction after N consecutive slices without it")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an existing project")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing project")
@@ -42,7 +50,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         return track_segments(args)
     from tqdm import tqdm
 
-    from ..pipeline import check_target, track
+    from ..pipeline import check_target, track, volume_request
     from ..prompts import PromptSet
     from ..schema import Schema
     from ..sources import open_source
@@ -51,8 +59,10 @@ def cmd_track(args: argparse.Namespace) -> int:
     prompts = PromptSet.load(args.prompts) if args.prompts else None
     schema = Schema.load(args.schema) if args.schema else None
     try:  # every check that needs no model, before the model is loaded
+        volume = volume_request(args.direction, args.start, args.end, None, args.z_range,
+                                args.stop_after_empty, args.axis)
         target = check_target(args.out, source, prompts, resume=args.resume,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, volume=volume)
         model = load_model_from_args(args)
     except BaseException:
         source.close()
@@ -71,9 +81,13 @@ def cmd_track(args: argparse.Namespace) -> int:
             prompts_dir=None if args.prompts is None else Path(args.prompts).parent,
             cancel=cancel,
             schema=schema,
+            z_range=volume.z_range,
+            stop_after_empty=volume.stop_after_empty,
+            axis=volume.axis,
         ):
             if bar is None and not args.quiet:
-                bar = tqdm(total=progress.total, unit="frame", desc="tracking")
+                unit = "slice" if hasattr(source, "read_slice_rgb") else "frame"
+                bar = tqdm(total=progress.total, unit=unit, desc="tracking")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(fps=f"{progress.fps:.1f}", frame=progress.frame)

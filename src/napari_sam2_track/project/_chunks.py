@@ -218,8 +218,12 @@ class ShardIO(ChunkFiles):
         self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
         self.shard_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
         self.tile = tuple(config["chunk_shape"])
-        if len(self.shard_shape) != 3 or self.shard_shape[0] != 1 or self.tile[0] != 1:
-            raise UnsupportedChunkLayout("only (1, h, w) shards of (1, th, tw) tiles")
+        lead = len(self.shard_shape) - 2  # (1, h, w) shards, or (1, 1, h, w) of a volume
+        if (lead not in (1, 2) or len(self.tile) != len(self.shard_shape)
+                or any(self.shard_shape[i] != 1 or self.tile[i] != 1 for i in range(lead))):
+            raise UnsupportedChunkLayout("only (1, h, w) or (1, 1, h, w) shards of 1-plane tiles")
+        self.shard_shape = self.shard_shape[lead - 1:]  # the plane's (1, h, w)
+        self.tile = self.tile[lead - 1:]
         self.grid = (self.shard_shape[1] // self.tile[1], self.shard_shape[2] // self.tile[2])
 
     def _empty_tile(self) -> bytes:

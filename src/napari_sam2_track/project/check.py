@@ -24,8 +24,10 @@ def metadata_problem(meta: Any) -> str | None:
         if not isinstance(meta[key], kind):
             return f"{key!r} should be a {kind.__name__}, not {type(meta[key]).__name__}"
     shape = meta["shape"]
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        return f"'shape' should be three positive integers, not {str(shape)[:60]}"
+    size = 4 if meta.get("axes") == "tzyx" else 3
+    if len(shape) != size or not all(isinstance(v, int) and v > 0 for v in shape):
+        count = "three" if size == 3 else "four"
+        return f"'shape' should be {count} positive integers, not {str(shape)[:60]}"
     if meta.get("building"):
         return "its creation did not finish"
     for i, obj in enumerate(meta["objects"]):
@@ -137,6 +139,7 @@ def _mask_frames(store, ids: list[int], problems: list[str]) -> Iterator[tuple[i
     project, the per-object mask arrays."""
     from .layers import masks_from_layers
     from .layout import LABELS_PATH, V1_MASK_PATH, overlap_path
+    from .volume import PlaneView
 
     n, h, w = store.shape
     if store.format_version < 2:
@@ -160,6 +163,8 @@ def _mask_frames(store, ids: list[int], problems: list[str]) -> Iterator[tuple[i
         except Exception as exc:  # noqa: BLE001 - missing or unreadable array metadata
             problems.append(f"{name}: array missing or unreadable ({_error(exc)})")
             return
+        if store.planes is not None and array.shape == (*store.planes, h, w):
+            array = PlaneView(array, store.planes)
         if array.shape != (n, h, w):
             problems.append(f"{name}: shape {array.shape} does not fit {n}x{h}x{w}")
             return

@@ -37,13 +37,17 @@ def hex_to_rgba255(color: str) -> list[int]:
     return [int(color[i : i + 2], 16) for i in (0, 2, 4)] + [255]
 
 
-def label_multiscale(name: str, axes: list[tuple[str, str]], version: str = "0.5") -> dict:
-    """A single-level OME-Zarr ``multiscales`` entry with unit scale."""
+def label_multiscale(name: str, axes: list[tuple[str, str]] | list[dict], version: str = "0.5",
+                     scale: list[float] | None = None) -> dict:
+    """A single-level OME-Zarr ``multiscales`` entry (unit scale unless ``scale``); ``axes``
+    as ``(name, type)`` pairs or as OME axis dicts (with ``unit``)."""
+    axes = [a if isinstance(a, dict) else {"name": a[0], "type": a[1]} for a in axes]
     ms = {
         "name": name,
-        "axes": [{"name": a, "type": k} for a, k in axes],
+        "axes": axes,
         "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * len(axes)}]}
+            {"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": list(scale) if scale else [1.0] * len(axes)}]}
         ],
     }
     if version == "0.4":
@@ -58,9 +62,11 @@ def image_label_metadata(
     *,
     version: str = "0.5",
     source_image: str | None = None,
+    axes: list[dict] | None = None,
+    scale: list[float] | None = None,
 ) -> dict:
     """``multiscales`` + ``image-label`` (colours from the schema, object properties) for a
-    ``(t, y, x)`` label image."""
+    ``(t, y, x)`` label image, or with other ``axes`` (OME axis dicts) and ``scale``."""
     objects = list(objects)
     colors = object_colors(objects, schema)
     image_label: dict = {
@@ -78,5 +84,5 @@ def image_label_metadata(
     }
     if source_image is not None:
         image_label["source"] = {"image": source_image}
-    axes = [("t", "time"), ("y", "space"), ("x", "space")]
-    return {"multiscales": [label_multiscale(name, axes, version)], "image-label": image_label}
+    axes = axes or [("t", "time"), ("y", "space"), ("x", "space")]
+    return {"multiscales": [label_multiscale(name, axes, version, scale)], "image-label": image_label}

@@ -17,6 +17,7 @@ import numpy as np
 from ._chunks import ChunkIO, ShardIO, UnsupportedChunkLayout
 from .layers import FrameLayers, shared_pixel_counts
 from .layout import LABELS_PATH, OVERLAPS_GROUP, V1_MASK_PATH, overlap_path
+from .volume import chunk_coords, plane_key
 
 #: zstd level of the label layers, chosen by ``benchmarks/writer.py --codecs``: on label
 #: frames level 1 costs the least CPU and compresses as well as level 3.
@@ -31,12 +32,16 @@ class LayerArrays:
     Distinct frames may be written from several threads at once; one frame from one thread.
     ``create_layers=False``: never create an overlap layer (a writer of some frames beside
     others, which must not write the same array metadata; see ``distributed/segments.py``).
+    ``shape``: ``(planes, H, W)``; ``planes``: ``(T, Z)`` of a volume project, whose layers are
+    ``(t, z, y, x)`` arrays with one chunk per plane (frame ``p`` is plane ``p = t * Z + z``).
     """
 
-    def __init__(self, path: Path, group, shape: tuple[int, int, int], *, create_layers: bool = True):
+    def __init__(self, path: Path, group, shape: tuple[int, int, int], *, create_layers: bool = True,
+                 planes: tuple[int, int] | None = None):
         self.path = Path(path)
         self.group = group
         self.shape = shape
+        self.planes = planes
         self.create_layers = create_layers
         self._lock = threading.Lock()
         self._io: dict[str, ChunkIO | None] = {}
@@ -86,18 +91,20 @@ class LayerArrays:
         with self._lock:
             t, h, w = self.shape
             tile = OVERLAP_TILE
+            lead, names = ((t,), ["t"]) if self.planes is None else (self.planes, ["t", "z"])
+            ones = (1,) * len(lead)
             group = self.group.require_group(OVERLAPS_GROUP)
             for k in range(self.num_overlap_layers + 1, count + 1):
                 if str(k) not in group:
                     group.create_array(
                         str(k),
-                        shape=(t, h, w),
-                        shards=(1, -(-h // tile) * tile, -(-w // tile) * tile),
-                        chunks=(1, tile, tile),
+                        shape=(*lead, h, w),
+                        shards=(*ones, -(-h // tile) * tile, -(-w // tile) * tile),
+                        chunks=(*ones, tile, tile),
                         dtype="uint32",
                         fill_value=0,
                         compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
-                        dimension_names=["t", "y", "x"],
+                        dimension_names=[*names, "y", "x"],
                     )
                 self.num_overlap_layers = max(self.num_overlap_layers, k)
 
@@ -115,24 +122,24 @@ class LayerArrays:
         its next scratch read."""
         io = self.chunk_io(name)
         if io is None:
-            return np.asarray(self._zarr_array(name)[t])
+            return np.asarray(self._zarr_array(name)[plane_key(t, self.planes)])
         out = None
         if scratch:
             out = getattr(self._scratch, "buffer", None)
             if out is None:
                 size = int(np.prod(io.chunk_shape)) * io.dtype.itemsize
                 out = self._scratch.buffer = bytearray(size)
-        chunk = io.read((t, 0, 0), out)
-        return np.zeros(self.shape[1:], np.uint32) if chunk is None else chunk[0]
+        chunk = io.read(chunk_coords(t, self.planes), out)
+        return np.zeros(self.shape[1:], np.uint32) if chunk is None else chunk.reshape(self.shape[1:])
 
     def read(self, t: int) -> list[np.ndarray]:
         """Frame ``t``'s layers: layer 0 (the merged labels), then non-empty overlap layers."""
         layers = [self._read(LABELS_PATH, t)]
         for k in range(1, self.num_overlap_layers + 1):
             io = self.shard_io(k)
-            if io is not None and not io.exists((t, 0, 0)):
+            if io is not None and not io.exists(chunk_coords(t, self.planes)):
                 break  # layers fill bottom-up: an empty layer has none above it
-            layer = np.asarray(self._zarr_array(overlap_path(k))[t])
+            layer = np.asarray(self._zarr_array(overlap_path(k))[plane_key(t, self.planes)])
             if not layer.any():
                 break
             layers.append(layer)
@@ -152,7 +159,7 @@ class LayerArrays:
             return shared_pixel_counts(self.read(t))
         tiles = []
         for io in ios:
-            layer = io.read_tiles((t, 0, 0))
+            layer = io.read_tiles(chunk_coords(t, self.planes))
             if not layer:
                 break  # layers fill bottom-up
             tiles.append(layer)
@@ -172,8 +179,8 @@ class LayerArrays:
         """Whether frame ``t`` holds any object pixel."""
         io = self.chunk_io(LABELS_PATH)
         if io is None:
-            return bool(np.asarray(self.group[LABELS_PATH][t]).any())
-        return io.exists((t, 0, 0))
+            return bool(np.asarray(self.group[LABELS_PATH][plane_key(t, self.planes)]).any())
+        return io.exists(chunk_coords(t, self.planes))
 
     def write(self, t: int, frame: FrameLayers) -> None:
         """Replace frame ``t``'s layers (overlaps first, then the merged labels)."""
@@ -182,17 +189,20 @@ class LayerArrays:
             part = frame.overlaps[k - 1] if k <= len(frame.overlaps) else None
             io = self.shard_io(k)
             if io is not None:
-                io.write((t, 0, 0), None if part is None else io.encode(part, frame.regions[k - 1]))
+                io.write(chunk_coords(t, self.planes),
+                         None if part is None else io.encode(part, frame.regions[k - 1]))
             else:
-                self.group[overlap_path(k)][t] = 0 if part is None else frame.full()[k]
+                self.group[overlap_path(k)][plane_key(t, self.planes)] = (
+                    0 if part is None else frame.full()[k])
         self._write(LABELS_PATH, t, frame.labels, frame.empty)
 
     def _write(self, name: str, t: int, layer: np.ndarray | None, empty: bool) -> None:
         io = self.chunk_io(name)
         if io is None:
-            self.group[name][t] = 0 if layer is None else layer
+            self.group[name][plane_key(t, self.planes)] = 0 if layer is None else layer
             return
-        io.write((t, 0, 0), None if empty else io.encode(layer[None]))
+        io.write(chunk_coords(t, self.planes),
+                 None if empty else io.encode(layer.reshape(io.chunk_shape)))
 
     # ---------------------------------------------------------------- format 1
     def v1_frames(self, obj_id: int) -> list[int]:

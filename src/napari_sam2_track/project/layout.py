@@ -7,7 +7,8 @@ from __future__ import annotations
 
 #: Store format. 1: one full-frame bool array per object (``objects/<id>/mask``).
 #: 2: per-object masks as label layers (``labels/masklets/0`` + ``overlaps/<k>``).
-FORMAT_VERSION = 2
+#: 3: ``axes`` in the metadata; volume projects (``"tzyx"``: 4-D layers, one chunk per plane).
+FORMAT_VERSION = 3
 ATTR_KEY = "napari_sam2_track"
 LABELS_NAME = "masklets"
 LABELS_PATH = f"labels/{LABELS_NAME}/0"

@@ -20,6 +20,7 @@ from ..errors import StoreError
 from ..prompts import ObjectSpec
 from ._chunks import write_table_rows
 from .layer_arrays import LayerArrays
+from .volume import chunk_coords, plane_key
 from .layers import (
     build_layers,
     layers_from_masks,
@@ -59,7 +60,8 @@ class MaskStore:
         if self._layer_arrays is None:
             with self._meta_lock:  # one instance, even when writer threads ask at once
                 if self._layer_arrays is None:
-                    self._layer_arrays = LayerArrays(self.path, self.group, self.shape)
+                    self._layer_arrays = LayerArrays(self.path, self.group, self.shape,
+                                                     planes=self.planes)
         return self._layer_arrays
 
     def require_current_format(self) -> None:
@@ -132,16 +134,17 @@ class MaskStore:
             names = [V1_MASK_PATH.format(id=o) for o in self.object_ids()]
         else:
             names = [LABELS_PATH, *(overlap_path(k) for k in range(1, self.layers.num_overlap_layers + 1))]
+        key = plane_key(t, self.planes)
         for name in names:
             try:
-                self.group[name][t]
+                self.group[name][key]
             except Exception:  # noqa: BLE001 - whatever a damaged chunk raises
                 return name
         for k in range(1, self.layers.num_overlap_layers + 1 if self.format_version >= 2 else 1):
             try:  # the tile reader of shared_pixels, stricter than zarr on a damaged shard
                 io = self.layers.shard_io(k)
                 if io is not None:
-                    io.read_tiles((t, 0, 0))
+                    io.read_tiles(chunk_coords(t, self.planes))
             except Exception:  # noqa: BLE001
                 return overlap_path(k)
         return names[0] if names else LABELS_PATH

@@ -15,11 +15,27 @@ def upgrade_store(store) -> None:
     (``labels/masklets/0`` + ``overlaps/<k>``); then the format version is recorded, and only
     then are the per-object ``objects/<id>/mask`` arrays deleted. A migration that is killed
     part-way is redone (or its clean-up finished) the next time the project is opened.
+    Format 2 -> 3: the metadata gains ``axes: "tyx"`` and the version (nothing else changes;
+    volume projects exist only from format 3).
     """
     if store.format_version == 1:
         _migrate_v1(store)
+    if store.format_version == 2:
+        _delete_v1_masks(store)  # a 1 -> 2 migration killed before its clean-up
+        _record_version(store, 2, {"axes": "tyx"})
     if store.format_version == FORMAT_VERSION:
         _delete_v1_masks(store)
+
+
+def _record_version(store, old: int, fields: dict, **details) -> None:
+    """Write the metadata ``fields`` and the new format version in one metadata write."""
+    with store._meta_lock:
+        meta = dict(store.group.attrs[ATTR_KEY])
+        meta.update(fields)
+        meta["format_version"] = old + 1
+        meta.setdefault("migrated", []).append({"from": old, "to": old + 1, **details})
+        store.group.attrs[ATTR_KEY] = meta
+    store.format_version = old + 1
 
 
 def _v1_ids(store) -> list[int]:
@@ -39,12 +55,7 @@ def _migrate_v1(store) -> None:
     for t in frames:
         masks = {o: arrays[o][t] for o in ids}
         store.layers.write(t, build_layers(masks, shape))
-    with store._meta_lock:
-        meta = dict(store.group.attrs[ATTR_KEY])
-        meta["format_version"] = FORMAT_VERSION
-        meta.setdefault("migrated", []).append({"from": 1, "to": FORMAT_VERSION, "frames": len(frames)})
-        store.group.attrs[ATTR_KEY] = meta
-    store.format_version = FORMAT_VERSION
+    _record_version(store, 1, {}, frames=len(frames))
 
 
 def _delete_v1_masks(store) -> None:

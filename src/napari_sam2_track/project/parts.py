@@ -25,6 +25,7 @@ from ._chunks import ChunkIO, UnsupportedChunkLayout, write_table_rows
 from .layer_arrays import LayerArrays
 from .layout import ATTR_KEY, COL, FORMAT_VERSION, PARTS_GROUP, TABLE_COLUMNS, table_path
 from .store import ProjectStore
+from .volume import plane_shape, planes_of
 from .writer import Rows
 
 #: Rows per chunk of a part table.
@@ -96,7 +97,7 @@ class PartWriter:
         if meta.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"{out} uses store format {meta.get('format_version')}; the client "
                              f"opens it for writing first, which upgrades it to {FORMAT_VERSION}")
-        self.shape = tuple(meta["shape"])
+        self.shape = plane_shape(meta)
         self.num_frames = self.shape[0]
         name = part_path(run_id, segment)
         self.part = self.group[name]
@@ -107,7 +108,8 @@ class PartWriter:
         self.start = int(self.part.attrs["start"])
         self.ids = [int(o) for o in self.part.attrs["objects"]]
         self.row_of = {o: i for i, o in enumerate(self.ids)}
-        self.layers = LayerArrays(self.path, self.group, self.shape, create_layers=False)
+        self.layers = LayerArrays(self.path, self.group, self.shape, create_layers=False,
+                                  planes=planes_of(meta))
 
     def object_ids(self) -> list[int]:
         return list(self.ids)

@@ -6,7 +6,8 @@ Layout (see ``docs/store.md``)::
       zarr.json                  attributes["napari_sam2_track"]: provenance, schema, objects,
                                  prompts, runs, review
       labels/masklets/0          uint32 (t, y, x), one chunk per frame: the merged label image,
-                                 OME-Zarr 0.5 ``image-label`` metadata
+                                 OME-Zarr 0.5 ``image-label`` metadata; (t, z, y, x), one
+                                 chunk per plane, in a volume project (:mod:`.volume`)
       overlaps/<k>               uint32 (t, y, x), k = 1, 2, ...: the k+1-th lowest id where
                                  objects overlap (a shard per frame, 128-px tiles where needed)
       objects/<id>/table         float64 (t, 8): presence, area, x0, y0, x1, y1, state, run
@@ -31,7 +32,6 @@ object's row; an interrupted edit is repaired by saving the frame again.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -42,7 +42,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import StoreError, describe_os_error, summarize_list
-from ..prompts import ObjectSpec, Prompt, PromptSet
+from ..prompts import ObjectSpec
 from . import placement
 from ._chunks import read_table_rows
 from .labels import image_label_metadata
@@ -62,12 +62,9 @@ from .layout import (
 )
 from .check import metadata_problem
 from .lock import ProjectLock, live_holder
+from .prompt_records import PromptRecords
 from .runs import RunRecords, _now
-
-
-def _prompt_key(prompt: dict) -> str:
-    """A prompt without where its mask pixels are kept (a file, or the project)."""
-    return json.dumps({**prompt, "mask": prompt.get("mask") is not None}, sort_keys=True)
+from .volume import VolumeStore, describe_volume, is_volume_source, label_axes, planes_of, plane_shape
 
 
 def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[ObjectSpec]:
@@ -87,7 +84,7 @@ def check_object_categories(objects: Iterable[ObjectSpec], schema) -> list[Objec
     return checked
 
 
-class ProjectStore(RunRecords, MaskStore):
+class ProjectStore(RunRecords, MaskStore, VolumeStore, PromptRecords):
     """Read and write a project store. Use :meth:`create` or :meth:`open`.
 
     Writes from several threads are not supported: use one :class:`StoreWriter` per store.
@@ -100,7 +97,9 @@ class ProjectStore(RunRecords, MaskStore):
         self._meta_lock = threading.RLock()
         self._arrays: dict[str, Any] = {}  # opened arrays (opening one reads its zarr.json)
         self._lock: ProjectLock | None = None
-        self.format_version = int(group.attrs.get(ATTR_KEY, {}).get("format_version", 1))
+        attrs = group.attrs.get(ATTR_KEY, {})
+        self.format_version = int(attrs.get("format_version", 1))
+        self.planes = planes_of(attrs) if isinstance(attrs, dict) and "shape" in attrs else None
         self._layer_arrays = None
 
     def _array(self, name: str):
@@ -117,10 +116,10 @@ class ProjectStore(RunRecords, MaskStore):
         cls,
         path: str | Path,
         *,
-        num_frames: int,
-        height: int,
-        width: int,
-        source: dict | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        source: Any = None,
         overwrite: bool = False,
         command: str | None = None,
         words: placement.Words = placement.CLI,
@@ -133,7 +132,9 @@ class ProjectStore(RunRecords, MaskStore):
         exception the staging folder is deleted and ``path`` is untouched. ``overwrite`` only
         replaces a napari-sam2-track project, and only while no other process writes it.
         ``words``: how refusals name the output and switches. The store stays locked
-        after the block: :meth:`close` it when done.
+        after the block: :meth:`close` it when done. ``source``: the description recorded
+        (a dict), or a :class:`~..sources.volume.VolumeSource` for a volume project (its shape,
+        geometry and description; the sizes are then not given).
         """
         path = Path(path)
         store = None
@@ -158,14 +159,15 @@ class ProjectStore(RunRecords, MaskStore):
         cls,
         path: str | Path,
         *,
-        num_frames: int,
-        height: int,
-        width: int,
-        source: dict | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        source: Any = None,
         overwrite: bool = False,
         command: str | None = None,
     ) -> "ProjectStore":
-        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``.
+        """Create an empty project for a video of ``num_frames`` x ``height`` x ``width``, or
+        for the volume ``source`` (a :class:`~..sources.volume.VolumeSource`).
 
         The project appears at ``path`` complete or not at all (see :meth:`building`); the
         returned store holds the project's write lock until :meth:`close`.
@@ -180,6 +182,13 @@ class ProjectStore(RunRecords, MaskStore):
         import zarr
         from zarr.codecs import ZstdCodec
 
+        extra: dict[str, Any] = {"axes": "tyx"}
+        if is_volume_source(source):
+            shape = [int(v) for v in source.shape]
+            extra = {"axes": "tzyx", "geometry": source.geometry.to_dict()}
+            source = describe_volume(source)
+        else:
+            shape = [int(num_frames), int(height), int(width)]
         lock = ProjectLock(path, command).acquire()  # first: a staging folder is never ownerless
         try:
             root = zarr.open_group(str(path), mode="a", zarr_format=3)
@@ -188,23 +197,25 @@ class ProjectStore(RunRecords, MaskStore):
             image_label = labels_group.create_group(LABELS_NAME)
             image_label.create_array(
                 "0",
-                shape=(num_frames, height, width),
-                chunks=(1, height, width),
+                shape=tuple(shape),
+                chunks=(*([1] * (len(shape) - 2)), *shape[-2:]),
                 dtype="uint32",
                 fill_value=0,
                 compressors=ZstdCodec(level=LAYER_ZSTD_LEVEL),
-                dimension_names=["t", "y", "x"],
+                dimension_names=list(extra["axes"]),
             )
             root.create_group("objects")
             store = cls(path, root)
             store.format_version = FORMAT_VERSION
+            store.planes = (shape[0], shape[1]) if len(shape) == 4 else None
             store._adopt_lock(lock)
             store._write_meta(
                 {
                     "format_version": FORMAT_VERSION,
+                    **extra,
                     "package_version": __version__,
                     "created": _now(),
-                    "shape": [num_frames, height, width],
+                    "shape": shape,
                     "source": source or {},
                     "model": None,
                     "schema": None,
@@ -332,7 +343,8 @@ class ProjectStore(RunRecords, MaskStore):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.meta["shape"])  # type: ignore[return-value]
+        """``(frames, H, W)``: the planes ``T * Z`` of a volume project (see :attr:`volume_shape`)."""
+        return plane_shape(self.group.attrs[ATTR_KEY])
 
     @property
     def num_frames(self) -> int:
@@ -406,9 +418,11 @@ class ProjectStore(RunRecords, MaskStore):
             dtype="float64",
             fill_value=np.nan,
             compressors=None,  # rewritten every frame; 64 KiB per 1024 frames uncompressed
-            dimension_names=["t", "column"],
+            dimension_names=["t" if self.planes is None else "plane", "column"],
         )
         table.attrs["columns"] = list(TABLE_COLUMNS)
+        if self.planes is not None:
+            table.attrs["planes"] = list(self.planes)
         table.attrs["states"] = {str(k): v for k, v in STATE_NAMES.items()}
 
     def table(self, obj_id: int) -> np.ndarray:
@@ -482,66 +496,13 @@ class ProjectStore(RunRecords, MaskStore):
         states = self.states(obj_id)
         return np.flatnonzero(~np.isin(states, exclude)).tolist()
 
-    # ------------------------------------------------------------------- prompts
-    @property
-    def prompts(self) -> PromptSet:
-        return PromptSet(objects=self.objects, prompts=self.meta["prompts"])
-
-    def set_prompts(self, prompts: PromptSet) -> None:
-        """Store objects and prompts (masks given by path are read when tracking)."""
-        old = {(p["object"], p["frame"]): _prompt_key(p) for p in self.meta["prompts"]}
-        self.set_objects(prompts.objects)
-        new_prompts = [p.model_dump(mode="json") for p in prompts.prompts]
-        self.update_meta(prompts=new_prompts)
-        new = {(p["object"], p["frame"]): _prompt_key(p) for p in new_prompts}
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        self.record_changes([(o, f, f) for o, f in changed], "prompts changed", "prompt")
-
-    def put_prompt(self, prompt: Prompt, mask: np.ndarray | None = None) -> Prompt:
-        """Add or replace the prompt of one object on one frame.
-
-        A mask prompt's pixels are stored in the project (``prompt_masks/<id>/<frame>``).
-        """
-        old = next((p for p in self.meta["prompts"]
-                    if p["object"] == prompt.object and p["frame"] == prompt.frame), None)
-        changed = old is None or _prompt_key(old) != _prompt_key(prompt.model_dump(mode="json"))
-        if mask is not None:
-            name = f"prompt_masks/{prompt.object}/{prompt.frame}"
-            if name in self.group:
-                changed = changed or not np.array_equal(self.group[name][:], np.asarray(mask, bool))
-                del self.group[name]
-            self.group.create_array(name, data=np.asarray(mask, dtype=bool))
-            prompt = prompt.model_copy(update={"mask": f"store:{name}"})
-        others = [
-            p
-            for p in self.meta["prompts"]
-            if not (p["object"] == prompt.object and p["frame"] == prompt.frame)
-        ]
-        self.update_meta(prompts=[*others, prompt.model_dump(mode="json")])
-        if changed:
-            self.record_changes([(prompt.object, prompt.frame, prompt.frame)],
-                                f"prompt on frame {prompt.frame}", "prompt")
-        return prompt
-
-    def delete_prompt(self, obj_id: int, frame: int) -> None:
-        prompts = self.meta["prompts"]
-        kept = [p for p in prompts if not (p["object"] == obj_id and p["frame"] == frame)]
-        self.update_meta(prompts=kept)
-        if len(kept) != len(prompts):
-            self.record_changes([(obj_id, frame, frame)], f"prompt deleted on frame {frame}", "prompt")
-
-    def prompt_mask(self, prompt: Prompt, base_dir: str | Path | None = None) -> np.ndarray:
-        """Pixels of a mask prompt, from the project or from the file it names."""
-        if prompt.mask and prompt.mask.startswith("store:"):
-            return self.group[prompt.mask.removeprefix("store:")][:]
-        _, h, w = self.shape
-        return prompt.load_mask(base_dir, h, w)
-
     def _write_label_metadata(self) -> None:
-        """OME-Zarr 0.5 ``multiscales`` + ``image-label`` metadata with schema colours."""
+        """OME-Zarr 0.5 ``multiscales`` + ``image-label`` metadata with schema colours (axes
+        with units and scale from the geometry in a volume project)."""
+        axes, scale = label_axes(self.geometry, self.is_volume)
         self.group[f"labels/{LABELS_NAME}"].attrs["ome"] = {
             "version": "0.5",
-            **image_label_metadata(LABELS_NAME, self.objects, self.schema),
+            **image_label_metadata(LABELS_NAME, self.objects, self.schema, axes=axes, scale=scale),
         }
 
     # ------------------------------------------------------------------- summary
@@ -568,12 +529,15 @@ class ProjectStore(RunRecords, MaskStore):
                     "states": counts,
                     "first_frame": int(visible[0]) if visible.size else None,
                     "last_frame": int(visible[-1]) if visible.size else None,
-                    "keyframes": sorted(p["frame"] for p in meta["prompts"] if p["object"] == obj.id),
+                    "keyframes": sorted(self.prompt_plane(p) for p in meta["prompts"]
+                                        if p["object"] == obj.id),
                 }
             )
         return {
             "path": str(self.path),
             "shape": meta["shape"],
+            "axes": meta.get("axes", "tyx"),
+            "geometry": self.geometry.to_dict(),
             "format_version": meta["format_version"],
             "package_version": meta["package_version"],
             "created": meta["created"],
