@@ -24,7 +24,9 @@ farthest from the mask border in that slice (``prompt_kind="box"`` gives its bou
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +95,32 @@ class SampleVolume:
         names = list(self.category_colors) or sorted(set(self.categories.values()))
         cats = [Category(name=n, color=self.category_colors.get(n, "#ff00ff")) for n in names]
         return Schema(name=self.name, categories=cats)
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        """Write ``<name>.ome.tif`` (ZYX or TZYX, physical sizes in the OME metadata),
+        ``<name>_labels.tif``, ``<name>_prompts.json`` and ``<name>_schema.yaml`` into
+        ``folder``, ready for ``napari-sam2-track track``; returns their paths."""
+        import tifffile
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        static = self.shape[0] == 1
+        axes = "ZYX" if static else "TZYX"
+        dz, dy, dx = self.spacing
+        meta = {"axes": axes, "PhysicalSizeZ": dz, "PhysicalSizeY": dy, "PhysicalSizeX": dx,
+                "PhysicalSizeZUnit": self.unit, "PhysicalSizeYUnit": self.unit,
+                "PhysicalSizeXUnit": self.unit}
+        paths = {"image": folder / f"{self.name}.ome.tif",
+                 "labels": folder / f"{self.name}_labels.tif",
+                 "prompts": folder / f"{self.name}_prompts.json",
+                 "schema": folder / f"{self.name}_schema.yaml"}
+        tifffile.imwrite(paths["image"], self.data[0] if static else self.data, ome=True,
+                         metadata=meta)
+        tifffile.imwrite(paths["labels"], self.labels[0] if static else self.labels, ome=True,
+                         metadata=meta)
+        paths["prompts"].write_text(json.dumps(self.prompts, indent=1))
+        self.schema().save(paths["schema"])
+        return paths
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,11 +38,10 @@ import numpy as np
 from ..errors import PromptError, SourceError
 from ..sources.geometry import Geometry
 from ..sources.volume import VolumeSource
+from .checks import VOLUME_AXES as AXES
+from .checks import check_axis as check_volume_axis
 
 __all__ = ["AXES", "AxisView", "check_axis", "Resampler", "VolumeAssembler", "map_prompts"]
-
-#: Propagation axes of a volume: its own slices (z), or the planes across y or x.
-AXES = ("z", "y", "x")
 
 #: Length units in micrometres, to compare spacings recorded in different units.
 _MICROMETRES = {"nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -52,13 +51,8 @@ def check_axis(axis: str, source: Any) -> str:
     """``axis`` (``z``, ``y`` or ``x``) checked against ``source``; one-line SourceError when
     it does not exist, when the source is a 2D recording, or when the volume has a single
     plane along it."""
-    name = str(axis).strip().lower()
-    if name not in AXES:
-        raise SourceError(f"--axis {axis}: no such axis; propagate along z (the slices), y or x "
-                          "(the planes across rows or columns)")
+    name = check_volume_axis(axis)
     if not isinstance(source, VolumeSource):
-        if name == "z":
-            return name
         raise SourceError(f"--axis {name} needs a volume (data with a z axis), and this is a 2D "
                           "recording: track its frames without --axis (or open the data with "
                           "axes= naming its z axis)")
