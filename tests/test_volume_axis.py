@@ -48,7 +48,7 @@ def _direct(model, view: AxisView, prompts: list[dict]) -> dict[int, np.ndarray]
     return {obj: view.masks_to_volume(p) for obj, p in planes.items()}
 
 
-@pytest.mark.parametrize("axis", ["y", "x"])
+@pytest.mark.parametrize("axis", ["y", pytest.param("x", marks=pytest.mark.slow)])
 def test_track_along_an_axis_writes_the_masks_mapped_back(tmp_path, test_model, small_nuclei,
                                                           axis):
     sample = small_nuclei
@@ -73,6 +73,7 @@ def test_track_along_an_axis_writes_the_masks_mapped_back(tmp_path, test_model, 
     assert ((labels > 0) == np.logical_or.reduce(list(expected.values()))).all()
 
 
+@pytest.mark.slow
 def test_3d_time_along_x_chains_timepoints(tmp_path, test_model):
     sample = make_cells3dt(n_timepoints=3, shape=(6, 24, 28), n_cells=3, seed=1)
     prompts = PromptSet.model_validate(sample.prompts)
@@ -103,6 +104,7 @@ def _refused(args, capsys, match: str, out) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_track_along_y_and_bad_axes(tmp_path, small_nuclei, checkpoint, blob_jpegs, capsys):
     files = small_nuclei.save(tmp_path / "sample")
     out = tmp_path / "n.zarr"
