@@ -164,5 +164,5 @@ def test_track_in_store_refuses_a_volume_in_one_line(tmp_path):
 
     store = ProjectStore.create(tmp_path / "p.zarr", num_frames=4, height=8, width=8)
     vol = open_source(np.zeros((4, 8, 8), np.uint8), axes="zyx")
-    with pytest.raises(SourceError, match="tracking through volumes is not available yet"):
+    with pytest.raises(SourceError, match="an open project .the napari session. needs a 2D"):
         next(track_in_store(store, vol, None, model=None))

@@ -9,7 +9,7 @@ import pytest
 import zarr
 
 from napari_sam2_track.project import FORMAT_VERSION, ProjectStore, StoreWriter
-from napari_sam2_track.project.layout import ATTR_KEY, COL
+from napari_sam2_track.project.layout import ATTR_KEY
 from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
 from napari_sam2_track.sources import ArrayVolumeSource
 

@@ -335,22 +335,23 @@ def test_read_failures_of_a_volume_are_one_line_not_wrapped_twice():
 # -- where volumes meet 2D code ----------------------------------------------------------------
 
 
-def test_tracking_refuses_a_volume_in_one_line(tmp_path):
-    from napari_sam2_track.pipeline import open_or_create_store, track
+def test_2d_code_paths_refuse_a_volume_in_one_line(tmp_path):
+    """Volumes are tracked by ``track`` with a path (tests/test_volume_tracking.py); what needs
+    an open 2D project or frames refuses them with one line."""
+    from napari_sam2_track.pipeline import open_or_create_store
 
     vol = open_source(np.zeros((4, 8, 8), np.uint8), axes="zyx")
     with pytest.raises(SourceError) as err:
-        next(track(vol, None, tmp_path / "out.zarr", model=None))
-    message = str(err.value)
-    assert "tracking through volumes is not available yet" in message and "\n" not in message
-    with pytest.raises(SourceError, match="not available yet"):
         open_or_create_store(tmp_path / "out.zarr", vol)
-    with pytest.raises(SourceError, match="not available yet"):
+    message = str(err.value)
+    assert "an open project (the napari session, --segments) needs a 2D time-lapse" in message
+    assert "napari-sam2-track track VOLUME" in message and "\n" not in message
+    with pytest.raises(SourceError, match="needs a 2D time-lapse"):
         len(vol)
     assert not (tmp_path / "out.zarr").exists()
 
 
-def test_cli_track_refuses_a_volume_in_one_line(tmp_path, capsys):
+def test_cli_track_refuses_a_volume_prompt_without_z_in_one_line(tmp_path, capsys):
     import json
 
     from napari_sam2_track.cli import main
@@ -362,7 +363,7 @@ def test_cli_track_refuses_a_volume_in_one_line(tmp_path, capsys):
     code = main(["track", str(path), "--prompts", str(prompts), "--out", str(tmp_path / "o.zarr")])
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1
-    assert "is a volume (1x4x8x8, axes tzyx)" in err and "not available yet" in err
+    assert "has no 'z' but the input is a volume of 4 slices" in err
     assert not (tmp_path / "o.zarr").exists()
 
 

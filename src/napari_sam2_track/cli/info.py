@@ -18,6 +18,28 @@ def add_parsers(sub) -> None:
                    help="read every chunk and table row and report what is damaged (exit 1 if any)")
 
 
+def voxel_size(geometry: dict) -> str:
+    """``z 2.5 µm, y 0.5 µm, x 0.5 µm`` (``px`` where the unit is unknown)."""
+    parts = []
+    for axis, step, unit in zip(geometry["axes"], geometry["spacing"], geometry["units"]):
+        if axis in "zyx":
+            parts.append(f"{axis} {step:g} {unit or 'px'}")
+    return ", ".join(parts)
+
+
+def print_volume(summary: dict) -> None:
+    """The head lines of a volume project: axes, shape, voxel size with units."""
+    t, z, h, w = summary["shape"]
+    geometry = summary["geometry"]
+    print(f"project  {summary['path']}  (volume: {t} timepoint(s) x {z} slices, {w}x{h}; "
+          f"{t * z} planes)")
+    print(f"axes     {summary['axes']}  shape {list(summary['shape'])}")
+    print(f"voxel    {voxel_size(geometry)}")
+    if "t" in geometry["axes"] and t > 1:
+        i = geometry["axes"].index("t")
+        print(f"interval {geometry['spacing'][i]:g} {geometry['units'][i] or '(unit unknown)'}")
+
+
 @command("info")
 def cmd_info(args: argparse.Namespace) -> int:
     from ..project import ProjectStore
@@ -33,8 +55,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 1 if problems else 0
-    t, h, w = summary["shape"]
-    print(f"project  {summary['path']}  ({t} frames, {w}x{h})")
+    if summary.get("axes") == "tzyx":
+        print_volume(summary)
+    else:
+        t, h, w = summary["shape"]
+        print(f"project  {summary['path']}  ({t} frames, {w}x{h})")
     src = summary["source"]
     print(f"source   {src.get('path')}  [{src.get('kind')}, {src.get('dtype')}]")
     if src.get("window"):

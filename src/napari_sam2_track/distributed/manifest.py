@@ -7,6 +7,10 @@ of rows, or a mapping with ``videos:`` and optional ``defaults:`` applied to eve
     videos/a.mp4,prompts/a.json,,,,both,,,,,
     stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,,cells.yaml
 
+Volumes (z-stacks, NIfTI, DICOM, OME-Zarr) take three more columns, as ``track`` does:
+``axis`` (``z``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``); ``start``/``end`` are
+then timepoints (see docs/volumes.md).
+
 Only ``video`` is required. ``prompts`` may be left out when the project already exists (its
 stored prompts are used). ``schema`` is an annotation schema stored in the project as
 ``track --schema`` does. ``out`` defaults to ``OUT_DIR/<video name>.zarr``. Relative paths are
@@ -50,6 +54,9 @@ class BatchItem(BaseModel):
     window: tuple[float, float] | None = None
     segments: int | None = Field(default=None, ge=1)
     schema_: str | None = Field(default=None, alias="schema")
+    axis: str | None = None
+    z_range: str | None = None
+    stop_after_empty: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _range(self) -> "BatchItem":
@@ -57,6 +64,15 @@ class BatchItem(BaseModel):
             raise ValueError(f"end {self.end} is before start {self.start}")
         if self.window is not None and not self.window[1] > self.window[0]:
             raise ValueError(f"window {list(self.window)} needs high > low")
+        if self.z_range is not None or self.axis is not None:
+            from ..errors import Sam2TrackError
+            from ..volumes.checks import check_axis, parse_z_range
+
+            try:
+                parse_z_range(self.z_range)
+                check_axis(self.axis)
+            except Sam2TrackError as exc:
+                raise ValueError(str(exc).replace("--z-range", "z_range").replace("--axis", "axis")) from None
         return self
 
 

@@ -86,7 +86,7 @@ def track_video(
     interrupted attempt), ``skipped`` (already complete) or ``failed`` (with ``error``);
     ``took_over_lock`` names the holder of a lock taken from a worker that left the cluster.
     """
-    from ..pipeline import check_target, track
+    from ..pipeline import check_target, track, volume_request
     from ..prompts import PromptSet
     from ..schema import Schema
     from ..sources import open_source
@@ -108,8 +108,11 @@ def track_video(
         source = open_source(item["video"], channel=item.get("channel"), window=item.get("window"))
         prompts_path = item.get("prompts")
         prompts = PromptSet.load(prompts_path) if prompts_path else None
+        volume = volume_request(item.get("direction") or "both", item.get("start"), item.get("end"),
+                                None, item.get("z_range"), item.get("stop_after_empty"),
+                                item.get("axis"))
         target = check_target(out_path, source, prompts, resume=state == "partial",
-                              overwrite=overwrite and out_path.exists())
+                              overwrite=overwrite and out_path.exists(), volume=volume)
         schema = Schema.load(item["schema_"]) if item.get("schema_") else None
         model = cached_model(spec)
         frames, last_sent, total = 0, 0.0, 0
@@ -123,6 +126,9 @@ def track_video(
             end=item.get("end"),
             prompts_dir=Path(prompts_path).parent if prompts_path else None,
             schema=schema,
+            z_range=volume.z_range,
+            stop_after_empty=volume.stop_after_empty,
+            axis=volume.axis,
         ):
             frames, total = progress.computed, progress.total
             now = time.perf_counter()

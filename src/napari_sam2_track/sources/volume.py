@@ -2,8 +2,9 @@
 
 A :class:`VolumeSource` reads one 2D slice at a time (``read_slice(t, z)``) and carries its
 :class:`~.geometry.Geometry` (voxel spacing with units, the affine where the file has one). It
-is not a sequence of frames: the 2D tracking code paths refuse it with one line
-(:func:`refuse_volume`), because tracking through volumes is not available yet.
+is not a sequence of frames: code paths that need 2D frames (an open project in the napari
+session, time-parallel segments) refuse it with one line (:func:`refuse_volume`); volumes are
+tracked along z by :mod:`napari_sam2_track.volumes` (``track`` with an output path).
 """
 
 from __future__ import annotations
@@ -28,19 +29,20 @@ from .windows import resolve_window
 __all__ = ["VolumeSource", "ArrayVolumeSource", "VolumeLayout", "resolve_volume_layout",
            "refuse_volume", "NOT_TRACKABLE"]
 
-NOT_TRACKABLE = "volumes can be viewed, but tracking through volumes is not available yet"
+NOT_TRACKABLE = ("track a volume into a new project with 'napari-sam2-track track VOLUME --out "
+                 "X.zarr' (pipeline.track with a path)")
 
 ACCEPTED_VOLUMES = "(Z,Y,X), (T,Z,Y,X) or (T,Z,C,Y,X) with channel=K"
 
 
-def refuse_volume(source: Any, what: str = "tracking") -> None:
+def refuse_volume(source: Any, what: str = "this") -> None:
     """SourceError with one line when ``source`` is a volume (``what`` needs 2D frames)."""
     if isinstance(source, VolumeSource):
         geometry = source.geometry
         shape = "x".join(str(s) for s in geometry.shape)
         raise SourceError(
-            f"{source._label()} is a volume ({shape}, axes {geometry.axes}): {NOT_TRACKABLE} "
-            f"({what} needs a 2D time-lapse: pick one z-plane, e.g. data[:, z] of an array)"
+            f"{source._label()} is a volume ({shape}, axes {geometry.axes}): {what} needs a 2D "
+            f"time-lapse; {NOT_TRACKABLE}, or pick one z-plane, e.g. data[:, z] of an array"
         )
 
 

@@ -1,0 +1,178 @@
+"""Tracking through volumes: per-slice time against upstream, and memory along time.
+
+Two measurements, each configuration in its own subprocess (so peak RSS is its own), on the
+same model (SAM 2.1 tiny architecture, seeded random weights) and one JSON line each:
+
+* ``slices``: one timepoint of a procedural volume (a sphere), prompted on its middle slice and
+  propagated both ways. ``ours`` runs the whole pipeline (slices read lazily from the volume,
+  tracked, written into a volume project); ``upstream`` is ``SAM2VideoPredictor`` on the same
+  slices (a grayscale JPEG folder, decoded for ours too, so both see the same pixels:
+  ``init_state``, then ``propagate_in_video`` forward and backward). ``sec_per_slice`` times
+  the propagation from the second slice on; the last line gives ``ours / upstream``.
+* ``chain``: a 3D + time run (a prompt on one slice of the first timepoint) over ``T`` small
+  and ``T`` large timepoints; ``peak_rss_mb`` of each and their ratio (memory must not grow
+  with the number of timepoints: one timepoint's state at a time).
+
+Usage::
+
+    python benchmarks/volume_tracking.py                    # 32 slices; chain 2 vs 20 timepoints
+    python benchmarks/volume_tracking.py --slices 64 --size 256 --timepoints 2 20
+    python benchmarks/volume_tracking.py --repeats 3 --timepoints     # speed only, interleaved
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import build_test_model  # noqa: E402
+
+
+def sphere(t: int, z: int, size: int) -> np.ndarray:
+    """uint8 (t, z, size, size): a bright sphere drifting along x on a textured background."""
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:z, :size, :size]
+    data = rng.integers(10, 60, (t, z, size, size), dtype=np.uint8)
+    r = size / 5
+    for i in range(t):
+        cx = size / 2 - size / 8 + (size / 4) * i / max(1, t - 1)
+        inside = ((zz - z / 2) * size / z) ** 2 + (yy - size / 2) ** 2 + (xx - cx) ** 2 < r**2
+        data[i][inside] = 220
+    return data
+
+
+def jpeg_slices(volume: np.ndarray, folder: Path) -> np.ndarray:
+    """Write (z, h, w) slices as grayscale JPEGs (upstream's input); return them decoded."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.empty_like(volume)
+    for z, plane in enumerate(volume):
+        path = folder / f"{z:05d}.jpg"
+        Image.fromarray(plane, mode="L").save(path, quality=95)
+        out[z] = np.asarray(Image.open(path).convert("L"))
+    return out
+
+
+def run_ours(folder: Path, size: int, out: Path) -> dict:
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
+    from napari_sam2_track.sources import ArrayVolumeSource
+
+    model = build_test_model(256)
+    from PIL import Image
+
+    slices = np.stack([np.asarray(Image.open(p).convert("L")) for p in sorted(folder.glob("*.jpg"))])
+    vol = ArrayVolumeSource(slices, "ZYX")
+    mid = len(slices) // 2
+    prompts = PromptSet(objects=[ObjectSpec(id=1)], prompts=[
+        Prompt(object=1, frame=0, z=mid, points=[(size / 2 - size / 8, size / 2)], labels=[1])])
+    stamps = [p.elapsed for p in track(vol, prompts, out, model=model)]
+    return {"slices": len(stamps), "sec_per_slice": (stamps[-1] - stamps[0]) / (len(stamps) - 1)}
+
+
+def run_upstream(folder: Path, size: int) -> dict:
+    import torch
+
+    model = build_test_model(256)
+    p = model.predictor
+    n = len(list(folder.glob("*.jpg")))
+    with torch.inference_mode():
+        state = p.init_state(str(folder))
+        p.add_new_points_or_box(state, frame_idx=n // 2, obj_id=1,
+                                points=[[size / 2 - size / 8, size / 2]], labels=[1])
+        stamps = []
+        start = time.perf_counter()
+        for reverse in (False, True):
+            for _, _, masks in p.propagate_in_video(state, reverse=reverse):
+                (masks[:, 0] > 0).numpy()
+                stamps.append(time.perf_counter() - start)
+    return {"slices": len(stamps), "sec_per_slice": (stamps[-1] - stamps[0]) / (len(stamps) - 1)}
+
+
+def run_chain(t: int, z: int, size: int, out: Path) -> dict:
+    from napari_sam2_track.pipeline import track
+    from napari_sam2_track.project import ProjectStore
+    from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
+    from napari_sam2_track.sources import ArrayVolumeSource
+
+    model = build_test_model(256)
+    vol = ArrayVolumeSource(sphere(t, z, size), "TZYX")
+    prompts = PromptSet(objects=[ObjectSpec(id=1)], prompts=[
+        Prompt(object=1, frame=0, z=z // 2, points=[(size / 2 - size / 8, size / 2)], labels=[1])])
+    started = time.perf_counter()
+    computed = 0
+    for progress in track(vol, prompts, out, model=model):
+        computed = progress.computed
+    seconds = time.perf_counter() - started
+    store = ProjectStore.open(out, mode="r")
+    tracked = int(np.isfinite(store.physical_volume(1)).sum())
+    return {"slices": computed, "seconds": round(seconds, 1), "timepoints_tracked": tracked}
+
+
+def child(args) -> None:
+    out = Path(tempfile.mkdtemp(dir=args.tmp)) / f"{args.case}-{args.timepoints[0]}.zarr"
+    if args.case == "ours":
+        line = run_ours(Path(args.tmp) / "jpg", args.size, out)
+    elif args.case == "upstream":
+        line = run_upstream(Path(args.tmp) / "jpg", args.size)
+    else:
+        line = run_chain(args.timepoints[0], args.chain_slices, args.chain_size, out)
+        line["timepoints"] = args.timepoints[0]
+    line["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps({"case": args.case, **line}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", type=int, default=32, help="slices of the along-z comparison")
+    ap.add_argument("--size", type=int, default=256, help="slice size (px) of that comparison")
+    ap.add_argument("--timepoints", type=int, nargs="*", default=[2, 20],
+                    help="timepoints of the 3D + time runs (none: skip them)")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved ours/upstream repeats")
+    ap.add_argument("--chain-slices", type=int, default=6)
+    ap.add_argument("--chain-size", type=int, default=128)
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        child(args)
+        return
+    base = [sys.executable, __file__, "--size", str(args.size), "--chain-slices",
+            str(args.chain_slices), "--chain-size", str(args.chain_size)]
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg_slices(sphere(1, args.slices, args.size)[0], Path(tmp) / "jpg")
+        runs = [("ours", 0), ("upstream", 0)] * args.repeats + [("chain", t) for t in args.timepoints]
+        for case, t in runs:
+            cmd = [*base, "--case", case, "--tmp", tmp, "--timepoints", str(t)]
+            line = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                             text=True).stdout.strip().splitlines()[-1])
+            line.update({"image_size": 256, "device": "cpu"})
+            if case != "chain":
+                line["slice_px"] = args.size
+            print(json.dumps(line), flush=True)
+            results.setdefault(f"{case}{t or ''}", []).append(line)
+    median = {k: float(np.median([r["sec_per_slice"] for r in results[k]]))
+              for k in ("ours", "upstream")}
+    summary = {"summary": True,
+               "ours_over_upstream_sec_per_slice": round(median["ours"] / median["upstream"], 3)}
+    if len(args.timepoints) >= 2:
+        lo, hi = min(args.timepoints), max(args.timepoints)
+        rss = results[f"chain{hi}"][0]["peak_rss_mb"] / results[f"chain{lo}"][0]["peak_rss_mb"]
+        summary[f"peak_rss_{hi}_over_{lo}_timepoints"] = round(rss, 3)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
