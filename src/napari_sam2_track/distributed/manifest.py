@@ -8,7 +8,7 @@ of rows, or a mapping with ``videos:`` and optional ``defaults:`` applied to eve
     stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,,cells.yaml
 
 Volumes (z-stacks, NIfTI, DICOM, OME-Zarr) take three more columns, as ``track`` does:
-``axis`` (``z``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``); ``start``/``end`` are
+``axis`` (``z``, ``y`` or ``x``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``); ``start``/``end`` are
 then timepoints (see docs/volumes.md).
 
 Only ``video`` is required. ``prompts`` may be left out when the project already exists (its
