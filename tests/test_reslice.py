@@ -184,7 +184,7 @@ def test_one_timepoint_at_a_time_and_assembled_back():
 
 def test_bad_axis_gets_one_line():
     volume = _volume(np.zeros((4, 1, 6), np.uint8))
-    with pytest.raises(SourceError, match=r"--axis 'w' does not exist; a volume is propagated along z, y, x") as e:
+    with pytest.raises(SourceError, match=r"'w' does not exist; .* along z, y, x") as e:
         check_axis("w", volume)
     assert "\n" not in str(e.value)
     video = ArraySource(np.zeros((5, 8, 8), np.uint8), axes="TYX")

@@ -153,7 +153,8 @@ def _render(
     for obj_id, e in objects.items():
         reach = float(e.semi.max()) * 1.6
         lo = [max(0, int((c - reach) / s)) for c, s in zip(e.centre, spacing)]
-        hi = [min(n, int(np.ceil((c + reach) / s)) + 1) for c, s, n in zip(e.centre, spacing, shape)]
+        hi = [min(n, int(np.ceil((c + reach) / s)) + 1)
+              for c, s, n in zip(e.centre, spacing, shape)]
         if any(h <= l for l, h in zip(lo, hi)):
             continue
         box = tuple(slice(l, h) for l, h in zip(lo, hi))
