@@ -74,7 +74,7 @@ def test_track_a_nifti_volume_then_info(tmp_path, checkpoint, capsys):
 
 @pytest.mark.parametrize("extra, expected", [
     (["--axis", "q"], "--axis 'q' does not exist"),
-    (["--axis", "x"], "propagation along x is not available yet"),
+    (["--axis", "x", "--z-range", "1-3"], "--z-range applies to --axis z"),
     (["--z-range", "2-30"], "outside the volume's 8 slices"),
 ])
 def test_bad_volume_options_are_one_line(tmp_path, checkpoint, capsys, extra, expected):

@@ -158,7 +158,7 @@ def _one_line(excinfo):
     (Prompt(object=1, frame=0, z=2, points=[(3, 3)], labels=[1]), {"z_range": "3-20"}, "outside the volume's 12 slices"),
     (Prompt(object=1, frame=0, z=2, points=[(3, 3)], labels=[1]), {"z_range": "3-8"}, "outside --z-range 3-8"),
     (Prompt(object=1, frame=0, z=2, points=[(3, 3)], labels=[1]), {"axis": "w"}, "does not exist"),
-    (Prompt(object=1, frame=0, z=2, points=[(3, 3)], labels=[1]), {"axis": "y"}, "not available yet"),
+    (Prompt(object=1, frame=0, z=2, points=[(3, 3)], labels=[1]), {"axis": "y", "z_range": "3-8"}, "--z-range applies to --axis z"),
     (Prompt(object=1, frame=1, z=2, points=[(3, 3)], labels=[1]), {}, "timepoint 1 but the volume has 1"),
 ])
 def test_bad_volume_requests_are_refused_before_anything_is_written(tmp_path, prompt, request_kw,

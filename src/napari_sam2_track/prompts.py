@@ -55,7 +55,8 @@ class Prompt(BaseModel):
     Either clicks and/or a box, or a mask: a path to an image whose non-zero pixels (or the
     pixels equal to ``mask_value``) are the object, relative to the prompts file.
     In a volume, ``frame`` is the timepoint (0 for a single volume) and ``z`` the slice index
-    along the propagation axis; ``z`` is left out (``None``) for a 2D video.
+    along the volume's z axis, whatever the propagation axis (``--axis y|x`` maps clicks onto
+    the planes through them); ``z`` is left out (``None``) for a 2D video.
     """
 
     model_config = ConfigDict(extra="forbid")

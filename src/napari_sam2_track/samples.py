@@ -10,6 +10,9 @@ deterministically from a seed with numpy + scikit-image (scipy) only:
   entering from the border, one leaving the view and coming back, one passing over another,
   and a drifting smoke patch that hides an instrument for a few frames.
 
+The volume samples (a z-stack and a 3D + time series, with anisotropic voxels) are in
+:mod:`napari_sam2_track.samples3d`.
+
 Ground-truth labels contain only *visible* pixels. An object present in a frame but with less
 than half of its (in-frame) area visible is listed in ``occluded``; an object that exists but has
 no pixel inside the frame is listed in ``out_of_frame``.

@@ -1,4 +1,4 @@
-"""``napari-sam2-track annotate [VIDEO | --sample cells|instruments]``: napari with the docks open.
+"""``napari-sam2-track annotate [VIDEO | --sample NAME]``: napari with the docks open.
 
 The video is opened lazily, its project (``<video stem>.zarr`` beside it by default, a
 temporary folder for samples: the dock says where, and how to reopen it) is created or
@@ -6,6 +6,10 @@ reopened, and the Prompt and Propagate, Review and Schema docks are shown (one t
 Prompt and Propagate in front), ready to click. The window fits the screen. The model given
 with ``--model`` (and ``--image-size``, ``--device``), else the one last loaded in the dock, is
 loaded at start.
+
+The volume samples (``nuclei3d``, ``cells3dt``) open as an Image layer with their voxel scale
+and their ground truth as a Labels layer; prompting a volume in the dock is not available yet,
+so no project is opened for them (a notice says so).
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from ._registry import command
 from ..errors import Sam2TrackError
 
 PLUGIN = "napari-sam2-track"
-SAMPLES = ("cells", "instruments")
+VIDEO_SAMPLES = ("cells", "instruments")
+#: volume samples (:mod:`napari_sam2_track.samples3d`)
+VOLUME_SAMPLES = ("nuclei3d", "cells3dt")
+SAMPLES = VIDEO_SAMPLES + VOLUME_SAMPLES
+VOLUME_SAMPLE_NOTICE = ("{name}: a volume sample, shown with its voxel scale and ground truth; "
+                        "prompting volumes in the dock is not available yet (its example "
+                        "prompts are in the image layer's metadata)")
 #: width of napari's layer list and controls column (its own default leaves the canvas little room)
 LEFT_DOCK_WIDTH = 240
 
@@ -60,7 +70,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", help="auto|cpu|cuda[:N]|mps (default: auto, or the last one used)")
     p.add_argument("--channel", type=int, help="channel of a multichannel stack to track on")
     p.add_argument("--frames", type=int, default=SAMPLE_FRAMES,
-                   help=f"number of frames of a sample (default {SAMPLE_FRAMES})")
+                   help=f"number of frames of a video sample (default {SAMPLE_FRAMES}; the "
+                   "volume samples have their own size)")
 
 
 def open_annotation_viewer(
@@ -83,7 +94,7 @@ def open_annotation_viewer(
     from ..schema import Schema
 
     if (video is None) == (sample is None):
-        raise Sam2TrackError("give either a VIDEO or --sample cells|instruments")
+        raise Sam2TrackError(f"give either a VIDEO or --sample {'|'.join(SAMPLES)}")
     if sample is not None and sample not in SAMPLES:
         raise Sam2TrackError(f"unknown sample {sample!r}; use one of {', '.join(SAMPLES)}")
     loaded_schema = Schema.load(schema) if schema else None
@@ -92,6 +103,10 @@ def open_annotation_viewer(
 
         source = open_source(video, channel=channel)
         layers = [io.image_layer_data(source)]
+    elif sample in VOLUME_SAMPLES:
+        from ..samples3d import make_volume_sample, sample_layers
+
+        layers = sample_layers(make_volume_sample(sample))
     else:
         make = io.sample_cells if sample == "cells" else io.sample_instruments
         layers = make(n_frames=frames, size=size)
@@ -111,7 +126,12 @@ def open_annotation_viewer(
         schema_dock.set_schema(loaded_schema)
         schema_dock.hub.schema = loaded_schema
     prompt_dock.select_image(image.name)
-    prompt_dock.open_project(project, layer=image)
+    if sample in VOLUME_SAMPLES:
+        from napari.utils.notifications import show_info
+
+        show_info(VOLUME_SAMPLE_NOTICE.format(name=sample))
+    else:
+        prompt_dock.open_project(project, layer=image)
     if show:
         viewer.window.show()
         fit_window(viewer, prompt_dw, screen_size)  # again, now that the docks have their sizes

@@ -25,8 +25,9 @@ def add_parsers(sub) -> None:
                    "first timepoint)")
     p.add_argument("--end", type=int, help="last frame of the range (inclusive; volumes: last "
                    "timepoint)")
-    p.add_argument("--axis", help="volumes: the axis whose slices are propagated through "
-                   "(z, the default)")
+    p.add_argument("--axis", help="volumes: propagate along z (the slices, default), or y or x "
+                   "(the planes across rows or columns, resampled to square pixels; prompts stay "
+                   "in volume coordinates)")
     p.add_argument("--z-range", metavar="A-B", help="volumes: track slices A..B only (inclusive)")
     p.add_argument("--stop-after-empty", type=int, metavar="N", help="volumes: stop an object's "
                    "direction after N consecutive slices without it")

@@ -8,8 +8,8 @@ of rows, or a mapping with ``videos:`` and optional ``defaults:`` applied to eve
     stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,,cells.yaml
 
 Volumes (z-stacks, NIfTI, DICOM, OME-Zarr) take three more columns, as ``track`` does:
-``axis`` (``z``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``); ``start``/``end`` are
-then timepoints (see docs/volumes.md).
+``axis`` (``z``, ``y`` or ``x``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``);
+``start``/``end`` are then timepoints (see docs/volumes.md).
 
 Only ``video`` is required. ``prompts`` may be left out when the project already exists (its
 stored prompts are used). ``schema`` is an annotation schema stored in the project as

@@ -11,7 +11,7 @@ from ..prompts import PromptSet
 
 #: Axes a volume can be propagated along, and those available now.
 VOLUME_AXES = ("z", "y", "x")
-AVAILABLE_AXES = ("z",)
+AVAILABLE_AXES = ("z", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,16 @@ def check_axis(axis: str | None) -> str:
 def check_volume_request(volume, prompts: PromptSet | None, request: VolumeRequest) -> None:
     """Refuse (one line) a request the volume cannot take: an axis, a z-range or timepoints
     outside it, a prompt outside the volume or the z-range, a bad early stop."""
-    check_axis(request.axis)
+    axis = check_axis(request.axis)
     n_t, n_z, h, w = volume.shape
+    if axis != "z":  # the planes across y or x: resampled, prompts mapped onto them
+        from .axis_run import check_axis_prompts
+        from .reslice import AxisView
+
+        if request.z_range is not None:
+            raise PromptError(f"--z-range applies to --axis z; along {axis} every plane is "
+                              "tracked (crop the volume instead)")
+        check_axis_prompts(AxisView(volume, axis), prompts)
     if request.z_range is not None:
         a, b = request.z_range
         if not (0 <= a <= b < n_z):

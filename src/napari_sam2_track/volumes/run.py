@@ -313,8 +313,11 @@ def _run(store: ProjectStore, volume, prompts: PromptSet, masks, model: "LoadedM
     if resume:
         done = {o: set(store.frames_with_state(o, exclude=(STATE_NOT_RUN,))) for o in plan.objects}
         skip = lambda obj, p: p in done.get(obj, ())  # noqa: E731
-    tracking = VolumeTracking(model, volume, plan, request, mask_source(store, masks, prompts_dir),
-                              store=store, done=done, cancel=cancel, retain_frames=retain_frames)
+    from .axis_run import tracking_class
+
+    tracking = tracking_class(request.axis)(
+        model, volume, plan, request, mask_source(store, masks, prompts_dir), store=store,
+        done=done, cancel=cancel, retain_frames=retain_frames)
     n_z = volume.shape[1]
     ranges = [(o, plan.t_lo * n_z, plan.t_hi * n_z + n_z - 1)
               for o in plan.objects]
