@@ -156,3 +156,86 @@ def test_adopting_without_a_second_opinion_or_outside_it_is_one_line(project):
             adopt(store, 1, 0, 3)
         with pytest.raises(ReviewError, match="not in p.zarr"):
             adopt(store, 9, 0, 3)
+
+
+# ------------------------------------------------------------------------ the command line
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory, other_model):
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt2") / "other_tiny.pt"
+    torch.save({"model": other_model.predictor.state_dict()}, path)
+    return path
+
+
+def cli(capsys, *argv):
+    from napari_sam2_track.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_second_opinion_and_adopt_on_the_command_line(project, other_checkpoint, capsys):
+    before = project_files(project)
+    code, out, err = cli(capsys, "review", "second-opinion", project, "--model", other_checkpoint,
+                         "--image-size", 256, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    assert "second opinion 'other_tiny-256'" in out and "frames compared disagree" in out
+    assert project_files(project) == before
+    code, out, _ = cli(capsys, "review", project, "--json")
+    flags = [f for f in json.loads(out)["flags"] if f["kind"] == "disagreement"]
+    assert flags
+    f = flags[0]
+    code, out, err = cli(capsys, "review", "adopt", project, f["object"], "--frames", f"{f['start']}-{f['end']}")
+    assert code == 0, err
+    assert f"object {f['object']} frames {f['start']}-{f['end']}: the second opinion's masks adopted" in out
+    store = ProjectStore.open(project, mode="r")
+    assert store.meta["runs"][-1]["adopted_from"] == "second_opinion/other_tiny-256"
+    # the same again is refused without --overwrite, before anything is tracked
+    code, _, err = cli(capsys, "review", "second-opinion", project, "--model", other_checkpoint,
+                       "--image-size", 256, "--device", "cpu", "--name", "other_tiny-256")
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize("model, message", [
+    ("missing.pt", "checkpoint .*missing.pt not found"),
+    ("facebook/sam2.1-hiera-large", "cannot download facebook/sam2.1-hiera-large"),
+])
+def test_a_second_model_that_does_not_load_is_one_line_and_writes_nothing(
+        project, capsys, monkeypatch, tmp_path, model, message):
+    import re
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    before = project_files(project)
+    code, _, err = cli(capsys, "review", "second-opinion", project, "--model", tmp_path / model
+                       if model.endswith(".pt") else model, "--device", "cpu")
+    assert code == 2 and re.search(message, err) and len(err.strip().splitlines()) == 1
+    assert project_files(project) == before and not (project / SECOND_OPINION_GROUP).exists()
+
+
+def test_an_image_size_sam2_cannot_use_is_refused(project, other_checkpoint, capsys):
+    code, _, err = cli(capsys, "review", "second-opinion", project, "--model", other_checkpoint,
+                       "--image-size", 500, "--device", "cpu")
+    assert code == 2 and "image size 500" in err and "multiple of 32" in err
+
+
+def test_a_second_opinion_while_a_propagation_holds_the_lock_is_refused_naming_it(
+        project, other_checkpoint, capsys):
+    import subprocess
+    import sys
+
+    hold = ("import sys, time\nfrom napari_sam2_track.project import ProjectStore\n"
+            "store = ProjectStore.open(sys.argv[1], command='track v.mp4 --resume')\n"
+            "print('locked', flush=True)\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(project)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        code, _, err = cli(capsys, "review", "second-opinion", project, "--model", other_checkpoint,
+                           "--device", "cpu")
+        assert code == 2 and f"PID {proc.pid}" in err and "track v.mp4 --resume" in err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (project / SECOND_OPINION_GROUP).exists()

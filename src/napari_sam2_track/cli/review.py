@@ -12,7 +12,7 @@ import json
 import math
 import sys
 
-from ._registry import command
+from ._registry import EXIT_INTERRUPTED, command
 from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
@@ -23,7 +23,8 @@ def add_parsers(sub) -> None:
         "review",
         help="list flags and masklets with QC status, or approve/reject a masklet",
         description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
-                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]",
+                    "[--frames A-B] [--reviewer NAME] [--comment TEXT]  |  "
+                    f"{SECOND_OPINION_USAGE}",
     )
     p.add_argument("target", nargs="+", metavar="[approve|reject] PROJECT [OBJ]",
                    help="a project to list, or approve/reject, a project and an object id")
@@ -32,6 +33,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--comment", default="", help="comment stored with the decision")
     p.add_argument("--object", type=int, help="list only this object")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_second_opinion_options(p)
 
     p = sub.add_parser("report", help="annotator analytics beside the SAM 2 paper's reference rows")
     p.add_argument("project", help="PROJECT.zarr")
@@ -54,6 +56,8 @@ def parse_frames(text: str) -> tuple[int, int]:
 
 @command("review")
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.target[0] in SECOND_OPINION_ACTIONS:
+        return second_opinion_command(args)
     if args.target[0] in ACTIONS:
         return _decide(args)
     if len(args.target) != 1:
@@ -173,4 +177,105 @@ def cmd_report(args: argparse.Namespace) -> int:
                                       "frames_propagated_per_prompt")]
         text = ["-" if v is None else f"{v:.2f}" for v in cells]
         print(f"{row['who']:<40} {text[0]:>8} {text[1]:>9} {text[2]:>21} {text[3]:>19} {text[4]:>17} {text[5]:>14}")
+    return 0
+
+
+# ------------------------------------------------------------------- second opinion
+SECOND_OPINION_ACTIONS = ("second-opinion", "adopt")
+SECOND_OPINION_USAGE = ("review second-opinion PROJECT.zarr --model M2 [--image-size N] [--device D] "
+                        "[--name NAME] [--overwrite] [--video PATH]  |  review adopt PROJECT.zarr OBJ "
+                        "--frames A-B [--name NAME]")
+
+
+def add_second_opinion_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``review second-opinion`` and ``review adopt``."""
+    g = p.add_argument_group("second opinion (review second-opinion | adopt)")
+    g.add_argument("--model", help="the second model: tiny|small|base-plus|large, a Hugging Face id "
+                   "or a local .pt checkpoint")
+    g.add_argument("--config", help="sam2 config of the second model (default: inferred)")
+    g.add_argument("--image-size", type=int, help="input size of the second model, e.g. 512")
+    g.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
+    g.add_argument("--name", help="name of the second opinion (default: the model's name and input "
+                   "size); adopt: which one (default: the most recent)")
+    g.add_argument("--overwrite", action="store_true", help="replace a second opinion of the same name")
+    g.add_argument("--video", help="the project's video, if it moved since it was tracked")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def second_opinion_command(args: argparse.Namespace) -> int:
+    """``review second-opinion PROJECT --model M2`` or ``review adopt PROJECT OBJ --frames A-B``."""
+    if args.target[0] == "adopt":
+        return _adopt(args)
+    if len(args.target) != 2:
+        raise ReviewError(f"usage: {SECOND_OPINION_USAGE.split('  |  ')[0]}")
+    if not args.model:
+        raise ReviewError("review second-opinion needs --model M2 (the model to compare with)")
+    from ..engine.spec import ModelSpec
+    from ..project import ProjectStore
+    from ..review.second_opinion import (check_can_run, check_name, image_size_note, opinion_info,
+                                         opinion_name, project_source, run_second_opinion)
+
+    # the project's write lock first: a running propagation is named before a model loads
+    with ProjectStore.open(args.target[1], command="review second-opinion") as store:
+        if args.name is not None:
+            check_can_run(store, check_name(args.name), overwrite=args.overwrite)
+        source = project_source(store, args.video)
+        try:
+            model = ModelSpec(model=args.model, config=args.config, device=args.device,
+                              image_size=args.image_size).load()
+            name = check_name(args.name or opinion_name(model))
+            check_can_run(store, name, overwrite=args.overwrite)
+            note = image_size_note(store, model)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            _run_second_opinion(run_second_opinion(store, source, model, name=name,
+                                                   overwrite=args.overwrite), args.quiet)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; no second opinion was stored and {store.path} is unchanged",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            source.close()
+        info = opinion_info(store, name)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"second opinion {info['name']!r}: {info['model']} @ {info['image_size']} px, stored in "
+          f"{store.path / 'second_opinion' / info['name']}")
+    for obj, counts in info["objects"].items():
+        print(f"  object {obj:>4}  {counts['disagreeing']} of {counts['compared']} frames compared "
+              f"disagree (IoU < {info['threshold']:g} or presence differs)")
+    return 0
+
+
+def _run_second_opinion(progress, quiet: bool) -> None:
+    bar = None
+    try:
+        for p in progress:
+            if bar is None and not quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=p.total, unit="frame", desc="second opinion")
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from ..project import ProjectStore
+    from ..review.second_opinion import adopt
+
+    if len(args.target) != 3 or args.frames is None:
+        raise ReviewError(f"usage: {SECOND_OPINION_USAGE.split('  |  ')[1]}")
+    try:
+        obj_id = int(args.target[2])
+    except ValueError:
+        raise ReviewError(f"object id {args.target[2]!r} is not a number") from None
+    start, end = parse_frames(args.frames)
+    with ProjectStore.open(args.target[1], command="review adopt") as store:
+        first, last = adopt(store, obj_id, start, end, name=args.name)
+    print(f"object {obj_id} frames {first}-{last}: the second opinion's masks adopted "
+          "(undo restores the previous ones)")
     return 0
