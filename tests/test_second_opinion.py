@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_blob_video, nudge_test_model, write_jpeg_folder
 from napari_sam2_track.errors import ReviewError
-from napari_sam2_track.project import COL, ProjectStore
+from napari_sam2_track.project import ProjectStore
 from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.review.flags import find_flags
 from napari_sam2_track.review.qc import approve
