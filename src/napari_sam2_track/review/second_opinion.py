@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ReviewError, StoreError
-from ..project import COL, STATE_NOT_RUN, ProjectStore
+from ..project import COL, STATE_EDITED, STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, ProjectStore
 from ..project._jsonl import now_iso
 from ..project.placement import Words
 from .segments import mark_corrected, snapshot_segment
@@ -70,7 +70,7 @@ COMPARE_COLUMNS = ("iou", "presence", "area", "x0", "y0", "x1", "y1")
 AGREE, ONLY_PROJECT, ONLY_SECOND = 0, 1, 2
 _COMMAND = "review second-opinion"
 _WORDS = Words(out="--name", resume=None)
-_VISIBLE_STATES = (1, 2, 3)  # prompted, propagated, edited
+_VISIBLE_STATES = (STATE_PROMPTED, STATE_PROPAGATED, STATE_EDITED)
 
 
 def opinion_name(model: "LoadedModel") -> str:
