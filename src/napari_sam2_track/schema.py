@@ -186,6 +186,9 @@ class ReviewThresholds(BaseModel):
     """Flag bounding-box centre moves above this multiple of the object's size (sqrt of area)."""
     overlap: float = Field(default=0.2, ge=0, le=1)
     """Flag overlaps with another object above this fraction of the object's area."""
+    disagreement_iou: float = Field(default=0.5, ge=0, le=1)
+    """Flag frames where the IoU with the second opinion's mask is below this (or where one of
+    the two sees the object and the other does not)."""
     idle_seconds: float = Field(default=60.0, gt=0)
     """Analytics: gaps between interactions longer than this are idle, not active time."""
     sample_size: int = Field(default=10, ge=1)

@@ -49,7 +49,7 @@ def review_project(path) -> ProjectStore:
 @pytest.fixture
 def dock(make_napari_viewer, qtbot, tmp_path):
     store = review_project(tmp_path / "p.zarr")
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # the review keys are bound while the dock is shown
     viewer.add_image(np.zeros((T, H, W), np.uint8), name="video")
     session = AnnotationSession(open_source(np.zeros((T, H, W), np.uint8)), store, prefetch=False)
     hub_for(viewer).set_session(session)

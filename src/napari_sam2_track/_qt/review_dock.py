@@ -6,8 +6,8 @@ viewer's hub). The project is read by :func:`.review_data.load_review_data` on n
 says labels, objects, keyframes or a run changed (not during a run: once it has finished).
 
 Corrections (a prompt on a tracked frame re-propagates one segment; Undo) are in
-:mod:`.review_correct`. Keys (on the viewer): ``.`` next flag, ``,`` previous flag of the
-selected object.
+:mod:`.review_correct`, second opinions in :mod:`.review_second`; the keys
+(:mod:`.review_keys`) are bound on the viewer only while the dock is shown.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ from .review_correct import CorrectBox
 from .review_history import HistoryBox
 from .review_crops import CropStrip, masklet_crops
 from .review_data import ObjectTrack, ReviewData, load_review_data
+from .review_keys import ReviewKeys, help_text
 from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
 from .review_sample import SampleBox
+from .review_second import SecondOpinionBox
 from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline
 
-KEYS = """\
-.   next flag of the selected object
-,   previous flag of the selected object"""
+KEYS = help_text()
 
 #: what needs a look first comes first: QC and flags without scrolling sideways
 TABLE_COLUMNS = ("id", "name", "QC status", "flags", "flags by kind", "frames present", "first", "last",
@@ -110,7 +110,7 @@ class ReviewWidget(ScrollDock):
         self.setToolTip("Review tracks, approve or reject masklets.\n\nKeys:\n" + KEYS)
         self._build()
         self.viewer.dims.events.current_step.connect(self._on_step)
-        self._bind_keys()
+        self.keys = ReviewKeys(self)
         self.hub.session_changed.connect(self._on_session_changed)
         self._on_session_changed(self.hub.session)
 
@@ -170,6 +170,9 @@ class ReviewWidget(ScrollDock):
         self.history_box.setTitle("")
         self.history_box.setFlat(True)
         self.add_section("History", self.history_box, expanded=False)
+        self.second_box = SecondOpinionBox(self.viewer, self._error)
+        self.second_box.changed.connect(self.schedule_refresh)
+        self.add_section("Second opinion", self.second_box, expanded=False)
 
         box = QWidget()
         form = QFormLayout(box)
@@ -234,6 +237,9 @@ class ReviewWidget(ScrollDock):
         self.report_box.setTitle("")
         self.report_box.setFlat(True)
         self.add_section("Report", self.report_box)
+        keys = StatusLine(KEYS, lines=len(KEYS.splitlines()))
+        keys.setStyleSheet("font-family: monospace")
+        self.add_section("Keys (while this dock is shown)", keys, expanded=False)
         self.content_layout.addStretch(1)
         self._set_enabled(False)
 
@@ -241,20 +247,6 @@ class ReviewWidget(ScrollDock):
         for w in (self.approve_button, self.reject_button, self.next_flag_button, self.prev_flag_button,
                   self.next_correction_button, self.prev_correction_button, self.masklet_combo):
             w.setEnabled(on)
-
-    def _bind_keys(self) -> None:
-        """Bind the flag keys on the viewer (again replaces: idempotent)."""
-
-        def step(delta: int):
-            def on_key(_viewer) -> None:
-                try:
-                    self.next_flag(delta)
-                except RuntimeError:  # the dock was closed: the key does nothing
-                    pass
-            return on_key
-
-        self.viewer.bind_key(".", step(1), overwrite=True)
-        self.viewer.bind_key(",", step(-1), overwrite=True)
 
     # -------------------------------------------------------------- session
     @property
@@ -265,6 +257,7 @@ class ReviewWidget(ScrollDock):
         self._link.disconnect_all()
         self.correct_box.attach(session)
         self.history_box.attach(session)
+        self.second_box.attach(session)
         self.data = None
         self.selected = None
         if session is None:
@@ -368,7 +361,8 @@ class ReviewWidget(ScrollDock):
         self._show_flag_reason()
 
     def _show_flag_reason(self) -> None:
-        track, frame = self.track, self.current_frame
+        track, frame, m = self.track, self.current_frame, self.chosen_masklet()
+        self.second_box.set_target(self.selected, frame, track.flags if track else [], m and m[1:])
         if track is None:
             self.flag_label.set_text("")
             return
@@ -597,4 +591,6 @@ class ReviewWidget(ScrollDock):
         self._link.disconnect_all()
         self.correct_box.detach()
         self.history_box.detach()
+        self.second_box.cancel()
+        self.keys.unbind()
         super().closeEvent(event)

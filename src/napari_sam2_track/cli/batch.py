@@ -51,6 +51,26 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--summary", metavar="FILE", help="also write the summary as JSON to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_second_opinion_options(p)
+
+
+def add_second_opinion_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("second opinion (see docs/review.md#second-opinion)")
+    g.add_argument("--second-opinion", metavar="M2", help="after tracking, re-track each video from "
+                   "its keyframes with this model too and flag where the two disagree")
+    g.add_argument("--second-opinion-image-size", type=int, metavar="N", help="input size of M2")
+    g.add_argument("--second-opinion-name", metavar="NAME", help="name of the second opinions "
+                   "(default: M2's name and input size)")
+
+
+def second_opinion_spec(args: argparse.Namespace):
+    """The second model of ``--second-opinion`` (on the tracking model's device), or ``None``."""
+    from ..engine.spec import ModelSpec
+
+    if not args.second_opinion:
+        return None
+    return ModelSpec(model=args.second_opinion, device=args.device,
+                     image_size=args.second_opinion_image_size)
 
 
 def _report(summary, args: argparse.Namespace) -> int:
@@ -95,6 +115,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             segments=args.segments,
             progress=not args.quiet,
+            second_opinion=second_opinion_spec(args),
+            second_opinion_name=args.second_opinion_name,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume ({out_dir})",

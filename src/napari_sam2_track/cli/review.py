@@ -15,7 +15,7 @@ import json
 import math
 import sys
 
-from ._registry import command
+from ._registry import EXIT_INTERRUPTED, command
 from ..errors import ReviewError, summarize_list
 
 ACTIONS = ("approve", "reject")
@@ -31,16 +31,21 @@ def add_parsers(sub) -> None:
                     "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
                     "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
                     "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
-                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION",
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
+                    f"{SECOND_OPINION_USAGE}",
     )
-    p.add_argument("target", nargs="+", metavar="[approve|reject|sample|verdict|history|restore] PROJECT [OBJ]",
+    p.add_argument("target", nargs="+", metavar="[ACTION] PROJECT [OBJ]",
                    help="a project to list; or an action, a project and an object id")
     p.add_argument("--frames", help="frame range A-B (default: each presence span of the object)")
     p.add_argument("--reviewer", help="reviewer name (default: $NAPARI_SAM2_TRACK_REVIEWER or the OS user)")
     p.add_argument("--comment", default="", help="comment stored with the decision")
     p.add_argument("--object", type=int, help="list only this object")
     p.add_argument("--json", action="store_true", help="print JSON")
-    add_sample_arguments(p)
+                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
+                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
+                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
+                    f"{SECOND_OPINION_USAGE}",
 
     p = sub.add_parser("report", help="annotator analytics beside the SAM 2 paper's reference rows")
     p.add_argument("project", help="PROJECT.zarr")
@@ -73,14 +78,11 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("review")
 def cmd_review(args: argparse.Namespace) -> int:
-    if args.target[0] in SAMPLED:
-        from .review_sample import cmd_sample, cmd_verdict
-
-        return (cmd_sample if args.target[0] == "sample" else cmd_verdict)(args)
-    if args.target[0] in ACTIONS and args.frame is not None:
-        from .review_sample import judge
-
-        return judge(args)
+                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
+                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
+                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
+                    f"{SECOND_OPINION_USAGE}",
     if args.target[0] in ACTIONS:
         return _decide(args)
     if args.target[0] in VERSION_ACTIONS:
@@ -211,49 +213,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ track versions
-def _int_arg(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ReviewError(f"{what} {text!r} is not a number") from None
-
-
-def _versions(args: argparse.Namespace) -> int:
-    """``review history PROJECT OBJ [--json]`` and ``review restore PROJECT OBJ VERSION``."""
-    from ..project import ProjectStore
-    from ..project.versions import list_versions, restore_version
-    from ..review.qc import require_object
-
-    action = args.target[0]
-    wanted = 3 if action == "history" else 4
-    if len(args.target) != wanted:
-        raise ReviewError("usage: review history PROJECT OBJ [--json]" if action == "history"
-                          else "usage: review restore PROJECT OBJ VERSION")
-    obj_id = _int_arg(args.target[2], "object id")
-    if action == "history":
-        store = ProjectStore.open(args.target[1], mode="r")
-        require_object(store, obj_id)
-        versions = list_versions(store, obj_id)
-        if args.json:
-            print(json.dumps([v.as_json() for v in versions], indent=2))
-            return 0
-        if not versions:
-            print(f"object {obj_id} has no versions")
-        for v in versions:
-            frames = summarize_list(f"{a}-{b}" if a != b else f"{a}" for a, b in v.frames) or "-"
-            print(f"{v.number:>5}  {v.kind:<11} {v.time:<26} {v.who:<12} frames {frames:<16} "
-                  f"{v.bytes:>9} B  {v.what}")
-        return 0
-    number = _int_arg(args.target[3], "version")
-    store = ProjectStore.open(args.target[1], command="napari-sam2-track review restore")
-    try:
-        require_object(store, obj_id)
-        reviewer = args.reviewer
-        info = restore_version(store, obj_id, number, who=reviewer)
-    finally:
-        store.close()
-    print(f"object {obj_id} restored to before version {number} (frames "
-          f"{summarize_list(f'{a}-{b}' for a, b in info.frames) or 'none changed'}); "
-          f"this restore is version {info.number}")
+                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
+                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
+                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
+                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
+                    f"{SECOND_OPINION_USAGE}",
     return 0

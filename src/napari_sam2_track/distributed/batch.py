@@ -34,7 +34,9 @@ class BatchSummary:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] == "failed"]
+        """Rows whose tracking, or whose second opinion, failed."""
+        return [r for r in self.rows if r["status"] == "failed"
+                or (r.get("second_opinion") or {}).get("status") == "failed"]
 
     @property
     def ok(self) -> bool:
@@ -66,7 +68,7 @@ class BatchSummary:
                 f"{r['seconds']:.1f}",
                 f"{r['fps']:.2f}",
                 str(r["attempts"]),
-                r["error"] or "",
+                "; ".join(filter(None, [r["error"], _second_opinion_cell(r.get("second_opinion"))])),
             ])
         widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLUMNS) - 1)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
@@ -118,6 +120,15 @@ class _Progress:
             self.bar.close()
 
 
+def _second_opinion_cell(row: dict | None) -> str:
+    """The summary's words for a video's second opinion (``""``: none was asked for)."""
+    if not row:
+        return ""
+    if row["status"] == "failed":
+        return f"second opinion failed: {row['error']}"
+    return f"second opinion {row['name']!r} {row['status']}: {row['disagreeing']} object-frames disagree"
+
+
 def _error_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or "no message"
     return f"{type(exc).__name__}: {text}"[:300]
@@ -145,6 +156,8 @@ def run_batch(
     segments: int | None = None,
     progress: bool = True,
     summary_path: str | Path | None = None,
+    second_opinion: ModelSpec | str | dict | None = None,
+    second_opinion_name: str | None = None,
 ) -> BatchSummary:
     """Track every video of a manifest into its own project; return the summary.
 
@@ -163,6 +176,10 @@ def run_batch(
             a row's own ``segments`` wins.
         progress: show a progress bar over videos and frames.
         summary_path: also write the summary as JSON there.
+        second_opinion: a second model (as ``model``): once a video's project is tracked (or
+            found complete), a task re-tracks it from its keyframes with this model and
+            compares (:mod:`.second_opinion`); each row gets a ``second_opinion`` entry.
+        second_opinion_name: the second opinions' name (default: the model's name and size).
     """
     from .cluster import connect
 
@@ -170,6 +187,8 @@ def run_batch(
     out_dir = Path(out_dir)
     rows = _rows(manifest_or_rows, out_dir)
     spec = ModelSpec.coerce(model)
+    second = _SecondOpinions(ModelSpec.coerce(second_opinion), second_opinion_name, overwrite) \
+        if second_opinion is not None else None
     started = time.perf_counter()
     results: dict[int, dict] = {}
     attempts: dict[int, int] = {}
@@ -189,7 +208,7 @@ def run_batch(
         try:
             results.update(
                 _run_tasks(dask_client, todo, spec, topic, retries, overwrite, segments, bar,
-                           attempts)
+                           attempts, second)
             )
         finally:
             dask_client.unsubscribe_topic(topic)
@@ -229,7 +248,29 @@ def _failed(row: ManifestRow, error: str) -> dict:
             "seconds": 0.0, "fps": 0.0, "error": error, "worker": None}
 
 
-def _run_tasks(client, rows, spec, topic, retries, overwrite, segments, bar, attempts) -> dict:
+@dataclass
+class _SecondOpinions:
+    """What ``batch --second-opinion`` asks of each tracked video."""
+
+    spec: ModelSpec
+    name: str | None
+    overwrite: bool
+    attempts: dict[int, int] = field(default_factory=dict)
+
+    def submit(self, client, row: ManifestRow, topic: str):
+        from .second_opinion import second_opinion_task
+
+        self.attempts[row.index] = self.attempts.get(row.index, 0) + 1
+        return client.submit(second_opinion_task, row.index, row.item.video, str(row.out), self.spec,
+                             name=self.name, overwrite=self.overwrite, topic=topic,
+                             key=f"second-opinion-{row.index}-{uuid.uuid4().hex[:8]}", pure=False)
+
+
+_SECOND = -1  # the "segment" of a second opinion's future in ``pending``
+
+
+def _run_tasks(client, rows, spec, topic, retries, overwrite, segments, bar, attempts,
+               second: _SecondOpinions | None = None) -> dict:
     """Submit one task per row (one per segment for segmented rows), resubmit crashed ones,
     collect result rows."""
     from distributed import wait
@@ -243,6 +284,8 @@ def _run_tasks(client, rows, spec, topic, retries, overwrite, segments, bar, att
     def finish(row: ManifestRow, result: dict) -> None:
         results[row.index] = result
         bar.videos_done += 1
+        if second is not None and result["status"] != "failed":
+            pending[second.submit(client, row, topic)] = (row, _SECOND)
 
     def submit(row: ManifestRow) -> None:
         attempts[row.index] = attempts.get(row.index, 0) + 1
@@ -280,6 +323,16 @@ def _run_tasks(client, rows, spec, topic, retries, overwrite, segments, bar, att
             done = set()
         for future in done:
             row, segment = pending.pop(future)
+            if segment == _SECOND:
+                if future.status == "finished":
+                    results[row.index]["second_opinion"] = future.result()
+                elif second.attempts[row.index] <= retries:
+                    pending[second.submit(client, row, topic)] = (row, _SECOND)
+                else:
+                    results[row.index]["second_opinion"] = {
+                        "status": "failed", "name": second.name, "frames": 0, "seconds": 0.0,
+                        "disagreeing": None, "error": _error_line(future.exception()), "worker": None}
+                continue
             job = jobs.get(row.index)
             ok = future.status == "finished"
             if job is None:
@@ -298,7 +351,7 @@ def _run_tasks(client, rows, spec, topic, retries, overwrite, segments, bar, att
                 attempts[row.index] = max(job.attempts.values())
             else:
                 job.error = job.error or f"segment {segment}: {_error_line(future.exception())}"
-            if not any(r is row for r, _ in pending.values()):
+            if not any(r is row and s != _SECOND for r, s in pending.values()):
                 finish(row, job.failed(job.error) if job.error else job.finish())
         bar.refresh()
     return results

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import StoreError
 from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
 from .models import Flag, Masklet, Suggestion
+from .second_opinion import AGREE, ONLY_PROJECT, ONLY_SECOND, disagreeing
 from .visibility import (VISIBLE, RowReader, VisibilityRule, damaged, iter_visibility,
                          store_row_reader)
 
@@ -41,6 +42,9 @@ class TableSource:
     width: int
     read_rows: RowReader
     read_shared: SharedReader | None = None
+    #: ``read_compare(obj, lo, hi)``: the second opinion's ``compare`` rows of an object
+    #: (:mod:`.second_opinion`), for ``disagreement`` flags; ``None``: no second opinion.
+    read_compare: Callable[[int, int, int], np.ndarray | None] | None = None
 
     @classmethod
     def from_store(cls, store: ProjectStore) -> "TableSource":
@@ -72,7 +76,10 @@ class TableSource:
                 key = (min(i, j), max(i, j))
                 return np.array([pairs(t).get(key, 0) for t in range(first, stop)], dtype=np.int64)
 
-        return cls(store.object_ids(), n, h, w, store_row_reader(store), read_shared)
+        from .second_opinion import compare_reader
+
+        return cls(store.object_ids(), n, h, w, store_row_reader(store), read_shared,
+                   compare_reader(store))
 
     @classmethod
     def from_arrays(
@@ -136,6 +143,13 @@ def _reason(kind: str, score: float, detail: float, thresholds) -> str:
         return "edited by hand after the last propagation; SAM 2's memory does not hold the edit"
     if kind == "unreviewed":
         return "not covered by a valid QC decision"
+    if kind == "disagreement":
+        if detail == ONLY_PROJECT:
+            return "visible here, absent in the second opinion"
+        if detail == ONLY_SECOND:
+            return "absent here, visible in the second opinion"
+        return (f"IoU {1 - score:.2f} with the second opinion's mask, below "
+                f"{thresholds.disagreement_iou:g}")
     return kind
 
 
@@ -191,7 +205,8 @@ class _Carry:
 
 
 def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray, codes: np.ndarray,
-                  carry: _Carry, rule: VisibilityRule, th, reviewed) -> None:
+                  carry: _Carry, rule: VisibilityRule, th, reviewed,
+                  compare: np.ndarray | None = None) -> None:
     frames = np.arange(lo, lo + len(rows))
     p, area, state = rows[:, COL["presence"]], rows[:, COL["area"]], rows[:, COL["state"]]
     cx = (rows[:, COL["x0"]] + rows[:, COL["x1"]]) / 2
@@ -228,6 +243,10 @@ def _object_block(runs: _Runs, spans: _Runs, obj: int, lo: int, rows: np.ndarray
     if reviewed is not None:
         todo = vis & ~_covered(reviewed.get(obj, ()), lo, lo + len(rows))
         runs.add(obj, "unreviewed", frames[todo], np.ones(int(todo.sum())))
+    if compare is not None:
+        bad = disagreeing(compare, rows, th.disagreement_iou)
+        score = np.where(compare[:, 1] != AGREE, 1.0, 1.0 - compare[:, 0])
+        runs.add(obj, "disagreement", frames[bad], score[bad], compare[bad, 1])
     spans.add(obj, "span", frames[vis], np.zeros(int(vis.sum())))
     if len(rows):
         carry.presence, carry.visible, carry.area = p[-1], bool(vis[-1]), area[-1]
@@ -316,14 +335,16 @@ def find_flags(
     if source.num_frames:
         for lo, hi, rows, codes in iter_visibility(source.read_rows, ids, rule, 0, source.num_frames - 1, block):
             for obj in ids:
-                _object_block(runs, spans, obj, lo, rows[obj], codes[obj], carry[obj], rule, th, reviewed)
+                compare = source.read_compare(obj, lo, hi) if source.read_compare else None
+                _object_block(runs, spans, obj, lo, rows[obj], codes[obj], carry[obj], rule, th, reviewed,
+                              compare)
             _overlaps(runs, source if objects is None else _subset(source, ids), lo, rows, codes, th.overlap)
     return _report(runs.finish(), spans.finish(), th)
 
 
 def _subset(source: TableSource, ids: list[int]) -> TableSource:
     return TableSource(ids, source.num_frames, source.height, source.width, source.read_rows,
-                       source.read_shared)
+                       source.read_shared, source.read_compare)
 
 
 def _report(runs, spans, th) -> ReviewReport:

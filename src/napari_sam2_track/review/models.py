@@ -48,6 +48,7 @@ FlagKind = Literal[
     "overlap",
     "edited",
     "unreviewed",
+    "disagreement",
 ]
 EventKind = Literal["click", "box", "mask", "brush", "propagate", "navigate", "review", "undo"]
 
