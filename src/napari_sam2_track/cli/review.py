@@ -41,11 +41,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--comment", default="", help="comment stored with the decision")
     p.add_argument("--object", type=int, help="list only this object")
     p.add_argument("--json", action="store_true", help="print JSON")
-                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
-                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
-                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
-                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
-                    f"{SECOND_OPINION_USAGE}",
+    add_sample_arguments(p)
+    add_second_opinion_options(p)
 
     p = sub.add_parser("report", help="annotator analytics beside the SAM 2 paper's reference rows")
     p.add_argument("project", help="PROJECT.zarr")
@@ -78,11 +75,16 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("review")
 def cmd_review(args: argparse.Namespace) -> int:
-                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
-                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
-                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
-                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
-                    f"{SECOND_OPINION_USAGE}",
+    if args.target[0] in SECOND_OPINION_ACTIONS:
+        return second_opinion_command(args)
+    if args.target[0] in SAMPLED:
+        from .review_sample import cmd_sample, cmd_verdict
+
+        return (cmd_sample if args.target[0] == "sample" else cmd_verdict)(args)
+    if args.target[0] in ACTIONS and args.frame is not None:
+        from .review_sample import judge
+
+        return judge(args)
     if args.target[0] in ACTIONS:
         return _decide(args)
     if args.target[0] in VERSION_ACTIONS:
@@ -213,9 +215,150 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
-                    "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
-                    "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
-                    "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
-                    f"{SECOND_OPINION_USAGE}",
+# ------------------------------------------------------------------ track versions
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ReviewError(f"{what} {text!r} is not a number") from None
+
+
+def _versions(args: argparse.Namespace) -> int:
+    """``review history PROJECT OBJ [--json]`` and ``review restore PROJECT OBJ VERSION``."""
+    from ..project import ProjectStore
+    from ..project.versions import list_versions, restore_version
+    from ..review.qc import require_object
+
+    action = args.target[0]
+    wanted = 3 if action == "history" else 4
+    if len(args.target) != wanted:
+        raise ReviewError("usage: review history PROJECT OBJ [--json]" if action == "history"
+                          else "usage: review restore PROJECT OBJ VERSION")
+    obj_id = _int_arg(args.target[2], "object id")
+    if action == "history":
+        store = ProjectStore.open(args.target[1], mode="r")
+        require_object(store, obj_id)
+        versions = list_versions(store, obj_id)
+        if args.json:
+            print(json.dumps([v.as_json() for v in versions], indent=2))
+            return 0
+        if not versions:
+            print(f"object {obj_id} has no versions")
+        for v in versions:
+            frames = summarize_list(f"{a}-{b}" if a != b else f"{a}" for a, b in v.frames) or "-"
+            print(f"{v.number:>5}  {v.kind:<11} {v.time:<26} {v.who:<12} frames {frames:<16} "
+                  f"{v.bytes:>9} B  {v.what}")
+        return 0
+    number = _int_arg(args.target[3], "version")
+    store = ProjectStore.open(args.target[1], command="napari-sam2-track review restore")
+    try:
+        require_object(store, obj_id)
+        reviewer = args.reviewer
+        info = restore_version(store, obj_id, number, who=reviewer)
+    finally:
+        store.close()
+    print(f"object {obj_id} restored to before version {number} (frames "
+          f"{summarize_list(f'{a}-{b}' for a, b in info.frames) or 'none changed'}); "
+          f"this restore is version {info.number}")
+    return 0
+
+
+# ------------------------------------------------------------------- second opinion
+SECOND_OPINION_ACTIONS = ("second-opinion", "adopt")
+SECOND_OPINION_USAGE = ("review second-opinion PROJECT.zarr --model M2 [--image-size N] [--device D] "
+                        "[--name NAME] [--overwrite] [--video PATH]  |  review adopt PROJECT.zarr OBJ "
+                        "--frames A-B [--name NAME]")
+
+
+def add_second_opinion_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``review second-opinion`` and ``review adopt``."""
+    g = p.add_argument_group("second opinion (review second-opinion | adopt)")
+    g.add_argument("--model", help="the second model: tiny|small|base-plus|large, a Hugging Face id "
+                   "or a local .pt checkpoint")
+    g.add_argument("--config", help="sam2 config of the second model (default: inferred)")
+    g.add_argument("--image-size", type=int, help="input size of the second model, e.g. 512")
+    g.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
+    g.add_argument("--name", help="name of the second opinion (default: the model's name and input "
+                   "size); adopt: which one (default: the most recent)")
+    g.add_argument("--overwrite", action="store_true", help="replace a second opinion of the same name")
+    g.add_argument("--video", help="the project's video, if it moved since it was tracked")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def second_opinion_command(args: argparse.Namespace) -> int:
+    """``review second-opinion PROJECT --model M2`` or ``review adopt PROJECT OBJ --frames A-B``."""
+    if args.target[0] == "adopt":
+        return _adopt(args)
+    if len(args.target) != 2:
+        raise ReviewError(f"usage: {SECOND_OPINION_USAGE.split('  |  ')[0]}")
+    if not args.model:
+        raise ReviewError("review second-opinion needs --model M2 (the model to compare with)")
+    from ..engine.spec import ModelSpec
+    from ..project import ProjectStore
+    from ..review.second_opinion import (check_can_run, check_name, image_size_note, opinion_info,
+                                         opinion_name, project_source, run_second_opinion)
+
+    # the project's write lock first: a running propagation is named before a model loads
+    with ProjectStore.open(args.target[1], command="review second-opinion") as store:
+        if args.name is not None:
+            check_can_run(store, check_name(args.name), overwrite=args.overwrite)
+        source = project_source(store, args.video)
+        try:
+            model = ModelSpec(model=args.model, config=args.config, device=args.device,
+                              image_size=args.image_size).load()
+            name = check_name(args.name or opinion_name(model))
+            check_can_run(store, name, overwrite=args.overwrite)
+            note = image_size_note(store, model)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            _run_second_opinion(run_second_opinion(store, source, model, name=name,
+                                                   overwrite=args.overwrite), args.quiet)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; no second opinion was stored and {store.path} is unchanged",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            source.close()
+        info = opinion_info(store, name)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"second opinion {info['name']!r}: {info['model']} @ {info['image_size']} px, stored in "
+          f"{store.path / 'second_opinion' / info['name']}")
+    for obj, counts in info["objects"].items():
+        print(f"  object {obj:>4}  {counts['disagreeing']} of {counts['compared']} frames compared "
+              f"disagree (IoU < {info['threshold']:g} or presence differs)")
+    return 0
+
+
+def _run_second_opinion(progress, quiet: bool) -> None:
+    bar = None
+    try:
+        for p in progress:
+            if bar is None and not quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=p.total, unit="frame", desc="second opinion")
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from ..project import ProjectStore
+    from ..review.second_opinion import adopt
+
+    if len(args.target) != 3 or args.frames is None:
+        raise ReviewError(f"usage: {SECOND_OPINION_USAGE.split('  |  ')[1]}")
+    try:
+        obj_id = int(args.target[2])
+    except ValueError:
+        raise ReviewError(f"object id {args.target[2]!r} is not a number") from None
+    start, end = parse_frames(args.frames)
+    with ProjectStore.open(args.target[1], command="review adopt") as store:
+        first, last = adopt(store, obj_id, start, end, name=args.name)
+    print(f"object {obj_id} frames {first}-{last}: the second opinion's masks adopted "
+          "(undo restores the previous ones)")
     return 0
