@@ -25,7 +25,7 @@ REVIEW_KEYS: tuple[tuple[str, str, str], ...] = (
     ("Alt-R", "reject it, with the comment typed (else the last one)", "reject"),
     ("Alt-O", "adopt the second opinion (its disagreeing run at the frame, else the masklet)", "adopt"),
     ("Alt-U", "undo the selected object's last correction", "undo"),
-    ("Alt-B", "restore the version chosen in History (else the previous one)", "restore_previous"),
+    ("Alt-B", "restore the version chosen in History, else the previous version", "restore_previous"),
 )
 
 
