@@ -30,8 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -40,12 +39,13 @@ import numpy as np
 
 from .errors import ProjectLockedError, PromptError, StoreError, describe_os_error, is_disk_full
 from .passes import Direction, Plan
-from .project import STATE_NOT_RUN, ProjectStore, StoreWriter
+from .project import STATE_NOT_RUN, ProjectStore
 from .project import placement
 from .project.lock import live_holder, lock_path
 from .project.store import check_object_categories
 from .sources.volume import VolumeSource, refuse_volume
 from .prompts import PromptSet
+from .recorded_run import Progress, run_into_store
 from .seeding import MaskFiles, load_mask_files, mask_source, seed_tracker, store_mask_problem, store_prompts
 
 if TYPE_CHECKING:
@@ -56,28 +56,6 @@ if TYPE_CHECKING:
     from .engine.tracker import StreamingTracker
     from .schema import Schema
     from .sources import FrameSource
-
-
-@dataclass
-class Progress:
-    """State of a running :func:`track` call, after one more frame was computed."""
-
-    run_id: int
-    frame: int  # the frame just computed
-    computed: int  # frames computed so far in this run
-    written: int  # frames durable on disk
-    total: int  # frames this run will compute
-    elapsed: float  # seconds since tracking started
-    state_bytes: int = 0  # bytes held in the tracker's inference state
-
-    @property
-    def fps(self) -> float:
-        return self.computed / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float:
-        """Seconds left at the current speed."""
-        return (self.total - self.computed) / self.fps if self.fps > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -246,25 +224,6 @@ def _write_failure(exc: OSError, store: ProjectStore | None, out: Path, obj_ids:
         what = describe_os_error(exc).split(" on ")[0]
         return StoreError(f"{what} on {out}; {saved}; free space and run with --resume")
     return StoreError(f"{describe_os_error(exc)}; {saved}; fix it and run with --resume")
-
-
-class _SpaceReserve:
-    """A few blocks set aside in the project so that a run failing on a full disk can still
-    record that it failed."""
-
-    NAME = ".napari_sam2_track.reserve"
-
-    def __init__(self, folder: Path, size: int = 256 * 1024):
-        self.path = folder / self.NAME
-        try:
-            with open(self.path, "wb") as f:
-                f.write(b"\0" * size)
-        except OSError:
-            self.release()
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.unlink()
 
 
 def check_target(out: str | Path, source: "FrameSource", prompts: PromptSet | None, *,
@@ -554,84 +513,3 @@ def _run(store: ProjectStore, tracker: "StreamingTracker", model: "LoadedModel",
         run_info={"direction": request.direction, "start": request.start, "end": request.end,
                   "objects": plan.objects, "resume": resume},
         skip=skip, cancel=cancel, state_bytes=tracker.state_bytes, versions=versions)
-
-
-def run_into_store(store: ProjectStore, model: "LoadedModel",
-                   results: "Callable[[RunVersions], Iterator]", *, total: int,
-                   ranges: list[tuple[int, int, int]], run_info: dict,
-                   skip=None, cancel: threading.Event | None = None,
-                   state_bytes=lambda: 0,
-                   versions: "RunVersions | None" = None) -> Iterator[Progress]:
-    """Write tracking results (:class:`~.engine.tracker.FrameResult`, frames being the
-    project's frames) into ``store`` as one recorded run, yielding a :class:`Progress` each.
-
-    ``results(versions)`` gives the results once the run's track versions exist; ``ranges``:
-    ``(object, first, last)`` the run will rewrite (recorded as changes unless
-    ``run_info["resume"]``); ``run_info``: the run record's fields; ``skip(obj, frame)``:
-    results not to write (``--resume``); ``versions``: where each frame's pre-image goes (a
-    correction's, finished by its caller), by default a ``propagation`` version per object,
-    finished here. The run's status is recorded however it ends (an ``OSError`` is re-raised
-    once the status is written).
-    """
-    from .project.versions import RunVersions
-
-    store.update_meta(model=model.describe())
-    schema = store.schema
-    run_id = store.begin_run(model=model.name, **run_info)
-    resume = bool(run_info.get("resume"))
-    if not resume:  # every planned frame is rewritten: QC decisions there no longer hold
-        store.record_changes(ranges, f"propagation run {run_id}", "propagation",
-                             run=run_id)
-    own_versions = versions is None
-    if own_versions:
-        versions = RunVersions.begin(store, ranges, "propagation", f"propagation run {run_id}",
-                                     skip=skip)
-    frames = results(versions)
-    reserve = _SpaceReserve(store.path)
-    writer = StoreWriter(store, run_id, min_visible_pixels=schema.min_visible_pixels, skip_frames=skip)
-    status, error = "failed", None
-    started = time.perf_counter()
-    computed = 0
-    held = 0
-    try:
-        for result in frames:
-            versions.capture(result)  # the frame as stored, kept before it is rewritten
-            writer.submit(result)
-            computed += 1
-            if computed % 25 == 1:  # walking the state costs ~1 ms; sample it
-                held = state_bytes()
-            yield Progress(
-                run_id=run_id,
-                frame=result.frame,
-                computed=computed,
-                written=writer.frames_written,
-                total=max(total, computed),
-                elapsed=time.perf_counter() - started,
-                state_bytes=held,
-            )
-        status = "cancelled" if cancel is not None and cancel.is_set() else "completed"
-    except (GeneratorExit, KeyboardInterrupt):
-        status = "cancelled"
-        raise
-    except OSError as exc:
-        error = exc
-    finally:
-        try:
-            writer.close()
-        except OSError as exc:
-            status, error = "failed", error or exc
-        finally:
-            reserve.release()
-            try:
-                store.end_run(run_id, status, frames=computed,
-                              **({"error": describe_os_error(error)} if error else {}))
-                store.record_changes(
-                    [(o, a, b) for o, ranges in writer.written.items() for a, b in ranges],
-                    f"propagation run {run_id} wrote these frames", "propagation", run=run_id,
-                )
-                if own_versions:
-                    versions.finish(run=run_id)
-            except OSError:
-                pass  # shown as interrupted once the lock is given back
-    if error is not None:
-        raise error

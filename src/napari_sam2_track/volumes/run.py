@@ -305,7 +305,7 @@ def _checked_masks(seeding, prompts: PromptSet | None, h: int, w: int):
 def _run(store: ProjectStore, volume, prompts: PromptSet, masks, model: "LoadedModel",
          request: VolumeRequest, plan: VolumePlan, resume: bool,
          cancel: threading.Event | None, prompts_dir, retain_frames) -> Iterator["Progress"]:
-    from ..pipeline import run_into_store
+    from ..recorded_run import run_into_store
     from ..seeding import mask_source
 
     done: dict[int, set[int]] = {}
