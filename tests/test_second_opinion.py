@@ -14,9 +14,9 @@ from napari_sam2_track.prompts import PromptSet
 from napari_sam2_track.review.flags import find_flags
 from napari_sam2_track.review.qc import approve
 from napari_sam2_track.review.models import read_review
+from napari_sam2_track.review.adopt import adopt
 from napari_sam2_track.review.second_opinion import (
     SECOND_OPINION_GROUP,
-    adopt,
     image_size_note,
     open_opinion,
     opinion_info,

@@ -348,7 +348,7 @@ def _run_second_opinion(progress, quiet: bool) -> None:
 
 def _adopt(args: argparse.Namespace) -> int:
     from ..project import ProjectStore
-    from ..review.second_opinion import adopt
+    from ..review.adopt import adopt
 
     if len(args.target) != 3 or args.frames is None:
         raise ReviewError(f"usage: {SECOND_OPINION_USAGE.split('  |  ')[1]}")

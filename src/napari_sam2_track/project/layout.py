@@ -33,6 +33,15 @@ def table_path(obj_id: int) -> str:
     return TABLE_PATH.format(id=obj_id)
 
 
+#: Group of the second opinions ``second_opinion/<name>``, each a store of this layout.
+SECOND_OPINION_GROUP = "second_opinion"
+
+
+def compare_path(obj_id: int) -> str:
+    """Array, in a second opinion, of object ``obj_id``'s per-frame comparison with the project."""
+    return f"objects/{obj_id}/compare"
+
+
 #: Columns of ``objects/<id>/table``.
 TABLE_COLUMNS = ("presence", "area", "x0", "y0", "x1", "y1", "state", "run")
 COL = {name: i for i, name in enumerate(TABLE_COLUMNS)}

@@ -17,14 +17,12 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import StoreError
-from ..project import COL, STATE_EDITED, TABLE_CHUNK, ProjectStore
-from .models import Flag, Masklet, Suggestion
+from ..project import COL, STATE_EDITED, ProjectStore
+from .models import BLOCK, Flag, Masklet, Suggestion
 from .second_opinion import AGREE, ONLY_PROJECT, ONLY_SECOND, disagreeing
 from .visibility import (VISIBLE, RowReader, VisibilityRule, damaged, iter_visibility,
                          store_row_reader)
 
-#: Frames read per block: 8 table chunks (8,192 rows, 512 KiB per object).
-BLOCK = 8 * TABLE_CHUNK
 
 SharedReader = Callable[[int, int, int, int, slice, slice], np.ndarray]
 """``read_shared(i, j, first, stop, rows, cols)``: the pixels objects ``i`` and ``j`` share on

@@ -27,8 +27,11 @@ from pydantic import (
 )
 
 from ..errors import ReviewError, first_validation_problem
+from ..project import CHANGES_LOG, REVIEW_GROUP, TABLE_CHUNK, ProjectStore
 from ..project._jsonl import append_records, read_records
-from ..project import CHANGES_LOG, REVIEW_GROUP, ProjectStore
+
+#: Frames of per-object tables read per block: 8 table chunks (8,192 rows, 512 KiB per object).
+BLOCK = 8 * TABLE_CHUNK
 
 DECISIONS_LOG = "decisions.jsonl"
 EVENTS_LOG = "events.jsonl"

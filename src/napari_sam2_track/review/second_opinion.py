@@ -40,17 +40,17 @@ from ..errors import ReviewError, StoreError
 from ..project import COL, STATE_EDITED, STATE_NOT_RUN, STATE_PROMPTED, STATE_PROPAGATED, ProjectStore
 from ..project._jsonl import now_iso
 from ..project.placement import Words
-from ..project.versions import begin_version
+from ..project.layout import SECOND_OPINION_GROUP, compare_path
 
 if TYPE_CHECKING:
     from ..engine.models import LoadedModel
-    from ..pipeline import Progress
+    from ..recorded_run import Progress
     from ..sources import FrameSource
 
 __all__ = [
     "COMPARE_COLUMNS",
+    "has_result",
     "SECOND_OPINION_GROUP",
-    "adopt",
     "compare_reader",
     "image_size_note",
     "latest_opinion",
@@ -62,8 +62,6 @@ __all__ = [
     "run_second_opinion",
 ]
 
-#: Group of the second opinions, ``second_opinion/<name>``.
-SECOND_OPINION_GROUP = "second_opinion"
 #: Columns of ``objects/<id>/compare`` in a second opinion.
 COMPARE_COLUMNS = ("iou", "presence", "area", "x0", "y0", "x1", "y1")
 #: ``presence`` column: which of the two sees the object.
@@ -253,7 +251,8 @@ def _visible(rows: np.ndarray, min_pixels: int) -> np.ndarray:
     return np.isin(state, _VISIBLE_STATES) & (area >= max(1, min_pixels))
 
 
-def _ran(rows: np.ndarray) -> np.ndarray:
+def has_result(rows: np.ndarray) -> np.ndarray:
+    """Frames of a table block that hold a result (a state other than not-run)."""
     state = rows[:, COL["state"]]
     return np.isfinite(state) & (state != STATE_NOT_RUN)
 
@@ -269,14 +268,14 @@ def compare(store: ProjectStore, opinion: ProjectStore) -> None:
     one frame at a time, so memory does not grow with the video."""
     from zarr.codecs import ZstdCodec
 
-    from .flags import BLOCK
+    from .models import BLOCK
 
     n = store.num_frames
     ids = [o for o in opinion.object_ids() if o in store.object_ids()]
     min_pixels = store.schema.min_visible_pixels
     arrays = {}
     for o in ids:
-        name = f"objects/{o}/compare"
+        name = compare_path(o)
         if name in opinion.group:
             del opinion.group[name]
         arrays[o] = opinion.group.create_array(
@@ -292,7 +291,7 @@ def compare(store: ProjectStore, opinion: ProjectStore) -> None:
             cmp = out[o] = np.full((hi - lo, len(COMPARE_COLUMNS)), np.nan)
             if mine is None or theirs is None:
                 continue
-            both = _ran(mine) & _ran(theirs)
+            both = has_result(mine) & has_result(theirs)
             a, b = _visible(mine, min_pixels), _visible(theirs, min_pixels)
             cmp[:, 0] = np.where(a == b, 1.0, 0.0)
             cmp[a & b, 0] = 0.0  # boxes apart: no shared pixel; else counted below
@@ -337,65 +336,10 @@ def compare_reader(store: ProjectStore, name: str | None = None
     opinion = open_opinion(store, name)
 
     def read(obj: int, lo: int, hi: int) -> np.ndarray | None:
-        key = f"objects/{obj}/compare"
+        key = compare_path(obj)
         if key not in opinion.group:
             return None
         return np.asarray(opinion.group[key][lo:hi], dtype=np.float64)
 
     read.opinion = opinion.path.name  # type: ignore[attr-defined]
     return read
-
-
-# ------------------------------------------------------------------------------ adopting
-def adopt(store: ProjectStore, obj_id: int, start: int, end: int, name: str | None = None) -> tuple[int, int]:
-    """Take the second opinion's masks and table rows of ``obj_id`` on ``start..end`` into
-    the project; returns the frames written (those where the second opinion has a result).
-
-    A correction like any other: each frame's mask and row go into a track version before it
-    is written (so :func:`~.segments.undo_segment` brings the project's masks back, and a crash
-    part-way is rolled back when the project is next opened for writing), the frames are written
-    under the caller's write lock, and a change record invalidates QC decisions over them.
-    """
-    from .qc import require_object
-
-    if store.read_only:
-        raise ReviewError(f"{store.path} is open read-only; adopting needs the project's write lock")
-    require_object(store, obj_id)
-    n = store.num_frames
-    if not (0 <= start <= end < n):
-        raise ReviewError(f"frames {start}-{end} are not a range inside the video (frames 0-{n - 1})")
-    opinion = open_opinion(store, name)
-    rows = opinion.table_rows(obj_id, start, end + 1)
-    have = _ran(rows) if rows is not None else np.zeros(end - start + 1, bool)
-    if not have.any():
-        raise ReviewError(f"the second opinion {opinion.path.name!r} has no result for object {obj_id} "
-                          f"on frames {start}-{end}")
-    done = np.flatnonzero(have)
-    first, last = start + int(done[0]), start + int(done[-1])
-    version = begin_version(store, obj_id, "correction",
-                            f"second opinion {opinion.path.name!r} adopted on frames {first}-{last}",
-                            [(first, last)], prompt_span=(first, last))
-    run_id = store.begin_run(direction=None, start=first, end=last, objects=[obj_id],
-                             model=(opinion.meta.get("model") or {}).get("name"),
-                             adopted_from=f"{SECOND_OPINION_GROUP}/{opinion.path.name}")
-    store.record_changes([(obj_id, first, last)],
-                         f"second opinion {opinion.path.name!r} adopted (run {run_id})", "propagation",
-                         run=run_id)
-    status = "failed"
-    try:
-        before = store.table_rows(obj_id, first, last + 1)
-        if before is None:
-            before = np.full((last - first + 1, len(COL)), np.nan)
-        written = [t for t in range(first, last + 1) if have[t - start]]
-        for t in written:  # the frame as stored goes into the version before it is rewritten
-            version.capture(t, store.mask(obj_id, t), before[t - first])
-        for t in written:
-            store.merge_labels(t, {obj_id: opinion.mask(obj_id, t)})
-        block = rows[first - start : last - start + 1].copy()
-        block[:, COL["run"]] = run_id
-        store.write_table_block(obj_id, first, block, keep=have[first - start : last - start + 1])
-        status = "completed"
-    finally:
-        store.end_run(run_id, status, frames=int(have.sum()))
-    version.finish(written, run=run_id)
-    return first, last

@@ -17,10 +17,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from ..review import second_opinion as so
+from ..review.adopt import adopt
 
 if TYPE_CHECKING:
     from ..engine.spec import ModelSpec
-    from ..pipeline import Progress
+    from ..recorded_run import Progress
     from .core import AnnotationSession
 
 __all__ = ["request_adopt", "second_opinion_job"]
@@ -65,7 +66,7 @@ def request_adopt(session: "AnnotationSession", obj_id: int, start: int, end: in
     def run() -> None:
         try:
             with session.store_lock:
-                first, last = so.adopt(session.store, obj_id, start, end, name=name)
+                first, last = adopt(session.store, obj_id, start, end, name=name)
             session.engine.drop_tracker()
             session.activity.log("propagate", object=obj_id, frames=(first, last), seconds=0.0,
                                  adopted=True)
