@@ -9,6 +9,7 @@ SIGTERM ends a command like Ctrl-C, so locks are given back and runs recorded.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import signal
 import sys
@@ -48,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        shown: set[str] = set()  # a log read twice by one command is named once
+        warnings.showwarning = functools.partial(_show_warning, shown)
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _terminate)
         try:
@@ -68,15 +70,18 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings from the package as one ``note:`` or ``warning:`` line; others as usual."""
+def _show_warning(shown: set[str], message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the package as one ``note:`` or ``warning:`` line, each once per command
+    (``shown``); others as usual."""
     from ..errors import Sam2TrackWarning
     from ..project.lock import StaleLockWarning
 
-    if issubclass(category, StaleLockWarning):
-        print(f"note: {one_line(str(message))}", file=sys.stderr)
-    elif issubclass(category, Sam2TrackWarning):
-        print(f"warning: {one_line(str(message))}", file=sys.stderr)
+    if issubclass(category, (Sam2TrackWarning, StaleLockWarning)):
+        kind = "note" if issubclass(category, StaleLockWarning) else "warning"
+        text = f"{kind}: {one_line(str(message))}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
 
