@@ -53,20 +53,25 @@ def test_the_cli_is_refused_while_the_dock_holds_the_project(make_napari_viewer,
     assert read_holder(project).pid == os.getpid()
     assert read_review(session.store).decisions == []
 
-    out = _cli("review", "approve", str(project), "1", "--frames", "0-1", "--reviewer", "cli")
+    out = _cli("review", "restore", str(project), "1", "1")  # a writer: needs the lock
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"PID {os.getpid()}" in lines[0]
     assert read_review(ProjectStore.open(project, "r")).decisions == []  # nothing written
 
-    # once the dock lets go of the project, the lock no longer stops the command: it gets to
-    # judge the frames (never tracked here, so it refuses them in its own words)
-    dock.hub.set_session(None)
-    assert read_holder(project) is None
+    # a QC decision needs no lock: the command gets to judge the frames while the dock holds
+    # the project (never tracked here, so it refuses them in its own words)
     out = _cli("review", "approve", str(project), "1", "--frames", "0-1", "--reviewer", "cli")
     assert out.returncode != 0 and "PID" not in out.stderr, out.stderr
     assert "never tracked" in out.stderr
+
+    # once the dock lets go of the project, the lock no longer stops the writer either
+    dock.hub.set_session(None)
+    assert read_holder(project) is None
+    out = _cli("review", "restore", str(project), "1", "1")
+    assert out.returncode != 0 and "PID" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
 
 
 def test_the_dock_is_refused_while_the_cli_holds_the_project(make_napari_viewer, tmp_path, errors):
