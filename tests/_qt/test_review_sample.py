@@ -36,7 +36,9 @@ def test_draw_judge_and_verdict_in_the_dock(dock, qtbot):  # noqa: F811
             (box.fail_button if i == 0 else box.pass_button).click()
     assert box.frames.item(0).text().startswith("✗")
     rule_ok = (len(sample.frames) - 1) / len(sample.frames) >= sample.rule
-    assert box.verdict_label.text().startswith("satisfactory" if rule_ok else "unsatisfactory")
+    expected = "satisfactory" if rule_ok else "unsatisfactory"
+    # the verdict is read back on a worker after the last judgement: wait for it
+    qtbot.waitUntil(lambda: box.verdict_label.text().startswith(expected), timeout=30000)
     state = read_review(dock.session.store)
     judged = [d for d in state.decisions if d.basis == "frame"]
     assert sorted(d.start for d in judged) == sample.frames and {d.reviewer for d in judged} == {"vera"}
