@@ -231,7 +231,11 @@ class ProjectBox(QGroupBox):
         self.location_label.set_text(describe_location(session.store.path, self.image_layer))
 
     def _opened(self, session: AnnotationSession, path: Path, layer: Any, background: bool = False) -> None:
-        self.path_edit.setText(str(path))
+        try:
+            self.path_edit.setText(str(path))
+        except RuntimeError:  # the dock was closed while the project opened: give the project back
+            session.close()
+            return
         self.image_layer = layer
         self.opened_in_background = background
         self.hub.set_session(session)
