@@ -2,7 +2,8 @@
 
 Schema, Prompt and Propagate (prompts, a propagation, a hand edit) and Review (after a
 correction on a flagged frame and two QC decisions: table, timeline, Correct box, crops, report
-and its plot; the plot alone in review_report_plot.png).
+and its plot; the plot alone in review_report_plot.png), the Dataset dock over a small
+dataset of two annotators, and the ``nuclei3d`` volume sample in 3D at its voxel scale.
 
 Run under a display (or ``xvfb-run -a``)::
 
@@ -186,7 +187,57 @@ def main(argv=None) -> int:
     # 5. Review dock: a correction on a flagged frame, QC decisions, the report and its plot
     review_shot(viewer, app, dock, review_dock, sample, g, s, h, docks)
     viewer.close()
+
+    # 6. A dataset shared by two annotators, and a volume with its voxel scale in 3D
+    dataset_shot(app)
+    volume_shot(app)
     return 0
+
+
+def dataset_shot(app) -> None:
+    """The Dataset dock over four clips: assignments, a project in work, stages."""
+    import napari
+
+    from conftest import make_blob_video, write_jpeg_folder
+    from napari_sam2_track._qt.dataset_dock import DatasetWidget
+    from napari_sam2_track.dataset import Dataset
+    from napari_sam2_track.project import ProjectStore
+
+    folder = Path(tempfile.mkdtemp(prefix="dataset-"))
+    ds = Dataset.init(folder / "mice", annotators=["ana", "ben"])
+    clips = [write_jpeg_folder(make_blob_video(6, seed=i), folder / f"session{i}") for i in range(4)]
+    ds.add_many({"source": c} for c in clips)
+    ProjectStore.create(ds.items[0].project, num_frames=6, height=96, width=128).close()
+    ds.claim_project(ds.items[0])
+    ds.assign(["session0", "session2"], "ana")
+    ds.assign(["session1", "session3"], "ben")
+    ds.record_stage("session1", "returned", "ben")
+    viewer = napari.Viewer(title="napari-sam2-track: dataset")
+    viewer.window._qt_window.resize(*SCREEN)
+    widget = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Dataset", area="right")
+    widget.me_edit.setText("ana")
+    widget.open_dataset(ds.folder)
+    _wait(app, lambda: widget.table.rowCount() == 4 and not widget.loading, timeout=60)
+    _shot(viewer, app, "dataset_dock.png")
+    widget.timer.stop()
+    viewer.close()
+
+
+def volume_shot(app) -> None:
+    """The nuclei3d sample (anisotropic voxels) with its labels, rendered in 3D."""
+    import napari
+
+    from napari_sam2_track.samples3d import make_volume_sample, sample_layers
+
+    viewer = napari.Viewer(title="napari-sam2-track: nuclei3d")
+    viewer.window._qt_window.resize(*SCREEN)
+    for data, kwargs, kind in sample_layers(make_volume_sample("nuclei3d")):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.dims.ndisplay = 3
+    viewer.camera.angles = (10, -30, 60)
+    _shot(viewer, app, "volume_3d.png")
+    viewer.close()
 
 
 def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected, docks) -> None:
