@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import Sam2TrackError
+from ..project._jsonl import fsync_dir
 
 DATASET_FILE = "dataset.yaml"
 LOCK_FILE = ".dataset.lock"
@@ -33,19 +34,6 @@ FORMAT_VERSION = 1
 
 class DatasetError(Sam2TrackError):
     """A dataset cannot be read, or a request about it cannot be done (one line)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_dataset_file(folder: Path) -> dict[str, Any]:
@@ -88,7 +76,7 @@ def write_dataset_file(folder: Path, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 @contextlib.contextmanager

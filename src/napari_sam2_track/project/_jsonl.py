@@ -36,7 +36,9 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a file created or renamed in it) durable; a no-op where a folder
+    cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # e.g. Windows cannot open folders
@@ -61,8 +63,8 @@ def ensure_log_dir(folder: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, marker)
-    _fsync_dir(folder)
-    _fsync_dir(folder.parent)
+    fsync_dir(folder)
+    fsync_dir(folder.parent)
 
 
 def append_records(path: str | Path, records: Iterable[dict], *, durable: bool = True) -> None:
@@ -96,7 +98,7 @@ def append_records(path: str | Path, records: Iterable[dict], *, durable: bool =
     finally:
         os.close(fd)  # also gives back the flock
     if created and durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _flock(fd: int) -> None:
