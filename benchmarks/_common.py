@@ -175,7 +175,7 @@ def propagate_clicks(model, folder, engine: str, clicks: list, *, out: Path | No
         finally:
             tracker.close()
     elif engine == "pipeline":
-        from napari_sam2_track import pipeline
+        from napari_sam2_track import pipeline, recorded_run
         from napari_sam2_track.prompts import PromptSet
         from napari_sam2_track.sources import open_source
 
@@ -184,9 +184,9 @@ def propagate_clicks(model, folder, engine: str, clicks: list, *, out: Path | No
             "prompts": [{"object": i + 1, "frame": 0, "points": points, "labels": [1]}
                         for i, points in enumerate(clicks)],
         })
-        saved = pipeline.StoreWriter
+        saved = recorded_run.StoreWriter  # the recorded run makes the pipeline's writer
         if writer_class is not None:
-            pipeline.StoreWriter = writer_class
+            recorded_run.StoreWriter = writer_class
         try:
             for progress in pipeline.track(open_source(folder), prompts, out, model=model,
                                            direction="forward", overwrite=True):
@@ -196,7 +196,7 @@ def propagate_clicks(model, folder, engine: str, clicks: list, *, out: Path | No
             tick()  # the writer has closed: every frame is on disk
             del times[-2]
         finally:
-            pipeline.StoreWriter = saved
+            recorded_run.StoreWriter = saved
     elif engine == "upstream":
         import contextlib
 
