@@ -88,9 +88,34 @@ def _iou_differs(a: np.ndarray, b: np.ndarray, iou: float) -> bool:
     return bool(union) and (a & b).sum() / union < iou
 
 
+def _frame_count(ranges: list[list[int]]) -> int:
+    return sum(last - first + 1 for first, last in ranges)
+
+
+def _correct_all(source, path: Path, model, obj: int, fixes: list[int], clicks, early: bool) -> list:
+    """Correct ``obj`` on each frame of ``fixes`` in the project at ``path``, with the early stop
+    or over the whole segment: ``(correction, seconds)`` per fix (the tracker is built outside)."""
+    from napari_sam2_track.project import ProjectStore
+    from napari_sam2_track.session import AnnotationSession
+
+    session = AnnotationSession(source, ProjectStore.open(path), prefetch=False)
+    session.set_model(model)
+    session.corrections.stop_early = early
+    session.tracker  # built outside the timing
+    out = []
+    for frame in fixes:
+        began = time.perf_counter()
+        correction = session.correct(frame, clicks, obj_id=obj)
+        out.append((correction, time.perf_counter() - began))
+    session.close()
+    return out
+
+
 def run_early_stop(n_frames: int, size: int, model, root: Path, *, video: str | None, fix_at: int | None,
-                   agree_frames: int, agree_iou: float) -> dict:
-    """Correct one frame of a long segment with the early stop and over the whole segment."""
+                   agree_frames: int, agree_iou: float, keyframe_every: int | None = None) -> dict:
+    """Correct one object with the early stop and over the whole segment, on two copies of the
+    same project: one frame of the segment between the first and last frame, or (with
+    ``keyframe_every``) one frame in each segment between keyframes ``keyframe_every`` apart."""
     import shutil
 
     from napari_sam2_track.project import ProjectStore
@@ -108,6 +133,7 @@ def run_early_stop(n_frames: int, size: int, model, root: Path, *, video: str | 
         source = open_source(sample.frames)
         x, y = list(first_frame_prompts(sample).values())[0]
     last = n_frames - 1
+    keyframes = sorted({*range(0, last, keyframe_every or last), last})
     path = root / f"e{n_frames}.zarr"
     store = ProjectStore.create(path, num_frames=len(source), height=source.height, width=source.width)
     schema = store.schema
@@ -116,45 +142,61 @@ def run_early_stop(n_frames: int, size: int, model, root: Path, *, video: str | 
     session = AnnotationSession(source, store, prefetch=False)
     session.set_model(model)
     obj = session.add_object().id
-    session.add_click(0, x, y, obj_id=obj)
-    session.add_click(last, x, y, obj_id=obj)
+    for t in keyframes:
+        session.add_click(t, x, y, obj_id=obj)
     began = time.perf_counter()
     list(session.propagate_iter("forward", 0, last))
     first_pass = time.perf_counter() - began
     session.close()
     full_path = root / f"f{n_frames}.zarr"
     shutil.copytree(path, full_path)
-    frame = fix_at if fix_at is not None else max(1, last // 10)
-    results = {}
-    for name, where, early in (("early", path, True), ("full", full_path, False)):
-        session = AnnotationSession(source, ProjectStore.open(where), prefetch=False)
-        session.set_model(model)
-        session.corrections.stop_early = early
-        session.tracker  # built outside the timing
-        began = time.perf_counter()
-        correction = session.correct(frame, [(x, y, 1), (x + 3, y + 3, 0)], obj_id=obj)
-        results[name] = (correction, time.perf_counter() - began)
-        session.close()
-    early, seconds = results["early"]
-    full, seconds_full = results["full"]
+    if keyframe_every:  # a tenth into each segment (at least one frame after its keyframe)
+        fixes = [a + max(1, (b - a) // 10) for a, b in zip(keyframes, keyframes[1:]) if b - a >= 2]
+    else:
+        fixes = [fix_at if fix_at is not None else max(1, last // 10)]
+    clicks = [(x, y, 1), (x + 3, y + 3, 0)]
+    early_runs = _correct_all(source, path, model, obj, fixes, clicks, early=True)
+    full_runs = _correct_all(source, full_path, model, obj, fixes, clicks, early=False)
     a, b = ProjectStore.open(path, mode="r"), ProjectStore.open(full_path, mode="r")
-    beyond = [t for t in range(1, last) if not early.start <= t <= early.end]
-    differ = int(sum(_iou_differs(a.mask(obj, t), b.mask(obj, t), agree_iou) for t in beyond))
-    version = next(v for v in list_versions(a, obj) if v.number == early.version)
-    return {
-        "case": "early_stop", "video": video or "cells (procedural)", "size": [source.height, source.width],
-        "segment_frames": early.segment[1] - early.segment[0] + 1, "fix_at": frame,
-        "frames_repropagated": early.frames, "stops": {k: int(v) for k, v in early.stops.items()},
+    versions = {v.number: v for v in list_versions(a, obj)}
+    versions_full = {v.number: v for v in list_versions(b, obj)}
+    beyond_all, differ, per_version = 0, 0, []
+    for (early, _), (full, _) in zip(early_runs, full_runs):
+        first, end = early.segment
+        beyond = [t for t in range(first, end + 1) if not early.start <= t <= early.end]
+        beyond_all += len(beyond)
+        differ += int(sum(_iou_differs(a.mask(obj, t), b.mask(obj, t), agree_iou) for t in beyond))
+        for v in (versions.get(early.version), versions_full.get(full.version)):
+            if v is not None:
+                per_version.append([_frame_count(v.frames), v.bytes])
+    seconds = sum(s for _, s in early_runs)
+    seconds_full = sum(s for _, s in full_runs)
+    early, full = early_runs[0][0], full_runs[0][0]
+    line = {
+        "case": "early_stop" if not keyframe_every else f"early_stop_keyframes_every_{keyframe_every}",
+        "video": video or "cells (procedural)", "size": [source.height, source.width],
+        "frames": n_frames, "keyframes": len(keyframes), "corrections": len(fixes),
+        "segment_frames": sum(c.segment[1] - c.segment[0] + 1 for c, _ in early_runs),
+        "fix_at": fixes if keyframe_every else fixes[0],
+        "frames_repropagated": sum(c.frames for c, _ in early_runs),
         "seconds": round(seconds, 2), "seconds_full_segment": round(seconds_full, 2),
-        "frames_full_segment": full.frames,
+        "frames_full_segment": sum(c.frames for c, _ in full_runs),
         "ratio": round(seconds / seconds_full, 3),
-        "frames_after_stop": len(beyond), "differ_after_stop": differ,
+        "frames_after_stop": beyond_all, "differ_after_stop": differ,
         "agree_frames": agree_frames, "agree_iou": agree_iou,
-        "version_bytes": version.bytes, "version_frames": version.frames,
-        "bytes_per_version_frame": round(version.bytes / max(1, early.frames)),
-        "first_propagation_s": round(first_pass, 2),
-        "load_average": round(os.getloadavg()[0], 1),
     }
+    if not keyframe_every:
+        line["stops"] = {k: int(v) for k, v in early.stops.items()}
+    # storage: bytes of each correction's version against the frames it changed (early and full)
+    line["version_frames_bytes"] = per_version
+    if per_version:
+        line["version_bytes"], line["version_bytes_full_segment"] = per_version[0][1], per_version[1][1]
+        frames_all, bytes_all = np.array(per_version, float).T
+        slope, fixed = np.polyfit(frames_all, bytes_all, 1) if len(set(frames_all)) > 1 else (0.0, 0.0)
+        line["bytes_per_changed_frame"] = round(float(slope))
+        line["bytes_fixed_per_version"] = round(float(fixed))
+    line.update({"first_propagation_s": round(first_pass, 2), "load_average": round(os.getloadavg()[0], 1)})
+    return line
 
 
 def main() -> None:
@@ -168,6 +210,8 @@ def main() -> None:
                    help="a correction that stops once the track agrees, against the whole segment")
     p.add_argument("--video", help="--early-stop: a video instead of the procedural cells")
     p.add_argument("--fix-at", type=int, help="--early-stop: the corrected frame")
+    p.add_argument("--keyframe-every", type=int, metavar="K",
+                   help="--early-stop: keyframes every K frames, one correction in each segment")
     p.add_argument("--agree-frames", type=int, default=5)
     p.add_argument("--agree-iou", type=float, default=0.9)
     p.add_argument("--nudge", action="store_true", help="make the random model's masks usable (as the tests)")
@@ -188,7 +232,8 @@ def main() -> None:
             for n in args.frames:
                 print(json.dumps(run_early_stop(n, args.size, model, Path(tmp), video=args.video,
                                                 fix_at=args.fix_at, agree_frames=args.agree_frames,
-                                                agree_iou=args.agree_iou)), flush=True)
+                                                agree_iou=args.agree_iou,
+                                                keyframe_every=args.keyframe_every)), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.frames:
