@@ -13,12 +13,19 @@ per video length with the wall seconds of each step and the frames x objects eac
 ``--early-stop``: one object keyed on the first and last frame of a long segment (the cells
 sample, or ``--video``), propagated, then corrected on ``--fix-at`` (default: a tenth into the
 segment) once with the early stop (``--agree-frames``, ``--agree-iou``) and once over the whole
-segment, on two copies of the same project in the same run. Per case one JSON line:
-``segment_frames``, ``frames_repropagated``, ``seconds`` (early stop), ``seconds_full_segment``,
-``differ_after_stop`` (frames beyond the stop where the full segment's mask differs from the
-kept one: IoU below the threshold or another presence) and ``version_bytes``::
+segment, on two copies of the same project in the same run. With ``--keyframe-every K`` the
+object is keyed every K frames instead (and on the last), and each segment between keyframes
+gets one correction a tenth into it (the figures are then sums over the segments). Per case one
+JSON line: ``segment_frames``, ``frames_repropagated``, ``seconds`` (early stop),
+``seconds_full_segment``, ``differ_after_stop`` (frames of the segments beyond the stops where
+the full segment's mask differs from the kept one: IoU below the threshold or another
+presence) and the storage of the corrections' versions: ``version_frames_bytes`` (frames
+changed and bytes on disk of each, early and full), ``bytes_per_changed_frame`` and
+``bytes_fixed_per_version`` (a straight line through them)::
 
-    OMP_NUM_THREADS=2 python benchmarks/correction.py --early-stop --frames 1000
+    OMP_NUM_THREADS=2 python benchmarks/correction.py --early-stop --frames 1000 --nudge
+    OMP_NUM_THREADS=2 python benchmarks/correction.py --early-stop --frames 200 --nudge \
+        --keyframe-every 25 --video ../shared/data/video/bedroom.mp4
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ with the random-init test model (seed 0), then a second opinion re-tracks it wit
 random-init model (seed 1) and compares. Each video length runs in a fresh process, so its peak
 resident memory is its own. Prints one JSON line per length: seconds of the project's tracking,
 of the second opinion (tracking + comparison) and of the comparison alone (run again), the
-largest inference state the second model's tracker held, the peak RSS, and the object-frames
-that disagree::
+largest inference state the second model's tracker held, the peak RSS (and, for scale, the
+peak once both models are loaded, before any frame), and the object-frames that disagree::
 
     OMP_NUM_THREADS=2 python benchmarks/second_opinion.py --frames 40 160
 """
@@ -17,11 +17,16 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run(n_frames: int, n_objects: int, size: int) -> dict:
@@ -42,6 +47,7 @@ def run(n_frames: int, n_objects: int, size: int) -> dict:
         "prompts": [{"object": i + 1, "frame": 0, "points": [[x, y]], "labels": [1]}
                     for i, (x, y) in enumerate(clicks)]})
     first, second = build_test_model(seed=0), build_test_model(seed=1)
+    models_rss = _peak_rss_mib()
     out = Path(tempfile.mkdtemp()) / "cells.zarr"
     source = open_source(sample.frames)
     began = time.perf_counter()
@@ -56,10 +62,11 @@ def run(n_frames: int, n_objects: int, size: int) -> dict:
             compare(store, opinion)
             comparing = time.perf_counter() - began
         info = opinion_info(store, "b")
+    shutil.rmtree(out.parent, ignore_errors=True)
     return {"frames": n_frames, "objects": len(clicks), "size": size,
             "seconds_tracking": round(tracking, 2), "seconds_second_opinion": round(opinion_seconds, 2),
             "seconds_compare": round(comparing, 3), "max_state_mib": round(state / 2**20, 2),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mib": _peak_rss_mib(), "peak_rss_after_models_mib": models_rss,
             "disagreeing_object_frames": sum(v["disagreeing"] for v in info["objects"].values()),
             "threads": os.environ.get("OMP_NUM_THREADS")}
 
