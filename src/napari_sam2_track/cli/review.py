@@ -154,6 +154,7 @@ def _list(project: str, args: argparse.Namespace) -> int:
     from ..review.flags import find_flags
     from ..review.models import read_review
     from ..review.qc import masklet_statuses
+    from ..review.volume_flags import plane_fields, where
     from ..project import ProjectStore
 
     store = ProjectStore.open(project, mode="r")
@@ -161,27 +162,34 @@ def _list(project: str, args: argparse.Namespace) -> int:
     objects = None if args.object is None else [args.object]
     result = find_flags(store, reviewed=state.reviewed_ranges(), objects=objects)
     statuses = [m for m in masklet_statuses(store) if args.object is None or m["object"] == args.object]
-    if args.json:
+    if args.json:  # volumes: each range also as (t, z) (plane indices stay)
         print(json.dumps({
             "project": str(store.path),
-            "masklets": statuses,
-            "flags": [f.model_dump() for f in result.flags],
-            "suggestions": [s.model_dump() for s in result.suggestions],
+            "masklets": [{**m, **plane_fields(store, m["start"], m["end"])} for m in statuses],
+            "flags": [{**f.model_dump(), **plane_fields(store, f.start, f.end)} for f in result.flags],
+            "suggestions": [{**s.model_dump(), **plane_fields(store, s.frame, s.frame)}
+                            for s in result.suggestions],
         }, indent=2))
         return 0
-    print(f"project  {store.path}  ({store.num_frames} frames)")
+    t_n, z_n = store.volume_shape[:2]
+    size = f"{t_n} timepoints x {z_n} slices" if store.is_volume else f"{store.num_frames} frames"
+    print(f"project  {store.path}  ({size})")
     print(f"masklets {len(statuses)}")
     for m in statuses:
         who = f" by {m['reviewer']} at {m['time']}" if m["reviewer"] else ""
         why = f"  ({m['invalidated_by']})" if m["invalidated_by"] else ""
         comment = f"  \"{m['comment']}\"" if m["comment"] else ""
-        print(f"  object {m['object']:>4}  frames {m['start']}-{m['end']:<12} {m['status']}{who}{comment}{why}")
+        at = (f"{where(store, m['start'], m['end']):<19}" if store.is_volume
+              else f"frames {m['start']}-{m['end']:<12}")
+        print(f"  object {m['object']:>4}  {at} {m['status']}{who}{comment}{why}")
     print(f"flags    {len(result.flags)}")
     for f in result.flags:
-        print(f"  object {f.object:>4}  frames {f.frames:<14} {f.kind:<14} {f.score:6.2f}  {f.reason}")
-    print(f"check    {len(result.suggestions)} frames")
+        at = f"{where(store, f.start, f.end):<21}" if store.is_volume else f"frames {f.frames:<14}"
+        print(f"  object {f.object:>4}  {at} {f.kind:<14} {f.score:6.2f}  {f.reason}")
+    print(f"check    {len(result.suggestions)} {'planes' if store.is_volume else 'frames'}")
     for s in result.suggestions:
-        print(f"  object {s.object:>4}  frame {s.frame:<8} {s.why}")
+        at = f"{where(store, s.frame, s.frame):<14}" if store.is_volume else f"frame {s.frame:<8}"
+        print(f"  object {s.object:>4}  {at} {s.why}")
     return 0
 
 

@@ -52,6 +52,11 @@ FlagKind = Literal[
     "edited",
     "unreviewed",
     "disagreement",
+    "z_bottom",
+    "z_top",
+    "volume_change",
+    "t_start",
+    "t_end",
 ]
 EventKind = Literal["click", "box", "mask", "brush", "propagate", "navigate", "review", "undo"]
 
