@@ -91,3 +91,19 @@ def test_a_box_on_a_2d_project_says_to_use_frames(tmp_path, capsys):
     assert main(["review", "approve", str(store.path), "1", "--t", "0-1"]) != 0
     err = capsys.readouterr().err.strip()
     assert "is not a volume project; give its frames with --frames A-B" in err
+
+
+def test_report_on_a_volume_project(project, capsys):
+    from napari_sam2_track.review.models import log_event
+
+    store = project
+    log_event(store, "click", annotator="ann", object=1, frames=(store.plane(1, 2),) * 2, positive=True)
+    log_event(store, "propagate", annotator="ann", object=1,
+              frames=(store.plane(0, 0), store.plane(2, Z - 1)), seconds=3.0, objects=[1])
+    decide_box(store, 1, (0, 2), (1, 4), "satisfactory", reviewer="ann", seconds=4.0)
+    assert main(["report", str(store.path), "--json"]) == 0
+    ann = json.loads(capsys.readouterr().out)["annotators"]["ann"]
+    assert ann["masklets_reviewed"] == 1 and ann["review_seconds"] == 4.0
+    assert ann["propagated_frames"] == T * Z and ann["clicked_frames"] == 1
+    assert main(["report", str(store.path)]) == 0
+    assert "ann" in capsys.readouterr().out
