@@ -156,3 +156,16 @@ def test_review_json_and_text_say_t_and_z(project, capsys):
     assert main(["review", str(project.path)]) == 0
     text = capsys.readouterr().out
     assert "t 1 z 3-4" in text and "volume_change" in text
+
+
+def test_a_volume_change_is_a_plane_to_check_and_a_sample_adds_no_routine_flag(project):
+    from napari_sam2_track.review.sampling import draw_sample
+
+    store = project
+    report = find_flags(store)
+    at = [s for s in report.suggestions if s.object == 2 and "volume_change" in s.why]
+    assert [store.plane_tz(s.frame) for s in at] == [(1, 0)]  # 2x2 on every slice: the first is largest
+    assert len({(s.object, s.frame) for s in report.suggestions}) == len(report.suggestions)
+    sample = draw_sample(store, 3, store.plane(1, 2), store.plane(1, 3), size=1, seed=0, reviewer="ann")
+    # the worst edited / presence_flip plane is added; z_top (t=1, z=3) is routine, not suspect
+    assert sample.flagged == [store.plane(1, 2)]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..project import COL, STATE_EDITED, ProjectStore
-from .models import BLOCK, Flag, Masklet, Suggestion
+from .models import BLOCK, ROUTINE_FLAGS, Flag, Masklet, Suggestion
 from .second_opinion import AGREE, ONLY_PROJECT, ONLY_SECOND, disagreeing
 from .visibility import (VISIBLE, RowReader, VisibilityRule, damaged, iter_visibility,
                          store_row_reader)
@@ -375,7 +375,7 @@ def _report(runs, spans, th) -> ReviewReport:
         suggestions.setdefault((m.object, m.end), []).append(f"end of span {m.frames}")
     flags.sort(key=lambda f: (f.object, f.start, f.kind))
     for f in flags:
-        if f.kind not in ("span_start", "span_end", "unreviewed"):
+        if f.kind not in ROUTINE_FLAGS:
             suggestions.setdefault((f.object, f.frame), []).append(f"worst {f.kind} frame of {f.frames}")
     return ReviewReport(
         flags=flags,

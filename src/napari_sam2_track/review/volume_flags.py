@@ -115,10 +115,18 @@ def find_volume_flags(store: ProjectStore, base, thresholds, rule, *, reviewed=N
             area = base.read_rows(o, off, off + n_z)[:, COL["area"]]
             largest[o][t] = int(np.nanargmax(area)) if np.isfinite(area).any() else n_z // 2
     for o in ids:
-        flags += _t_flags(store, o, thresholds, largest[o])
+        along_t = _t_flags(store, o, thresholds, largest[o])
+        flags += along_t
+        suggestions += [Suggestion(object=o, frame=f.frame, why=f"worst volume_change of t={t}")
+                        for f in along_t if f.kind == "volume_change"
+                        for t in [store.plane_tz(f.start)[0]]]
     flags.sort(key=lambda f: (f.object, f.start, f.kind))
+    merged: dict[tuple[int, int], list[str]] = {}
+    for s in suggestions:
+        merged.setdefault((s.object, s.frame), []).append(s.why)
     return ReviewReport(flags=flags, spans=sorted(spans, key=lambda m: (m.object, m.start)),
-                        suggestions=sorted(suggestions, key=lambda s: (s.object, s.frame)))
+                        suggestions=[Suggestion(object=o, frame=p, why="; ".join(w))
+                                     for (o, p), w in sorted(merged.items())])
 
 
 def _t_flags(store: ProjectStore, obj: int, th, largest: np.ndarray) -> list[Flag]:
