@@ -107,3 +107,12 @@ def test_report_on_a_volume_project(project, capsys):
     assert ann["propagated_frames"] == T * Z and ann["clicked_frames"] == 1
     assert main(["report", str(store.path)]) == 0
     assert "ann" in capsys.readouterr().out
+
+
+def test_a_sample_of_a_volume_masklet_says_where_its_planes_are(project, capsys):
+    store = project
+    assert main(["review", "sample", str(store.path), "1", "--frames",
+                 f"{store.plane(1, 1)}-{store.plane(1, 4)}", "--size", "4", "--seed", "1",
+                 "--reviewer", "ann"]) == 0
+    out = capsys.readouterr().out
+    assert f"{store.plane(1, 3)} = t 1 z 3" in out and f"{store.plane(1, 1)} = t 1 z 1" in out
