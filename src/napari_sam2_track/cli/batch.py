@@ -136,6 +136,11 @@ def track_segments(args: argparse.Namespace) -> int:
     from ..distributed.cluster import cpu_count
     from ..project.placement import already_exists
 
+    from ..distributed.segments import refuse_volume_segments
+    from ..sources import open_source
+
+    with open_source(args.video, channel=args.channel, window=args.window) as source:
+        refuse_volume_segments(source)  # before a cluster starts or anything is written
     out = Path(args.out)
     if out.exists() and not (args.resume or args.overwrite):
         raise already_exists(out)
@@ -148,7 +153,6 @@ def track_segments(args: argparse.Namespace) -> int:
         from ..distributed import plan_segments
         from ..project.store import check_object_categories
         from ..prompts import PromptSet
-        from ..sources import open_source
 
         prompts = PromptSet.load(args.prompts)
         with open_source(args.video, channel=args.channel, window=args.window) as source:

@@ -28,7 +28,7 @@ def add_parsers(sub) -> None:
         "review",
         help="list flags and masklets with QC status, or approve/reject a masklet",
         description="review PROJECT.zarr [--json]  |  review approve|reject PROJECT.zarr OBJ "
-                    "[--frames A-B | --frame F] [--reviewer NAME] [--comment TEXT]  |  "
+                    "[--frames A-B | --frame F | --t A-B --z C-D] [--reviewer NAME] [--comment TEXT]  |  "
                     "review sample PROJECT.zarr OBJ [--frames A-B] [--size N | --fraction F] "
                     "[--seed S]  |  review verdict PROJECT.zarr [OBJ] [--json]  |  review history "
                     "PROJECT.zarr OBJ [--json]  |  review restore PROJECT.zarr OBJ VERSION  |  "
@@ -36,7 +36,12 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("target", nargs="+", metavar="[ACTION] PROJECT [OBJ]",
                    help="a project to list; or an action, a project and an object id")
-    p.add_argument("--frames", help="frame range A-B (default: each presence span of the object)")
+    p.add_argument("--frames", help="frame range A-B (default: each presence span of the object); "
+                   "for a volume project, plane indices t*Z+z")
+    p.add_argument("--t", dest="t_range", metavar="A-B",
+                   help="volume projects: timepoints A-B of the decision (default: all, with --z)")
+    p.add_argument("--z", dest="z_range", metavar="C-D",
+                   help="volume projects: slices C-D of the decision (default: all, with --t)")
     p.add_argument("--reviewer", help="reviewer name (default: $NAPARI_SAM2_TRACK_REVIEWER or the OS user)")
     p.add_argument("--comment", default="", help="comment stored with the decision")
     p.add_argument("--object", type=int, help="list only this object")
@@ -52,14 +57,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--idle", type=float, help="idle gap in seconds (default: the schema's review.idle_seconds)")
 
 
-def parse_frames(text: str) -> tuple[int, int]:
+def parse_frames(text: str, option: str = "--frames", example: str = "120-480") -> tuple[int, int]:
     """``"A-B"`` (or ``"A"``) as a frame range."""
     try:
         parts = [int(x) for x in text.split("-")]
     except ValueError:
         parts = []
     if len(parts) not in (1, 2):
-        raise ReviewError(f"--frames {text!r} is not a range like 120-480")
+        raise ReviewError(f"{option} {text!r} is not a range like {example}")
     return (parts[0], parts[-1])
 
 
@@ -109,8 +114,14 @@ def _decide(args: argparse.Namespace) -> int:
     comment = utf8_text(args.comment, "--comment", "pass the comment as UTF-8 text")
     reviewer = reviewer_of(args)
     frames = parse_frames(args.frames) if args.frames is not None else None
+    box = getattr(args, "t_range", None) is not None or getattr(args, "z_range", None) is not None
+    if box and frames is not None:
+        raise ReviewError("give --frames A-B or --t A-B/--z C-D, not both")
     store = ProjectStore.open(project, mode="r")  # decisions need no write lock (docs/review.md)
     require_object(store, obj_id)
+    status = "satisfactory" if action == "approve" else "unsatisfactory"
+    if box:
+        return _decide_box(store, obj_id, args, status, reviewer, comment)
     if frames is not None:
         refuse_untracked(store, obj_id, *frames)
         ranges = [frames]
@@ -118,10 +129,32 @@ def _decide(args: argparse.Namespace) -> int:
         ranges = [(m.start, m.end) for m in masklets(store, obj_id)]
         if not ranges:
             raise ReviewError(f"object {obj_id} has no visible frames; pass --frames A-B")
-    status = "satisfactory" if action == "approve" else "unsatisfactory"
     for a, b in ranges:
         d = decide(store, obj_id, a, b, status, reviewer=reviewer, comment=comment)
-        print(f"object {d.object} frames {d.frames}: {d.status} by {d.reviewer} at {d.time.isoformat()}")
+        print(f"object {d.object} {_where(store, d.start, d.end)}: {d.status} by {d.reviewer} "
+              f"at {d.time.isoformat()}")
+    return 0
+
+
+def _where(store, start: int, end: int) -> str:
+    from ..review.volume_flags import where
+
+    return where(store, start, end) if store.is_volume else f"frames {start}-{end}"
+
+
+def _decide_box(store, obj_id: int, args: argparse.Namespace, status: str, reviewer: str,
+                comment: str) -> int:
+    """``approve|reject PROJECT OBJ --t A-B --z C-D`` on a volume project: one decision per
+    timepoint of the box (plane ranges)."""
+    from ..review.qc import box_ranges, decide_box
+
+    t_range = parse_frames(args.t_range, "--t", "0-4") if args.t_range is not None else None
+    z_range = parse_frames(args.z_range, "--z", "10-30") if args.z_range is not None else None
+    for a, b in box_ranges(store, t_range, z_range):  # refused before anything is written
+        refuse_untracked(store, obj_id, a, b)
+    for d in decide_box(store, obj_id, t_range, z_range, status, reviewer=reviewer, comment=comment):
+        print(f"object {d.object} {_where(store, d.start, d.end)} (planes {d.frames}): {d.status} "
+              f"by {d.reviewer} at {d.time.isoformat()}")
     return 0
 
 
@@ -154,6 +187,7 @@ def _list(project: str, args: argparse.Namespace) -> int:
     from ..review.flags import find_flags
     from ..review.models import read_review
     from ..review.qc import masklet_statuses
+    from ..review.volume_flags import plane_fields, where
     from ..project import ProjectStore
 
     store = ProjectStore.open(project, mode="r")
@@ -161,27 +195,34 @@ def _list(project: str, args: argparse.Namespace) -> int:
     objects = None if args.object is None else [args.object]
     result = find_flags(store, reviewed=state.reviewed_ranges(), objects=objects)
     statuses = [m for m in masklet_statuses(store) if args.object is None or m["object"] == args.object]
-    if args.json:
+    if args.json:  # volumes: each range also as (t, z) (plane indices stay)
         print(json.dumps({
             "project": str(store.path),
-            "masklets": statuses,
-            "flags": [f.model_dump() for f in result.flags],
-            "suggestions": [s.model_dump() for s in result.suggestions],
+            "masklets": [{**m, **plane_fields(store, m["start"], m["end"])} for m in statuses],
+            "flags": [{**f.model_dump(), **plane_fields(store, f.start, f.end)} for f in result.flags],
+            "suggestions": [{**s.model_dump(), **plane_fields(store, s.frame, s.frame)}
+                            for s in result.suggestions],
         }, indent=2))
         return 0
-    print(f"project  {store.path}  ({store.num_frames} frames)")
+    t_n, z_n = store.volume_shape[:2]
+    size = f"{t_n} timepoints x {z_n} slices" if store.is_volume else f"{store.num_frames} frames"
+    print(f"project  {store.path}  ({size})")
     print(f"masklets {len(statuses)}")
     for m in statuses:
         who = f" by {m['reviewer']} at {m['time']}" if m["reviewer"] else ""
         why = f"  ({m['invalidated_by']})" if m["invalidated_by"] else ""
         comment = f"  \"{m['comment']}\"" if m["comment"] else ""
-        print(f"  object {m['object']:>4}  frames {m['start']}-{m['end']:<12} {m['status']}{who}{comment}{why}")
+        at = (f"{where(store, m['start'], m['end']):<19}" if store.is_volume
+              else f"frames {m['start']}-{m['end']:<12}")
+        print(f"  object {m['object']:>4}  {at} {m['status']}{who}{comment}{why}")
     print(f"flags    {len(result.flags)}")
     for f in result.flags:
-        print(f"  object {f.object:>4}  frames {f.frames:<14} {f.kind:<14} {f.score:6.2f}  {f.reason}")
-    print(f"check    {len(result.suggestions)} frames")
+        at = f"{where(store, f.start, f.end):<21}" if store.is_volume else f"frames {f.frames:<14}"
+        print(f"  object {f.object:>4}  {at} {f.kind:<14} {f.score:6.2f}  {f.reason}")
+    print(f"check    {len(result.suggestions)} {'planes' if store.is_volume else 'frames'}")
     for s in result.suggestions:
-        print(f"  object {s.object:>4}  frame {s.frame:<8} {s.why}")
+        at = f"{where(store, s.frame, s.frame):<14}" if store.is_volume else f"frame {s.frame:<8}"
+        print(f"  object {s.object:>4}  {at} {s.why}")
     return 0
 
 

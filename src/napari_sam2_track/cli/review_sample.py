@@ -60,6 +60,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"object {sample.object} frames {sample.start}-{sample.end}: sample {sample.id} (seed {sample.seed}), "
           f"{len(sample.frames)} frames to judge; satisfactory when at least {sample.rule:.0%} pass")
     print("frames " + " ".join(map(str, sample.frames)))
+    if store.is_volume:  # --frame takes plane indices: say where each one is
+        from ..review.volume_flags import where
+
+        print("planes " + ", ".join(f"{p} = {where(store, p, p)}" for p in sample.frames))
     print(f"judge each: review approve|reject {project} {obj_id} --frame F")
     return 0
 

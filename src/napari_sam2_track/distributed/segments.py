@@ -102,6 +102,21 @@ def segment_prompts(prompts: PromptSet, segment: Segment) -> PromptSet:
     return PromptSet(objects=prompts.objects, prompts=inside)
 
 
+def refuse_volume_segments(source) -> None:
+    """One line when ``source`` is a volume: segments split a 2D video in time at keyframes,
+    while a volume's slices, and its timepoints, are tracked as one chain
+    (``docs/volumes.md``)."""
+    from ..project.volume import is_volume_source
+
+    if not is_volume_source(source):
+        return
+    n_t, n_z = source.shape[:2]
+    raise PromptError(
+        f"--segments splits a 2D video in time; {source._label()} is a volume ({n_t} timepoint(s) "
+        f"of {n_z} slices), whose slices and timepoints are tracked as one chain: track it "
+        "without --segments, or run several volumes in parallel with batch")
+
+
 # ------------------------------------------------------------------------- worker side
 def run_segment(
     out: str,
@@ -202,6 +217,7 @@ class SegmentedVideo:
         schema = Schema.load(self.item.schema_) if self.item.schema_ else None
         source = open_source(self.item.video, **self.source_options())
         try:
+            refuse_volume_segments(source)
             prompts = PromptSet.load(self.item.prompts) if self.item.prompts else None
             if prompts is not None:  # refuse bad prompts or an impossible split before writing
                 prompts.check_video(len(source), source.height, source.width)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..project import COL, STATE_EDITED, ProjectStore
-from .models import BLOCK, Flag, Masklet, Suggestion
+from .models import BLOCK, ROUTINE_FLAGS, Flag, Masklet, Suggestion
 from .second_opinion import AGREE, ONLY_PROJECT, ONLY_SECOND, disagreeing
 from .visibility import (VISIBLE, RowReader, VisibilityRule, damaged, iter_visibility,
                          store_row_reader)
@@ -317,16 +317,24 @@ def find_flags(
         reviewed: ``{object: [(first, last), ...]}`` covered by valid QC decisions; frames of a
             span outside them are flagged ``unreviewed`` (``None``: no such flags).
         objects: only these objects.
+
+    A volume project is flagged along z within each timepoint and along t
+    (:mod:`.volume_flags`); plane indices stay the frames of the flags.
     """
     from ..schema import Schema
 
-    if isinstance(source, ProjectStore):
-        schema = source.schema
-        source = TableSource.from_store(source)
+    store = source if isinstance(source, ProjectStore) else None
+    if store is not None:
+        schema = store.schema
+        source = TableSource.from_store(store)
     else:
         schema = Schema.default()
     th = thresholds if thresholds is not None else schema.review
     rule = rule or VisibilityRule.from_schema(schema, source.height, source.width)
+    if store is not None and store.is_volume:  # along z per timepoint, and along t
+        from .volume_flags import find_volume_flags
+
+        return find_volume_flags(store, source, th, rule, reviewed=reviewed, objects=objects)
     ids = [o for o in source.ids if objects is None or o in objects]
     runs, spans = _Runs(), _Runs()
     carry = {o: _Carry() for o in ids}
@@ -367,7 +375,7 @@ def _report(runs, spans, th) -> ReviewReport:
         suggestions.setdefault((m.object, m.end), []).append(f"end of span {m.frames}")
     flags.sort(key=lambda f: (f.object, f.start, f.kind))
     for f in flags:
-        if f.kind not in ("span_start", "span_end", "unreviewed"):
+        if f.kind not in ROUTINE_FLAGS:
             suggestions.setdefault((f.object, f.frame), []).append(f"worst {f.kind} frame of {f.frames}")
     return ReviewReport(
         flags=flags,

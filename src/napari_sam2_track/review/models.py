@@ -52,7 +52,15 @@ FlagKind = Literal[
     "edited",
     "unreviewed",
     "disagreement",
+    "z_bottom",
+    "z_top",
+    "volume_change",
+    "t_start",
+    "t_end",
 ]
+#: Flags that mark where a span starts or ends, or what is not reviewed: routine, not suspect
+#: (sampled QC does not add their frames; they get no "worst frame" suggestion).
+ROUTINE_FLAGS = ("span_start", "span_end", "unreviewed", "z_bottom", "z_top", "t_start", "t_end")
 EventKind = Literal["click", "box", "mask", "brush", "propagate", "navigate", "review", "undo"]
 
 

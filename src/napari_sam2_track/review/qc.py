@@ -64,26 +64,72 @@ def decide(
     """
     store = _store(project)
     n = store.num_frames
-    require_object(store, obj_id)
     if not (0 <= start <= end < n):
+        require_object(store, obj_id)
         raise ReviewError(f"frames {start}-{end} are not a range inside the video (frames 0-{n - 1})")
+    return _record(store, obj_id, [(start, end)], status, reviewer=reviewer, comment=comment, log=log,
+                   basis=basis, sample=sample, seconds=seconds)[0]
+
+
+def _record(store: ProjectStore, obj_id: int, ranges: list[tuple[int, int]], status: QCStatus, *,
+            reviewer: str | None, comment: str, log: bool, basis: str = "masklet",
+            sample: str | None = None, seconds: float | None = None) -> list[QCDecision]:
+    """One decision per plane range, appended to the log in one durable write."""
+    require_object(store, obj_id)
     if status not in ("satisfactory", "unsatisfactory"):
         raise ReviewError(f"status must be satisfactory or unsatisfactory, not {status!r}")
     reviewer = (reviewer or default_reviewer()).strip()
     if not reviewer:
         raise ReviewError("the reviewer name is empty; pass --reviewer NAME")
     time = now_iso()  # before the runs are read: a run begun after this has a later change record
-    decision = QCDecision(object=obj_id, start=start, end=end, status=status, reviewer=reviewer,
-                          time=time, comment=" ".join(comment.split()), basis=basis, sample=sample,
-                          runs=runs_in_flight(store))
-    append_records(log_dir(store) / DECISIONS_LOG, [decision.record()])
+    runs = runs_in_flight(store)
+    decisions = [QCDecision(object=obj_id, start=a, end=b, status=status, reviewer=reviewer, time=time,
+                            comment=" ".join(comment.split()), basis=basis, sample=sample, runs=runs)
+                 for a, b in ranges]
+    append_records(log_dir(store) / DECISIONS_LOG, [d.record() for d in decisions])
     if log:
         extra = {} if seconds is None else {"seconds": float(seconds)}
         if basis != "masklet":
             extra["basis"] = basis
-        log_event(store, "review", annotator=reviewer, object=obj_id, frames=(start, end), status=status,
-                  **extra)
-    return decision
+        log_event(store, "review", annotator=reviewer, object=obj_id,
+                  frames=(ranges[0][0], ranges[-1][1]), status=status, **extra)
+    return decisions
+
+
+def box_ranges(store: ProjectStore, t_range: tuple[int, int] | None,
+               z_range: tuple[int, int] | None) -> list[tuple[int, int]]:
+    """The plane ranges of the (t range, z range) box of a volume project: one ``(first,
+    last)`` per timepoint (``None``: every timepoint, or every slice)."""
+    if not store.is_volume:
+        raise ReviewError(f"{store.path.name} is not a volume project; give its frames with --frames A-B")
+    n_t, n_z = store.volume_shape[:2]
+    (t0, t1), (z0, z1) = t_range or (0, n_t - 1), z_range or (0, n_z - 1)
+    for (a, b), what, n in (((t0, t1), "timepoints", n_t), ((z0, z1), "slices", n_z)):
+        if not 0 <= a <= b < n:
+            flag = "--t" if what == "timepoints" else "--z"
+            raise ReviewError(f"{flag} {a}-{b} is not a range inside the project's {what} (0-{n - 1})")
+    return [(store.plane(t, z0), store.plane(t, z1)) for t in range(t0, t1 + 1)]
+
+
+def decide_box(
+    project: ProjectStore | str | Path,
+    obj_id: int,
+    t_range: tuple[int, int] | None,
+    z_range: tuple[int, int] | None,
+    status: QCStatus,
+    *,
+    reviewer: str | None = None,
+    comment: str = "",
+    log: bool = True,
+    seconds: float | None = None,
+) -> list[QCDecision]:
+    """Record a decision on a (t range, z range) box of a volume project: one decision per
+    timepoint over the box's slices (plane ranges, see :func:`box_ranges`), written together and
+    durable on return. A change of a plane invalidates the decision of its timepoint only."""
+    store = _store(project)
+    ranges = box_ranges(store, t_range, z_range)
+    return _record(store, obj_id, ranges, status, reviewer=reviewer, comment=comment, log=log,
+                   seconds=seconds)
 
 
 def runs_in_flight(store: ProjectStore) -> list[int]:

@@ -28,6 +28,7 @@ from ..project import STATE_NOT_RUN, ProjectStore
 from ..project._jsonl import append_records, now_iso
 from .models import (
     DECISIONS_LOG,
+    ROUTINE_FLAGS,
     QCDecision,
     QCStatus,
     ReviewState,
@@ -38,10 +39,6 @@ from .models import (
     read_review,
 )
 from .qc import decide, masklets, require_object
-
-#: Flag kinds that mark every span (or every unreviewed frame), not a likely error: their
-#: frames are not added to a sample.
-ROUTINE_FLAGS = ("span_start", "span_end", "unreviewed")
 
 
 def _store(project: ProjectStore | str | Path) -> ProjectStore:
