@@ -165,7 +165,7 @@ class VolumeSession(AnnotationSession):
 
     def __init__(self, volume: "VolumeSource", store: ProjectStore,
                  model: "LoadedModel | None" = None, *, lead: int | None = None,
-                 prefetch: bool = True):
+                 layer_scale: Sequence[float] | None = None, prefetch: bool = True):
         if not store.is_volume or tuple(store.volume_shape) != tuple(volume.shape):
             raise StoreError(f"project {store.path} was not made for this "
                              f"{'x'.join(map(str, volume.shape))} (t, z, y, x) volume; "
@@ -173,12 +173,15 @@ class VolumeSession(AnnotationSession):
         self.volume = volume
         n_t = volume.shape[0]
         self.plane_axes = PlaneAxes(lead or (1 if n_t == 1 else 2), volume.shape[1])
+        #: the image layer's scale, given to the labels and prompt layers
+        self.layer_scale = None if layer_scale is None else tuple(float(s) for s in layer_scale)
         super().__init__(PlaneFrames(volume), store, model, prefetch=prefetch)
 
     @classmethod
     def open_volume(cls, volume: "VolumeSource", store_path: str | Path, *,
                     schema: "Schema | None" = None, model: "LoadedModel | None" = None,
-                    lead: int | None = None, prefetch: bool = True) -> "VolumeSession":
+                    lead: int | None = None, layer_scale: Sequence[float] | None = None,
+                    prefetch: bool = True) -> "VolumeSession":
         """Open the volume project at ``store_path`` (created for ``volume`` if missing)."""
         from ..volumes.run import check_fits_volume
 
@@ -195,7 +198,7 @@ class VolumeSession(AnnotationSession):
             store = ProjectStore.create(path, source=volume)
         if schema is not None and (not existed or store.meta.get("schema") is None):
             store.set_schema(schema)
-        return cls(volume, store, model, lead=lead, prefetch=prefetch)
+        return cls(volume, store, model, lead=lead, layer_scale=layer_scale, prefetch=prefetch)
 
     # ----------------------------------------------------------------- planes
     def stored_prompt(self, prompt: Prompt) -> Prompt:
