@@ -43,12 +43,15 @@ __all__ = ["PlaneAxes", "PlaneFrames", "VolumeLabelsArray", "VolumeSession", "is
 
 
 def is_volume_layer(shape: Sequence[int], rgb: bool, axis_labels: Sequence[str] = ()) -> bool:
-    """Whether an image layer is a volume: ``(t, z, y, x)`` gray, or ``(z, y, x)`` whose first
-    axis is labelled ``z``."""
-    if rgb:
+    """Whether an image layer is a volume: gray with axes labelled ``(z, y, x)`` or
+    ``(t, z, y, x)``, or 4-D gray whose last axis is not 3 or 4 long (that looks like RGB
+    frames shown as gray)."""
+    if rgb or len(shape) not in (3, 4):
         return False
     labels = [str(a).lower() for a in axis_labels]
-    return len(shape) == 4 or (len(shape) == 3 and bool(labels) and labels[0] == "z")
+    if labels[-3:] == ["z", "y", "x"]:
+        return True
+    return len(shape) == 4 and int(shape[-1]) not in (3, 4)
 
 
 def volume_source_for_array(data: Any, scale: Sequence[float] | None = None,
