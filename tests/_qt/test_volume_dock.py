@@ -113,3 +113,20 @@ def test_3d_plus_time_a_run_fills_other_timepoints(make_napari_viewer, qtbot, tm
     viewer.dims.ndisplay = 3
     labels_layer.refresh()
     qtbot.wait(50)
+
+
+def test_a_volume_layer_read_from_a_file_keeps_its_source(make_napari_viewer, tmp_path, errors):
+    from napari_sam2_track._napari_io import volume_layer_data
+    from napari_sam2_track.sources import ArrayVolumeSource
+
+    data, _ = sphere_volume()
+    source = ArrayVolumeSource(data[0], "ZYX", sizes={"z": (2.0, "µm"), "y": (0.5, "µm"),
+                                                     "x": (0.5, "µm")})
+    viewer = make_napari_viewer()
+    layer_data, kwargs, _ = volume_layer_data(source, name="nii")
+    viewer.add_image(layer_data, **kwargs)
+    _, dock = _docks(viewer)
+    session = dock.open_project(tmp_path / "p.zarr", layer=viewer.layers["nii"])
+    assert isinstance(session, VolumeSession), errors
+    assert session.volume is source and dock.labels_layer.data.shape == (12, 64, 64)
+    assert tuple(dock.labels_layer.scale) == tuple(viewer.layers["nii"].scale) == SCALE

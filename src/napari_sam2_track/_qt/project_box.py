@@ -10,7 +10,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton
 
-from .._napari_io import META_KEY, FrameArray
+from .._napari_io import META_KEY, FrameArray, VolumeArray
 from ..errors import PromptError, SourceError
 from ..samples import SAMPLE_FRAMES
 from ..session import AnnotationSession, check_layer_shape, default_store_path
@@ -47,6 +47,8 @@ def source_for_layer(layer: Any):
         raise SourceError(f"layer {getattr(layer, 'name', layer)!r} is not an image layer")
     if layer.multiscale:
         raise SourceError(f"layer {layer.name!r} is multiscale; open its full-resolution level")
+    if isinstance(layer.data, VolumeArray):  # read from a file: its own geometry and path
+        return layer.data.source
     if layer_is_volume(layer):
         return volume_source_for_array(layer.data, layer.scale, layer_metadata(layer).get("unit"))
     check_layer_shape(layer.data.shape, layer.rgb, layer.name)

@@ -99,8 +99,11 @@ def open_annotation_viewer(
     if video is not None:
         from ..sources import open_source
 
+        from ..sources.volume import VolumeSource
+
         source = open_source(video, channel=channel)
-        layers = [io.image_layer_data(source)]
+        volume = isinstance(source, VolumeSource)
+        layers = [io.volume_layer_data(source) if volume else io.image_layer_data(source)]
     elif sample in VOLUME_SAMPLES:
         from ..samples3d import make_volume_sample, sample_layers
 
