@@ -93,6 +93,8 @@ def test_3d_plus_time_a_run_fills_other_timepoints(make_napari_viewer, qtbot, tm
     assert isinstance(session, VolumeSession), errors
     labels_layer = dock.labels_layer
     assert labels_layer.data.shape == (3, 6, 64, 64) and dock.points_layer.ndim == 4
+    box = dock.propagate_box
+    assert box.end_spin.maximum() == 2 and box.whole_check.text() == "all timepoints"
     dock.add_object()
     viewer.dims.set_current_step(0, 1)
     viewer.dims.set_current_step(1, 3)

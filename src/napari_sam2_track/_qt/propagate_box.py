@@ -110,6 +110,10 @@ class PropagateBox(QGroupBox):
             return
         self._link.connect(session.events.run_finished, self._on_run_finished)
         n = session.num_frames
+        volume = session.store.is_volume
+        if volume:  # the range is in timepoints; the session takes planes
+            n = session.store.volume_shape[0]
+        self.whole_check.setText("all timepoints" if volume else "whole video")
         for spin in (self.start_spin, self.end_spin):
             spin.setRange(0, n - 1)
         self.end_spin.setValue(n - 1)
@@ -131,6 +135,10 @@ class PropagateBox(QGroupBox):
         direction = direction or self.direction_combo.currentText()
         if start is None and end is None and not self.whole_check.isChecked():
             start, end = self.start_spin.value(), self.end_spin.value()
+            session = self.hub.session
+            if session is not None and session.store.is_volume:  # timepoints -> their planes
+                n_z = session.store.volume_shape[1]
+                start, end = start * n_z, end * n_z + n_z - 1
         try:
             if self.hub.session is None:
                 raise PromptError("no project open: choose the image layer and press 'Open project'")
