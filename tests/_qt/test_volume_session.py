@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_sam2_track.errors import StoreError
 from napari_sam2_track.pipeline import track
 from napari_sam2_track.project import ProjectStore
 from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
@@ -82,3 +83,27 @@ def test_3d_plus_time_a_run_fills_other_timepoints(tmp_path, test_model):
         np.testing.assert_array_equal(got, want)
     finally:
         session.close()
+
+
+def test_painting_a_slice_saves_that_plane_and_reopens(tmp_path):
+    data, _ = sphere_volume(t=2, z=4)
+    volume = volume_source_for_array(data)
+    session = VolumeSession.open_volume(volume, tmp_path / "v.zarr", prefetch=False)
+    session.add_object("a")
+    labels = session.labels_array()
+    yy, xx = np.mgrid[10:20, 10:20]
+    t, z = np.full(yy.size, 1), np.full(yy.size, 2)
+    labels[(t, z, yy.ravel(), xx.ravel())] = 1  # napari's paint: fancy (t, z, y, x)
+    assert labels.dirty_frames == [1 * 4 + 2]
+    labels.flush()
+    assert session.store.label_volume(1)[2].sum() == 100 and session.store.label_volume(0).sum() == 0
+    assert labels[:, 2].shape == (2, 64, 64) and labels[..., 5].shape == (2, 4, 64)
+    session.close()
+    reopened = VolumeSession.open_volume(volume, tmp_path / "v.zarr", prefetch=False)
+    try:
+        assert (reopened.labels_array()[1, 2] == 1).sum() == 100
+    finally:
+        reopened.close()
+    other = volume_source_for_array(data[:, :3])
+    with pytest.raises(StoreError, match="not the 2x3x64x64 volume"):
+        VolumeSession.open_volume(other, tmp_path / "v.zarr", prefetch=False)
