@@ -102,12 +102,15 @@ def test_3d_plus_time_a_run_fills_other_timepoints(make_napari_viewer, qtbot, tm
     dock.add_click(29, 32)  # on the slice shown: t=1, z=3
     qtbot.waitUntil(lambda: (np.asarray(labels_layer.data[1, 3]) == 1).any(), timeout=60_000)
     assert [(p.frame, p.z) for p in session.store.prompts.prompts] == [(1, 3)]
-    assert dock.propagate() is not None
+    worker = dock.propagate()
+    shown = []
+    worker.yielded.connect(lambda _p: shown.append(box.status_label.text()))
     worst = max(_slider_steps_take(qtbot, viewer, 0, [0, 2, 1]),
                 _slider_steps_take(qtbot, viewer, 1, [0, 5, 3]))
     _wait_done(qtbot, dock)
     assert not errors, errors
     assert worst < 1.0, f"a slider move took {worst:.2f} s during the run"
+    assert shown and all(text.startswith("t ") and ", z " in text for text in shown), shown
     got = np.asarray(labels_layer.data[:])
     assert (got[0] == 1).any() and (got[2] == 1).any()  # other timepoints filled
     np.testing.assert_array_equal(got, cli_labels(data, (1, 3, 29, 32), tmp_path / "cli.zarr",

@@ -173,16 +173,24 @@ class PropagateBox(QGroupBox):
             self.cancel_btn.setEnabled(False)
             self.status_label.setText("cancelling… (stops after the frame being computed)")
 
+    def _where(self, frame: int) -> str:
+        """``frame N``, or ``t T, z Z`` for a plane of a volume project."""
+        session = self.hub.session
+        if session is not None and session.store.is_volume:
+            t, z = session.store.plane_tz(frame)
+            return f"t {t}, z {z}"
+        return f"frame {frame}"
+
     def _on_progress(self, p: Any) -> None:
         pbar = self._pbar  # its update may let the run's end close it meanwhile
         if pbar is not None:
             if not pbar.total:
                 pbar.total = p.total
             pbar.update(1)
-            pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+            pbar.set_description(f"SAM 2 propagation: {self._where(p.frame)}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
         if not self.cancelling:  # "cancelling…" stays until the run has stopped
             self.status_label.setText(
-                f"frame {p.frame}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+                f"{self._where(p.frame)}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
 
     def _on_run_finished(self, outcome: Any) -> None:
         self.status_label.setText(f"propagation {outcome.status}: {outcome.frames} frames")
