@@ -85,7 +85,20 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="tiny|small|base-plus|large or a .pt (default: random-init)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--only", choices=["volume-prompt"],
+                   help="render only this shot (volume-prompt: volume_prompt.png)")
     args = p.parse_args(argv)
+    if args.only == "volume-prompt":
+        from qtpy.QtWidgets import QApplication
+
+        from napari_sam2_track.cli.annotate import open_annotation_viewer
+
+        opened = open_annotation_viewer(sample="nuclei3d", show=True, screen_size=SCREEN,
+                                        project=Path(tempfile.mkdtemp()) / "nuclei3d.zarr")
+        volume_prompt_shot(opened.viewer, QApplication.instance(), opened.prompt_dock,
+                           _model(args.model, args.device))
+        opened.viewer.close()
+        return 0
 
     import os
 
@@ -238,6 +251,26 @@ def volume_shot(app) -> None:
     viewer.camera.angles = (10, -30, 60)
     _shot(viewer, app, "volume_3d.png")
     viewer.close()
+
+
+def volume_prompt_shot(viewer, app, dock, model) -> None:
+    """nuclei3d in the Prompt and Propagate dock: the sample's example clicks on their slices,
+    propagated along z both ways, shown on the slice of the first click."""
+    from napari_sam2_track._napari_io import META_KEY
+
+    dock.set_model(model)
+    image = viewer.layers["nuclei3d"]
+    clicks = image.metadata[META_KEY]["prompts"]["prompts"]
+    for prompt in clicks:
+        dock.add_object()
+        (x, y), z = prompt["points"][0], prompt["z"]
+        viewer.dims.set_current_step(0, z)
+        dock.add_click(x, y)
+    _wait(app, lambda: not dock.session.busy)
+    dock.propagate("both")
+    _wait(app, lambda: not dock.running, timeout=900)
+    viewer.dims.set_current_step(0, clicks[0]["z"])
+    _shot(viewer, app, "volume_prompt.png")
 
 
 def review_shot(viewer, app, dock, review, sample, corrected, approved, rejected, docks) -> None:

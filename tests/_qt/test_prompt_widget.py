@@ -283,8 +283,8 @@ def test_wrong_dimensionality_and_rgb_mixups(make_napari_viewer, tmp_path, error
     viewer.add_image(np.zeros((4, 32, 32, 3), np.uint8), name="rgb as gray", rgb=False)
     assert dock.open_project(tmp_path / "b.zarr", layer=viewer.layers["rgb as gray"]) is None
     assert "rgb=True" in errors[-1] and not (tmp_path / "b.zarr").exists()
-    viewer.add_image(np.zeros((2, 4, 32, 32), np.uint16), name="volume")
-    assert dock.open_project(tmp_path / "c.zarr", layer=viewer.layers["volume"]) is None
+    viewer.add_image(np.zeros((2, 4, 32, 32, 2), np.uint16), name="5-D")
+    assert dock.open_project(tmp_path / "c.zarr", layer=viewer.layers["5-D"]) is None
     assert "dimensions" in errors[-1]
     viewer.add_image(np.zeros((4, 32, 32, 3), np.uint8), name="rgb", rgb=True)
     assert dock.open_project(tmp_path / "d.zarr", layer=viewer.layers["rgb"]) is not None

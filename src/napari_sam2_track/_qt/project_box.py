@@ -10,11 +10,12 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton
 
-from .._napari_io import META_KEY, FrameArray
+from .._napari_io import META_KEY, FrameArray, VolumeArray
 from ..errors import PromptError, SourceError
 from ..samples import SAMPLE_FRAMES
 from ..session import AnnotationSession, check_layer_shape, default_store_path
 from ..session.layers import schema_for_layer
+from ..session.volume import VolumeSession, is_volume_layer, volume_source_for_array
 from ._hub import ProjectHub
 from ._widgets import StatusLine
 
@@ -30,8 +31,14 @@ def layer_path(layer: Any) -> Path | None:
     return Path(path) if path else None
 
 
+def layer_is_volume(layer: Any) -> bool:
+    """Whether an image layer is a ``(z, y, x)`` or ``(t, z, y, x)`` volume."""
+    return is_volume_layer(layer.data.shape, layer.rgb, getattr(layer, "axis_labels", ()))
+
+
 def source_for_layer(layer: Any):
-    """A frame source over an image layer's data; :class:`SourceError` for non-videos."""
+    """A frame source over an image layer's data (a volume source for a volume layer);
+    :class:`SourceError` for other images."""
     from napari.layers import Image
 
     from ..sources import open_source
@@ -40,6 +47,10 @@ def source_for_layer(layer: Any):
         raise SourceError(f"layer {getattr(layer, 'name', layer)!r} is not an image layer")
     if layer.multiscale:
         raise SourceError(f"layer {layer.name!r} is multiscale; open its full-resolution level")
+    if isinstance(layer.data, VolumeArray):  # read from a file: its own geometry and path
+        return layer.data.source
+    if layer_is_volume(layer):
+        return volume_source_for_array(layer.data, layer.scale, layer_metadata(layer).get("unit"))
     check_layer_shape(layer.data.shape, layer.rgb, layer.name)
     if isinstance(layer.data, FrameArray):
         return layer.data.source
@@ -52,13 +63,31 @@ def _open_session(source: Any, path: Path, prepare: Callable[[AnnotationSession]
     GUI thread only inserts them). A failed preparation is left to the GUI thread to redo."""
     import pandas  # noqa: F401 - the layers' features need it; imported here, not on the GUI
 
-    session = AnnotationSession.open(source, path, **options)
+    session = open_session(source, path, **options)
     if prepare is not None:
         try:
             prepare(session)
         except Exception:  # noqa: BLE001 - the layers are then built on the GUI thread
             pass
     return session
+
+
+def open_session(source: Any, path: Path, *, layer_scale: Any = None, lead: int | None = None,
+                 **options: Any) -> AnnotationSession:
+    """The session of ``source``'s project at ``path``: a :class:`VolumeSession` for a volume
+    (``lead``: the layer's axes before ``(y, x)``, ``layer_scale`` its scale)."""
+    from ..sources.volume import VolumeSource
+
+    if isinstance(source, VolumeSource):
+        return VolumeSession.open_volume(source, path, lead=lead, layer_scale=layer_scale, **options)
+    return AnnotationSession.open(source, path, **options)
+
+
+def volume_options(layer: Any) -> dict:
+    """What :func:`open_session` needs of a volume layer (nothing for a video)."""
+    if not layer_is_volume(layer):
+        return {}
+    return {"lead": layer.ndim - 2, "layer_scale": tuple(layer.scale)}
 
 
 OPEN_TEXT = "Open project"
@@ -78,7 +107,7 @@ def reopen_command(path: Path, layer: Any = None) -> str:
     meta = layer_metadata(layer) if layer is not None else {}
     if meta.get("kind") == "sample":
         frames = int(layer.data.shape[0])
-        extra = "" if frames == SAMPLE_FRAMES else f" --frames {frames}"
+        extra = "" if frames == SAMPLE_FRAMES or layer_is_volume(layer) else f" --frames {frames}"
         return f"napari-sam2-track annotate --sample {meta.get('sample')}{extra} --project {path}"
     video = layer_path(layer) if layer is not None else None
     return f"napari-sam2-track annotate {video or 'VIDEO'} --project {path}"
@@ -194,7 +223,8 @@ class ProjectBox(QGroupBox):
             if background:
                 self._open_in_background(source, Path(path), schema, layer)
                 return None
-            session = AnnotationSession.open(source, path, schema=schema, model=self.hub.model)
+            session = open_session(source, Path(path), schema=schema, model=self.hub.model,
+                                   **volume_options(layer))
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.on_error(exc)
             return None
@@ -206,7 +236,8 @@ class ProjectBox(QGroupBox):
 
         prepare = None if self.prepare is None else partial(self.prepare, name=layer.name)
         worker = create_worker(
-            _open_session, source, path, prepare, schema=schema, model=self.hub.model, _start_thread=False
+            _open_session, source, path, prepare, schema=schema, model=self.hub.model,
+            **volume_options(layer), _start_thread=False
         )
         worker.returned.connect(lambda session: self._opened(session, path, layer, background=True))
         worker.errored.connect(self.on_error)

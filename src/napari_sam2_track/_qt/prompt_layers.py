@@ -73,29 +73,37 @@ def build_layers(session: Any, name: str, positive: bool = True) -> BuiltLayers:
 
     labels_data = session.labels_array()
     colors = session.label_colors()
+    axes = session.plane_axes
+    ndim = axes.lead + 2
+    scale = getattr(session, "layer_scale", None)
+    placed = {} if scale is None else {"scale": tuple(scale)[-ndim:]}
     labels = Labels(
         labels_data,
+        **placed,
         name=f"{name} labels",
         opacity=0.6,
         colormap=labels_colormap(colors),
         metadata={META_KEY: {"kind": "project", "path": str(session.store.path)}},
     )
     prompts = session.prompts()
-    shapes_data = conv.shapes_from_boxes({k: p.box for k, p in prompts.items() if p.box is not None})
+    shapes_data = conv.shapes_from_boxes({k: p.box for k, p in prompts.items() if p.box is not None},
+                                         axes)
     shapes = Shapes(
         shapes_data.rectangles or None,
+        **placed,
         shape_type="rectangle",
-        ndim=3,
+        ndim=ndim,
         name=f"{name} boxes",
         features=pd.DataFrame({"object": pd.Series(shapes_data.objects, dtype=int)}),
         edge_color="yellow",
         face_color="transparent",
         edge_width=2,
     )
-    points_data = conv.points_from_clicks({k: p.clicks for k, p in prompts.items() if p.clicks})
+    points_data = conv.points_from_clicks({k: p.clicks for k, p in prompts.items() if p.clicks}, axes)
     points = Points(
         points_data.data,
-        ndim=3,
+        **placed,
+        ndim=ndim,
         name=f"{name} clicks",
         features=pd.DataFrame(
             {
@@ -118,9 +126,9 @@ def build_layers(session: Any, name: str, positive: bool = True) -> BuiltLayers:
 MIN_BOX_SIDE = 2.0
 
 
-def box_size(rectangle: Any) -> tuple[float, float]:
+def box_size(rectangle: Any, axes: conv.PlaneAxes = conv.VIDEO_AXES) -> tuple[float, float]:
     """``(width, height)`` of a boxes-layer rectangle."""
-    _, (x0, y0, x1, y1) = conv.box_from_rectangle(rectangle)
+    _, (x0, y0, x1, y1) = conv.box_from_rectangle(rectangle, axes)
     return abs(x1 - x0), abs(y1 - y0)
 
 
@@ -290,11 +298,19 @@ class PromptLayers:
                 setattr(self, attr, None)
 
     # ======================================================================= frames
+    @property
+    def axes(self) -> conv.PlaneAxes:
+        """How the layers' leading coordinates name a frame (a volume's plane ``t * Z + z``)."""
+        return self.session.plane_axes if self.session is not None else conv.VIDEO_AXES
+
     def frame(self) -> int:
-        return int(self.viewer.dims.current_step[0])
+        """The frame (a volume's plane) on screen, from the dims sliders."""
+        axes = self.axes
+        return axes.plane(self.viewer.dims.current_step[: axes.lead])
 
     def show_frame(self, frame: int) -> None:
-        self.viewer.dims.set_current_step(0, int(frame))
+        for axis, step in enumerate(self.axes.coords(frame)):
+            self.viewer.dims.set_current_step(axis, int(step))
 
     def _on_step(self, _event: Any = None) -> None:
         session = self.session
@@ -310,7 +326,7 @@ class PromptLayers:
         if data is None:
             return
         for t in (frame + 1, frame - 1, frame + 2, frame - 2):
-            if 0 <= t < data.shape[0] and t not in self._wanted and not data.cached(t):
+            if 0 <= t < data.num_planes and t not in self._wanted and not data.cached(t):
                 self._wanted.add(t)
                 self._reader.submit(self._read_one, data, t)
 
@@ -378,7 +394,7 @@ class PromptLayers:
         positive = self.positive if positive is None else positive
         self._defaults = None
         self.points_layer.feature_defaults = {"positive": positive, "object": self.session.active_id or 0}
-        self.points_layer.add([frame, y, x])
+        self.points_layer.add([*self.axes.coords(frame), y, x])
         self._update_feature_defaults()
 
     def _on_points_changed(self, event: Any) -> None:
@@ -391,7 +407,8 @@ class PromptLayers:
         layer = self.points_layer
         if layer is None or not len(layer.data):
             return {}
-        return conv.clicks_from_points(layer.data, layer.features["positive"], layer.features["object"])
+        return conv.clicks_from_points(layer.data, layer.features["positive"], layer.features["object"],
+                                       self.axes)
 
     def sync_points(self) -> None:
         """Ask the session for the prompts the clicks layer now shows; refused ones are undone."""
@@ -421,7 +438,7 @@ class PromptLayers:
         frame = self.frame() if frame is None else frame
         self._defaults = None
         self.shapes_layer.feature_defaults = {"object": self.session.active_id or 0}
-        self.shapes_layer.add_rectangles(conv.rectangle_from_box(frame, (x0, y0, x1, y1)))
+        self.shapes_layer.add_rectangles(conv.rectangle_from_box(frame, (x0, y0, x1, y1), self.axes))
 
     def _on_shapes_changed(self, event: Any) -> None:
         action = str(getattr(event, "action", ""))
@@ -434,15 +451,16 @@ class PromptLayers:
         layer = self.shapes_layer
         if self.session is None or layer is None:
             return
-        tiny = [i for i, d in enumerate(layer.data) if min(box_size(d)) < MIN_BOX_SIDE]
+        axes = self.axes
+        tiny = [i for i, d in enumerate(layer.data) if min(box_size(d, axes)) < MIN_BOX_SIDE]
         if tiny:  # a click on the boxes layer, not a drag: no keyframe
-            w, h = box_size(layer.data[tiny[-1]])
+            w, h = box_size(layer.data[tiny[-1]], axes)
             self._remove_rows(layer, tiny)
             self.on_error(PromptError(
                 f"a box of {w:.0f} x {h:.0f} px is not a prompt: press, drag across the object and release"))
         self._applying = True
         try:
-            edit = conv.apply_boxes(self.session, list(layer.data), list(layer.features["object"]))
+            edit = conv.apply_boxes(self.session, list(layer.data), list(layer.features["object"]), axes)
         finally:
             self._applying = False
         for _key, exc in edit.rejected:
@@ -464,10 +482,11 @@ class PromptLayers:
         """Rows of the clicks or boxes layer that belong to ``obj_id`` on ``frame``."""
         if layer is None or not len(layer.data):
             return []
+        axes = self.axes
         if layer is self.points_layer:
-            frames = np.rint(np.asarray(layer.data)[:, 0]).astype(int).tolist()
+            frames = [axes.plane(row) for row in np.asarray(layer.data)]
         else:
-            frames = [conv.box_from_rectangle(d)[0] for d in layer.data]
+            frames = [conv.box_from_rectangle(d, axes)[0] for d in layer.data]
         return conv.rows_of(frames, list(layer.features["object"]), obj_id, frame)
 
     def _on_prompts_changed(self, obj_id: int, frame: int) -> None:
@@ -486,7 +505,7 @@ class PromptLayers:
                 self._defaults = None
                 for x, y, v in clicks:
                     self.points_layer.feature_defaults = {"positive": bool(v), "object": obj_id}
-                    self.points_layer.add([frame, y, x])
+                    self.points_layer.add([*self.axes.coords(frame), y, x])
             finally:
                 self._syncing = False
                 self._update_feature_defaults()
@@ -494,7 +513,7 @@ class PromptLayers:
         layer = self.shapes_layer
         if layer is not None:
             rows = self._layer_rows(layer, obj_id, frame)
-            shown = conv.box_from_rectangle(layer.data[rows[-1]])[1] if rows else None
+            shown = conv.box_from_rectangle(layer.data[rows[-1]], self.axes)[1] if rows else None
             if shown != box or len(rows) > 1:
                 self._remove_rows(layer, rows)
                 if box is not None:
@@ -502,7 +521,7 @@ class PromptLayers:
                     try:
                         self._defaults = None
                         layer.feature_defaults = {"object": obj_id}
-                        layer.add_rectangles(conv.rectangle_from_box(frame, box))
+                        layer.add_rectangles(conv.rectangle_from_box(frame, box, self.axes))
                     finally:
                         self._syncing = False
                         self._update_feature_defaults()
@@ -517,7 +536,15 @@ class PromptLayers:
                 data.preload(self._shown_frame)
 
     def _on_labels_changed(self, start: int, stop: int) -> None:
-        if self.labels_layer is not None and start <= self.frame() <= stop and not self._refresh_timer.isActive():
+        if self.labels_layer is None or self._refresh_timer.isActive():
+            return
+        lo = hi = self.frame()
+        if self.viewer.dims.ndisplay == 3 and self.axes.lead == 2:  # the timepoint's planes
+            lo = self.viewer.dims.current_step[0] * self.axes.n_z
+            hi = lo + self.axes.n_z - 1
+        elif self.viewer.dims.ndisplay == 3:  # a single volume: all of it is on screen
+            lo, hi = 0, self.axes.n_z - 1
+        if start <= hi and lo <= stop:
             self._refresh_timer.start()  # one redraw for a burst of changes
 
     def refresh_labels(self) -> None:

@@ -110,6 +110,10 @@ class PropagateBox(QGroupBox):
             return
         self._link.connect(session.events.run_finished, self._on_run_finished)
         n = session.num_frames
+        volume = session.store.is_volume
+        if volume:  # the range is in timepoints; the session takes planes
+            n = session.store.volume_shape[0]
+        self.whole_check.setText("all timepoints" if volume else "whole video")
         for spin in (self.start_spin, self.end_spin):
             spin.setRange(0, n - 1)
         self.end_spin.setValue(n - 1)
@@ -131,6 +135,10 @@ class PropagateBox(QGroupBox):
         direction = direction or self.direction_combo.currentText()
         if start is None and end is None and not self.whole_check.isChecked():
             start, end = self.start_spin.value(), self.end_spin.value()
+            session = self.hub.session
+            if session is not None and session.store.is_volume:  # timepoints -> their planes
+                n_z = session.store.volume_shape[1]
+                start, end = start * n_z, end * n_z + n_z - 1
         try:
             if self.hub.session is None:
                 raise PromptError("no project open: choose the image layer and press 'Open project'")
@@ -165,16 +173,24 @@ class PropagateBox(QGroupBox):
             self.cancel_btn.setEnabled(False)
             self.status_label.setText("cancelling… (stops after the frame being computed)")
 
+    def _where(self, frame: int) -> str:
+        """``frame N``, or ``t T, z Z`` for a plane of a volume project."""
+        session = self.hub.session
+        if session is not None and session.store.is_volume:
+            t, z = session.store.plane_tz(frame)
+            return f"t {t}, z {z}"
+        return f"frame {frame}"
+
     def _on_progress(self, p: Any) -> None:
         pbar = self._pbar  # its update may let the run's end close it meanwhile
         if pbar is not None:
             if not pbar.total:
                 pbar.total = p.total
             pbar.update(1)
-            pbar.set_description(f"SAM 2 propagation: frame {p.frame}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+            pbar.set_description(f"SAM 2 propagation: {self._where(p.frame)}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
         if not self.cancelling:  # "cancelling…" stays until the run has stopped
             self.status_label.setText(
-                f"frame {p.frame}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
+                f"{self._where(p.frame)}: {p.computed}/{p.total}, {p.fps:.1f} fps, ETA {format_eta(p.eta)}")
 
     def _on_run_finished(self, outcome: Any) -> None:
         self.status_label.setText(f"propagation {outcome.status}: {outcome.frames} frames")

@@ -48,7 +48,7 @@ from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
 from .review_sample import SampleBox
 from .review_second import SecondOpinionBox
-from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline
+from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline, timepoint_window, volume_axes
 
 KEYS = help_text()
 
@@ -346,6 +346,7 @@ class ReviewWidget(ScrollDock):
         self.status_label.setText(
             f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
         self.queue_label.setText(f"{len(data.queue)} to correct")
+        self.timeline.set_window(self._timeline_window())
         self.timeline.set_current_frame(self.current_frame)
         self.timeline.set_selected(self.selected)
         self._update_undo()
@@ -464,10 +465,21 @@ class ReviewWidget(ScrollDock):
     # ------------------------------------------------------------ navigation
     @property
     def current_frame(self) -> int:
-        """The frame the viewer shows (the session's, while the viewer has no time axis)."""
+        """The frame the viewer shows (a volume's plane ``t * Z + z``; the session's, while the
+        viewer has no time axis)."""
+        axes = self._plane_axes
+        if axes is not None:
+            return axes.plane(self.viewer.dims.current_step[: axes.lead])
         if self.viewer.dims.ndim >= 3:
             return int(self.viewer.dims.current_step[0])
         return self.session.current_frame if self.session is not None else 0
+
+    @property
+    def _plane_axes(self):
+        return volume_axes(self.session, self.viewer.dims.ndim)
+
+    def _timeline_window(self) -> tuple[int, int] | None:
+        return timepoint_window(self._plane_axes, self.viewer.dims.current_step)
 
     @property
     def track(self) -> ObjectTrack | None:
@@ -482,6 +494,7 @@ class ReviewWidget(ScrollDock):
             self.viewer.dims.events.current_step.disconnect(self._on_step)
             return
         frame = self.current_frame
+        self.timeline.set_window(self._timeline_window())
         self.timeline.set_current_frame(frame)
         self._choose_masklet_at(frame)
         self._show_flag_reason()
@@ -491,7 +504,11 @@ class ReviewWidget(ScrollDock):
         frame = int(frame)
         if self.session is not None:
             self.session.go_to_frame(frame)
-        if self.viewer.dims.ndim >= 3 and self.current_frame != frame:
+        axes = self._plane_axes
+        if axes is not None and self.current_frame != frame:
+            for axis, step in enumerate(axes.coords(frame)):
+                self.viewer.dims.set_current_step(axis, step)
+        elif self.viewer.dims.ndim >= 3 and self.current_frame != frame:
             self.viewer.dims.set_current_step(0, frame)
 
     def _select(self, obj_id: int | None) -> None:

@@ -8,11 +8,17 @@ presence span) grey dots (Okabe–Ito colours, told apart by pattern as well as 
 being re-propagated by a correction is outlined (magenta while it runs, then white, until an
 undo restores it). A column covers ``num_frames / width`` frames and shows the
 worst of them (lowest logit, any flag), so drawing costs the same for 100 or 100,000 frames.
+
+In a volume project the frames are planes ``t * Z + z``; the dock gives the timeline a window
+(:meth:`ReviewTimeline.set_window`), the planes of the timepoint on screen, so its columns run
+along z.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from types import SimpleNamespace
+
 from qtpy.QtCore import QRect, QSize, Qt, Signal
 from qtpy.QtGui import QColor, QImage, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -89,6 +95,45 @@ def qc_band(track: ObjectTrack, num_frames: int, edges: np.ndarray) -> np.ndarra
     return band
 
 
+def _clip_ranges(ranges, lo: int, hi: int) -> list[tuple[int, int]]:
+    """``(start, end)`` ranges cut to ``lo..hi`` and shifted to start at 0."""
+    return [(max(a, lo) - lo, min(b, hi) - lo) for a, b in ranges if b >= lo and a <= hi]
+
+
+def window_track(track: ObjectTrack, lo: int, hi: int) -> SimpleNamespace:
+    """What the timeline draws of ``track`` over frames ``lo..hi``, as frames ``0..hi-lo``."""
+    edited = np.asarray(track.edited, int)
+    keys = np.asarray(track.keyframes, int)
+    return SimpleNamespace(
+        id=track.id,
+        presence=track.presence[lo:hi + 1],
+        visible=track.visible[lo:hi + 1],
+        edited=edited[(edited >= lo) & (edited <= hi)] - lo,
+        keyframes=(keys[(keys >= lo) & (keys <= hi)] - lo).tolist(),
+        flag_ranges=np.array(_clip_ranges(track.flag_ranges.tolist(), lo, hi), np.int64).reshape(-1, 2),
+        spans=[SimpleNamespace(start=a, end=b)
+               for a, b in _clip_ranges([(s.start, s.end) for s in track.spans], lo, hi)],
+        approved=_clip_ranges(track.approved, lo, hi),
+        rejected=_clip_ranges(track.rejected, lo, hi),
+    )
+
+
+def volume_axes(session, ndim: int):
+    """How a volume session's planes map to the viewer's sliders (``None`` for a video, or
+    when the viewer lacks the axes)."""
+    axes = getattr(session, "plane_axes", None)
+    volume = session is not None and session.store.is_volume
+    return axes if volume and ndim >= axes.lead + 2 else None
+
+
+def timepoint_window(axes, current_step) -> tuple[int, int] | None:
+    """The planes of the timepoint on screen (a 3D + time project), else ``None``."""
+    if axes is None or axes.lead < 2:
+        return None
+    t = int(current_step[0])
+    return t * axes.n_z, t * axes.n_z + axes.n_z - 1
+
+
 class ReviewTimeline(QWidget):
     """Presence, flags, keyframes, edits and QC of every object; a click asks for a frame.
 
@@ -104,7 +149,9 @@ class ReviewTimeline(QWidget):
         self.current_frame = 0
         self.selected: int | None = None
         self.segment: tuple[int, int, int, bool] | None = None  # (object, start, end, running)
-        self._cache: tuple[int, int, QImage] | None = None
+        self._cache: tuple[int, int, tuple | None, QImage] | None = None
+        #: the frames shown, ``(first, last)``; ``None``: all of them
+        self.window: tuple[int, int] | None = None
         self.setMinimumHeight(ROW_HEIGHT * 2)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Click a row to jump there. '.' / ',' next / previous flag of the selected object.")
@@ -116,6 +163,24 @@ class ReviewTimeline(QWidget):
         rows = len(data.tracks) if data is not None else 1
         self.setFixedHeight(max(rows, 1) * ROW_HEIGHT + 2)
         self.update()
+
+    def set_window(self, window: tuple[int, int] | None) -> None:
+        """Show frames ``first..last`` only (a volume's planes of one timepoint); ``None``: all."""
+        window = None if window is None else (int(window[0]), int(window[1]))
+        if window != self.window:
+            self.window = window
+            self.update()
+
+    @property
+    def first_shown(self) -> int:
+        return 0 if self.window is None else self.window[0]
+
+    @property
+    def shown_frames(self) -> int:
+        """How many frames the columns cover."""
+        if self.window is not None:
+            return self.window[1] - self.window[0] + 1
+        return self.data.num_frames if self.data is not None else 1
 
     def set_current_frame(self, frame: int) -> None:
         if frame != self.current_frame:
@@ -142,7 +207,11 @@ class ReviewTimeline(QWidget):
         row = next((i for i, t in enumerate(self.data.tracks) if t.id == obj), None)
         if row is None:
             return None
-        n = max(self.data.num_frames, 1)
+        n = max(self.shown_frames, 1)
+        start, end = start - self.first_shown, end - self.first_shown
+        if end < 0 or start >= n:
+            return None
+        start, end = max(start, 0), min(end, n - 1)
         x0 = LABEL_WIDTH + int(start * self.plot_width / n)
         x1 = LABEL_WIDTH + int((end + 1) * self.plot_width / n) - 1
         return QRect(x0, row * ROW_HEIGHT, max(x1 - x0, 1), ROW_HEIGHT - 1)
@@ -156,12 +225,12 @@ class ReviewTimeline(QWidget):
         return max(self.width() - LABEL_WIDTH, 1)
 
     def frame_at(self, x: float) -> int:
-        n = self.data.num_frames if self.data is not None else 1
-        return int(np.clip((x - LABEL_WIDTH) * n // self.plot_width, 0, max(n - 1, 0)))
+        n = self.shown_frames
+        return self.first_shown + int(np.clip((x - LABEL_WIDTH) * n // self.plot_width, 0, max(n - 1, 0)))
 
     def x_of(self, frame: int) -> int:
-        n = self.data.num_frames if self.data is not None else 1
-        return LABEL_WIDTH + int((frame + 0.5) * self.plot_width / max(n, 1))
+        n = self.shown_frames
+        return LABEL_WIDTH + int((frame - self.first_shown + 0.5) * self.plot_width / max(n, 1))
 
     def row_at(self, y: float) -> ObjectTrack | None:
         if self.data is None:
@@ -180,14 +249,16 @@ class ReviewTimeline(QWidget):
     def _image(self) -> QImage:
         """The rows drawn once per data and width; the cursor is painted over it."""
         width = self.plot_width
-        if self._cache is not None and self._cache[:2] == (width, id(self.data)):
-            return self._cache[2]
+        if self._cache is not None and self._cache[:3] == (width, id(self.data), self.window):
+            return self._cache[3]
         data = self.data
         rows = len(data.tracks)
         rgb = np.zeros((rows * ROW_HEIGHT, width, 3), np.uint8)
         rgb[:] = 40
-        edges = column_edges(data.num_frames, width)
-        for i, track in enumerate(data.tracks):
+        n = self.shown_frames
+        edges = column_edges(n, width)
+        tracks = data.tracks if self.window is None else [window_track(t, *self.window) for t in data.tracks]
+        for i, track in enumerate(tracks):
             y0 = i * ROW_HEIGHT + 1
             logit = bin_min(track.presence, edges)
             inside = bin_max(track.visible.view(np.uint8), edges).astype(bool)
@@ -206,12 +277,12 @@ class ReviewTimeline(QWidget):
                 ((track.flag_ranges[:, 0], track.flag_ranges[:, 1]), FLAG),
             ]
             for (lo, hi), colour in marks:
-                ticks[bin_any(lo, hi, data.num_frames, edges)] = colour
+                ticks[bin_any(lo, hi, n, edges)] = colour
             rgb[y0 : y0 + TICK] = ticks
-            rgb[y0 + ROW_HEIGHT - QC_BAND - 1 : y0 + ROW_HEIGHT - 1] = qc_band(track, data.num_frames, edges)
+            rgb[y0 + ROW_HEIGHT - QC_BAND - 1 : y0 + ROW_HEIGHT - 1] = qc_band(track, n, edges)
         rgb = np.ascontiguousarray(rgb)
         image = QImage(rgb.data, width, rgb.shape[0], 3 * width, QImage.Format.Format_RGB888).copy()
-        self._cache = (width, id(self.data), image)
+        self._cache = (width, id(self.data), self.window, image)
         return image
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name

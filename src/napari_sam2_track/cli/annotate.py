@@ -8,8 +8,9 @@ with ``--model`` (and ``--image-size``, ``--device``), else the one last loaded 
 loaded at start.
 
 The volume samples (``nuclei3d``, ``cells3dt``) open as an Image layer with their voxel scale
-and their ground truth as a Labels layer; prompting a volume in the dock is not available yet,
-so no project is opened for them (a notice says so).
+(axes ``z, y, x`` or ``t, z, y, x``) and their ground truth as a Labels layer, with their volume
+project open in the dock: click on a slice, then Propagate (along z both ways, and from
+timepoint to timepoint for ``cells3dt``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ VIDEO_SAMPLES = ("cells", "instruments")
 #: volume samples (:mod:`napari_sam2_track.samples3d`)
 VOLUME_SAMPLES = ("nuclei3d", "cells3dt")
 SAMPLES = VIDEO_SAMPLES + VOLUME_SAMPLES
-VOLUME_SAMPLE_NOTICE = ("{name}: a volume sample, shown with its voxel scale and ground truth; "
-                        "prompting volumes in the dock is not available yet (its example "
-                        "prompts are in the image layer's metadata)")
 #: width of napari's layer list and controls column (its own default leaves the canvas little room)
 LEFT_DOCK_WIDTH = 240
 
@@ -101,8 +99,11 @@ def open_annotation_viewer(
     if video is not None:
         from ..sources import open_source
 
+        from ..sources.volume import VolumeSource
+
         source = open_source(video, channel=channel)
-        layers = [io.image_layer_data(source)]
+        volume = isinstance(source, VolumeSource)
+        layers = [io.volume_layer_data(source) if volume else io.image_layer_data(source)]
     elif sample in VOLUME_SAMPLES:
         from ..samples3d import make_volume_sample, sample_layers
 
@@ -126,12 +127,7 @@ def open_annotation_viewer(
         schema_dock.set_schema(loaded_schema)
         schema_dock.hub.schema = loaded_schema
     prompt_dock.select_image(image.name)
-    if sample in VOLUME_SAMPLES:
-        from napari.utils.notifications import show_info
-
-        show_info(VOLUME_SAMPLE_NOTICE.format(name=sample))
-    else:
-        prompt_dock.open_project(project, layer=image)
+    prompt_dock.open_project(project, layer=image)
     if show:
         viewer.window.show()
         fit_window(viewer, prompt_dw, screen_size)  # again, now that the docks have their sizes

@@ -7,6 +7,7 @@ from .core import AnnotationSession
 from .corrections import Correction
 from .events import KeyframePrompt, RunFinished, RunStarted, SessionEvents
 from .labels import StoreLabelsArray, check_layer_shape, default_store_path
+from .volume import VolumeSession
 
 __all__ = [
     "AnnotationSession",
@@ -16,6 +17,7 @@ __all__ = [
     "RunStarted",
     "SessionEvents",
     "StoreLabelsArray",
+    "VolumeSession",
     "check_layer_shape",
     "default_store_path",
 ]

@@ -54,9 +54,10 @@ from .activity import ActivityLog
 from .corrections import Correction, Corrections
 from .engine import SessionEngine
 from .events import Box, Click, KeyframePrompt, PromptKey, SessionEvents
-from .labels import StoreLabelsArray, default_store_path
+from .labels import StoreLabelsArray, default_store_path, read_plane
+from .layers import VIDEO_AXES, PlaneAxes
 from .objects import ObjectsMixin
-from .prompt_book import PromptBook
+from .prompt_book import PromptBook, plane_prompts
 from .prompt_jobs import PromptJobs
 from .run import PropagationRun, RunReport, propagate
 
@@ -111,7 +112,7 @@ class AnnotationSession(ObjectsMixin):
         self._running = threading.Lock()
         self._closed = False
         self._current_frame = 0
-        self.prompt_book = PromptBook(store.prompts.prompts)
+        self.prompt_book = PromptBook(plane_prompts(store).prompts)
         self.engine = SessionEngine(source, store, self._on_compute_error, self.events.busy_changed.emit)
         #: the interaction log of this session (``review/events.jsonl``; see :mod:`.activity`)
         self.activity = ActivityLog(store, on_error=self._on_compute_error)
@@ -155,9 +156,20 @@ class AnnotationSession(ObjectsMixin):
             store.set_schema(schema)
         return cls(source, store, model=model, prefetch=prefetch)
 
+    #: how the layers' leading coordinates name a frame (a volume session: a plane)
+    plane_axes: PlaneAxes = VIDEO_AXES
+
     @property
     def num_frames(self) -> int:
         return len(self.source)
+
+    def stored_prompt(self, prompt: Prompt) -> Prompt:
+        """``prompt`` (on a frame) as the project stores it (a volume's: timepoint and ``z``)."""
+        return prompt
+
+    def store_where(self, frame: int) -> tuple[int, int | None]:
+        """``(frame, z)`` of a frame (a volume's plane) as the project names prompts."""
+        return frame, None
 
     # ------------------------------------------------------------------ model
     @property
@@ -313,7 +325,8 @@ class AnnotationSession(ObjectsMixin):
                 obj_id, frame, points=prompt.points or None, labels=prompt.labels or None, box=prompt.box
             )
 
-        return self.prompt_jobs.enqueue((obj_id, frame), state, compute, prompt, None, correct, done)
+        return self.prompt_jobs.enqueue((obj_id, frame), state, compute, self.stored_prompt(prompt), None,
+                                        correct, done)
 
     def _log_prompt(self, obj_id: int, frame: int, clicks: list[Click], box: Box | None) -> None:
         """Log the clicks ``clicks`` adds to the object's prompt on ``frame``, and a new box."""
@@ -347,7 +360,7 @@ class AnnotationSession(ObjectsMixin):
         obj_id = self._obj(obj_id)
         self.check_idle("change prompts", prompts=True)
         self._check_frame(frame)
-        labels2d = np.asarray(self.store.labels[frame] if labels2d is None else labels2d)
+        labels2d = np.asarray(read_plane(self.store, frame) if labels2d is None else labels2d)
         if labels2d.shape != (self.source.height, self.source.width):
             raise PromptError(
                 f"labels of shape {labels2d.shape} do not match the "
@@ -359,7 +372,7 @@ class AnnotationSession(ObjectsMixin):
                 f"object {obj_id} has no pixels on frame {frame}; paint it first or click on it"
             )
         self.engine.require_model()
-        prompt = Prompt(object=obj_id, frame=frame, mask="store:pending")
+        prompt = self.stored_prompt(Prompt(object=obj_id, frame=frame, mask="store:pending"))
         self.activity.log("mask", object=obj_id, frames=(frame, frame))
         return self.prompt_jobs.enqueue(
             (obj_id, frame),
@@ -394,7 +407,7 @@ class AnnotationSession(ObjectsMixin):
         key = (obj_id, frame)
         existed = self.prompt_book.delete(key)
         with self.store_lock:
-            self.store.delete_prompt(obj_id, frame)
+            self.store.delete_prompt(obj_id, *self.store_where(frame))
         self.engine.clear_prompt(obj_id, frame)
         self.events.prompts_changed.emit(obj_id, frame)
         if existed:

@@ -63,9 +63,10 @@ class SessionEngine:
             if self._tracker is None:
                 from ..engine.tracker import StreamingTracker
                 from ..seeding import seed_tracker
+                from .prompt_book import plane_prompts
 
                 tracker = StreamingTracker(self.require_model(), self.source)
-                seed_tracker(tracker, self.store.prompts, self.store.prompt_mask)
+                seed_tracker(tracker, plane_prompts(self.store), self.store.prompt_mask)
                 self._tracker = tracker
             return self._tracker
 

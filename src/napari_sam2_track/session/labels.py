@@ -14,7 +14,7 @@ from .._lazy_array import LazyArray
 from ..errors import SourceError, StoreError
 from ..project import ProjectStore
 
-__all__ = ["StoreLabelsArray", "check_layer_shape", "default_store_path"]
+__all__ = ["StoreLabelsArray", "check_layer_shape", "default_store_path", "read_plane"]
 
 
 def default_store_path(video: str | Path | None, name: str = "annotations") -> Path:
@@ -59,6 +59,14 @@ def check_layer_shape(shape: tuple[int, ...], rgb: bool, name: str = "image") ->
     return shape[0], shape[1], shape[2]
 
 
+def read_plane(store: ProjectStore, p: int) -> np.ndarray:
+    """The merged labels of frame ``p`` (a volume project's plane ``t * Z + z``)."""
+    planes = store.planes
+    if planes is None:
+        return np.asarray(store.labels[p])
+    return np.asarray(store.labels[divmod(int(p), planes[1])])
+
+
 class StoreLabelsArray(LazyArray):
     """The project's merged labels as an array for a napari Labels layer.
 
@@ -101,6 +109,15 @@ class StoreLabelsArray(LazyArray):
     def dtype(self) -> np.dtype:
         return np.dtype("uint32")
 
+    @property
+    def num_planes(self) -> int:
+        """The frames (planes ``t * Z + z`` of a volume project) the store holds."""
+        return int(self.store.shape[0])
+
+    def _read(self, t: int) -> np.ndarray:
+        """Frame (plane) ``t`` as stored."""
+        return read_plane(self.store, t)
+
     def frame(self, t: int) -> np.ndarray:
         """Frame ``t`` as a writable array, edits included."""
         with self._lock:
@@ -108,7 +125,7 @@ class StoreLabelsArray(LazyArray):
                 return self._dirty[t]
             if t in self._read_ahead:
                 return self._read_ahead[t].copy()
-        return np.asarray(self.store.labels[t])
+        return self._read(t)
 
     def cached(self, t: int) -> bool:
         """Whether frame ``t`` can be shown without reading the store."""
@@ -119,14 +136,14 @@ class StoreLabelsArray(LazyArray):
         """Read frame ``t`` now, on the calling thread (a worker: after it wrote the frame, or
         ahead of the frames the user scrubs to), so the display's next read of it does not wait
         on the store. The :attr:`keep` most recent frames are kept."""
-        if not 0 <= t < self.shape[0]:
+        if not 0 <= t < self.num_planes:
             return
         with self._lock:
             if t in self._read_ahead:
                 self._read_ahead[t] = self._read_ahead.pop(t)  # most recent last
                 return
             generation = self._generation
-        frame = np.asarray(self.store.labels[t])
+        frame = self._read(t)
         with self._lock:
             if generation != self._generation:
                 return  # the store changed while reading: the frame may be stale
@@ -166,13 +183,13 @@ class StoreLabelsArray(LazyArray):
                 out[sel] = self.frame(int(ti))[y[sel], x[sel]]
             return out
         tkey, rest = key[0], key[1:]
-        if isinstance(tkey, (int, np.integer)) and int(tkey) % self.shape[0] in self._read_ahead:
-            return self.frame(int(tkey) % self.shape[0])[rest]
+        if isinstance(tkey, (int, np.integer)) and int(tkey) % self.num_planes in self._read_ahead:
+            return self.frame(int(tkey) % self.num_planes)[rest]
         if not self._dirty:
             return np.asarray(self.store.labels[key])
         if isinstance(tkey, (int, np.integer)):
-            return self.frame(int(tkey) % self.shape[0])[rest]
-        frames = range(self.shape[0])[tkey]
+            return self.frame(int(tkey) % self.num_planes)[rest]
+        frames = range(self.num_planes)[tkey]
         return np.stack([self.frame(t)[rest] for t in frames]) if len(frames) else np.asarray(
             self.store.labels[key]
         )
@@ -200,16 +217,16 @@ class StoreLabelsArray(LazyArray):
     def _set_basic(self, key: tuple, value) -> None:
         tkey, rest = key[0], key[1:]
         if isinstance(tkey, (int, np.integer)):
-            self._editable(int(tkey) % self.shape[0])[rest] = value
+            self._editable(int(tkey) % self.num_planes)[rest] = value
             return
-        frames = range(self.shape[0])[tkey]
+        frames = range(self.num_planes)[tkey]
         value = np.asarray(value)
         for i, t in enumerate(frames):
             self._editable(t)[rest] = value[i] if value.ndim == 3 else value
 
     def _editable(self, t: int) -> np.ndarray:
         if t not in self._dirty:
-            self._dirty[t] = np.array(self.store.labels[t], dtype=np.uint32)
+            self._dirty[t] = np.array(self._read(t), dtype=np.uint32)
         return self._dirty[t]
 
     def flush(self) -> list[int]:

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from ..prompts import ObjectSpec
 
 __all__ = [
+    "VIDEO_AXES",
     "LayerEdit",
+    "PlaneAxes",
     "PromptRequests",
     "PointsData",
     "ShapesData",
@@ -44,6 +46,28 @@ __all__ = [
     "schema_for_layer",
     "shapes_from_boxes",
 ]
+
+
+@dataclass(frozen=True)
+class PlaneAxes:
+    """How a layer's leading coordinates name a plane: ``lead`` axes before ``(y, x)`` (1: the
+    frame of a video or the slice of a single volume; 2: ``(t, z)``), ``n_z`` slices."""
+
+    lead: int = 1
+    n_z: int = 1
+
+    def plane(self, coords: Sequence[float]) -> int:
+        """The plane of leading coordinates ``coords`` (rounded)."""
+        c = [int(round(float(v))) for v in coords[: self.lead]]
+        return c[0] if self.lead == 1 else c[0] * self.n_z + c[1]
+
+    def coords(self, plane: int) -> tuple[int, ...]:
+        """The leading coordinates of ``plane``."""
+        return (int(plane),) if self.lead == 1 else divmod(int(plane), self.n_z)
+
+
+#: the axes of a 2D + t video: one leading axis, the frame
+VIDEO_AXES = PlaneAxes()
 
 
 @dataclass
@@ -79,61 +103,69 @@ class LayerEdit:
 
 # ----------------------------------------------------------------------------- clicks
 def clicks_from_points(
-    data: np.ndarray | Sequence[Sequence[float]], positive: Iterable[Any], objects: Iterable[Any]
+    data: np.ndarray | Sequence[Sequence[float]], positive: Iterable[Any], objects: Iterable[Any],
+    axes: PlaneAxes = VIDEO_AXES,
 ) -> dict[PromptKey, list[Click]]:
-    """``(object, frame) -> [(x, y, label), ...]`` from a Points layer's rows and features."""
+    """``(object, frame) -> [(x, y, label), ...]`` from a Points layer's rows and features
+    (``axes``: how the rows' leading coordinates name a frame or plane)."""
     out: dict[PromptKey, list[Click]] = {}
-    rows = np.asarray(data, dtype=float).reshape(-1, 3)
+    rows = np.asarray(data, dtype=float).reshape(-1, axes.lead + 2)
     for row, pos, obj in zip(rows, positive, objects):
-        t, y, x = (float(v) for v in row)
-        out.setdefault((int(obj), int(round(t))), []).append((x, y, int(bool(pos))))
+        y, x = float(row[-2]), float(row[-1])
+        out.setdefault((int(obj), axes.plane(row)), []).append((x, y, int(bool(pos))))
     return out
 
 
-def points_from_clicks(clicks: Mapping[PromptKey, Sequence[Click]]) -> PointsData:
+def points_from_clicks(clicks: Mapping[PromptKey, Sequence[Click]],
+                       axes: PlaneAxes = VIDEO_AXES) -> PointsData:
     """The Points layer content that shows ``clicks`` (sorted by object, then frame)."""
     rows, positive, objects = [], [], []
     for (obj, frame), cs in sorted(clicks.items()):
         for x, y, label in cs:
-            rows.append((float(frame), float(y), float(x)))
+            rows.append((*map(float, axes.coords(frame)), float(y), float(x)))
             positive.append(bool(label))
             objects.append(int(obj))
-    return PointsData(np.array(rows, dtype=float).reshape(-1, 3), positive, objects)
+    return PointsData(np.array(rows, dtype=float).reshape(-1, axes.lead + 2), positive, objects)
 
 
 # ------------------------------------------------------------------------------ boxes
-def rectangle_from_box(frame: int, box: Box) -> np.ndarray:
-    """The four ``(t, y, x)`` vertices of ``box`` ``(x0, y0, x1, y1)`` on ``frame``."""
+def rectangle_from_box(frame: int, box: Box, axes: PlaneAxes = VIDEO_AXES) -> np.ndarray:
+    """The four ``(t, y, x)`` vertices of ``box`` ``(x0, y0, x1, y1)`` on ``frame`` (with
+    ``axes``: the plane's leading coordinates, then ``y, x``)."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    return np.array([[frame, y0, x0], [frame, y0, x1], [frame, y1, x1], [frame, y1, x0]], float)
+    lead = list(axes.coords(frame))
+    return np.array([[*lead, y0, x0], [*lead, y0, x1], [*lead, y1, x1], [*lead, y1, x0]], float)
 
 
-def box_from_rectangle(vertices: np.ndarray | Sequence[Sequence[float]]) -> tuple[int, Box]:
+def box_from_rectangle(vertices: np.ndarray | Sequence[Sequence[float]],
+                       axes: PlaneAxes = VIDEO_AXES) -> tuple[int, Box]:
     """``(frame, (x0, y0, x1, y1))`` of a drawn rectangle (any vertex order)."""
-    d = np.asarray(vertices, dtype=float).reshape(-1, 3)
-    frame = int(round(d[0, 0]))
-    return frame, (float(d[:, 2].min()), float(d[:, 1].min()), float(d[:, 2].max()), float(d[:, 1].max()))
+    d = np.asarray(vertices, dtype=float).reshape(-1, axes.lead + 2)
+    frame = axes.plane(d[0])
+    return frame, (float(d[:, -1].min()), float(d[:, -2].min()), float(d[:, -1].max()),
+                   float(d[:, -2].max()))
 
 
 def boxes_from_shapes(
-    rectangles: Sequence[np.ndarray], objects: Iterable[Any]
+    rectangles: Sequence[np.ndarray], objects: Iterable[Any], axes: PlaneAxes = VIDEO_AXES
 ) -> tuple[dict[PromptKey, Box], list[int]]:
     """The box of each ``(object, frame)`` (the last rectangle drawn there) and the rows of
     the earlier rectangles it supersedes."""
     boxes: dict[PromptKey, Box] = {}
     rows: dict[PromptKey, list[int]] = {}
     for i, (vertices, obj) in enumerate(zip(rectangles, objects)):
-        frame, box = box_from_rectangle(vertices)
+        frame, box = box_from_rectangle(vertices, axes)
         boxes[(int(obj), frame)] = box
         rows.setdefault((int(obj), frame), []).append(i)
     superseded = sorted(i for idx in rows.values() for i in idx[:-1])
     return boxes, superseded
 
 
-def shapes_from_boxes(boxes: Mapping[PromptKey, Box]) -> ShapesData:
+def shapes_from_boxes(boxes: Mapping[PromptKey, Box], axes: PlaneAxes = VIDEO_AXES) -> ShapesData:
     """The Shapes layer content that shows ``boxes`` (sorted by object, then frame)."""
     items = sorted(boxes.items())
-    return ShapesData([rectangle_from_box(f, b) for (_, f), b in items], [o for (o, _), _ in items])
+    return ShapesData([rectangle_from_box(f, b, axes) for (_, f), b in items],
+                      [o for (o, _), _ in items])
 
 
 def rows_of(frames: Sequence[int], objects: Sequence[int], obj_id: int, frame: int | None = None) -> list[int]:
@@ -193,13 +225,14 @@ def apply_clicks(session: PromptRequests, wanted: Mapping[PromptKey, Sequence[Cl
     return edit
 
 
-def apply_boxes(session: PromptRequests, rectangles: Sequence[np.ndarray], objects: Sequence[Any]) -> LayerEdit:
+def apply_boxes(session: PromptRequests, rectangles: Sequence[np.ndarray], objects: Sequence[Any],
+                axes: PlaneAxes = VIDEO_AXES) -> LayerEdit:
     """Request the box of every ``(object, frame)`` whose last rectangle differs from the
     session's box. ``remove_rows`` lists the superseded rectangles and the refused ones."""
-    wanted, superseded = boxes_from_shapes(rectangles, objects)
+    wanted, superseded = boxes_from_shapes(rectangles, objects, axes)
     last_row = {}
     for i, (vertices, obj) in enumerate(zip(rectangles, objects)):
-        last_row[(int(obj), box_from_rectangle(vertices)[0])] = i
+        last_row[(int(obj), box_from_rectangle(vertices, axes)[0])] = i
     edit = LayerEdit(remove_rows=list(superseded))
     known = {k: p.box for k, p in session.prompts().items() if p.box is not None}
     for key in sorted(set(wanted) | set(known)):

@@ -11,11 +11,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..prompts import Prompt
 from .events import KeyframePrompt, PromptKey
 
-__all__ = ["PromptBook", "keyframe_prompt"]
+if TYPE_CHECKING:
+    from ..project import ProjectStore
+    from ..prompts import PromptSet
+
+__all__ = ["PromptBook", "keyframe_prompt", "plane_prompts"]
+
+
+def plane_prompts(store: "ProjectStore") -> "PromptSet":
+    """The project's prompts with ``frame`` the plane ``t * Z + z`` and no ``z`` (a volume
+    project's, as the session keys them); a 2D project's prompts as stored."""
+    prompts = store.prompts
+    if not store.is_volume:
+        return prompts
+    return prompts.model_copy(update={"prompts": [
+        p.model_copy(update={"frame": store.prompt_plane(p), "z": None}) for p in prompts.prompts]})
 
 
 def keyframe_prompt(p: Prompt) -> KeyframePrompt:
