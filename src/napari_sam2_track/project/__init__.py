@@ -27,8 +27,9 @@ from .layout import (
 )
 from .lock import LockHolder, ProjectLock, StaleLockWarning
 
-#: Names imported on first use, so that reading a project's small files (a lock, a log) does
-#: not import zarr and numpy (``dataset status`` stays quick as a command).
+#: Names imported on first use, so that reading a project's small files (its lock, a log)
+#: does not import the store and what it needs (numpy, the prompt models): ``dataset status``
+#: stays quick as a command.
 _LAZY = {"is_project": "placement", "ProjectStore": "store", "mask_stats": "store",
          "StoreWriter": "writer", "WriteTarget": "writer"}
 
