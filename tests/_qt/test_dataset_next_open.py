@@ -34,7 +34,6 @@ def run_next_open(ds: Dataset, qtbot, *extra: str) -> tuple[int, dict]:
     """Run the command; while its napari window is open, note what it shows and close it."""
     import napari
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
 
     seen: dict = {}
 
@@ -49,8 +48,8 @@ def run_next_open(ds: Dataset, qtbot, *extra: str) -> tuple[int, dict]:
         seen["first_frame"] = image.data[0].copy()
         seen["holders"] = {item.id: live_holder(item.project) for item in ds.items}
         seen["rows"] = {r["id"]: r for r in item_rows(Dataset.open(ds.folder))}
-        viewer.close()
-        QApplication.instance().quit()
+        viewer.close()  # the last window: napari.run() returns (quitting the app would stop
+        # the thread workers of the tests that follow)
 
     QTimer.singleShot(0, look_then_close)
     rc = main(["dataset", "next", str(ds.folder), "--annotator", "ana", "--open", *extra])
