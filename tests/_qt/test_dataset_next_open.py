@@ -21,6 +21,15 @@ from napari_sam2_track.project.lock import live_holder  # noqa: E402
 from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 
 
+@pytest.fixture(autouse=True)
+def _viewers_of_the_test(make_napari_viewer, monkeypatch):
+    """The viewer the command makes is made by napari's test fixture (its own app model,
+    closed at the end), so that it leaves nothing behind for the tests that follow."""
+    import napari
+
+    monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer(**kwargs))
+
+
 @pytest.fixture
 def dataset(tmp_path) -> Dataset:
     ds = Dataset.init(tmp_path / "ds", annotators=["ana", "ben", "kim"])
