@@ -16,7 +16,7 @@ from napari_sam2_track import _napari_io as io  # noqa: E402
 from napari_sam2_track._napari_io import sample_cells  # noqa: E402
 from napari_sam2_track._qt.prompt_widget import PromptWidget  # noqa: E402
 from test_prompt_widget import errors  # noqa: E402,F401 - the shown-errors fixture
-from napari_sam2_track.errors import StoreError  # noqa: E402
+from napari_sam2_track.errors import ProjectLockedError, StoreError  # noqa: E402
 from napari_sam2_track.project import ProjectStore  # noqa: E402
 from napari_sam2_track.project.lock import StaleLockWarning, read_holder  # noqa: E402
 from napari_sam2_track.review.models import read_review  # noqa: E402
@@ -74,7 +74,7 @@ def test_the_cli_is_refused_while_the_dock_holds_the_project(make_napari_viewer,
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
 
 
-def test_the_dock_is_refused_while_the_cli_holds_the_project(make_napari_viewer, tmp_path, errors):
+def test_the_dock_opens_read_only_while_the_cli_holds_the_project(make_napari_viewer, tmp_path, errors):
     project = tmp_path / "p.zarr"
     viewer, dock = _dock(make_napari_viewer)
     assert dock.open_project(project) is not None, errors
@@ -84,11 +84,14 @@ def test_the_dock_is_refused_while_the_cli_holds_the_project(make_napari_viewer,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert dock.open_project(project) is None
-        assert errors and "\n" not in errors[-1]
-        assert f"PID {holder.pid}" in errors[-1] and "test holder" in errors[-1]
-        assert dock.hub.session is None
-        assert read_holder(project).pid == holder.pid  # the refused dock left the lock alone
+        session = dock.open_project(project)  # read-only: QC decisions need no lock
+        assert session is not None and session.read_only and not errors, errors
+        assert f"PID {holder.pid}" in session.held_by and "test holder" in session.held_by
+        with pytest.raises(ProjectLockedError) as refused:  # an edit is refused in one line
+            session.persist_edit(0, np.zeros((64, 64), np.uint32))
+        assert "\n" not in str(refused.value) and f"PID {holder.pid}" in str(refused.value)
+        dock.hub.set_session(None)
+        assert read_holder(project).pid == holder.pid  # the read-only dock left the lock alone
 
         # the project reader still shows it, read-only, and says why edits are not saved
         with pytest.warns(UserWarning, match="read-only"):

@@ -46,7 +46,7 @@ from .review_data import ObjectTrack, ReviewData, load_review_data
 from .review_keys import ReviewKeys, help_text
 from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
-from .review_sample import SampleBox
+from .review_sample import SampleBox, as_now
 from .review_second import SecondOpinionBox
 from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline, timepoint_window, volume_axes
 
@@ -343,8 +343,11 @@ class ReviewWidget(ScrollDock):
             self.queue_label.setText("")
             return
         n_flags = sum(len(t.flags) for t in data.tracks)
+        held_by = getattr(self.session, "held_by", None)
         self.status_label.setText(
-            f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
+            (f"Read-only: masks cannot be edited while {held_by} holds the project; QC "
+             "decisions are recorded. " if held_by else "")
+            + f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
         self.queue_label.setText(f"{len(data.queue)} to correct")
         self.timeline.set_window(self._timeline_window())
         self.timeline.set_current_frame(self.current_frame)
@@ -585,8 +588,10 @@ class ReviewWidget(ScrollDock):
         settings.remember_reviewer(reviewer)
         store = session.store
 
-        worker = thread_worker(qc.decide, start_thread=False)(
-            store, obj, a, b, status, reviewer=reviewer, comment=comment)  # logs the review event
+        def record():  # on the worker: no write lock, so also while another process writes
+            return qc.decide(as_now(store), obj, a, b, status, reviewer=reviewer, comment=comment)
+
+        worker = thread_worker(record, start_thread=False)()  # logs the review event too
         worker.returned.connect(lambda _d: (self.comment_edit.clear(), self.refresh()))
         worker.errored.connect(self._error)
         self._decision_worker = worker

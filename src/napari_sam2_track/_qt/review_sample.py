@@ -4,7 +4,8 @@
 as a list of frames — ✓ passed, ✗ failed, · to judge — that jump to their frame when clicked;
 **Draw sample** draws one (the schema's size, a dataset's check frames mixed in), **Pass** and
 **Fail** judge the selected frame (else the frame shown). Reading and writing run on workers;
-none takes the project's write lock.
+none takes the project's write lock, so they work as well when another process writes the
+project (the session then has it read-only: :func:`as_now`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 MARKS = {"passed": "✓", "failed": "✗", "pending": "·"}
+
+
+def as_now(store):
+    """The store to record QC decisions on: the session's own; or, when it has the project
+    read-only because another process writes it, the project opened afresh (without the
+    lock), so that a decision sees the objects and runs as they are now and is tied to a run
+    in flight (which then invalidates it, ``review/qc.py``)."""
+    if not store.read_only:
+        return store
+    from ..project import ProjectStore
+
+    return ProjectStore.open(store.path, mode="r")
 
 
 def load_sample(store, obj_id: int, start: int, end: int):
@@ -32,6 +45,7 @@ def draw(store, obj_id: int, start: int, end: int, reviewer: str | None):
     from ..dataset.checks import hidden_frames
     from ..review.sampling import draw_sample
 
+    store = as_now(store)
     draw_sample(store, obj_id, start, end, reviewer=reviewer,
                 extra_frames=hidden_frames(store.path, obj_id, start, end))
     return load_sample(store, obj_id, start, end)
@@ -40,7 +54,7 @@ def draw(store, obj_id: int, start: int, end: int, reviewer: str | None):
 def judge(store, obj_id: int, start: int, end: int, frame: int, status: str, reviewer: str | None):
     from ..review.sampling import judge_frame
 
-    judge_frame(store, obj_id, frame, status, reviewer=reviewer)
+    judge_frame(as_now(store), obj_id, frame, status, reviewer=reviewer)
     return load_sample(store, obj_id, start, end)
 
 

@@ -199,16 +199,27 @@ def _next(args) -> int:
     else:
         print(f"{item.id}  {row['stage'].replace('_', ' ')}  {item.source}  {item.project}")
     if args.open:
-        from .annotate import open_annotation_viewer
+        open_in_napari(ds, item)
+    return 0
 
-        import napari
 
-        open_annotation_viewer(item.source, project=item.project,
-                               schema=ds.schema_path() if not item.project.exists() else None)
-        napari.run()
+def open_in_napari(ds, item) -> None:
+    """Open the item as ``annotate`` does (its video, its project, the dataset's schema for a
+    new project) and wait until napari closes. The project, created when it opens, is claimed
+    for the dataset at once (and again at the end, if the annotator made it later)."""
+    from .annotate import open_annotation_viewer
+
+    import napari
+
+    open_annotation_viewer(item.source, project=item.project,
+                           schema=ds.schema_path() if not item.project.exists() else None)
+    try:
         if item.project.exists():
             ds.claim_project(item)
-    return 0
+        napari.run()
+    finally:
+        if item.project.exists():
+            ds.claim_project(item)
 
 
 def _stage(args) -> int:

@@ -24,21 +24,26 @@ from ._registry import COMMANDS, EXIT_USER_ERROR
 SUBCOMMAND_MODULES = ("track", "info", "export", "review", "batch", "annotate", "dataset")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser. When ``argv`` starts with the name of a subcommand module
+    (``dataset ...``), only that module's parsers are built, so a quick command does not pay
+    for the imports of the others (export formats, samples)."""
     parser = argparse.ArgumentParser(
         prog="napari-sam2-track",
         description="Video annotation with SAM 2: track, inspect, export.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    for name in SUBCOMMAND_MODULES:
+    first = argv[0] if argv else None
+    for name in (first,) if first in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES:
         importlib.import_module(f"{__package__}.{name}").add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-sam2-track`` command."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.version:
         from .._version import __version__

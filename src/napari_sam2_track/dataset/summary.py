@@ -36,9 +36,10 @@ KEY_FILES = ("zarr.json", "review/decisions.jsonl", "review/changes.jsonl", "rev
 def project_key(project: Path) -> list | None:
     """Sizes and modification times of the files a summary is read from (``None``: no project)."""
     key = []
+    base = str(project)
     for name in KEY_FILES:
         try:
-            st = os.stat(project / name)
+            st = os.stat(os.path.join(base, name))  # strings: cheaper than Paths, 5 per item
         except OSError:
             if name == "zarr.json":
                 return None
@@ -70,10 +71,56 @@ def _overlap(a: int, b: int, ranges: list[tuple[int, int]]) -> int:
     return sum(max(0, min(b, y) - max(a, x) + 1) for x, y in ranges)
 
 
+class _MetadataGroup:
+    """Stands in for a project's zarr group in a read-only :class:`~..project.ProjectStore`
+    that reads small files only: the attributes come from ``zarr.json``; an array is opened
+    with zarr only when it is read through zarr (a chunk layout the store does not read
+    itself), so a summary costs no zarr import and no zarr open."""
+
+    def __init__(self, path: Path, attrs: dict):
+        self.path = path
+        self.attrs = attrs
+
+    def __getitem__(self, name: str):
+        if not (self.path / name / "zarr.json").is_file():
+            raise KeyError(name)
+        return _ZarrOnRead(self.path / name)
+
+
+class _ZarrOnRead:
+    """A project array opened with zarr at its first read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __getitem__(self, key):
+        import zarr
+
+        return zarr.open_array(str(self.path), mode="r", zarr_format=3)[key]
+
+
+def open_metadata_only(project: Path):
+    """The project read-only as :meth:`ProjectStore.open` (``mode="r"``) opens it, without
+    zarr: its metadata read from ``zarr.json``, its tables by chunk file. A project that
+    :meth:`~..project.ProjectStore.open` would refuse is opened by it, which says why."""
+    from ..project import ATTR_KEY, FORMAT_VERSION, ProjectStore, is_project
+    from ..project.check import metadata_problem
+
+    try:
+        doc = json.loads((project / "zarr.json").read_bytes())
+        attrs = doc.get("attributes") if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        attrs = None
+    meta = attrs.get(ATTR_KEY) if isinstance(attrs, dict) else None
+    if (not isinstance(meta, dict) or meta.get("building") or not is_project(project)
+            or metadata_problem(meta) or int(meta.get("format_version", 1)) > FORMAT_VERSION):
+        return ProjectStore.open(project, mode="r")
+    return ProjectStore(project, _MetadataGroup(project, attrs), read_only=True)
+
+
 def compute_summary(project: Path) -> dict[str, Any]:
     """A project's summary (see the module docstring); ``{"error": ...}`` if it cannot be read."""
     from ..errors import Sam2TrackError
-    from ..project import ProjectStore
     from ..review.analytics import report
     from ..review.flags import TableSource, find_flags
     from ..review.models import read_review
@@ -82,16 +129,18 @@ def compute_summary(project: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            store = ProjectStore.open(project, mode="r")
+            store = open_metadata_only(project)
             meta = store.meta
             n, h, w = store.shape
             ids = store.object_ids()
-            read_rows = store_row_reader(store)
+            read_stored = store_row_reader(store)
             tracked = np.zeros(n, bool)
-            for obj in ids:
-                for lo in range(0, n, 8192):
-                    rows = read_rows(obj, lo, min(n, lo + 8192))
-                    tracked[lo:lo + len(rows)] |= ~np.isnan(rows[:, 6])
+
+            def read_rows(obj: int, lo: int, hi: int) -> np.ndarray:
+                rows = read_stored(obj, lo, hi)  # the flags read every row once: count them
+                tracked[lo:lo + len(rows)] |= ~np.isnan(rows[:, 6])
+                return rows
+
             review = read_review(store)
             reviewed = {o: _merge(r) for o, r in review.reviewed_ranges().items()}
             found = find_flags(TableSource(ids, n, h, w, read_rows, None), reviewed=None)

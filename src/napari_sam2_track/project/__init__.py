@@ -26,9 +26,20 @@ from .layout import (
     table_path,
 )
 from .lock import LockHolder, ProjectLock, StaleLockWarning
-from .placement import is_project
-from .store import ProjectStore, mask_stats
-from .writer import StoreWriter, WriteTarget
+
+#: Names imported on first use, so that reading a project's small files (its lock, a log)
+#: does not import the store and what it needs (numpy, the prompt models): ``dataset status``
+#: stays quick as a command.
+_LAZY = {"is_project": "placement", "ProjectStore": "store", "mask_stats": "store",
+         "StoreWriter": "writer", "WriteTarget": "writer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ATTR_KEY",

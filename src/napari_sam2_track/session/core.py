@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PromptError, StoreError
+from ..errors import ProjectLockedError, PromptError, StoreError
 from ..passes import Plan, plan_passes
 from ..project import ProjectStore
 from ..project.versions import edit_frame
@@ -122,6 +122,8 @@ class AnnotationSession(ObjectsMixin):
                                       self.corrections, closed=lambda: self._closed)
         ids = store.object_ids()
         self.active_id: int | None = ids[0] if ids else None
+        #: who writes the project while this session has it read-only (see :meth:`open`)
+        self.held_by: str | None = None
         if model is not None:
             self.set_model(model)
 
@@ -141,7 +143,10 @@ class AnnotationSession(ObjectsMixin):
         """Open ``video`` (path, array or FrameSource) and its project (created if missing).
 
         The project defaults to ``<video stem>.zarr`` beside a video file, and to a temporary
-        folder for in-memory arrays. ``schema`` is stored in a new project.
+        folder for in-memory arrays. ``schema`` is stored in a new project. A project another
+        live process writes (a run tracking, another annotator) opens read-only: QC decisions
+        can still be recorded (they need no write lock), edits are refused (:attr:`held_by`
+        names the writer).
         """
         from ..pipeline import open_or_create_store
         from ..sources import open_source
@@ -151,13 +156,48 @@ class AnnotationSession(ObjectsMixin):
             path = video if isinstance(video, (str, Path)) else source.path
             store_path = default_store_path(path, name=name)
         existed = Path(store_path).exists()
-        store = open_or_create_store(store_path, source, resume=True)
+        try:
+            store = open_or_create_store(store_path, source, resume=True)
+        except ProjectLockedError:
+            if not existed:
+                raise
+            return cls.open_read_only(source, store_path, model=model, prefetch=prefetch)
         if schema is not None and (not existed or store.meta.get("schema") is None):
             store.set_schema(schema)
         return cls(source, store, model=model, prefetch=prefetch)
 
     #: how the layers' leading coordinates name a frame (a volume session: a plane)
     plane_axes: PlaneAxes = VIDEO_AXES
+
+    @classmethod
+    def open_read_only(cls, source: "FrameSource", store_path: str | Path, *,
+                       model: "LoadedModel | None" = None, prefetch: bool = True
+                       ) -> "AnnotationSession":
+        """The session of a project another process writes: read-only, :attr:`held_by` set."""
+        from ..project.lock import live_holder
+
+        store = ProjectStore.open(store_path, mode="r")
+        try:
+            session = cls(source, store, model=model, prefetch=prefetch)
+        except BaseException:
+            store.close()
+            raise
+        holder = live_holder(store_path)
+        session.held_by = holder.describe() if holder is not None else "another process"
+        return session
+
+    @property
+    def read_only(self) -> bool:
+        """Whether masks, prompts and objects cannot be changed (another process writes)."""
+        return self.store.read_only
+
+    def check_writable(self, what: str) -> None:
+        """Refuse ``what`` (a change of the project) in a read-only session."""
+        if self.store.read_only:
+            holder = f" while {self.held_by} writes it" if self.held_by else ""
+            raise ProjectLockedError(
+                f"cannot {what}: {self.store.path.name} is open read-only{holder}; QC decisions "
+                "can still be recorded; open the project again when it is free to edit it")
 
     @property
     def num_frames(self) -> int:
@@ -178,7 +218,7 @@ class AnnotationSession(ObjectsMixin):
 
     def set_model(self, model: "LoadedModel") -> None:
         """Use ``model`` (a loaded SAM 2 model) from now on; stored prompts are re-applied."""
-        self.check_idle("change the model")
+        self.check_idle("change the model", writes=False)
         self.engine.set_model(model)
         self.events.model_changed.emit(model)
 
@@ -422,11 +462,14 @@ class AnnotationSession(ObjectsMixin):
         """Whether a propagation is in progress."""
         return self._running.locked()
 
-    def check_idle(self, what: str, *, prompts: bool = False) -> None:
+    def check_idle(self, what: str, *, prompts: bool = False, writes: bool = True) -> None:
         """Refuse ``what`` during a run; during a correction too, unless it is a prompt
-        (``prompts``: it waits on the compute thread behind the correction)."""
+        (``prompts``: it waits on the compute thread behind the correction); in a read-only
+        session too, if it ``writes`` the project."""
         if self._closed:
             raise StoreError("this project was closed; open it again")
+        if writes:
+            self.check_writable(what)
         if self.running:
             raise PromptError(f"cannot {what} while a propagation runs; wait or press Cancel")
         correcting = self.corrections.correcting
@@ -462,6 +505,7 @@ class AnnotationSession(ObjectsMixin):
         """
         if self._closed:
             raise StoreError("this project was closed; open it again")
+        self.check_writable("propagate")
         plan = self.plan(direction, start, end, obj_ids)  # "no prompts yet" before the model
         self.engine.require_model()
         from ..pipeline import Request

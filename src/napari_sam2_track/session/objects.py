@@ -33,7 +33,9 @@ class ObjectsMixin:
     schema: "Schema"
 
     if TYPE_CHECKING:
-        def check_idle(self, what: str, *, prompts: bool = False) -> None: ...
+        def check_idle(self, what: str, *, prompts: bool = False, writes: bool = True) -> None: ...
+
+        def check_writable(self, what: str) -> None: ...
 
     def label_colors(self) -> dict[int, str]:
         """Object id -> ``#rrggbb`` colour (its category's hue), for the Labels layer."""
@@ -110,6 +112,7 @@ class ObjectsMixin:
         self.request_remove_object(obj_id).result()
 
     def rename_object(self, obj_id: int, name: str) -> None:
+        self.check_writable("rename objects")
         with self.store_lock:
             self.store.add_object(self.object(obj_id).model_copy(update={"name": name}))
         self.events.objects_changed.emit()
@@ -119,6 +122,7 @@ class ObjectsMixin:
             raise PromptError(
                 f"unknown category {category!r}; the schema has {', '.join(self.schema.category_names())}"
             )
+        self.check_writable("change categories")
         with self.store_lock:
             self.store.add_object(self.object(obj_id).model_copy(update={"category": category}))
         self.events.objects_changed.emit()
@@ -131,6 +135,7 @@ class ObjectsMixin:
             raise PromptError(str(exc.args[0]) if exc.args else f"unknown attribute {name!r}") from None
         except ValueError as exc:
             raise PromptError(str(exc)) from None
+        self.check_writable("change attributes")
         with self.store_lock:
             obj = self.object(obj_id)
             attributes = {k: v for k, v in obj.attributes.items() if k != name}
