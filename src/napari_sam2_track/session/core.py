@@ -51,7 +51,8 @@ from ..project import ProjectStore
 from ..project.versions import edit_frame
 from ..prompts import Prompt
 from .activity import ActivityLog
-from .corrections import Correction, Corrections
+from .corrections import Corrections
+from .correcting import CorrectionsMixin
 from .engine import SessionEngine
 from .events import Box, Click, KeyframePrompt, PromptKey, SessionEvents
 from .labels import StoreLabelsArray, default_store_path, read_plane
@@ -76,7 +77,15 @@ def _finished(result: Any) -> Future:
     return future
 
 
-class AnnotationSession(ObjectsMixin):
+def describe_writer(store_path: str | Path) -> str:
+    """Who holds the write lock of the project at ``store_path``, in words."""
+    from ..project.lock import live_holder
+
+    holder = live_holder(store_path)
+    return holder.describe() if holder is not None else "another process"
+
+
+class AnnotationSession(ObjectsMixin, CorrectionsMixin):
     """Objects, keyframe prompts, propagation and edits of one video's project.
 
     It is made of parts that each own one concern: the prompts as last requested
@@ -174,16 +183,13 @@ class AnnotationSession(ObjectsMixin):
                        model: "LoadedModel | None" = None, prefetch: bool = True
                        ) -> "AnnotationSession":
         """The session of a project another process writes: read-only, :attr:`held_by` set."""
-        from ..project.lock import live_holder
-
         store = ProjectStore.open(store_path, mode="r")
         try:
             session = cls(source, store, model=model, prefetch=prefetch)
         except BaseException:
             store.close()
             raise
-        holder = live_holder(store_path)
-        session.held_by = holder.describe() if holder is not None else "another process"
+        session.held_by = describe_writer(store_path)
         return session
 
     @property
@@ -519,72 +525,6 @@ class AnnotationSession(ObjectsMixin):
         run = PropagationRun(self.events, gen, self._running, report.outcome)
         self.events.running_changed.emit(True)
         return run
-
-    # ------------------------------------------------------------ corrections
-    @property
-    def auto_correct(self) -> bool:
-        """A prompt on a frame a propagation produced re-propagates its segment
-        (:mod:`.corrections`)."""
-        return self.corrections.auto_correct
-
-    @auto_correct.setter
-    def auto_correct(self, on: bool) -> None:
-        self.corrections.auto_correct = bool(on)
-
-    @property
-    def last_correction(self) -> Correction | None:
-        return self.corrections.last_correction
-
-    @property
-    def correcting(self) -> tuple[int, int, int] | None:
-        """``(object, start, end)`` while a correction re-propagates, else ``None``."""
-        return self.corrections.correcting
-
-    def correction_segment(self, obj_id: int, frame: int) -> tuple[int, int]:
-        """The frames ``(a, b)`` a correction of ``obj_id`` on ``frame`` re-propagates."""
-        return self.corrections.segment(obj_id, frame)
-
-    def was_propagated(self, obj_id: int, frame: int) -> bool:
-        """Whether a propagation produced ``obj_id``'s mask on ``frame`` (its row has a run)."""
-        return self.corrections.was_propagated(obj_id, frame)
-
-    def undo_segment(self, obj_id: int | None = None) -> tuple[int, int] | None:
-        """The frames an undo of the object's last correction would restore, if any."""
-        return self.corrections.undo_span(self._obj(obj_id))
-
-    def request_correction(self, frame: int, clicks: list[Click] | None = None, box: Box | None = None,
-                           obj_id: int | None = None) -> Future:
-        """Set the object's prompt on ``frame`` (as :meth:`request_prompt`) and re-propagate
-        its segment. The future gives the :class:`~.corrections.Correction` once the segment
-        is written, or ``None`` when a newer prompt on that frame replaced this one."""
-        if not clicks and box is None:
-            raise PromptError("a correction needs clicks or a box on the frame")
-        done: Future = Future()
-        self._request_prompt(frame, clicks, box, obj_id, correct=True, done=done)
-        return done
-
-    def correct(self, frame: int, clicks: list[Click] | None = None, box: Box | None = None,
-                obj_id: int | None = None) -> Correction | None:
-        """:meth:`request_correction`, waiting for the re-propagated segment."""
-        return self.request_correction(frame, clicks, box, obj_id).result()
-
-    def request_undo(self, obj_id: int | None = None) -> Future:
-        """Restore the segment of the object's last correction (masks, rows, prompts) on the
-        compute thread; the future gives the :class:`~.corrections.Correction` undone."""
-        obj_id = self._obj(obj_id)
-        self.check_idle("undo a correction")
-        return self.corrections.request_undo(obj_id)
-
-    def request_restore(self, obj_id: int, number: int) -> Future:
-        """Restore object ``obj_id`` to how it was before its version ``number`` (masks, rows,
-        prompts; :func:`~napari_sam2_track.project.versions.restore_version`) on the compute
-        thread; the future gives the :class:`~.corrections.Correction` undone."""
-        self.check_idle("restore a version")
-        return self.corrections.request_restore(obj_id, number)
-
-    def undo_correction(self, obj_id: int | None = None) -> Correction:
-        """:meth:`request_undo`, waiting until the segment is restored."""
-        return self.request_undo(obj_id).result()
 
     # ------------------------------------------------------------------ edits
     def persist_edit(self, frame: int, labels2d: np.ndarray) -> list[int]:

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import PromptError, SourceError, StoreError
+from ..errors import ProjectLockedError, PromptError, SourceError, StoreError
 from ..project import ProjectStore
 from ..prompts import Prompt
-from .core import AnnotationSession
+from .core import AnnotationSession, describe_writer
 from .labels import StoreLabelsArray
 from .layers import PlaneAxes
 from .run import PropagationRun, RunReport
@@ -190,8 +190,13 @@ class VolumeSession(AnnotationSession):
 
         path = Path(store_path)
         existed = path.exists()
+        held_by = None
         if existed:
-            store = ProjectStore.open(path)
+            try:
+                store = ProjectStore.open(path)
+            except ProjectLockedError:  # another process writes it: QC only
+                store = ProjectStore.open(path, mode="r")
+                held_by = describe_writer(path)
             try:
                 check_fits_volume(store, volume)
             except Exception:
@@ -199,9 +204,13 @@ class VolumeSession(AnnotationSession):
                 raise
         else:
             store = ProjectStore.create(path, source=volume)
-        if schema is not None and (not existed or store.meta.get("schema") is None):
+        if schema is not None and held_by is None and (
+                not existed or store.meta.get("schema") is None):
             store.set_schema(schema)
-        return cls(volume, store, model, lead=lead, layer_scale=layer_scale, prefetch=prefetch)
+        session = cls(volume, store, model, lead=lead, layer_scale=layer_scale,
+                      prefetch=prefetch)
+        session.held_by = held_by
+        return session
 
     # ----------------------------------------------------------------- planes
     def stored_prompt(self, prompt: Prompt) -> Prompt:
@@ -233,6 +242,7 @@ class VolumeSession(AnnotationSession):
 
         if self._closed:
             raise StoreError("this project was closed; open it again")
+        self.check_writable("propagate")
         n_z = self.volume.shape[1]
         request = VolumeRequest(direction=direction,  # type: ignore[arg-type]
                                 start=None if start is None else int(start) // n_z,
@@ -259,19 +269,14 @@ def _propagate_volume(engine: "SessionEngine", store: ProjectStore, volume: "Vol
                       request, cancel: threading.Event | None, report: RunReport):
     """The run (on a worker): waits for pending prompts, then the core's volume tracking of
     the project's prompts into the project."""
-    from ..seeding import load_mask_files
-    from ..volumes.run import _run, plan_volume
+    from ..volumes.run import track_in_open_store
 
     engine.wait_idle(prefetch=True)
     report.begin()
     try:
-        prompts = store.prompts
-        plan = plan_volume(prompts, request, volume.shape[0])
-        _, _, h, w = volume.shape
-        masks = load_mask_files(prompts, None, h, w)
         p: "Progress"
-        for p in _run(store, volume, prompts, masks, engine.require_model(), request, plan,
-                      False, cancel, None, "window"):
+        for p in track_in_open_store(store, volume, model=engine.require_model(),
+                                     request=request, cancel=cancel):
             report.progressed(p)
             yield p
         report.ended("cancelled" if cancel is not None and cancel.is_set() else "completed")

@@ -290,6 +290,23 @@ def track_volume(volume, prompts: PromptSet | None, target: "Target", *, model: 
             held.release()
 
 
+def track_in_open_store(store: ProjectStore, volume, *, model: "LoadedModel",
+                        request: VolumeRequest, cancel: threading.Event | None = None,
+                        retain_frames: int | str = "window") -> Iterator["Progress"]:
+    """Track the stored prompts of ``store``, a volume project already open for writing (the
+    napari session's), through ``volume``: the tracking of :func:`track_volume`."""
+    from ..seeding import load_mask_files
+
+    check_fits_volume(store, volume)
+    prompts = store.prompts
+    check_volume_request(volume, prompts, request)
+    plan = plan_volume(prompts, request, volume.shape[0])
+    _, _, h, w = volume.shape
+    masks = load_mask_files(prompts, None, h, w)
+    yield from _run(store, volume, prompts, masks, model, request, plan, False, cancel, None,
+                    retain_frames)
+
+
 def _checked_masks(seeding, prompts: PromptSet | None, h: int, w: int):
     """Mask files read and object categories checked: nothing written yet."""
     from ..project.store import check_object_categories
