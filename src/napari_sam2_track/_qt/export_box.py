@@ -322,6 +322,8 @@ class ExportBox(QGroupBox):
     def cancel(self) -> None:
         """Stop the export; nothing is left at the output (a previous export stays)."""
         if self.worker is not None:
+            if self._job is not None:  # reaches the exporter now, not at the next tick
+                self._job.cancel()
             self.worker.quit()
             self._show("cancelling…")
 
