@@ -65,3 +65,19 @@ def test_timeline_runs_along_z_of_the_timepoint_on_screen(review, qtbot):
     assert tuple(int(s) for s in viewer.dims.current_step[:2]) == (0, 4)
     assert timeline.window == (0, N_Z - 1)
     timeline.grab()  # draws the windowed rows
+
+
+def test_flags_are_listed_by_timepoint_and_slice(review, qtbot):
+    store = review.session.store
+    review._select(1)
+    flags = review.track.flags
+    assert flags, "a ball has a first and a last slice at every timepoint"
+    texts = [review.flag_list.item(i).text() for i in range(review.flag_list.count())]
+    assert len(texts) == len(flags) and not any(t.startswith("frame ") for t in texts)
+    for flag in flags:
+        t, z = store.plane_tz(flag.frame)
+        assert any(text.startswith(f"t {t} z {z}") and flag.kind in text for text in texts), texts
+    bottom = next(f for f in flags if f.kind == "z_bottom")
+    review.go_to_frame(bottom.frame)
+    t, z = store.plane_tz(bottom.frame)
+    assert f"t {t} z {z}" in review.flag_label.text()

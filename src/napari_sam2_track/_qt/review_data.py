@@ -17,10 +17,9 @@ from ..prompts import ObjectSpec
 from ..review import Flag, Masklet, ReviewState, read_review
 from ..review.analytics import report, report_rows
 from ..review.flags import ReviewReport, find_flags
+from ..review.models import ROUTINE_FLAGS
 from ..review.segments import segment_snapshot
 
-#: Flags that mark where to look, not a likely error: not used to pick an object's worst frame.
-MARKER_KINDS = ("span_start", "span_end", "unreviewed")
 
 
 @dataclass
@@ -68,7 +67,7 @@ class ObjectTrack:
 
     def worst_flag(self) -> Flag | None:
         """The flag with the largest score, preferring likely errors over span markers."""
-        problems = [f for f in self.flags if f.kind not in MARKER_KINDS]
+        problems = [f for f in self.flags if f.kind not in ROUTINE_FLAGS]
         pool = problems or self.flags
         return max(pool, key=lambda f: (f.score, -f.frame)) if pool else None
 

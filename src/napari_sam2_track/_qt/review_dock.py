@@ -358,7 +358,8 @@ class ReviewWidget(ScrollDock):
     def _update_notes(self) -> None:
         """The selected object's flags (with reasons) and decisions (with reviewers)."""
         track = self.track
-        self.flag_list.set_flags(track.flags if track is not None else [])
+        store = self.session.store if self.session is not None else None
+        self.flag_list.set_flags(track.flags if track is not None else [], store)
         statuses = [] if self.data is None or self.selected is None else \
             [s for s in self.data.state.statuses if s.decision.object == self.selected]
         self.decision_list.set_decisions(statuses)
@@ -371,7 +372,8 @@ class ReviewWidget(ScrollDock):
             self.flag_label.set_text("")
             return
         flag = flag_at(track.flags, frame)
-        self.flag_label.set_text(f"flagged: {flag_text(flag)}" if flag is not None else
+        store = self.session.store if self.session is not None else None
+        self.flag_label.set_text(f"flagged: {flag_text(flag, store)}" if flag is not None else
                                  f"object {track.id}, frame {frame}: not flagged")
 
     def _update_undo(self) -> None:

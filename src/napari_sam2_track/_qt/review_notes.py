@@ -3,10 +3,16 @@ its QC decisions (reviewer, comment, whether each still holds), newest first."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QListWidget, QListWidgetItem, QSizePolicy
 
 from ..review import DecisionStatus, Flag
+from ..review.volume_flags import where
+
+if TYPE_CHECKING:
+    from ..project import ProjectStore
 
 #: what a decision's status is called in the dock
 STATUS_WORDS = {"satisfactory": "approved", "unsatisfactory": "rejected"}
@@ -14,8 +20,13 @@ STATUS_WORDS = {"satisfactory": "approved", "unsatisfactory": "rejected"}
 STATUS_MARKS = {"satisfactory": "✓", "unsatisfactory": "✗"}
 
 
-def flag_text(flag: Flag) -> str:
-    """``frame 23 (20-25) area_drop: area shrinks by 58 %…``"""
+def flag_text(flag: Flag, store: "ProjectStore | None" = None) -> str:
+    """``frame 23 (20-25) area_drop: area shrinks by 58 %…``; on a volume project
+    ``t 1 z 23 (t 1 z 20-25) z_area_jump: …``."""
+    if store is not None and store.is_volume:
+        t, z = store.plane_tz(flag.frame)
+        span = f" ({where(store, flag.start, flag.end)})" if flag.end > flag.start else ""
+        return f"t {t} z {z}{span} {flag.kind}: {flag.reason}"
     span = f" ({flag.start}-{flag.end})" if flag.end > flag.start else ""
     return f"frame {flag.frame}{span} {flag.kind}: {flag.reason}"
 
@@ -81,8 +92,10 @@ class FlagList(_NoteList):
         super().__init__("no flags for the selected object")
         self.setToolTip("Why each frame was flagged; click one to go there")
 
-    def set_flags(self, flags: list[Flag]) -> None:
-        self._fill([(flag_text(f), f.frame) for f in sorted(flags, key=lambda f: (f.frame, f.kind))])
+    def set_flags(self, flags: list[Flag], store: "ProjectStore | None" = None) -> None:
+        """Show ``flags``; ``store`` names a volume project's planes as (t, z)."""
+        self._fill([(flag_text(f, store), f.frame)
+                    for f in sorted(flags, key=lambda f: (f.frame, f.kind))])
 
 
 class DecisionList(_NoteList):

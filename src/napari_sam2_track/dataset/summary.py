@@ -123,7 +123,7 @@ def compute_summary(project: Path) -> dict[str, Any]:
     from ..errors import Sam2TrackError
     from ..review.analytics import report
     from ..review.flags import TableSource, find_flags
-    from ..review.models import read_review
+    from ..review.models import ROUTINE_FLAGS, read_review
     from ..review.visibility import store_row_reader
 
     try:
@@ -151,7 +151,7 @@ def compute_summary(project: Path) -> dict[str, Any]:
     covered = sum(_overlap(m.start, m.end, reviewed.get(m.object, [])) for m in found.spans)
     open_flags = sum(
         1 for f in found.flags
-        if f.kind not in ("span_start", "span_end", "unreviewed")
+        if f.kind not in ROUTINE_FLAGS
         and _overlap(f.start, f.end, reviewed.get(f.object, [])) < f.end - f.start + 1
     )
     statuses = store.run_statuses()
