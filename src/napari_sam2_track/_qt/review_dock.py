@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,7 +28,6 @@ from qtpy.QtWidgets import (
     QFrame,
     QSpinBox,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -47,17 +45,13 @@ from .review_keys import ReviewKeys, help_text
 from .review_notes import DecisionList, FlagList, flag_at, flag_text
 from .review_report import ReportBox, ReportPlot
 from .review_sample import SampleBox, as_now
+from .review_table import TABLE_COLUMNS, fill_object_table
 from .review_second import SecondOpinionBox
-from .review_timeline import APPROVED, LEGEND, REJECTED, ReviewTimeline, timepoint_window, volume_axes
+from .review_timeline import LEGEND, ReviewTimeline, timepoint_window, volume_axes
 
 KEYS = help_text()
 
-#: what needs a look first comes first: QC and flags without scrolling sideways
-TABLE_COLUMNS = ("id", "name", "QC status", "flags", "flags by kind", "frames present", "first", "last",
-                 "keyframes", "category")
 REFRESH_DELAY_MS = 300
-#: background of the QC status cell, by its first word (the timeline's colours)
-QC_COLOURS = {"approved": APPROVED, "partly": APPROVED, "rejected": REJECTED}
 
 
 def read_review_data(store, plot: ReportPlot) -> ReviewData:
@@ -65,21 +59,6 @@ def read_review_data(store, plot: ReportPlot) -> ReviewData:
     data = load_review_data(store)
     data.report_plot = plot.render(data.report_rows)
     return data
-
-
-class _Item(QTableWidgetItem):
-    """A cell that sorts by its value (numbers as numbers)."""
-
-    def __init__(self, value: Any):
-        super().__init__("" if value is None else str(value))
-        self.value = value
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        a, b = self.value, getattr(other, "value", other.text())
-        try:
-            return (a is None, a) < (b is None, b)
-        except TypeError:
-            return str(a) < str(b)
 
 
 class ReviewWidget(ScrollDock):
@@ -382,31 +361,8 @@ class ReviewWidget(ScrollDock):
         self.history_box.set_selected(self.selected)
 
     def _fill_table(self) -> None:
-        table = self.table
-        table.setSortingEnabled(False)
-        tracks = self.data.tracks if self.data is not None else []
-        table.setRowCount(len(tracks))
-        for row, t in enumerate(tracks):
-            counts = t.flag_counts()
-            cells = {"id": t.id, "name": t.spec.name, "category": t.spec.category,
-                     "frames present": t.frames_present, "first": t.first_frame, "last": t.last_frame,
-                     "keyframes": len(t.keyframes), "flags": len(t.flags),
-                     "flags by kind": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                     "QC status": t.qc_status()}
-            for col, value in enumerate(cells[name] for name in TABLE_COLUMNS):
-                item = _Item(value)
-                item.setData(Qt.ItemDataRole.UserRole, t.id)
-                if TABLE_COLUMNS[col] == "QC status":
-                    colour = QC_COLOURS.get(str(value).split(" ")[0])
-                    if colour is not None:
-                        item.setBackground(QColor(*colour))
-                        item.setForeground(QColor(255, 255, 255))
-                    if t.invalidated:
-                        item.setToolTip("invalidated:\n" + "\n".join(t.invalidated))
-                if TABLE_COLUMNS[col] == "flags" and t.flags:
-                    item.setToolTip("\n".join(flag_text(f) for f in t.flags[:20]))
-                table.setItem(row, col, item)
-        table.setSortingEnabled(True)
+        fill_object_table(self.table, self.data.tracks if self.data is not None else [],
+                          self.session.store if self.session is not None else None)
         self._highlight_row()
 
     def _fill_report(self) -> None:
