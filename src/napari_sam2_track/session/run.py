@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .events import RunFinished, RunStarted, SessionEvents
 
 if TYPE_CHECKING:
+    from ..engine.models import LoadedModel
     from ..passes import Plan
     from ..pipeline import Progress, Request
     from ..project import ProjectStore
@@ -91,13 +92,23 @@ def propagate(
 ) -> Iterator["Progress"]:
     """The run itself (on the caller's thread, normally a worker): waits for pending prompts,
     then propagates ``request`` with the session's tracker into ``store``."""
-    from ..pipeline import track_in_store
+    def track(model: "LoadedModel") -> Iterator["Progress"]:
+        from ..pipeline import track_in_store
 
+        return track_in_store(store, engine.source, model=model, request=request, cancel=cancel,
+                              tracker=engine.tracker)
+
+    return reported_run(engine, cancel, report, track)
+
+
+def reported_run(engine: "SessionEngine", cancel: threading.Event | None, report: RunReport,
+                 track: "Callable[[LoadedModel], Iterator[Progress]]") -> Iterator["Progress"]:
+    """``track(model)`` once the prompts still being computed are done, its progress and its
+    end (completed, cancelled or failed) announced through ``report``."""
     engine.wait_idle(prefetch=True)
     report.begin()
     try:
-        for p in track_in_store(store, engine.source, model=engine.require_model(),
-                                request=request, cancel=cancel, tracker=engine.tracker):
+        for p in track(engine.require_model()):
             report.progressed(p)
             yield p
         report.ended("cancelled" if cancel is not None and cancel.is_set() else "completed")

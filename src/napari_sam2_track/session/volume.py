@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import SimpleNamespace
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ from ..prompts import Prompt
 from .core import AnnotationSession, describe_writer
 from .labels import StoreLabelsArray
 from .layers import PlaneAxes
-from .run import PropagationRun, RunReport
+from .run import PropagationRun, RunReport, reported_run
 
 if TYPE_CHECKING:
     from ..engine.models import LoadedModel
@@ -269,22 +270,9 @@ def _propagate_volume(engine: "SessionEngine", store: ProjectStore, volume: "Vol
                       request, cancel: threading.Event | None, report: RunReport):
     """The run (on a worker): waits for pending prompts, then the core's volume tracking of
     the project's prompts into the project."""
-    from ..volumes.run import track_in_open_store
+    def track(model: "LoadedModel") -> Iterator["Progress"]:
+        from ..volumes.run import track_in_open_store
 
-    engine.wait_idle(prefetch=True)
-    report.begin()
-    try:
-        p: "Progress"
-        for p in track_in_open_store(store, volume, model=engine.require_model(),
-                                     request=request, cancel=cancel):
-            report.progressed(p)
-            yield p
-        report.ended("cancelled" if cancel is not None and cancel.is_set() else "completed")
-    except GeneratorExit:
-        report.ended("cancelled")
-        raise
-    except BaseException as exc:
-        report.ended("failed", exc)
-        raise
-    finally:
-        report.close()
+        return track_in_open_store(store, volume, model=model, request=request, cancel=cancel)
+
+    return reported_run(engine, cancel, report, track)
