@@ -10,7 +10,6 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtCore import QPoint, Qt  # noqa: E402
 
-from napari_sam2_track._qt._hub import hub_for  # noqa: E402
 from napari_sam2_track._qt.review_dock import TABLE_COLUMNS, ReviewWidget  # noqa: E402
 from napari_sam2_track._qt.review_timeline import LABEL_WIDTH, ROW_HEIGHT  # noqa: E402
 from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
@@ -21,6 +20,7 @@ from napari_sam2_track.review.flags import find_flags  # noqa: E402
 from napari_sam2_track.review.qc import correction_queue  # noqa: E402
 from napari_sam2_track.session import AnnotationSession  # noqa: E402
 from napari_sam2_track.sources import open_source  # noqa: E402
+from _review import review_dock  # noqa: E402
 
 T, H, W = 20, 48, 48
 JUMP_FRAME = 12  # object 1 leaps 14 px between frames 11 and 12
@@ -52,12 +52,8 @@ def dock(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer(show=True)  # the review keys are bound while the dock is shown
     viewer.add_image(np.zeros((T, H, W), np.uint8), name="video")
     session = AnnotationSession(open_source(np.zeros((T, H, W), np.uint8)), store, prefetch=False)
-    hub_for(viewer).set_session(session)
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Review")
-    qtbot.waitUntil(lambda: widget.data is not None and not widget.loading, timeout=10000)
-    yield widget
-    hub_for(viewer).set_session(None)
+    for widget, dock_widget in review_dock(viewer, session, qtbot):
+        yield widget
 
 
 def _reload(widget, qtbot, action):

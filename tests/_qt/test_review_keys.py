@@ -11,14 +11,13 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtCore import Qt  # noqa: E402
 
-from napari_sam2_track._qt._hub import hub_for  # noqa: E402
-from napari_sam2_track._qt.review_dock import ReviewWidget  # noqa: E402
 from napari_sam2_track._qt.review_keys import REVIEW_KEYS, help_text  # noqa: E402
 from napari_sam2_track.review import read_review  # noqa: E402
 from napari_sam2_track.review.flags import find_flags  # noqa: E402
 from napari_sam2_track.review.qc import reject  # noqa: E402
 from napari_sam2_track.session import AnnotationSession  # noqa: E402
 from napari_sam2_track.sources import open_source  # noqa: E402
+from _review import review_dock  # noqa: E402
 from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 from test_review_dock import H, T, W, review_project  # noqa: E402
 
@@ -36,12 +35,8 @@ def viewer_and_dock(make_napari_viewer, qtbot, tmp_path):
     viewer.bind_key("PageDown", mine, overwrite=True)
     viewer.add_image(np.zeros((T, H, W), np.uint8), name="video")
     session = AnnotationSession(open_source(np.zeros((T, H, W), np.uint8)), store, prefetch=False)
-    hub_for(viewer).set_session(session)
-    widget = ReviewWidget(viewer)
-    dock_widget = viewer.window.add_dock_widget(widget, name="Review")
-    qtbot.waitUntil(lambda: widget.data is not None and not widget.loading, timeout=10000)
-    yield viewer, widget, dock_widget
-    hub_for(viewer).set_session(None)
+    for widget, dock_widget in review_dock(viewer, session, qtbot):
+        yield viewer, widget, dock_widget
 
 
 def key(qtbot, viewer, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:

@@ -10,13 +10,12 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_sam2_track._qt._hub import hub_for  # noqa: E402
-from napari_sam2_track._qt.review_dock import ReviewWidget  # noqa: E402
 from napari_sam2_track.project import ProjectStore  # noqa: E402
 from napari_sam2_track.prompts import PromptSet  # noqa: E402
 from napari_sam2_track.review.second_opinion import SECOND_OPINION_GROUP, open_opinion  # noqa: E402
 from napari_sam2_track.session import AnnotationSession  # noqa: E402
 from napari_sam2_track.sources import open_source  # noqa: E402
+from _review import review_dock  # noqa: E402
 from conftest import make_blob_video, nudge_test_model, write_jpeg_folder  # noqa: E402
 from test_prompt_widget import own_settings  # noqa: E402,F401 - settings under tmp_path
 
@@ -53,12 +52,8 @@ def dock(make_napari_viewer, qtbot, tmp_path, test_model):
     source = open_source(video)
     viewer.add_image(make_blob_video(N), name="video", rgb=True)
     session = AnnotationSession(source, ProjectStore.open(project), model=test_model, prefetch=False)
-    hub_for(viewer).set_session(session)
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Review")
-    qtbot.waitUntil(lambda: widget.data is not None and not widget.loading, timeout=10000)
-    yield widget
-    hub_for(viewer).set_session(None)
+    for widget, dock_widget in review_dock(viewer, session, qtbot):
+        yield widget
     session.close()
 
 

@@ -3,7 +3,6 @@ of the timepoint on screen, the t and z sliders move it, a click jumps to that (
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("napari")
@@ -11,13 +10,12 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtCore import QPoint, Qt  # noqa: E402
 
-from napari_sam2_track._qt._hub import hub_for  # noqa: E402
-from napari_sam2_track._qt.review_dock import ReviewWidget  # noqa: E402
 from napari_sam2_track._qt.review_timeline import LABEL_WIDTH, ROW_HEIGHT  # noqa: E402
 from napari_sam2_track.project import STATE_PROPAGATED  # noqa: E402
 from napari_sam2_track.session.volume import VolumeSession, volume_source_for_array  # noqa: E402
 
 from _volumes import sphere_volume  # noqa: E402
+from _review import review_dock  # noqa: E402
 
 N_T, N_Z = 3, 6
 
@@ -37,12 +35,8 @@ def review(make_napari_viewer, qtbot, tmp_path):
             store.merge_labels(p)
     viewer = make_napari_viewer(show=True)
     viewer.add_image(data, name="vol", scale=(1.0, 2.0, 0.5, 0.5), axis_labels=tuple("tzyx"))
-    hub_for(viewer).set_session(session)
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Review")
-    qtbot.waitUntil(lambda: widget.data is not None and not widget.loading, timeout=10000)
-    yield widget
-    hub_for(viewer).set_session(None)
+    for widget, dock_widget in review_dock(viewer, session, qtbot):
+        yield widget
     session.close()
 
 
