@@ -84,6 +84,38 @@ def test_the_status_command_imports_no_zarr_and_prints_the_status(tmp_path, trac
     assert expected["items"][0]["covered_frames"] >= 2
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the summaries are computed in parallel on 2+ cores")
+def test_summaries_computed_on_several_cores_equal_those_computed_one_by_one(
+        tmp_path, tracked):  # noqa: F811
+    ds = make_dataset(tmp_path, tracked)
+    approve(ds.items[0].project, 1, 0, 1, reviewer="kim")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    code = (  # a process of its own: prefetch forks only where no other thread runs
+        "import json, os\n"
+        "from napari_sam2_track.dataset import Dataset, summary\n"
+        "from napari_sam2_track.dataset.status import item_rows\n"
+        "compute = summary.compute_summary\n"
+        "def counted(project):\n"
+        f"    (__import__('pathlib').Path({str(pids)!r}) / str(os.getpid())).touch()\n"
+        "    return compute(project)\n"
+        "summary.compute_summary = counted\n"
+        "summary.PARALLEL_MIN = 1\n"
+        f"rows = item_rows(Dataset.open({str(ds.folder)!r}))\n"
+        "print(json.dumps({'pid': os.getpid(), 'rows': rows}, default=str))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    run = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                    capture_output=True, text=True, timeout=120).stdout)
+    workers = {int(p.name) for p in pids.iterdir()}
+    assert workers and run["pid"] not in workers  # computed in the forked workers
+    (ds.folder / ".cache" / "summaries.json").unlink()
+    from napari_sam2_track.dataset.status import item_rows
+
+    one_by_one = json.loads(json.dumps(item_rows(Dataset.open(ds.folder)), default=str))
+    assert run["rows"] == one_by_one
+
+
 @pytest.mark.parametrize("argv", [["export", "--help"], ["--help"]])
 def test_other_commands_still_build_their_parsers(argv, capsys):
     from napari_sam2_track.cli.main import main

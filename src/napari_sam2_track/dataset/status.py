@@ -69,6 +69,7 @@ def item_rows(dataset: Dataset, cache: SummaryCache | None = None) -> list[dict[
     writers: dict[Path, str] = {}
     for item in items:
         writers.setdefault(item.project.resolve(), item.id)
+    cache.prefetch([item.project for item in items])
     rows = []
     for item in items:
         summary = cache.get(item.project)

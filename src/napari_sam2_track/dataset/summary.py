@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import threading
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from .records import StageRecord
 CACHE_DIR = ".cache"
 CACHE_FILE = "summaries.json"
 CACHE_VERSION = 1
+#: summaries to compute per process before :meth:`SummaryCache.prefetch` uses several
+PARALLEL_MIN = 50
 KEY_FILES = ("zarr.json", "review/decisions.jsonl", "review/changes.jsonl", "review/events.jsonl",
              ".napari_sam2_track.dataset.json")
 
@@ -219,16 +223,42 @@ class SummaryCache:
         key = project_key(project)
         if key is None:
             return None
-        name = str(project)
-        entry = self.entries.get(name)
+        entry = self.entries.get(str(project))
         if entry is not None and entry.get("key") == key:
             return entry["summary"]
-        summary = compute_summary(project)
+        return self._computed(project, key, compute_summary(project))
+
+    def _computed(self, project: Path, key: list, summary: dict[str, Any]) -> dict[str, Any]:
         self.computed += 1
         if project_key(project) == key and "error" not in summary:  # unchanged while read
-            self.entries[name] = {"key": key, "summary": summary}
+            self.entries[str(project)] = {"key": key, "summary": summary}
             self.dirty = True
         return summary
+
+    def prefetch(self, projects: Sequence[Path]) -> None:
+        """Compute the summaries of ``projects`` not cached yet on all cores at once, when
+        there are many and this process may fork (no other thread runs: the CLI, not a dock);
+        otherwise :meth:`get` computes them one by one as they are asked for."""
+        stale = []
+        for project in projects:
+            key = project_key(project)
+            entry = self.entries.get(str(project))
+            if key is not None and (entry is None or entry.get("key") != key):
+                stale.append((project, key))
+        workers = min(os.cpu_count() or 1, len(stale) // PARALLEL_MIN)
+        if workers < 2 or threading.active_count() > 1:
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            chunk = -(-len(stale) // (workers * 4))
+            summaries = pool.map(compute_summary, [p for p, _ in stale], chunksize=chunk)
+            for (project, key), summary in zip(stale, summaries):
+                self._computed(project, key, summary)
 
     def save(self) -> None:
         """Write the cache if it changed (best effort: a read-only folder keeps no cache)."""
