@@ -107,3 +107,42 @@ def test_painting_a_slice_saves_that_plane_and_reopens(tmp_path):
     other = volume_source_for_array(data[:, :3])
     with pytest.raises(StoreError, match="not the 2x3x64x64 volume"):
         VolumeSession.open_volume(other, tmp_path / "v.zarr", prefetch=False)
+
+
+def test_a_volume_project_another_process_writes_opens_read_only(tmp_path, test_model):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from napari_sam2_track.errors import ProjectLockedError
+
+    data, _ = sphere_volume()
+    volume = volume_source_for_array(data[0], scale=(2.0, 0.5, 0.5))
+    path = tmp_path / "held.zarr"
+    session = VolumeSession.open_volume(volume, path, prefetch=False)
+    session.add_object("ball")
+    session.close()
+    hold = ("import sys\nfrom napari_sam2_track.project import ProjectStore\n"
+            "store = ProjectStore.open(sys.argv[1], command='track (another run)')\n"
+            "print('held', flush=True)\nsys.stdin.read()\nstore.close()\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        session = VolumeSession.open_volume(volume, path, model=test_model, prefetch=False)
+        try:
+            assert session.read_only and f"PID {proc.pid}" in session.held_by
+            with pytest.raises(ProjectLockedError, match="read-only while PID"):
+                session.propagate_iter()
+            with pytest.raises(ProjectLockedError, match="read-only"):
+                session.add_object("another")
+            assert [o.name for o in session.objects] == ["ball"]
+        finally:
+            session.close()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    with ProjectStore.open(path) as store:  # free again: opens for writing
+        assert not store.read_only
