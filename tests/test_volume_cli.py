@@ -145,3 +145,62 @@ def test_a_manifest_row_tracks_a_volume_like_track(tmp_path, checkpoint, test_mo
     bad.write_text(f"video,z_range\n{path.name},4-1\n")
     (row,) = load_manifest(bad, tmp_path / "out")
     assert "z_range 4-1 is empty" in row.error
+
+
+def test_info_describes_a_volume_file_before_it_is_tracked(tmp_path, capsys):
+    data, _ = sphere_volume(z=8)
+    path = nifti(tmp_path / "ball.nii.gz", data[0])
+    code, text, err = cli(["info", path], capsys)
+    assert code == 0, err
+    assert "[nifti, uint8]" in text and "axes     TZYX  (file XYZ)  shape [1, 8, 64, 64]" in text
+    assert "voxel    z 2 mm, y 0.5 mm, x 0.5 mm" in text and "space    RAS" in text
+    code, text, _ = cli(["info", path, "--json"], capsys)
+    info = json.loads(text)
+    assert info["geometry"]["spacing"][1:] == [2.0, 0.5, 0.5] and info["axes"] == "TZYX"
+    # a z-stack TIFF whose metadata names no axes: --axes says how to read it
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, (data[0, :3] * 200).astype(np.uint16), photometric="minisblack")
+    code, text, _ = cli(["info", stack, "--axes", "ZYX"], capsys)
+    assert code == 0 and "shape [1, 3, 64, 64]" in text and "window   " in text
+    code, text, _ = cli(["info", stack, "--axes", "TYX"], capsys)
+    assert code == 0 and text.startswith("source") and "frames   3  (64x64)" in text
+    code, _, err = cli(["info", path, "--window", "ct-heart"], capsys)
+    assert code != 0 and "unknown intensity window 'ct-heart'" in err and err.count("\n") == 1
+    code, _, err = cli(["info", path, "--check"], capsys)
+    assert code != 0 and "is not a project" in err and err.count("\n") == 1
+    code, _, err = cli(["info", tmp_path / "missing.nii.gz"], capsys)
+    assert code != 0 and err.count("\n") == 1
+
+
+def test_track_takes_a_window_preset_and_axes(tmp_path, checkpoint, capsys):
+    data, _ = sphere_volume(z=6, radius=6)
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, (data[0].astype(np.int16) * 60 - 20))  # no axes in the metadata
+    p = prompts(tmp_path, [{"object": 1, "frame": 0, "z": 3, "points": [[26, 32]], "labels": [1]}])
+    out = tmp_path / "s.zarr"
+    code, _, err = cli(["track", stack, "--axes", "ZYX", "--window", "ct-brain", "--prompts", p,
+                        "--out", out, "--model", checkpoint, *MODEL], capsys)
+    assert code == 0, err
+    with ProjectStore.open(out, mode="r") as store:
+        assert store.is_volume and store.volume_shape == (1, 6, 64, 64)
+        assert store.meta["source"]["window"]["preset"] == "ct-brain"
+    code, _, err = cli(["track", stack, "--window", "0", "x", "--prompts", p,
+                        "--out", tmp_path / "t.zarr", "--model", checkpoint, *MODEL], capsys)
+    assert code != 0 and "--window takes LOW HIGH numbers or one preset name" in err
+    assert not (tmp_path / "t.zarr").exists()
+
+
+def test_a_manifest_takes_window_presets_axes_and_series(tmp_path):
+    from napari_sam2_track.distributed import load_manifest
+
+    for name in ("a.tif", "b.tif", "ct"):
+        (tmp_path / name).touch()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,axes,window,window_low,window_high,series\n"
+                        "a.tif,ZYX,ct-lung,,,\n"
+                        "b.tif,,ct-lung,0,10,\n"
+                        "ct,,,,,1.2.3\n")
+    a, b, ct = load_manifest(manifest, tmp_path / "out")
+    assert a.error is None and a.item.axes == "ZYX" and a.item.window == "ct-lung"
+    assert b.item is None and "both set" in b.error
+    assert ct.error is None and ct.item.series == "1.2.3"

@@ -45,11 +45,35 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", type=int, help="channel of a multichannel stack to track on")
     p.add_argument(
         "--window",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="intensity window for non-8-bit data (default: 0.5-99.5 percentiles)",
+        nargs="+",
+        metavar="LOW HIGH | PRESET",
+        help="intensity window for non-8-bit data: LOW HIGH, or a preset for volumes (ct-brain, "
+             "ct-lung, ct-bone, mr-auto, ...; see docs/volumes.md); default: 0.5-99.5 percentiles",
     )
+    p.add_argument("--axes", help="axes of a TIFF or zarr array when its metadata has none or is "
+                                  "wrong, e.g. TZYX or ZCYX (see docs/volumes.md)")
+    p.add_argument("--series", metavar="UID",
+                   help="the SeriesInstanceUID to open from a DICOM folder holding several")
+
+
+def source_options(args: argparse.Namespace) -> dict:
+    """``open_source`` keywords from :func:`add_source_options`' options (checked: one line)."""
+    from ..errors import SourceError
+
+    window = getattr(args, "window", None)
+    if window is not None:
+        if len(window) == 1:
+            window = window[0]
+        elif len(window) == 2:
+            try:
+                window = (float(window[0]), float(window[1]))
+            except ValueError:
+                raise SourceError(f"--window takes LOW HIGH numbers or one preset name, got "
+                                  f"{' '.join(window)!r}") from None
+        else:
+            raise SourceError(f"--window takes LOW HIGH or one preset name, got {len(window)} values")
+    return {"channel": getattr(args, "channel", None), "window": window,
+            "axes": getattr(args, "axes", None), "series": getattr(args, "series", None)}
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._registry import EXIT_INTERRUPTED, add_model_options, command
+from ._registry import EXIT_INTERRUPTED, add_model_options, command, source_options
 
 EXIT_SOME_FAILED = 1
 
@@ -139,7 +139,8 @@ def track_segments(args: argparse.Namespace) -> int:
     from ..distributed.segments import refuse_volume_segments
     from ..sources import open_source
 
-    with open_source(args.video, channel=args.channel, window=args.window) as source:
+    options = source_options(args)
+    with open_source(args.video, **options) as source:
         refuse_volume_segments(source)  # before a cluster starts or anything is written
     out = Path(args.out)
     if out.exists() and not (args.resume or args.overwrite):
@@ -155,7 +156,7 @@ def track_segments(args: argparse.Namespace) -> int:
         from ..prompts import PromptSet
 
         prompts = PromptSet.load(args.prompts)
-        with open_source(args.video, channel=args.channel, window=args.window) as source:
+        with open_source(args.video, **options) as source:
             prompts.check_video(len(source), source.height, source.width)
             plan_segments(prompts, len(source), args.segments, args.direction, args.start, args.end)
         if schema is not None:
@@ -167,8 +168,7 @@ def track_segments(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         direction=args.direction,
-        channel=args.channel,
-        window=tuple(args.window) if args.window else None,
+        **options,
         segments=args.segments,
         schema=str(Path(args.schema).resolve()) if args.schema else None,
     )

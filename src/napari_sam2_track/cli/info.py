@@ -1,21 +1,24 @@
-"""``napari-sam2-track info``: summarise a project store."""
+"""``napari-sam2-track info``: summarise a project store, or a video or volume file (its axes,
+shape, voxel size and units) before it is tracked."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ._registry import command
+from ._registry import add_source_options, command, source_options
 
 MAX_SHOWN = 20  # problems listed by --check
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("info", help="summarise a project store")
-    p.add_argument("project", help="PROJECT.zarr")
+    p = sub.add_parser("info", help="summarise a project store, or a video or volume file")
+    p.add_argument("project", metavar="PATH",
+                   help="PROJECT.zarr, or a video or volume (NIfTI, DICOM folder, z-stack, ...)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--check", action="store_true",
                    help="read every chunk and table row and report what is damaged (exit 1 if any)")
+    add_source_options(p)
 
 
 def voxel_size(geometry: dict) -> str:
@@ -40,9 +43,57 @@ def print_volume(summary: dict) -> None:
         print(f"interval {geometry['spacing'][i]:g} {geometry['units'][i] or '(unit unknown)'}")
 
 
+def print_source(info: dict) -> None:
+    """A video's or volume's head lines: kind, frames or axes, shape, voxel size, window."""
+    print(f"source   {info['path']}  [{info['kind']}, {info['dtype']}]")
+    geometry = info.get("geometry")
+    if geometry is None:  # a 2D recording
+        fps = f", {info['fps']:g} fps" if info.get("fps") else ""
+        print(f"frames   {info['num_frames']}  ({info['width']}x{info['height']}{fps})")
+    else:
+        t, z, h, w = info["shape"]
+        file_axes = f"  (file {info['file_axes']})" if info.get("file_axes") else ""
+        print(f"axes     {info['axes']}{file_axes}  shape {list(info['shape'])}: {t} timepoint(s) x "
+              f"{z} slices, {w}x{h}")
+        print(f"voxel    {voxel_size(geometry)}")
+        if t > 1:
+            i = geometry["axes"].index("t")
+            print(f"interval {geometry['spacing'][i]:g} {geometry['units'][i] or '(unit unknown)'}")
+        if geometry.get("space"):
+            print(f"space    {geometry['space']} (affine kept for exports)")
+    if info.get("window"):
+        window = info["window"]
+        preset = f" ({window['preset']})" if window.get("preset") else ""
+        print(f"window   {window['low']:g}-{window['high']:g}{preset}")
+    for note in info.get("notes") or []:
+        print(f"note     {note}")
+
+
+def _source_info(args: argparse.Namespace) -> int:
+    from ..sources import open_source
+
+    if args.check:
+        from ..errors import SourceError
+
+        raise SourceError(f"{args.project} is not a project: --check reads a project store "
+                          "(drop --check to describe the file)")
+    with open_source(args.project, **source_options(args)) as source:
+        info = source.describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_source(info)
+    return 0
+
+
 @command("info")
 def cmd_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..project import ProjectStore
+
+    if not (Path(args.project) / "zarr.json").exists() and Path(args.project).exists():
+        return _source_info(args)
 
     store = ProjectStore.open(args.project, mode="r")
     summary = store.summary()

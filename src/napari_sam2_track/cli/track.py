@@ -8,7 +8,8 @@ import threading
 from pathlib import Path
 
 from .batch import add_cluster_options
-from ._registry import EXIT_INTERRUPTED, add_model_options, add_source_options, command, load_model_from_args
+from ._registry import (EXIT_INTERRUPTED, add_model_options, add_source_options, command,
+                        load_model_from_args, source_options)
 
 
 def add_parsers(sub) -> None:
@@ -56,7 +57,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     from ..schema import Schema
     from ..sources import open_source
 
-    source = open_source(args.video, channel=args.channel, window=args.window)
+    source = open_source(args.video, **source_options(args))
     prompts = PromptSet.load(args.prompts) if args.prompts else None
     schema = Schema.load(args.schema) if args.schema else None
     try:  # every check that needs no model, before the model is loaded

@@ -7,8 +7,10 @@ of rows, or a mapping with ``videos:`` and optional ``defaults:`` applied to eve
     videos/a.mp4,prompts/a.json,,,,both,,,,,
     stacks/b.tif,prompts/b.json,b_run2.zarr,0,99,forward,1,100,4000,,cells.yaml
 
-Volumes (z-stacks, NIfTI, DICOM, OME-Zarr) take three more columns, as ``track`` does:
-``axis`` (``z``, ``y`` or ``x``), ``z_range`` (``A-B``) and ``stop_after_empty`` (``N``);
+Volumes (z-stacks, NIfTI, DICOM, OME-Zarr) take more columns, as ``track`` does:
+``axis`` (``z``, ``y`` or ``x``), ``z_range`` (``A-B``), ``stop_after_empty`` (``N``), ``axes``
+(``TZYX``, ...: a TIFF or zarr array's axes), ``series`` (a DICOM SeriesInstanceUID) and
+``window`` (a preset name such as ``ct-brain``, instead of ``window_low``/``window_high``);
 ``start``/``end`` are then timepoints (see docs/volumes.md).
 
 Only ``video`` is required. ``prompts`` may be left out when the project already exists (its
@@ -51,7 +53,10 @@ class BatchItem(BaseModel):
     end: int | None = Field(default=None, ge=0)
     direction: Literal["forward", "backward", "both"] = "both"
     channel: int | None = Field(default=None, ge=0)
-    window: tuple[float, float] | None = None
+    #: ``(low, high)``, or a preset name for volumes (``ct-brain``, ``mr-auto``, ...)
+    window: tuple[float, float] | str | None = None
+    axes: str | None = None
+    series: str | None = None
     segments: int | None = Field(default=None, ge=1)
     schema_: str | None = Field(default=None, alias="schema")
     axis: str | None = None
@@ -62,7 +67,7 @@ class BatchItem(BaseModel):
     def _range(self) -> "BatchItem":
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        if self.window is not None and not self.window[1] > self.window[0]:
+        if isinstance(self.window, tuple) and not self.window[1] > self.window[0]:
             raise ValueError(f"window {list(self.window)} needs high > low")
         if self.z_range is not None or self.axis is not None:
             from ..errors import Sam2TrackError
@@ -87,9 +92,12 @@ class ManifestRow:
     out: Path | None = None
 
 
-CSV_COLUMNS = {field.alias or name for name, field in BatchItem.model_fields.items()} - {
-    "window"} | {"window_low", "window_high"}
+CSV_COLUMNS = {field.alias or name for name, field in BatchItem.model_fields.items()} | {
+    "window_low", "window_high"}  # window: a preset name; window_low/high: numbers
 
+
+#: a CSV row's key for window_low/window_high given beside a window preset (refused)
+BOTH_WINDOWS = "window_low/window_high"
 
 #: What to do about a manifest that cannot be read or parsed.
 _HINT = "see docs/distributed.md for the manifest format"
@@ -119,7 +127,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             row = {k: v for k, v in row.items() if v != ""}
             low, high = row.pop("window_low", None), row.pop("window_high", None)
             if low is not None or high is not None:
-                row["window"] = (low, high)
+                row[BOTH_WINDOWS if "window" in row else "window"] = (low, high)
             rows.append(row)
         return rows
 
@@ -144,6 +152,9 @@ def _read_yaml(path: Path) -> list[dict[str, Any]]:
 
 def item_from_dict(data: dict[str, Any]) -> BatchItem:
     """Validate one row; raises a one-line :class:`ManifestError`."""
+    if BOTH_WINDOWS in data:
+        raise ManifestError(f"window {data['window']!r} and window_low/window_high are both set; "
+                            "give a preset name or the two numbers")
     try:
         return BatchItem.model_validate(data)
     except ValidationError as exc:

@@ -194,7 +194,8 @@ class SegmentedVideo:
         self.took_over = None  # the holder of a lock taken from a worker that left the cluster
 
     def source_options(self) -> dict:
-        return {"channel": self.item.channel, "window": self.item.window}
+        return {"channel": self.item.channel, "window": self.item.window,
+                "axes": self.item.axes, "series": self.item.series}
 
     def prepare(self, client=None) -> None:
         """Create or open the project, store the schema and prompts, plan the segments, record

@@ -105,7 +105,10 @@ def track_video(
         notes["took_over_lock"] = lost.describe()
     source = None
     try:
-        source = open_source(item["video"], channel=item.get("channel"), window=item.get("window"))
+        window = item.get("window")
+        source = open_source(item["video"], channel=item.get("channel"),
+                             window=tuple(window) if isinstance(window, list) else window,
+                             axes=item.get("axes"), series=item.get("series"))
         prompts_path = item.get("prompts")
         prompts = PromptSet.load(prompts_path) if prompts_path else None
         volume = volume_request(item.get("direction") or "both", item.get("start"), item.get("end"),
