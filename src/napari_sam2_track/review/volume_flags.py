@@ -19,22 +19,21 @@ A volume project stores planes ``p = t * Z + z`` (``docs/store.md``). Flags keep
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..project import COL, ProjectStore
 from .models import Flag, Masklet, Suggestion
+from .tables import ReviewReport, TableSource
 
 #: Kinds of the structure's ends along z, by the 2D kind they replace.
 Z_ENDS = {"span_start": "z_bottom", "span_end": "z_top"}
 
 
 def _offset_source(source, offset: int, depth: int):
-    """A :class:`.flags.TableSource` over planes ``offset .. offset + depth - 1`` of ``source``,
+    """A :class:`.tables.TableSource` over planes ``offset .. offset + depth - 1`` of ``source``,
     numbered from 0."""
-    from .flags import TableSource
-
     def read_rows(o, lo, hi):
         return source.read_rows(o, lo + offset, hi + offset)
 
@@ -80,13 +79,12 @@ def _shift(ranges: Mapping[int, Sequence[tuple[int, int]]] | None, offset: int, 
     return out
 
 
-def find_volume_flags(store: ProjectStore, base, thresholds, rule, *, reviewed=None,
-                      objects: Sequence[int] | None = None):
+def find_volume_flags(store: ProjectStore, base: TableSource, thresholds, rule,
+                      plane_flags: Callable[..., ReviewReport], *, reviewed=None,
+                      objects: Sequence[int] | None = None) -> ReviewReport:
     """Flags, masklets (presence spans along z, per timepoint) and suggestions of a volume
-    project read through ``base`` (its :class:`.flags.TableSource`); see the module docstring.
-    Other arguments as :func:`.flags.find_flags`."""
-    from .flags import ReviewReport, find_flags
-
+    project read through ``base``; see the module docstring. ``plane_flags`` is
+    :func:`.flags.find_flags`, run on each timepoint's slices; other arguments as there."""
     n_t, n_z = store.volume_shape[:2]
     base.read_rows = _cached_rows(base.read_rows, max(n_z, 1024))
     ids = [o for o in base.ids if objects is None or o in objects]
@@ -96,7 +94,7 @@ def find_volume_flags(store: ProjectStore, base, thresholds, rule, *, reviewed=N
     largest: dict[int, np.ndarray] = {o: np.zeros(n_t, int) for o in ids}
     for t in range(n_t):
         off = t * n_z
-        part = find_flags(_offset_source(base, off, n_z), thresholds, rule,
+        part = plane_flags(_offset_source(base, off, n_z), thresholds, rule,
                           reviewed=_shift(reviewed, off, n_z), objects=ids, block=n_z)
         for f in part.flags:
             kind = Z_ENDS.get(f.kind, f.kind)
