@@ -121,8 +121,9 @@ def test_a_correction_before_the_first_prompt_rechains_the_earlier_timepoints(tr
     assert_untouched(store, before, range(0, Z))
     with fresh_run(store, data, tmp_path / "fresh.zarr", test_model) as fresh:
         assert_equals_fresh(store, fresh, range(0, Z))
-    session.undo_correction(1)
-    assert snapshot(store) == before
+    undone = session.request_restore(1, correction.version).result(timeout=120)  # review restore
+    assert undone.undone and snapshot(store) == before
+    assert session.keyframes(1) == [plane(1, 4)]
 
 
 def test_a_correction_of_the_first_prompted_timepoint_rechains_both_ways(tracked, tmp_path, test_model, data):
