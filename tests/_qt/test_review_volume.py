@@ -75,3 +75,16 @@ def test_flags_are_listed_by_timepoint_and_slice(review, qtbot):
     review.go_to_frame(bottom.frame)
     t, z = store.plane_tz(bottom.frame)
     assert f"t {t} z {z}" in review.flag_label.text()
+
+
+def test_a_click_on_a_propagated_slice_is_corrected_through_the_dock(review, qtbot, test_model):
+    session = review.session
+    session.set_model(test_model)
+    assert session.auto_correct  # the Correct box's "Re-propagate corrections" turns it on
+    with qtbot.waitSignal(review.correct_box.corrected, timeout=300_000) as blocker:
+        session.request_click(1 * N_Z + 3, 26, 32, obj_id=1)
+    c = blocker.args[0]
+    # no prompt before: t 1 is the object's first prompted timepoint, its chain runs both ways
+    assert (c.object, c.frame, c.start, c.end, c.undone) == (1, N_Z + 3, 0, N_T * N_Z - 1, False)
+    assert "re-propagated" in review.correct_box.status_label.text()
+    assert session.undo_segment(1) == (0, N_T * N_Z - 1)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..engine.tracker import FrameResult, StreamingTracker
 
 __all__ = [
+    "ChainStop",
     "EarlyStop",
     "begin_correction",
     "correction_segment",
@@ -81,14 +82,16 @@ def propagated_around(store: ProjectStore, obj_id: int, frame: int, start: int,
 
 
 def begin_correction(store: ProjectStore, obj_id: int, frame: int, start: int, end: int,
-                     who: str | None = None) -> Recording:
+                     who: str | None = None, *, prompt_span: tuple[int, int] | None = None,
+                     what: str | None = None) -> Recording:
     """Start the version of a correction of ``obj_id`` on ``frame`` over ``start..end``: its
     prompts on the segment and its mask and row on ``frame`` are kept now (the prompt's mask is
     written next); the frames the re-propagation writes are kept as it goes
-    (:class:`~napari_sam2_track.project.versions.RunVersions`)."""
+    (:class:`~napari_sam2_track.project.versions.RunVersions`). ``prompt_span``: the prompts'
+    ``frame`` values kept (default ``start..end``; a volume project's are timepoints)."""
     _check_segment(store, obj_id, start, end)
-    rec = begin_version(store, obj_id, "correction", f"correction on frame {frame}", [(start, end)],
-                        who=who, prompt_span=(start, end), frame=frame)
+    rec = begin_version(store, obj_id, "correction", what or f"correction on frame {frame}",
+                        [(start, end)], who=who, prompt_span=prompt_span or (start, end), frame=frame)
     row = store.table_rows(obj_id, frame, frame + 1)
     rec.capture(frame, store.mask(obj_id, frame), row[0] if row is not None else np.full(len(COL), np.nan))
     return rec
@@ -201,3 +204,49 @@ class EarlyStop:
                         break
             finally:
                 frames.close()
+
+
+@dataclass
+class ChainStop:
+    """The early stop of a volume correction's chain of timepoints: a sweep (later or earlier
+    timepoints) ends once a re-chained timepoint's new 3D mask of the object agrees with the
+    stored one: the same presence over the timepoint (visible on some slice or on none) and,
+    where visible, a 3D IoU of at least ``rule.iou`` (the schema's ``review.agree_iou``, its
+    ``min_visible_pixels`` per slice). The corrected timepoint never counts. ``stops``:
+    ``{"forward"|"backward": timepoint}`` where each sweep ended."""
+
+    rule: EarlyStop
+    n_z: int
+    corrected: int  # the corrected timepoint
+    stops: dict[str, int] = field(default_factory=dict)
+    _seen: dict[int, list] = field(default_factory=dict)
+
+    def watch(self, results: Iterator["FrameResult"], versions: RunVersions) -> Iterator["FrameResult"]:
+        """``results`` (planes ``t * Z + z``), each compared with its pre-image, kept in
+        ``versions`` first."""
+        threshold = max(1, self.rule.min_visible_pixels)
+        for result in results:
+            before = versions.capture(result)
+            seen = self._seen.setdefault(int(result.frame) // self.n_z, [True, 0, 0, 0, 0])
+            for o, (old_mask, old_row) in before.items():
+                state = old_row[COL["state"]]
+                if not np.isfinite(state) or state == STATE_NOT_RUN:
+                    seen[0] = False  # nothing to agree with
+                    continue
+                new = np.asarray(result.masks[o], bool)
+                new_on = (result.presence[o] > 0 or o in result.prompted) and int(new.sum()) >= threshold
+                old_on = state != STATE_ABSENT and int(old_mask.sum()) >= threshold
+                new, old = (new if new_on else np.zeros_like(new)), (old_mask if old_on else np.zeros_like(new))
+                seen[1:] = [seen[1] + new_on, seen[2] + old_on, seen[3] + int((new & old).sum()),
+                            seen[4] + int((new | old).sum())]
+            yield result
+
+    def ends(self, t: int, backward: bool) -> bool:
+        """Whether the sweep ends at timepoint ``t`` (all its planes written)."""
+        known, new_on, old_on, inter, union = self._seen.pop(t, [False, 0, 0, 0, 0])
+        if t == self.corrected or not known or (new_on > 0) != (old_on > 0):
+            return False
+        if new_on and not (union > 0 and inter / union >= self.rule.iou):
+            return False
+        self.stops["backward" if backward else "forward"] = t
+        return True

@@ -125,8 +125,7 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         self.engine = SessionEngine(source, store, self._on_compute_error, self.events.busy_changed.emit)
         #: the interaction log of this session (``review/events.jsonl``; see :mod:`.activity`)
         self.activity = ActivityLog(store, on_error=self._on_compute_error)
-        self.corrections = Corrections(store, self.store_lock, self.events, self.activity, self.engine,
-                                       self.prompt_book)
+        self.corrections = self._new_corrections()
         self.prompt_jobs = PromptJobs(store, self.store_lock, self.events, self.engine, self.prompt_book,
                                       self.corrections, closed=lambda: self._closed)
         ids = store.object_ids()
@@ -135,6 +134,11 @@ class AnnotationSession(ObjectsMixin, CorrectionsMixin):
         self.held_by: str | None = None
         if model is not None:
             self.set_model(model)
+
+    def _new_corrections(self) -> Corrections:
+        """The session's corrections (a volume session re-propagates along z and t)."""
+        return Corrections(self.store, self.store_lock, self.events, self.activity, self.engine,
+                           self.prompt_book)
 
     # ---------------------------------------------------------------- creation
     @classmethod

@@ -39,6 +39,7 @@ from ..project import COL
 from ..project.versions import Recording, RunVersions
 from ..review import segments
 from .events import PromptKey, SessionEvents
+from .prompt_book import plane_prompts
 
 if TYPE_CHECKING:
     from ..project import ProjectStore
@@ -158,25 +159,21 @@ class Corrections:
                     or (newest is not None and newest.number == kept[1].number)):
                 kept[1].group.attrs["state"] = "recording"  # the burst goes on: one version
             else:
-                self._episodes[obj] = (episode, segments.begin_correction(self.store, obj, frame, start, end,
-                                                                          who=self.activity.annotator))
+                self._episodes[obj] = (episode, self.begin(obj, frame, start, end))
         return start, end
+
+    def begin(self, obj_id: int, frame: int, start: int, end: int) -> Recording:
+        """Start the version of a correction of ``obj_id`` on ``frame`` over ``start..end``."""
+        return segments.begin_correction(self.store, obj_id, frame, start, end, who=self.activity.annotator)
 
     def repropagate(self, obj_id: int, frame: int, start: int, end: int) -> Correction:
         """Propagate ``obj_id`` alone over ``start..end`` into the project."""
-        from ..pipeline import Request, track_in_store
-
         self._correcting = (obj_id, start, end)
         self.events.correction_started.emit(obj_id, start, end)
         began = time.perf_counter()
         recording = self._episodes[obj_id][1]
-        rule = self.early_stop()
         try:
-            for _ in track_in_store(self.store, self.engine.source, model=self.engine.require_model(),
-                                    request=Request("both", start, end, [obj_id]),
-                                    tracker=self.engine.tracker, cancel=self.stop,
-                                    versions=RunVersions({obj_id: recording}), early_stop=rule):
-                pass
+            stops = self.run_segment(obj_id, frame, start, end, RunVersions({obj_id: recording}))
         finally:
             self._correcting = None
             with self.store_lock:  # what was written is a version, however the run ended
@@ -184,14 +181,28 @@ class Corrections:
         seconds = time.perf_counter() - began
         seen = sorted(recording.seen) or [frame]
         correction = Correction(obj_id, frame, seen[0], seen[-1], seconds, segment=(start, end),
-                                stops=dict(rule.stops) if rule is not None else {},
-                                version=recording.number)
+                                stops=stops, version=recording.number)
         self.last_correction = correction
         self.activity.log("propagate", object=obj_id, frames=(correction.start, correction.end),
                           seconds=seconds, correction=True)
         self.events.labels_changed.emit(correction.start, correction.end)
         self.events.correction_finished.emit(correction)
         return correction
+
+    def run_segment(self, obj_id: int, frame: int, start: int, end: int,
+                    versions: RunVersions) -> dict[str, int]:
+        """The re-propagation itself, each frame's pre-image kept in ``versions``: the
+        session's tracker from ``frame`` both ways over ``start..end``; returns where a
+        direction stopped early."""
+        from ..pipeline import Request, track_in_store
+
+        rule = self.early_stop()
+        for _ in track_in_store(self.store, self.engine.source, model=self.engine.require_model(),
+                                request=Request("both", start, end, [obj_id]),
+                                tracker=self.engine.tracker, cancel=self.stop,
+                                versions=versions, early_stop=rule):
+            pass
+        return dict(rule.stops) if rule is not None else {}
 
     def request_undo(self, obj_id: int) -> Future:
         """Restore the object's newest version (masks, rows, prompts: its last change undone)
@@ -217,7 +228,7 @@ class Corrections:
                     start, end = restore()
                     self._episodes.pop(obj_id, None)
                     changed = self.prompt_book.reload(obj_id, 0, self.store.num_frames - 1,
-                                                      self.store.prompts.prompts)
+                                                      plane_prompts(self.store).prompts)
                 self.engine.drop_tracker()  # its memory holds the corrected segment: rebuilt from the store
                 self.activity.log("undo", object=obj_id, frames=(start, end))
                 frame = next((c.frame for c in (self.last_correction,) if c and c.object == obj_id), start)

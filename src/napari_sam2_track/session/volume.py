@@ -6,7 +6,10 @@ planes (:class:`PlaneFrames`), its prompts are keyed by ``(object, plane)`` and 
 slice computes that slice's mask at once on the compute thread. In the project a prompt is
 stored with its timepoint (``frame``) and slice (``z``). A propagation runs the core's volume
 tracking (:mod:`napari_sam2_track.volumes.run`: along z both ways from the prompted slices,
-then timepoint to timepoint), so the dock writes what ``track VOLUME --prompts`` writes.
+then timepoint to timepoint), so the dock writes what ``track VOLUME --prompts`` writes. A
+correction (``request_correction``, or a prompt on a propagated plane with ``auto_correct``
+on) re-propagates one object along z within its timepoint and re-chains the timepoints seeded
+from it (:mod:`.volume_corrections`).
 
 napari shows a volume with one or two leading axes before ``(y, x)``: ``(z, y, x)`` for a
 single volume, ``(t, z, y, x)`` for a series. :class:`PlaneAxes` converts a layer's leading
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from ..schema import Schema
     from ..sources.volume import VolumeSource
     from .engine import SessionEngine
+    from .volume_corrections import VolumeCorrections
 
 __all__ = ["PlaneAxes", "PlaneFrames", "VolumeLabelsArray", "VolumeSession", "is_volume_layer",
            "volume_source_for_array"]
@@ -226,10 +230,19 @@ class VolumeSession(AnnotationSession):
         :meth:`persist_edit` plane by plane."""
         return VolumeLabelsArray(self.store, self.plane_axes, on_edit=self.persist_edit)
 
-    def request_correction(self, frame: int, clicks=None, box=None, obj_id: int | None = None):
-        """Not for volumes yet: prompt the slice, then propagate again."""
-        raise PromptError("correcting a segment of a volume is not available: change the prompt "
-                          "on the slice and press Propagate again")
+    def _check_frame(self, frame: int) -> None:
+        if not 0 <= frame < len(self.source):
+            n_t, n_z = self.volume.shape[:2]
+            raise PromptError(f"plane {frame} is outside the volume: planes are t * {n_z} + z, "
+                              f"0..{len(self.source) - 1} for {n_t} timepoint(s) of {n_z} slices")
+
+    def _new_corrections(self) -> "VolumeCorrections":
+        """Corrections that re-propagate along z within a timepoint and re-chain the
+        timepoints it seeds (:mod:`.volume_corrections`)."""
+        from .volume_corrections import VolumeCorrections
+
+        return VolumeCorrections(self.store, self.store_lock, self.events, self.activity, self.engine,
+                                 self.prompt_book, volume=self.volume)
 
     # ------------------------------------------------------------ propagation
     def propagate_iter(self, direction: str = "both", start: int | None = None,

@@ -36,7 +36,9 @@ from .frames import SliceFrames
 if TYPE_CHECKING:
     from ..engine.models import LoadedModel
     from ..pipeline import Progress, Target
+    from ..project.versions import RunVersions
     from ..schema import Schema
+    from ..review.segments import ChainStop
 
 #: A seed carried to the next timepoint: ``(slice z, bool mask)``.
 Seed = tuple[int, np.ndarray]
@@ -129,6 +131,9 @@ class VolumeTracking:
         self.n_z = n_z
         self.z_lo, self.z_hi = request.z_range or (0, n_z - 1)
         self.tracker = None  # the live tracker (one timepoint's state at a time)
+        #: ``chain_stop(t, backward)``, asked once timepoint ``t`` is written: whether its sweep
+        #: of the chain ends there (a correction's early stop)
+        self.chain_stop: Callable[[int, bool], bool] | None = None
 
     @property
     def total(self) -> int:
@@ -142,9 +147,12 @@ class VolumeTracking:
     def __iter__(self) -> Iterator:
         forward: dict[int, Seed] = {}
         backward: dict[int, Seed] = {}  # the first prompted timepoint's result, per object
+        ended: set[bool] = set()  # sweeps the chain stop ended
         for t, reverse in self.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
                 return
+            if reverse in ended:
+                continue
             carried = backward if reverse else forward
             best = yield from self._timepoint(t, self.plan.active(t, reverse), carried)
             for o in self.plan.active(t, reverse):
@@ -152,6 +160,8 @@ class VolumeTracking:
             carried.update(best)
             if not reverse:
                 backward.update({o: s for o, s in best.items() if self.plan.first[o] == t})
+            if self.chain_stop is not None and self.chain_stop(t, reverse):
+                ended.add(reverse)
 
     # -------------------------------------------------------------- one timepoint
     def _timepoint(self, t: int, active: list[int], carried: dict[int, Seed]):
@@ -292,9 +302,15 @@ def track_volume(volume, prompts: PromptSet | None, target: "Target", *, model: 
 
 def track_in_open_store(store: ProjectStore, volume, *, model: "LoadedModel",
                         request: VolumeRequest, cancel: threading.Event | None = None,
-                        retain_frames: int | str = "window") -> Iterator["Progress"]:
+                        retain_frames: int | str = "window",
+                        versions: "RunVersions | None" = None,
+                        chain_stop: "ChainStop | None" = None) -> Iterator["Progress"]:
     """Track the stored prompts of ``store``, a volume project already open for writing (the
-    napari session's), through ``volume``: the tracking of :func:`track_volume`."""
+    napari session's), through ``volume``: the tracking of :func:`track_volume`.
+
+    ``versions``: where each plane's pre-image goes (a correction's, finished by its caller;
+    default: a ``propagation`` version per object); ``chain_stop``: sees each result (with its
+    pre-image) and says after each timepoint whether that sweep of the chain ends there."""
     from ..seeding import load_mask_files
 
     check_fits_volume(store, volume)
@@ -304,7 +320,7 @@ def track_in_open_store(store: ProjectStore, volume, *, model: "LoadedModel",
     _, _, h, w = volume.shape
     masks = load_mask_files(prompts, None, h, w)
     yield from _run(store, volume, prompts, masks, model, request, plan, False, cancel, None,
-                    retain_frames)
+                    retain_frames, versions, chain_stop)
 
 
 def _checked_masks(seeding, prompts: PromptSet | None, h: int, w: int):
@@ -321,7 +337,9 @@ def _checked_masks(seeding, prompts: PromptSet | None, h: int, w: int):
 
 def _run(store: ProjectStore, volume, prompts: PromptSet, masks, model: "LoadedModel",
          request: VolumeRequest, plan: VolumePlan, resume: bool,
-         cancel: threading.Event | None, prompts_dir, retain_frames) -> Iterator["Progress"]:
+         cancel: threading.Event | None, prompts_dir, retain_frames,
+         versions: "RunVersions | None" = None,
+         chain_stop: "ChainStop | None" = None) -> Iterator["Progress"]:
     from ..recorded_run import run_into_store
     from ..seeding import mask_source
 
@@ -335,11 +353,15 @@ def _run(store: ProjectStore, volume, prompts: PromptSet, masks, model: "LoadedM
     tracking = tracking_class(request.axis)(
         model, volume, plan, request, mask_source(store, masks, prompts_dir), store=store,
         done=done, cancel=cancel, retain_frames=retain_frames)
+    results = lambda _versions: iter(tracking)  # noqa: E731
+    if chain_stop is not None:
+        tracking.chain_stop = chain_stop.ends
+        results = lambda versions_: chain_stop.watch(iter(tracking), versions_)  # noqa: E731
     n_z = volume.shape[1]
     ranges = [(o, plan.t_lo * n_z, plan.t_hi * n_z + n_z - 1)
               for o in plan.objects]
     yield from run_into_store(
-        store, model, lambda _versions: iter(tracking), total=tracking.total, ranges=ranges,
+        store, model, results, total=tracking.total, ranges=ranges,
         run_info={"direction": request.direction, "start": plan.t_lo, "end": plan.t_hi,
                   "objects": plan.objects, "resume": resume, **request.describe()},
-        skip=skip, cancel=cancel, state_bytes=tracking.state_bytes)
+        skip=skip, cancel=cancel, state_bytes=tracking.state_bytes, versions=versions)
