@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +109,27 @@ def _private_dock_settings(monkeypatch, tmp_path_factory):
     from napari_sam2_track import settings
 
     monkeypatch.setenv(settings.ENV_DIR, str(tmp_path_factory.mktemp("config")))
+
+
+HOLD_LOCK = (
+    "import sys\n"
+    "from napari_sam2_track.project import ProjectStore\n"
+    "store = ProjectStore.open(sys.argv[1], command='track (another run)')\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()  # until the test closes our stdin\n"
+    "store.close()\n"
+)
+
+
+@contextmanager
+def held_by_another_process(project: Path) -> Iterator[subprocess.Popen]:
+    """A second Python process holding ``project``'s write lock while the block runs."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)

@@ -4,9 +4,6 @@ the same prompts there; undo restores the project byte for byte. Real model, ran
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -19,7 +16,7 @@ from napari_sam2_track.session.volume import VolumeSession, volume_source_for_ar
 from napari_sam2_track.sources import ArrayVolumeSource
 
 from _volumes import sphere_volume
-from conftest import REPO
+from conftest import held_by_another_process
 from test_review_segments import chunk_files
 
 T, Z = 4, 8
@@ -185,14 +182,7 @@ def test_bad_corrections_are_refused_in_one_line_and_write_nothing(tracked, tmp_
     path = store.path
     session.close()
 
-    hold = ("import sys\nfrom napari_sam2_track.project import ProjectStore\n"
-            "store = ProjectStore.open(sys.argv[1], command='track (another run)')\n"
-            "print('held', flush=True)\nsys.stdin.read()\nstore.close()\n")
-    proc = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with held_by_another_process(path):
         held = VolumeSession.open_volume(volume_source_for_array(data), path,
                                          model=tracked.model, prefetch=False)
         try:
@@ -200,8 +190,5 @@ def test_bad_corrections_are_refused_in_one_line_and_write_nothing(tracked, tmp_
                 held.request_correction(plane(2, 3), [(30.0, 30.0, 1)], obj_id=1)
         finally:
             held.close()
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
     with ProjectStore.open(path, mode="r") as reopened:
         assert snapshot(reopened) == before

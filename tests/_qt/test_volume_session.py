@@ -110,11 +110,7 @@ def test_painting_a_slice_saves_that_plane_and_reopens(tmp_path):
 
 
 def test_a_volume_project_another_process_writes_opens_read_only(tmp_path, test_model):
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO
+    from conftest import held_by_another_process
     from napari_sam2_track.errors import ProjectLockedError
 
     data, _ = sphere_volume()
@@ -123,14 +119,7 @@ def test_a_volume_project_another_process_writes_opens_read_only(tmp_path, test_
     session = VolumeSession.open_volume(volume, path, prefetch=False)
     session.add_object("ball")
     session.close()
-    hold = ("import sys\nfrom napari_sam2_track.project import ProjectStore\n"
-            "store = ProjectStore.open(sys.argv[1], command='track (another run)')\n"
-            "print('held', flush=True)\nsys.stdin.read()\nstore.close()\n")
-    proc = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with held_by_another_process(path) as proc:
         session = VolumeSession.open_volume(volume, path, model=test_model, prefetch=False)
         try:
             assert session.read_only and f"PID {proc.pid}" in session.held_by
@@ -141,8 +130,5 @@ def test_a_volume_project_another_process_writes_opens_read_only(tmp_path, test_
             assert [o.name for o in session.objects] == ["ball"]
         finally:
             session.close()
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
     with ProjectStore.open(path) as store:  # free again: opens for writing
         assert not store.read_only
