@@ -4,6 +4,7 @@ the same prompts there; undo restores the project byte for byte. Real model, ran
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -32,19 +33,34 @@ def data():
     return sphere_volume(t=T, z=Z)[0]
 
 
-@pytest.fixture
-def tracked(tmp_path, test_model, data):
+@pytest.fixture(scope="module")
+def tracked_project(tmp_path_factory, test_model, data):
     """Object 1 prompted at (t 1, z 4), object 2 at (t 0, z 4); all propagated: object 1's
-    chain runs forward to t 3 and backward to t 0."""
-    session = VolumeSession.open_volume(volume_source_for_array(data), tmp_path / "v.zarr",
-                                        model=test_model, prefetch=False)
+    chain runs forward to t 3 and backward to t 0 (built once; each test corrects a copy)."""
+    path = tmp_path_factory.mktemp("tracked") / "v.zarr"
+    session = VolumeSession.open_volume(volume_source_for_array(data), path, model=test_model,
+                                        prefetch=False)
+    try:
+        session.add_object("ball")
+        session.add_object("corner")
+        session.add_click(plane(1, 4), 29, 32, obj_id=1)
+        session.add_click(plane(0, 4), 8, 8, obj_id=2)
+        list(session.propagate_iter())
+    finally:
+        session.close()
+    return path
+
+
+@pytest.fixture
+def tracked(tracked_project, tmp_path, test_model, data):
+    """A session on a copy of ``tracked_project``, correcting whole chains (comparable with a
+    fresh run)."""
+    path = tmp_path / "v.zarr"
+    shutil.copytree(tracked_project, path)
+    session = VolumeSession.open_volume(volume_source_for_array(data), path, model=test_model,
+                                        prefetch=False)
     session.activity.annotator = "ann"
-    session.add_object("ball")
-    session.add_object("corner")
-    session.add_click(plane(1, 4), 29, 32, obj_id=1)
-    session.add_click(plane(0, 4), 8, 8, obj_id=2)
-    list(session.propagate_iter())
-    session.corrections.stop_early = False  # the whole chain: comparable with a fresh run
+    session.corrections.stop_early = False
     yield session
     session.close()
 
