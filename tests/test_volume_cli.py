@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 
 from napari_sam2_track.cli.main import main
 from napari_sam2_track.project import STATE_NOT_RUN, ProjectStore
@@ -164,6 +165,10 @@ def test_info_describes_a_volume_file_before_it_is_tracked(tmp_path, capsys):
     assert code == 0 and "shape [1, 3, 64, 64]" in text and "window   " in text
     code, text, _ = cli(["info", stack, "--axes", "TYX"], capsys)
     assert code == 0 and text.startswith("source") and "frames   3  (64x64)" in text
+    array = tmp_path / "slices.zarr"  # a zarr array is a source too, not a project
+    zarr.create_array(array, shape=(3, 64, 64), dtype="uint8", dimension_names=["z", "y", "x"])
+    code, text, err = cli(["info", array], capsys)
+    assert code == 0 and "[zarr, uint8]" in text and "shape [1, 3, 64, 64]" in text, err
     code, _, err = cli(["info", path, "--window", "ct-heart"], capsys)
     assert code != 0 and "unknown intensity window 'ct-heart'" in err and err.count("\n") == 1
     code, _, err = cli(["info", path, "--check"], capsys)

@@ -92,7 +92,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from ..project import ProjectStore
 
-    if not (Path(args.project) / "zarr.json").exists() and Path(args.project).exists():
+    path = Path(args.project)
+    if path.exists() and not (path / "objects").is_dir():  # a file to track, not a project
         return _source_info(args)
 
     store = ProjectStore.open(args.project, mode="r")
