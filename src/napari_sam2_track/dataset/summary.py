@@ -211,6 +211,8 @@ class SummaryCache:
         self.entries: dict[str, dict] = {}
         self.dirty = False
         self.computed = 0
+        #: keys read by :meth:`prefetch`, taken by the next :meth:`get` of their project
+        self._keys: dict[str, list | None] = {}
         try:
             data = json.loads(self.path.read_bytes())
             if isinstance(data, dict) and data.get("version") == CACHE_VERSION:
@@ -220,7 +222,7 @@ class SummaryCache:
 
     def get(self, project: Path) -> dict[str, Any] | None:
         """The project's summary (``None``: there is no project)."""
-        key = project_key(project)
+        key = self._keys.pop(str(project), None) or project_key(project)
         if key is None:
             return None
         entry = self.entries.get(str(project))
@@ -241,7 +243,7 @@ class SummaryCache:
         otherwise :meth:`get` computes them one by one as they are asked for."""
         stale = []
         for project in projects:
-            key = project_key(project)
+            key = self._keys[str(project)] = project_key(project)  # read once: get() takes it
             entry = self.entries.get(str(project))
             if key is not None and (entry is None or entry.get("key") != key):
                 stale.append((project, key))
