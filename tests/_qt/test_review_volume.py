@@ -66,6 +66,7 @@ def test_flags_are_listed_by_timepoint_and_slice(review, qtbot):
     review._select(1)
     flags = review.track.flags
     assert flags, "a ball has a first and a last slice at every timepoint"
+    assert f"{N_T} timepoint(s) x {N_Z} slices" in review.status_label.text()
     texts = [review.flag_list.item(i).text() for i in range(review.flag_list.count())]
     assert len(texts) == len(flags) and not any(t.startswith("frame ") for t in texts)
     for flag in flags:

@@ -323,10 +323,16 @@ class ReviewWidget(ScrollDock):
             return
         n_flags = sum(len(t.flags) for t in data.tracks)
         held_by = getattr(self.session, "held_by", None)
+        store = self.session.store if self.session is not None else None
+        if store is not None and store.is_volume:
+            n_t, n_z = store.volume_shape[:2]
+            size = f"{n_t} timepoint(s) x {n_z} slices"
+        else:
+            size = f"{data.num_frames} frames"
         self.status_label.setText(
             (f"Read-only: masks cannot be edited while {held_by} holds the project; QC "
              "decisions are recorded. " if held_by else "")
-            + f"{len(data.tracks)} objects, {data.num_frames} frames, {n_flags} flagged runs")
+            + f"{len(data.tracks)} objects, {size}, {n_flags} flagged runs")
         self.queue_label.setText(f"{len(data.queue)} to correct")
         self.timeline.set_window(self._timeline_window())
         self.timeline.set_current_frame(self.current_frame)
