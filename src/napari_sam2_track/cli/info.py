@@ -70,14 +70,23 @@ def print_source(info: dict) -> None:
 
 
 def _source_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import SourceError
     from ..sources import open_source
 
     if args.check:
-        from ..errors import SourceError
-
         raise SourceError(f"{args.project} is not a project: --check reads a project store "
                           "(drop --check to describe the file)")
-    with open_source(args.project, **source_options(args)) as source:
+    try:
+        source = open_source(args.project, **source_options(args))
+    except SourceError:
+        if (Path(args.project) / "zarr.json").is_file():  # a zarr group that is neither
+            from ..project import ProjectStore
+
+            ProjectStore.open(args.project, mode="r")  # says it is not a project, and what to do
+        raise
+    with source:
         info = source.describe()
     if args.json:
         print(json.dumps(info, indent=2))
