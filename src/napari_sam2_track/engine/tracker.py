@@ -17,6 +17,7 @@ frame ranges, and it also reports each object's presence logit (the occlusion he
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -80,6 +81,17 @@ class _TrackedFrames(MutableMapping):
         self._codes[:] = 0
 
 
+def spare_cpu_core() -> bool:
+    """Whether this process may use more CPU cores than PyTorch's intra-op threads take."""
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return torch.get_num_threads() < cores
+
+
 class StreamingTracker:
     """Keyframe prompting and streaming propagation over a lazy frame source.
 
@@ -91,8 +103,9 @@ class StreamingTracker:
             exactly what memory attention reads (16 frames for SAM 2), ``"all"`` keeps
             everything as upstream does, an integer sets the distance.
         read_ahead: frames decoded ahead of the model on a reader thread. By default 4 when
-            the model runs on a GPU; 0 (decode in turn) on the CPU, whose cores the model
-            already keeps busy, so a reader thread would only contend with it.
+            the model runs on a GPU, and on the CPU when PyTorch's threads leave a core free
+            (:func:`spare_cpu_core`); otherwise 0 (decode in turn): where the model keeps every
+            core busy a reader thread would only contend with it.
         batch_objects: track all objects of a frame in one batched pass (:mod:`.batched`).
             ``None`` (default): on a GPU, whenever the model allows it and several objects
             are tracked on a frame; off on the CPU, where memory attention's arithmetic sets
@@ -127,7 +140,7 @@ class StreamingTracker:
             retain_frames, retain_frames  # type: ignore[arg-type]
         )
         if read_ahead is None:
-            read_ahead = 0 if p.device.type == "cpu" else 4
+            read_ahead = 4 if p.device.type != "cpu" or spare_cpu_core() else 0
         self.frames = ModelFrames(source, p.image_size, depth=read_ahead)
         if batch_objects and not batching_supported(p):
             raise ModelError(
