@@ -8,7 +8,11 @@ same model (SAM 2.1 tiny architecture, seeded random weights) and one JSON line 
   tracked, written into a volume project); ``upstream`` is ``SAM2VideoPredictor`` on the same
   slices (a grayscale JPEG folder, decoded for ours too, so both see the same pixels:
   ``init_state``, then ``propagate_in_video`` forward and backward). ``sec_per_slice`` times
-  the propagation from the second slice on; the last line gives ``ours / upstream``.
+  the propagation from the second slice on (``median_slice_s``: the median interval between
+  two slices, which a passing hiccup of a shared machine does not move). With ``--repeats``
+  the pairs alternate their order (ours first, then upstream first, ...), so a drift of the
+  machine's speed during the run does not favour either; the last line gives the medians'
+  ``ours / upstream`` and the median of the per-pair ratios.
 * ``chain``: a 3D + time run (a prompt on one slice of the first timepoint) over ``T`` small
   and ``T`` large timepoints; ``peak_rss_mb`` of each and their ratio (memory must not grow
   with the number of timepoints: one timepoint's state at a time).
@@ -78,7 +82,7 @@ def run_ours(folder: Path, size: int, out: Path) -> dict:
     prompts = PromptSet(objects=[ObjectSpec(id=1)], prompts=[
         Prompt(object=1, frame=0, z=mid, points=[(size / 2 - size / 8, size / 2)], labels=[1])])
     stamps = [p.elapsed for p in track(vol, prompts, out, model=model)]
-    return {"slices": len(stamps), "sec_per_slice": (stamps[-1] - stamps[0]) / (len(stamps) - 1)}
+    return _timing(stamps)
 
 
 def run_upstream(folder: Path, size: int) -> dict:
@@ -97,7 +101,14 @@ def run_upstream(folder: Path, size: int) -> dict:
             for _, _, masks in p.propagate_in_video(state, reverse=reverse):
                 (masks[:, 0] > 0).numpy()
                 stamps.append(time.perf_counter() - start)
-    return {"slices": len(stamps), "sec_per_slice": (stamps[-1] - stamps[0]) / (len(stamps) - 1)}
+    return _timing(stamps)
+
+
+def _timing(stamps: list[float]) -> dict:
+    """Seconds per slice from the second slice on, mean and median interval."""
+    steps = np.diff(stamps)
+    return {"slices": len(stamps), "sec_per_slice": float(steps.mean()),
+            "median_slice_s": float(np.median(steps))}
 
 
 def run_chain(t: int, z: int, size: int, out: Path) -> dict:
@@ -153,7 +164,9 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         jpeg_slices(sphere(1, args.slices, args.size)[0], Path(tmp) / "jpg")
-        runs = [("ours", 0), ("upstream", 0)] * args.repeats + [("chain", t) for t in args.timepoints]
+        pairs = [[("ours", 0), ("upstream", 0)][:: 1 if i % 2 == 0 else -1]
+                 for i in range(args.repeats)]
+        runs = [run for pair in pairs for run in pair] + [("chain", t) for t in args.timepoints]
         for case, t in runs:
             cmd = [*base, "--case", case, "--tmp", tmp, "--timepoints", str(t)]
             line = json.loads(subprocess.run(cmd, check=True, capture_output=True,
@@ -165,8 +178,14 @@ def main() -> None:
             results.setdefault(f"{case}{t or ''}", []).append(line)
     median = {k: float(np.median([r["sec_per_slice"] for r in results[k]]))
               for k in ("ours", "upstream")}
-    summary = {"summary": True,
-               "ours_over_upstream_sec_per_slice": round(median["ours"] / median["upstream"], 3)}
+    per_pair = [a["sec_per_slice"] / b["sec_per_slice"]
+                for a, b in zip(results["ours"], results["upstream"])]
+    steps = {k: float(np.median([r["median_slice_s"] for r in results[k]]))
+             for k in ("ours", "upstream")}
+    summary = {"summary": True, "pairs": args.repeats,
+               "ours_over_upstream_sec_per_slice": round(median["ours"] / median["upstream"], 3),
+               "median_pair_ratio": round(float(np.median(per_pair)), 3),
+               "ours_over_upstream_median_slice": round(steps["ours"] / steps["upstream"], 3)}
     if len(args.timepoints) >= 2:
         lo, hi = min(args.timepoints), max(args.timepoints)
         rss = results[f"chain{hi}"][0]["peak_rss_mb"] / results[f"chain{lo}"][0]["peak_rss_mb"]

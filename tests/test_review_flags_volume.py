@@ -169,3 +169,19 @@ def test_a_volume_change_is_a_plane_to_check_and_a_sample_adds_no_routine_flag(p
     sample = draw_sample(store, 3, store.plane(1, 2), store.plane(1, 3), size=1, seed=0, reviewer="ann")
     # the worst edited / presence_flip plane is added; z_top (t=1, z=3) is routine, not suspect
     assert sample.flagged == [store.plane(1, 2)]
+
+
+def test_a_dataset_summary_counts_the_flags_along_z_and_t(project):
+    """``dataset status`` counts a volume project's open flags as ``review`` finds them: never
+    a jump across a timepoint boundary, and the volume changes along t."""
+    from napari_sam2_track.dataset.summary import compute_summary
+    from napari_sam2_track.review.models import ROUTINE_FLAGS
+
+    project.close()
+    store = ProjectStore.open(project.path, mode="r")
+    expected = [f for f in find_flags(store).flags
+                if f.kind not in ROUTINE_FLAGS and f.kind != "overlap"]  # no mask is read
+    assert any(f.kind == "volume_change" for f in expected)
+    summary = compute_summary(project.path)
+    assert summary["open_flags"] == len(expected)
+    assert summary["frames"] == T * Z

@@ -208,3 +208,35 @@ def test_bad_corrections_are_refused_in_one_line_and_write_nothing(tracked, tmp_
             held.close()
     with ProjectStore.open(path, mode="r") as reopened:
         assert snapshot(reopened) == before
+
+
+def test_a_box_on_an_object_tracked_along_y_is_refused_before_anything_is_written(
+        tmp_path, test_model):
+    """An object tracked with ``--axis y`` is corrected along y: a click maps onto its planes,
+    a box on a z-slice has none; it is refused before the prompt is recorded."""
+    from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
+
+    small = sphere_volume(t=1, z=6, h=24, w=24, radius=5.0)[0]
+    path = tmp_path / "y.zarr"
+    prompts = PromptSet(objects=[ObjectSpec(id=1)],
+                        prompts=[Prompt(object=1, frame=0, z=3, points=[(12, 12)], labels=[1])])
+    for _ in track(ArrayVolumeSource(small, "TZYX"), prompts, path, model=test_model, axis="y"):
+        pass
+    session = VolumeSession.open_volume(volume_source_for_array(small), path, model=test_model,
+                                        prefetch=False)
+    try:
+        session.auto_correct = True
+        store = session.store
+        before = snapshot_one(store)
+        with pytest.raises(PromptError, match="tracked along y: a box on a z-slice"):
+            session.request_box(1, [8.0, 8.0, 16.0, 16.0], obj_id=1).result(timeout=120)
+        session.wait_idle()
+        assert snapshot_one(store) == before and session.last_correction is None
+        assert session.keyframes(1) == [3] and session.box(1, 1) is None  # the box was taken back
+    finally:
+        session.close()
+
+
+def snapshot_one(store: ProjectStore) -> dict:
+    return {"files": chunk_files(store), "table": store.table(1).tobytes(),
+            "prompts": store.meta["prompts"], "versions": sorted(store.path.glob("versions/**/*"))}

@@ -87,5 +87,6 @@ def test_a_click_on_a_propagated_slice_is_corrected_through_the_dock(review, qtb
     c = blocker.args[0]
     # no prompt before: t 1 is the object's first prompted timepoint, its chain runs both ways
     assert (c.object, c.frame, c.start, c.end, c.undone) == (1, N_Z + 3, 0, N_T * N_Z - 1, False)
-    assert "re-propagated" in review.correct_box.status_label.text()
+    text = review.correct_box.status_label.text()
+    assert f"object 1: t 0-{N_T - 1} re-propagated" in text and "frames" not in text, text
     assert session.undo_segment(1) == (0, N_T * N_Z - 1)

@@ -16,10 +16,12 @@ from typing import Any
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
+from ..review.volume_flags import where
 from ._gui_thread import SessionLink, on_gui_thread
 from ._widgets import StatusLine
 
 IDLE_TEXT = "add a prompt on a flagged frame (Prompt dock) to correct it"
+IDLE_TEXT_VOLUME = "add a prompt on a flagged slice (Prompt dock) to correct it"
 
 
 class CorrectBox(QGroupBox):
@@ -45,8 +47,9 @@ class CorrectBox(QGroupBox):
         self.auto_check = QCheckBox("Re-propagate corrections")
         self.auto_check.setChecked(True)
         self.auto_check.setToolTip(
-            "A prompt on a frame that was propagated re-propagates that object alone between its\n"
-            "neighbouring keyframes (on a worker); the other frames and objects stay as they are.")
+            "A prompt on a frame (or a volume's slice) that was propagated re-propagates that object\n"
+            "alone between its neighbouring keyframes (on a worker); the other frames, slices and\n"
+            "objects stay as they are.")
         self.auto_check.toggled.connect(self._apply_auto)
         self.stop_check = QCheckBox("Stop once the track agrees")
         self.stop_check.setChecked(True)
@@ -76,7 +79,8 @@ class CorrectBox(QGroupBox):
         self.last = None
         self.undo_span = None
         self.segment_changed.emit(-1, 0, 0, False)
-        self.status_label.setText(IDLE_TEXT)
+        self.status_label.setText(IDLE_TEXT if session is None or not session.store.is_volume
+                                  else IDLE_TEXT_VOLUME)
         if session is None:
             self.undo_button.setEnabled(False)
             return
@@ -106,23 +110,36 @@ class CorrectBox(QGroupBox):
         self.undo_span = undo_span
         busy = self.session is not None and self.session.correcting is not None
         self.undo_button.setEnabled(undo_span is not None and not busy)
-        self.undo_button.setText("Undo" if undo_span is None else f"Undo frames {undo_span[0]}-{undo_span[1]}")
+        self.undo_button.setText("Undo" if undo_span is None else f"Undo {self._where(*undo_span)}")
+
+    def _where(self, start: int, end: int) -> str:
+        """Frames ``start..end`` as the user reads them: ``frames 3-9``, or ``t 1 z 3-9``."""
+        if self.session is None:
+            return f"frames {start}-{end}"
+        return where(self.session.store, start, end)
+
+    def _at(self, plane: int) -> str:
+        """Where a direction stopped: a frame, or a volume's timepoint (a chain stops there)."""
+        store = self.session.store if self.session is not None else None
+        return f"t {store.plane_tz(plane)[0]}" if store is not None and store.is_volume else str(plane)
 
     # --------------------------------------------------------------- events
     def _on_started(self, obj_id: int, start: int, end: int) -> None:
         self.undo_button.setEnabled(False)
-        self.status_label.setText(f"re-propagating object {obj_id} on frames {start}-{end}…")
+        self.status_label.setText(f"re-propagating object {obj_id} on {self._where(start, end)}…")
         self.segment_changed.emit(obj_id, start, end, True)
 
     def _on_finished(self, correction) -> None:
         self.last = correction
         c = correction
         if c.undone:
-            self.status_label.setText(f"object {c.object}: frames {c.start}-{c.end} restored")
+            self.status_label.setText(f"object {c.object}: {self._where(c.start, c.end)} restored")
         else:
-            stopped = f" (stopped: {', '.join(f'{k} at {v}' for k, v in c.stops.items())})" if c.stops else ""
+            stopped = f" (stopped: {', '.join(f'{k} at {self._at(v)}' for k, v in c.stops.items())})" \
+                if c.stops else ""
             self.status_label.setText(
-                f"object {c.object}: frames {c.start}-{c.end} re-propagated in {c.seconds:.1f} s{stopped}")
+                f"object {c.object}: {self._where(c.start, c.end)} re-propagated in {c.seconds:.1f} s"
+                f"{stopped}")
         if c.object == self.selected:
             self.set_selected(self.selected, None if c.undone else (c.start, c.end))
         if c.undone:  # the segment is as it was: nothing to outline any more

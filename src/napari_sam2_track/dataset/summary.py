@@ -126,7 +126,7 @@ def compute_summary(project: Path) -> dict[str, Any]:
     """A project's summary (see the module docstring); ``{"error": ...}`` if it cannot be read."""
     from ..errors import Sam2TrackError
     from ..review.analytics import report
-    from ..review.flags import TableSource, find_flags
+    from ..review.flags import TableSource
     from ..review.models import ROUTINE_FLAGS, read_review
     from ..review.visibility import store_row_reader
 
@@ -147,7 +147,7 @@ def compute_summary(project: Path) -> dict[str, Any]:
 
             review = read_review(store)
             reviewed = {o: _merge(r) for o, r in review.reviewed_ranges().items()}
-            found = find_flags(TableSource(ids, n, h, w, read_rows, None), reviewed=None)
+            found = _flags(store, TableSource(ids, n, h, w, read_rows, None))
             effort = report(store)["project"]
     except (Sam2TrackError, OSError, ValueError, KeyError) as exc:
         return {"error": " ".join(str(exc).split())[:300]}
@@ -193,6 +193,21 @@ def compute_summary(project: Path) -> dict[str, Any]:
         "last_activity": max(times, key=_parse) if times else None,
         "schema": meta.get("schema"),
     }
+
+
+def _flags(store, source):
+    """The project's flags as ``review flags`` finds them (its schema's thresholds; a volume
+    project along z and t), from the rows ``source`` reads (no mask: no overlap flags)."""
+    from ..review.flags import find_flags
+    from ..review.visibility import VisibilityRule
+
+    schema = store.schema
+    rule = VisibilityRule.from_schema(schema, source.height, source.width)
+    if store.is_volume:
+        from ..review.volume_flags import find_volume_flags
+
+        return find_volume_flags(store, source, schema.review, rule, find_flags)
+    return find_flags(source, schema.review, rule)
 
 
 def _parse(text: str | None) -> _dt.datetime:

@@ -175,14 +175,17 @@ class VolumeStore:
         steps = [g.spacing[g.axes.index(a)] if a in g.axes else 1.0 for a in "zyx"]
         return float(np.prod(steps))
 
-    def physical_volume(self, obj_id: int) -> np.ndarray:
+    def physical_volume(self, obj_id: int, area: np.ndarray | None = None) -> np.ndarray:
         """Object ``obj_id``'s volume per timepoint (sum of its areas over z times
-        ``dz * dy * dx``), float64 ``(T,)``; NaN where no slice of the timepoint was tracked."""
+        ``dz * dy * dx``), float64 ``(T,)``; NaN where no slice of the timepoint was tracked.
+
+        ``area``: the object's ``area`` column, ``(T, Z)``, when the caller has read it."""
         n_t, n_z = self.volume_shape[:2]
-        area = self.table_column(obj_id, "area")
+        if area is None:
+            area = self.table_column(obj_id, "area")
         if area is None:
             return np.full(n_t, np.nan)
-        area = area.reshape(n_t, n_z)
+        area = np.asarray(area, dtype=np.float64).reshape(n_t, n_z)
         tracked = ~np.isnan(area).all(axis=1)
         total = np.where(tracked, np.nansum(area, axis=1), np.nan)
         return total * self.voxel_volume()

@@ -51,8 +51,9 @@ def _offset_source(source, offset: int, depth: int):
                        read_compare)
 
 
-def _cached_rows(read_rows, block: int):
-    """``read_rows`` reading whole aligned blocks once (timepoints are read a few rows at a time)."""
+def _cached_rows(read_rows, block: int, rows: int):
+    """``read_rows`` of a ``rows``-row table reading whole aligned blocks once (timepoints are
+    read a few rows at a time)."""
     cache: dict[int, tuple[int, np.ndarray]] = {}
 
     def read(o: int, lo: int, hi: int) -> np.ndarray:
@@ -61,7 +62,7 @@ def _cached_rows(read_rows, block: int):
             return read_rows(o, lo, hi)
         hit = cache.get(o)
         if hit is None or hit[0] != start:
-            hit = cache[o] = (start, read_rows(o, start, start + block))
+            hit = cache[o] = (start, read_rows(o, start, min(start + block, rows)))
         return hit[1][lo - start : hi - start]
 
     return read
@@ -86,12 +87,12 @@ def find_volume_flags(store: ProjectStore, base: TableSource, thresholds, rule,
     project read through ``base``; see the module docstring. ``plane_flags`` is
     :func:`.flags.find_flags`, run on each timepoint's slices; other arguments as there."""
     n_t, n_z = store.volume_shape[:2]
-    base.read_rows = _cached_rows(base.read_rows, max(n_z, 1024))
+    base.read_rows = _cached_rows(base.read_rows, max(n_z, 1024), n_t * n_z)
     ids = [o for o in base.ids if objects is None or o in objects]
     flags: list[Flag] = []
     spans: list[Masklet] = []
     suggestions: list[Suggestion] = []
-    largest: dict[int, np.ndarray] = {o: np.zeros(n_t, int) for o in ids}
+    areas: dict[int, np.ndarray] = {o: np.full((n_t, n_z), np.nan) for o in ids}
     for t in range(n_t):
         off = t * n_z
         part = plane_flags(_offset_source(base, off, n_z), thresholds, rule,
@@ -110,10 +111,9 @@ def find_volume_flags(store: ProjectStore, base: TableSource, thresholds, rule,
                                    .replace("frame of ", f"slice of t={t} z "))
                         for s in part.suggestions]
         for o in ids:
-            area = base.read_rows(o, off, off + n_z)[:, COL["area"]]
-            largest[o][t] = int(np.nanargmax(area)) if np.isfinite(area).any() else n_z // 2
+            areas[o][t] = base.read_rows(o, off, off + n_z)[:, COL["area"]]
     for o in ids:
-        along_t = _t_flags(store, o, thresholds, largest[o])
+        along_t = _t_flags(store, o, thresholds, areas[o])
         flags += along_t
         suggestions += [Suggestion(object=o, frame=f.frame, why=f"worst volume_change of t={t}")
                         for f in along_t if f.kind == "volume_change"
@@ -127,10 +127,13 @@ def find_volume_flags(store: ProjectStore, base: TableSource, thresholds, rule,
                                      for (o, p), w in sorted(merged.items())])
 
 
-def _t_flags(store: ProjectStore, obj: int, th, largest: np.ndarray) -> list[Flag]:
-    """``volume_change``, ``t_start`` and ``t_end`` flags of one object."""
+def _t_flags(store: ProjectStore, obj: int, th, area: np.ndarray) -> list[Flag]:
+    """``volume_change``, ``t_start`` and ``t_end`` flags of one object, from its ``(T, Z)``
+    areas."""
     n_t, n_z = store.volume_shape[:2]
-    volume = store.physical_volume(obj)
+    volume = store.physical_volume(obj, area)
+    seen = np.isfinite(area).any(axis=1)
+    largest = np.where(seen, np.nanargmax(np.where(np.isfinite(area), area, -1), axis=1), n_z // 2)
     unit = next((u for a, u in zip(store.geometry.axes, store.geometry.units) if a in "zyx" and u), "")
     unit = f" {unit}³" if unit else " voxels"
 

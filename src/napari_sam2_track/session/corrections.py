@@ -43,6 +43,7 @@ from .prompt_book import plane_prompts
 
 if TYPE_CHECKING:
     from ..project import ProjectStore
+    from ..prompts import Prompt
     from .activity import ActivityLog
     from .engine import SessionEngine
     from .prompt_book import PromptBook
@@ -140,15 +141,19 @@ class Corrections:
         return self._correcting
 
     # ------------------------------------------------- on the compute thread
-    def start(self, key: PromptKey, correct: bool | None) -> tuple[int, int] | None:
+    def start(self, key: PromptKey, correct: bool | None,
+              prompt: "Prompt | None" = None) -> tuple[int, int] | None:
         """Called by a prompt's job before its mask is written: keep the segment if this
         prompt is a correction (``None``: when ``auto_correct`` is on and the frame was
-        propagated); returns the segment (``None``: not a correction)."""
+        propagated); returns the segment (``None``: not a correction). A ``prompt`` the
+        re-propagation could not take is refused here (:meth:`check_prompt`)."""
         obj, frame = key
         if correct is None:
             correct = self.auto_correct and self.was_propagated(obj, frame)
         if not correct:
             return None
+        if prompt is not None:
+            self.check_prompt(prompt)
         start, end = self.segment(obj, frame)
         episode = (frame, start, end)
         with self.store_lock:
@@ -161,6 +166,10 @@ class Corrections:
             else:
                 self._episodes[obj] = (episode, self.begin(obj, frame, start, end))
         return start, end
+
+    def check_prompt(self, prompt: "Prompt") -> None:
+        """Refuse (one line) a correction prompt that the re-propagation cannot take, before
+        anything is written; every prompt of a video's session can be re-propagated."""
 
     def begin(self, obj_id: int, frame: int, start: int, end: int) -> Recording:
         """Start the version of a correction of ``obj_id`` on ``frame`` over ``start..end``."""

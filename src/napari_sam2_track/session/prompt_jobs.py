@@ -85,7 +85,7 @@ class PromptJobs:
             segment = None
             try:
                 tracker = self.engine.tracker
-                segment = self.corrections.start(key, correct)  # before the mask is written
+                segment = self.corrections.start(key, correct, prompt)  # before the mask is written
                 tracker.prefetch_embedding(key[1])
                 mask = compute(tracker)
                 with self.store_lock:

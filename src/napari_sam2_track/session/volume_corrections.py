@@ -36,6 +36,7 @@ from .corrections import Corrections
 
 if TYPE_CHECKING:
     from ..project import ProjectStore
+    from ..prompts import Prompt
     from ..sources.volume import VolumeSource
     from ..volumes.checks import VolumeRequest
 
@@ -68,6 +69,7 @@ def correction_timepoints(store: "ProjectStore", obj_id: int, t: int) -> tuple[i
 def last_volume_request(store: "ProjectStore", obj_id: int, start: int, end: int) -> "VolumeRequest":
     """The request of a correction over timepoints ``start..end``: ``obj_id`` alone, with the
     options of the last volume run that tracked it (the defaults if none did)."""
+    from ..prompts import Prompt
     from ..volumes.checks import VolumeRequest
 
     runs = [r for r in store.meta.get("runs", []) if "axis" in r and obj_id in (r.get("objects") or [])]
@@ -92,6 +94,19 @@ class VolumeCorrections(Corrections):
         planes of its timepoints (:func:`correction_timepoints`)."""
         a, b = correction_timepoints(self.store, obj_id, int(frame) // self.n_z)
         return a * self.n_z, b * self.n_z + self.n_z - 1
+
+    def check_prompt(self, prompt: "Prompt") -> None:
+        """An object last tracked along y or x is re-propagated along that axis, across the
+        z-slices: a box or a mask drawn on a slice has no extent there (clicks map onto its
+        planes), so it is refused before anything is written."""
+        t = int(prompt.frame)
+        axis = last_volume_request(self.store, prompt.object, t, t).axis
+        if axis not in (None, "z") and (prompt.box is not None or prompt.mask is not None):
+            kind = "box" if prompt.box is not None else "mask"
+            raise PromptError(
+                f"object {prompt.object} was tracked along {axis}: a {kind} on a z-slice has no "
+                f"extent across its {axis}-planes; correct it with clicks, or propagate it "
+                "again along z")
 
     def begin(self, obj_id: int, frame: int, start: int, end: int) -> Recording:
         """Start the version; the prompts kept are those of its timepoints. A request the
