@@ -13,6 +13,11 @@ same model (SAM 2.1 tiny architecture, seeded random weights) and one JSON line 
   the pairs alternate their order (ours first, then upstream first, ...), so a drift of the
   machine's speed during the run does not favour either; the last line gives the medians'
   ``ours / upstream`` and the median of the per-pair ratios.
+* ``--interleave N``: the same comparison in one process on one model, ``N`` rounds, each
+  running ours and upstream in alternating order (ours first in even rounds). Both share the
+  weights in memory and the moment, so the ratio of a round is free of what differs between
+  processes (where the weights lie, the machine's load between runs); its ``peak_rss_mb`` is
+  the whole process's.
 * ``chain``: a 3D + time run (a prompt on one slice of the first timepoint) over ``T`` small
   and ``T`` large timepoints; ``peak_rss_mb`` of each and their ratio (memory must not grow
   with the number of timepoints: one timepoint's state at a time).
@@ -22,6 +27,7 @@ Usage::
     python benchmarks/volume_tracking.py                    # 32 slices; chain 2 vs 20 timepoints
     python benchmarks/volume_tracking.py --slices 64 --size 256 --timepoints 2 20
     python benchmarks/volume_tracking.py --repeats 3 --timepoints     # speed only, interleaved
+    python benchmarks/volume_tracking.py --repeats 0 --timepoints --interleave 8   # one process
 """
 
 from __future__ import annotations
@@ -68,13 +74,14 @@ def jpeg_slices(volume: np.ndarray, folder: Path) -> np.ndarray:
     return out
 
 
-def run_ours(folder: Path, size: int, out: Path) -> dict:
+def run_ours(folder: Path, size: int, out: Path, model=None) -> dict:
+    from PIL import Image
+
     from napari_sam2_track.pipeline import track
     from napari_sam2_track.prompts import ObjectSpec, Prompt, PromptSet
     from napari_sam2_track.sources import ArrayVolumeSource
 
-    model = build_test_model(256)
-    from PIL import Image
+    model = model or build_test_model(256)
 
     slices = np.stack([np.asarray(Image.open(p).convert("L")) for p in sorted(folder.glob("*.jpg"))])
     vol = ArrayVolumeSource(slices, "ZYX")
@@ -85,10 +92,10 @@ def run_ours(folder: Path, size: int, out: Path) -> dict:
     return _timing(stamps)
 
 
-def run_upstream(folder: Path, size: int) -> dict:
+def run_upstream(folder: Path, size: int, model=None) -> dict:
     import torch
 
-    model = build_test_model(256)
+    model = model or build_test_model(256)
     p = model.predictor
     n = len(list(folder.glob("*.jpg")))
     with torch.inference_mode():
@@ -131,8 +138,25 @@ def run_chain(t: int, z: int, size: int, out: Path) -> dict:
     return {"slices": computed, "seconds": round(seconds, 1), "timepoints_tracked": tracked}
 
 
+def run_interleaved(folder: Path, size: int, rounds: int, tmp: str) -> None:
+    """``rounds`` rounds of ours and upstream on one model, alternating which goes first;
+    prints a JSON line per run."""
+    model = build_test_model(256)
+    for i in range(rounds):
+        for case in ("ours", "upstream")[:: 1 if i % 2 == 0 else -1]:
+            out = Path(tempfile.mkdtemp(dir=tmp)) / "ours.zarr"
+            line = run_ours(folder, size, out, model) if case == "ours" else \
+                run_upstream(folder, size, model)
+            line.update(case=case, round=i, peak_rss_mb=round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+            print(json.dumps(line), flush=True)
+
+
 def child(args) -> None:
     out = Path(tempfile.mkdtemp(dir=args.tmp)) / f"{args.case}-{args.timepoints[0]}.zarr"
+    if args.case == "interleaved":
+        run_interleaved(Path(args.tmp) / "jpg", args.size, args.interleave, args.tmp)
+        return
     if args.case == "ours":
         line = run_ours(Path(args.tmp) / "jpg", args.size, out)
     elif args.case == "upstream":
@@ -151,6 +175,8 @@ def main() -> None:
     ap.add_argument("--timepoints", type=int, nargs="*", default=[2, 20],
                     help="timepoints of the 3D + time runs (none: skip them)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved ours/upstream repeats")
+    ap.add_argument("--interleave", type=int, default=0,
+                    help="rounds of ours and upstream alternating in one process")
     ap.add_argument("--chain-slices", type=int, default=6)
     ap.add_argument("--chain-size", type=int, default=128)
     ap.add_argument("--case", help=argparse.SUPPRESS)
@@ -161,37 +187,54 @@ def main() -> None:
         return
     base = [sys.executable, __file__, "--size", str(args.size), "--chain-slices",
             str(args.chain_slices), "--chain-size", str(args.chain_size)]
-    results: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         jpeg_slices(sphere(1, args.slices, args.size)[0], Path(tmp) / "jpg")
         pairs = [[("ours", 0), ("upstream", 0)][:: 1 if i % 2 == 0 else -1]
                  for i in range(args.repeats)]
         runs = [run for pair in pairs for run in pair] + [("chain", t) for t in args.timepoints]
+        if args.interleave:
+            runs.append(("interleaved", 0))
         for case, t in runs:
-            cmd = [*base, "--case", case, "--tmp", tmp, "--timepoints", str(t)]
-            line = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                             text=True).stdout.strip().splitlines()[-1])
-            line.update({"image_size": 256, "device": "cpu"})
-            if case != "chain":
-                line["slice_px"] = args.size
-            print(json.dumps(line), flush=True)
-            results.setdefault(f"{case}{t or ''}", []).append(line)
-    median = {k: float(np.median([r["sec_per_slice"] for r in results[k]]))
-              for k in ("ours", "upstream")}
-    per_pair = [a["sec_per_slice"] / b["sec_per_slice"]
-                for a, b in zip(results["ours"], results["upstream"])]
-    steps = {k: float(np.median([r["median_slice_s"] for r in results[k]]))
-             for k in ("ours", "upstream")}
-    summary = {"summary": True, "pairs": args.repeats,
-               "ours_over_upstream_sec_per_slice": round(median["ours"] / median["upstream"], 3),
-               "median_pair_ratio": round(float(np.median(per_pair)), 3),
-               "ours_over_upstream_median_slice": round(steps["ours"] / steps["upstream"], 3)}
+            cmd = [*base, "--case", case, "--tmp", tmp, "--timepoints", str(t),
+                   "--interleave", str(args.interleave)]
+            lines = subprocess.run(cmd, check=True, capture_output=True,
+                                   text=True).stdout.strip().splitlines()
+            for line in map(json.loads, lines if case == "interleaved" else lines[-1:]):
+                line.update({"image_size": 256, "device": "cpu"})
+                if case != "chain":
+                    line["slice_px"] = args.size
+                if case == "interleaved":
+                    line["process"] = "shared"
+                print(json.dumps(line), flush=True)
+                key = f"{line['case']}{t or ''}" + ("_shared" if case == "interleaved" else "")
+                results.setdefault(key, []).append(line)
+    summary: dict = {"summary": True}
+    for suffix, label in (("", "pairs"), ("_shared", "rounds_in_one_process")):
+        if results.get(f"ours{suffix}"):
+            summary.update(_speed_summary(results[f"ours{suffix}"], results[f"upstream{suffix}"],
+                                          label, suffix))
     if len(args.timepoints) >= 2:
         lo, hi = min(args.timepoints), max(args.timepoints)
         rss = results[f"chain{hi}"][0]["peak_rss_mb"] / results[f"chain{lo}"][0]["peak_rss_mb"]
         summary[f"peak_rss_{hi}_over_{lo}_timepoints"] = round(rss, 3)
     print(json.dumps(summary))
 
+
+def _speed_summary(ours: list[dict], upstream: list[dict], label: str, suffix: str) -> dict:
+    """Medians of ours over upstream: of the mean and of the median slice times, and the
+    median of the per-pair (per-round) ratios."""
+    def med(rows, key):
+        return float(np.median([r[key] for r in rows]))
+
+    per_pair = [a["sec_per_slice"] / b["sec_per_slice"] for a, b in zip(ours, upstream)]
+    return {label: len(per_pair),
+            f"ours_over_upstream_sec_per_slice{suffix}":
+                round(med(ours, "sec_per_slice") / med(upstream, "sec_per_slice"), 3),
+            f"ours_over_upstream_median_slice{suffix}":
+                round(med(ours, "median_slice_s") / med(upstream, "median_slice_s"), 3),
+            f"median_pair_ratio{suffix}": round(float(np.median(per_pair)), 3),
+            f"pair_ratio_range{suffix}": [round(min(per_pair), 3), round(max(per_pair), 3)]}
 
 if __name__ == "__main__":
     main()
