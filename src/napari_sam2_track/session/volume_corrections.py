@@ -69,7 +69,6 @@ def correction_timepoints(store: "ProjectStore", obj_id: int, t: int) -> tuple[i
 def last_volume_request(store: "ProjectStore", obj_id: int, start: int, end: int) -> "VolumeRequest":
     """The request of a correction over timepoints ``start..end``: ``obj_id`` alone, with the
     options of the last volume run that tracked it (the defaults if none did)."""
-    from ..prompts import Prompt
     from ..volumes.checks import VolumeRequest
 
     runs = [r for r in store.meta.get("runs", []) if "axis" in r and obj_id in (r.get("objects") or [])]
