@@ -7,6 +7,8 @@ object on every frame, and the object-score logits to 1e-4.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,26 @@ def test_one_object_forward(test_model, blob_jpegs):
     up.propagate()
     ours.run("forward")
     assert_same(ours, up, 24, [1])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_frames_read_ahead_when_a_core_is_free_give_the_same_masks(test_model, blob_jpegs):
+    """With fewer PyTorch threads than cores the CPU tracker reads frames ahead on a reader
+    thread by default (and in turn otherwise); the masks are upstream's either way."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        up, ours = Upstream(test_model, blob_jpegs), Ours(test_model, blob_jpegs)
+        assert ours.tracker.frames.depth == 4
+        for side in (up.points, ours.tracker.add_points):
+            side(1, 0, points=[[30, 40]], labels=[1])
+        up.propagate()
+        ours.run("forward")
+        assert_same(ours, up, 24, [1])
+    finally:
+        torch.set_num_threads(before)
+    if before >= len(os.sched_getaffinity(0)):
+        assert Ours(test_model, blob_jpegs).tracker.frames.depth == 0
 
 
 def test_two_objects_with_negative_click(test_model, blob_jpegs):
